@@ -1,0 +1,1 @@
+// Boot: kernel loaders and boot structures.

@@ -1,0 +1,1 @@
+// ContainerdAPI: generated code.

@@ -1,0 +1,1 @@
+// KVM: /dev/kvm system, VM and vCPU wrappers.

@@ -1,0 +1,1 @@
+// Shim: the containerd shim v2.

@@ -1,0 +1,1 @@
+// SystemSupport: errno, owned descriptors, epoll, eventfd, signals.

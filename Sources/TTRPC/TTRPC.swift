@@ -1,0 +1,1 @@
+// TTRPC: framing, client and server.

@@ -1,0 +1,1 @@
+// VMM: builds and runs a VM.

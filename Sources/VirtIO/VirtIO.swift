@@ -1,0 +1,1 @@
+// VirtIO: split virtqueue, device protocol, MMIO transport.

@@ -1,0 +1,1 @@
+print("kata-ctl: not built yet")
