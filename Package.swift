@@ -39,7 +39,9 @@ let package = Package(
         // Device models: serial, i8042, boot timer, virtio vsock and rng.
         .target(
             name: "Devices",
-            dependencies: ["VirtIO", "GuestMemory", "SystemSupport", .product(name: "Logging", package: "swift-log")]),
+            dependencies: [
+                "VirtIO", "GuestMemory", "SystemSupport", "CShims", .product(name: "Logging", package: "swift-log"),
+            ]),
         // Builds and runs a VM: memory, vCPU threads, devices, event loop, stop.
         .target(name: "VMM", dependencies: ["KVM", "Boot", "Devices", "GuestMemory", "SystemSupport"]),
 

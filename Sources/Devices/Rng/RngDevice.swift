@@ -2,9 +2,8 @@ import GuestMemory
 import Logging
 import VirtIO
 
-#if canImport(Glibc)
-    import Glibc
-#endif
+import CShims
+import Glibc
 
 /// The host's entropy source: getrandom(2).
 public enum HostEntropy {
@@ -15,7 +14,7 @@ public enum HostEntropy {
         result.withUnsafeMutableBytes { buffer in
             while filled < count {
                 // SAFETY: the pointer and length stay inside `buffer`.
-                let n = getrandom(buffer.baseAddress! + filled, count - filled, 0)
+                let n = ks_getrandom(buffer.baseAddress! + filled, count - filled, 0)
                 if n > 0 { filled += n } else if n < 0, errno != EINTR { break }
             }
         }

@@ -97,11 +97,15 @@ public final class VsockListener: Sendable {
         muxer.state.withLock { $0.listeners[port]?.handler = handler }
     }
 
-    /// Stops listening; unaccepted connections are reset.
+    /// Stops listening; unaccepted connections are shut down.
     public func close() {
-        let pending = muxer.state.withLock { state in state.listeners.removeValue(forKey: port)?.pending ?? [] }
-        for key in pending {
-            _ = try? muxer.withConnection(key, id: id) { $0.detach() }
+        muxer.state.withLock { state in
+            for key in state.listeners.removeValue(forKey: port)?.pending ?? [] {
+                guard var connection = state.connections[key] else { continue }
+                connection.detach()
+                muxer.store(connection, &state)
+            }
         }
+        if muxer.hasPendingPackets { muxer.wakeDevice() }
     }
 }
