@@ -31,9 +31,17 @@ let package = Package(
         // vmlinux (PVH) and bzImage loaders, boot_params, e820, cmdline, page tables, GDT, MP table.
         .target(name: "Boot", dependencies: ["GuestMemory"]),
         // Split virtqueue, virtio device protocol, MMIO transport.
-        .target(name: "VirtIO", dependencies: ["GuestMemory"]),
+        .target(
+            name: "VirtIO",
+            dependencies: ["GuestMemory", .product(name: "Logging", package: "swift-log")]),
+        // A fake virtio driver (like rust-vmm's MockSplitQueue) for tests of queues and devices.
+        .target(name: "VirtIOTestSupport", dependencies: ["VirtIO", "GuestMemory"]),
         // Device models: serial, i8042, boot timer, virtio vsock and rng.
-        .target(name: "Devices", dependencies: ["VirtIO", "GuestMemory", "SystemSupport"]),
+        .target(
+            name: "Devices",
+            dependencies: [
+                "VirtIO", "GuestMemory", "SystemSupport", "CShims", .product(name: "Logging", package: "swift-log"),
+            ]),
         // Builds and runs a VM: memory, vCPU threads, devices, event loop, stop.
         .target(name: "VMM", dependencies: ["KVM", "Boot", "Devices", "GuestMemory", "SystemSupport"]),
 
@@ -68,5 +76,7 @@ let package = Package(
 
         // ---- tests
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
+        .testTarget(name: "VirtIOTests", dependencies: ["VirtIO", "VirtIOTestSupport", "GuestMemory"]),
+        .testTarget(name: "DevicesTests", dependencies: ["Devices", "VirtIO", "VirtIOTestSupport", "GuestMemory"]),
     ]
 )
