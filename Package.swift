@@ -68,5 +68,9 @@ let package = Package(
 
         // ---- tests
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
+        .testTarget(name: "SystemSupportTests", dependencies: ["SystemSupport"]),
+        .testTarget(name: "KVMTests", dependencies: ["KVM", "SystemSupport", "CShims"]),
+        .testTarget(name: "BootTests", dependencies: ["Boot", "GuestMemory"]),
+        .testTarget(name: "VMMTests", dependencies: ["VMM", "Devices", "KVM", "Boot", "GuestMemory"]),
     ]
 )
