@@ -51,6 +51,15 @@ public struct BootCPUState: Equatable, Sendable {
     /// GDT entries as written at Layout.gdtStart: [null, code, data, tss].
     public var gdt: [SegmentDescriptor]
 
+    public init(mode: Mode, entry: UInt64, rsi: UInt64, rbx: UInt64, rsp: UInt64, gdt: [SegmentDescriptor]) {
+        self.mode = mode
+        self.entry = entry
+        self.rsi = rsi
+        self.rbx = rbx
+        self.rsp = rsp
+        self.gdt = gdt
+    }
+
     public static let codeSelector: UInt16 = 0x08
     public static let dataSelector: UInt16 = 0x10
     public static let tssSelector: UInt16 = 0x18
