@@ -42,6 +42,10 @@ let package = Package(
             dependencies: [
                 "VirtIO", "GuestMemory", "SystemSupport", "CShims", .product(name: "Logging", package: "swift-log"),
             ]),
+        // vhost-user backend: serves our device models to an external VMM (QEMU).
+        .target(
+            name: "VhostUser",
+            dependencies: ["Devices", "VirtIO", "GuestMemory", .product(name: "Logging", package: "swift-log")]),
         // Builds and runs a VM: memory, vCPU threads, devices, event loop, stop.
         .target(name: "VMM", dependencies: ["KVM", "Boot", "Devices", "GuestMemory", "SystemSupport"]),
 
@@ -82,5 +86,7 @@ let package = Package(
         .testTarget(name: "KVMTests", dependencies: ["KVM", "SystemSupport", "CShims"]),
         .testTarget(name: "BootTests", dependencies: ["Boot", "GuestMemory"]),
         .testTarget(name: "VMMTests", dependencies: ["VMM", "Devices", "KVM", "Boot", "GuestMemory"]),
+        .testTarget(
+            name: "VhostUserTests", dependencies: ["VhostUser", "Devices", "VirtIO", "VirtIOTestSupport", "GuestMemory"]),
     ]
 )
