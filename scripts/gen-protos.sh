@@ -70,7 +70,7 @@ main() {
   mkdir -p "$work/in" "$work/out"
   stage_protos "$work/in"
 
-  local line proto name dir vis all=() services=()
+  local line proto name dir vis all=()
   for line in "${GENERATED[@]}"; do
     read -r proto name dir vis <<<"$line"
     all+=("$proto")
@@ -82,17 +82,23 @@ main() {
     --descriptor_set_out="$work/all.pb" "${all[@]}"
 
   # Replace the old generated files only once everything above succeeded.
-  for dir in Sources/TTRPC/Generated Sources/ContainerdAPI/Generated; do
+  local dirs=()
+  for line in "${GENERATED[@]}"; do
+    read -r proto name dir vis <<<"$line"
+    dirs+=("$dir")
+  done
+  mapfile -t dirs < <(printf '%s\n' "${dirs[@]}" | sort -u)
+  for dir in "${dirs[@]}"; do
     rm -rf "${ROOT:?}/$dir"
     mkdir -p "$ROOT/$dir"
   done
   for line in "${GENERATED[@]}"; do
     read -r proto name dir vis <<<"$line"
     mv "$work/out/$name/"*.pb.swift "$ROOT/$dir/$name.pb.swift"
-    [ "$dir" = Sources/ContainerdAPI/Generated ] && services+=("$proto=$name")
+    # Typed ttrpc services, for the files that declare any.
+    "$PYTHON" "$ROOT/scripts/protogen/ttrpc_gen.py" --visibility "${vis,,}" "$work/all.pb" "$ROOT/$dir" "$proto=$name"
   done
-  "$PYTHON" "$ROOT/scripts/protogen/ttrpc_gen.py" "$work/all.pb" "$ROOT/Sources/ContainerdAPI/Generated" "${services[@]}"
-  echo "gen-protos: wrote $(ls "$ROOT"/Sources/TTRPC/Generated "$ROOT"/Sources/ContainerdAPI/Generated | grep -c '\.swift$') files"
+  echo "gen-protos: wrote $(cd "$ROOT" && find "${dirs[@]}" -name '*.swift' | wc -l) files into ${dirs[*]}"
 }
 
 main "$@"

@@ -162,6 +162,46 @@ var defaultNamespace: TTRPCCallOptions {
         await client.connection.close()
         try await listener.close()
     }
+
+    /// containerd's Connect frame, byte for byte, gets the expected response frame from a registered provider.
+    @Test func serverAnswersContainerdGoldenConnectFrame() async throws {
+        let (directory, path) = try temporarySocketPath()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let server = TTRPCServer()
+        server.register(FakeTask())
+        try await server.listen(unixSocketPath: path)
+        let captured = ByteCapture()
+        let peer = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(CaptureHandler(captured))
+                }
+            }
+            .connect(unixDomainSocketPath: path).get()
+        let request = "00000052000000010100" + "0a17" + hex("containerd.task.v2.Task") + "1207" + hex("Connect")
+            + "1a070a05" + hex("test1") + "2a250a1a" + hex("containerd-namespace-ttrpc") + "1207" + hex("default")
+        try await peer.writeAndFlush(ByteBuffer(bytes: bytes(fromHex: request)))
+        // Response{payload: ConnectResponse{shim_pid: 100, task_pid: 101, version: "test1"}} on stream 1.
+        let expected = "0000000d000000010200" + "120b" + "0864" + "1065" + "1a05" + hex("test1")
+        let end = ContinuousClock.now + .seconds(5)
+        while captured.bytes.withLock({ $0.count }) < 23, ContinuousClock.now < end {
+            try await Task.sleep(for: .milliseconds(2))
+        }
+        #expect(captured.bytes.withLock { $0 }.map { String(format: "%02x", $0) }.joined() == expected)
+        try await peer.close()
+        await server.close()
+    }
+}
+
+func bytes(fromHex text: String) -> [UInt8] {
+    var result: [UInt8] = []
+    var index = text.startIndex
+    while index < text.endIndex {
+        let next = text.index(index, offsetBy: 2)
+        result.append(UInt8(text[index..<next], radix: 16) ?? 0)
+        index = next
+    }
+    return result
 }
 
 func hex(_ text: String) -> String {

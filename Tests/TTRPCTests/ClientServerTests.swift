@@ -195,3 +195,43 @@ extension SocketTests {
         }
     }
 }
+
+extension SocketTests {
+    @Suite struct Throughput {
+        /// Sequential and concurrent calls on one connection; prints the rates it measured.
+        @Test func manyCallsOnOneConnection() async throws {
+            let fixture = try await Fixture()
+            let client = try await fixture.client()
+            let count = 2000
+            let clock = ContinuousClock()
+            let sequential = try await clock.measure {
+                for index in 0..<count {
+                    let reply = try await client.call(service: "test.Echo", method: "Raw", payload: [UInt8(index & 0xFF), 1])
+                    #expect(reply == [1, UInt8(index & 0xFF)])
+                }
+            }
+            let concurrent = try await clock.measure {
+                try await withThrowingTaskGroup(of: Bool.self) { group in
+                    for index in 0..<count {
+                        group.addTask {
+                            let reply = try await client.call(service: "test.Echo", method: "Raw", payload: [UInt8(index & 0xFF), 2])
+                            return reply == [2, UInt8(index & 0xFF)]
+                        }
+                    }
+                    var good = 0
+                    for try await ok in group where ok {
+                        good += 1
+                    }
+                    #expect(good == count)
+                }
+            }
+            func rate(_ duration: Duration) -> Int {
+                Int(Double(count) / (Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18))
+            }
+            print("ttrpc over a Unix socket: \(count) sequential calls in \(sequential) (\(rate(sequential))/s), "
+                + "\(count) concurrent calls in \(concurrent) (\(rate(concurrent))/s)")
+            await client.close()
+            await fixture.stop()
+        }
+    }
+}
