@@ -88,5 +88,21 @@ let package = Package(
         .testTarget(name: "VMMTests", dependencies: ["VMM", "Devices", "KVM", "Boot", "GuestMemory"]),
         .testTarget(
             name: "VhostUserTests", dependencies: ["VhostUser", "Devices", "VirtIO", "VirtIOTestSupport", "GuestMemory"]),
+        .testTarget(
+            name: "TTRPCTests",
+            dependencies: [
+                "TTRPC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]),
+        .testTarget(
+            name: "ContainerdAPITests",
+            dependencies: [
+                "ContainerdAPI", "TTRPC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]),
     ]
 )
