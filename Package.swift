@@ -37,6 +37,10 @@ let package = Package(
         // Builds and runs a VM: memory, vCPU threads, devices, event loop, stop.
         .target(name: "VMM", dependencies: ["KVM", "Boot", "Devices", "GuestMemory", "SystemSupport"]),
 
+        // FUSE server (the file-system half of virtio-fs): wire protocol + passthrough over a host
+        // directory, confined to it. Takes plain byte buffers/iovecs, so any transport can drive it.
+        .target(name: "FUSE", dependencies: ["CShims"]),
+
         // ---- containerd side
         // ttrpc: framing, client, server, status codes, over any byte stream.
         .target(
@@ -68,5 +72,6 @@ let package = Package(
 
         // ---- tests
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
+        .testTarget(name: "FUSETests", dependencies: ["FUSE", "CShims"]),
     ]
 )
