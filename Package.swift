@@ -49,6 +49,10 @@ let package = Package(
         // Builds and runs a VM: memory, vCPU threads, devices, event loop, stop.
         .target(name: "VMM", dependencies: ["KVM", "Boot", "Devices", "GuestMemory", "SystemSupport"]),
 
+        // FUSE server (the file-system half of virtio-fs): wire protocol + passthrough over a host
+        // directory, confined to it. Takes plain byte buffers/iovecs, so any transport can drive it.
+        .target(name: "FUSE", dependencies: ["CShims"]),
+
         // ---- containerd side
         // ttrpc: framing, client, server, status codes, over any byte stream.
         .target(
@@ -104,5 +108,6 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]),
+        .testTarget(name: "FUSETests", dependencies: ["FUSE", "CShims"]),
     ]
 )
