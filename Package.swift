@@ -45,7 +45,7 @@ let package = Package(
         // vhost-user backend: serves our device models to an external VMM (QEMU).
         .target(
             name: "VhostUser",
-            dependencies: ["Devices", "VirtIO", "GuestMemory", .product(name: "Logging", package: "swift-log")]),
+            dependencies: ["Devices", "VirtIO", "GuestMemory", "CShims", .product(name: "Logging", package: "swift-log")]),
         // Builds and runs a VM: memory, vCPU threads, devices, event loop, stop.
         .target(name: "VMM", dependencies: ["KVM", "Boot", "Devices", "GuestMemory", "SystemSupport"]),
 

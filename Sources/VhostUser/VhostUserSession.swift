@@ -169,11 +169,23 @@ public final class VhostUserSession {
         return nil
     }
 
-    /// The reply for a request that failed: a REPLY_ACK failure when the frontend asked for one.
+    /// The reply for a request that failed. A GET request always gets an answer (the frontend
+    /// blocks on it): zero, or for GET_CONFIG an empty config that the frontend refuses. Other
+    /// requests get a REPLY_ACK failure when the frontend asked for one.
     public func reply(to message: VhostUserMessage, error: VhostUserError) -> VhostUserMessage? {
         logger.warning("\(error)")
-        guard message.needsReply, protocolFeatures & VhostUserFeature.replyAck != 0 else { return nil }
-        return message.reply(LittleEndian.bytes(UInt64(1)))
+        switch message.knownRequest {
+        case .getFeatures, .getProtocolFeatures, .getQueueNum:
+            return message.reply(LittleEndian.bytes(UInt64(0)))
+        case .getVringBase:
+            return message.reply(Array((message.payload + [0, 0, 0, 0]).prefix(4)) + [0, 0, 0, 0])
+        case .getConfig:
+            let header = Array((message.payload + Array(repeating: 0, count: 12)).prefix(12))
+            return message.reply(Array(header.prefix(4)) + [0, 0, 0, 0] + Array(header[8..<12]))
+        default:
+            guard message.needsReply, protocolFeatures & VhostUserFeature.replyAck != 0 else { return nil }
+            return message.reply(LittleEndian.bytes(UInt64(1)))
+        }
     }
 
     // MARK: state

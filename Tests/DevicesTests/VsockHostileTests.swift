@@ -88,3 +88,16 @@ import VirtIO
         #expect(used.map(\.length) == [0, 44])
     }
 }
+
+@Suite struct VsockMuxerBoundsTests {
+    @Test func resetsForUnknownPortsAreBounded() throws {
+        let muxer = VsockMuxer()
+        for port in UInt32(0)..<3000 {
+            muxer.handleGuestPacket(VsockPacket(header: VsockHeader(
+                sourceCID: 3, destinationCID: 2, sourcePort: port, destinationPort: 9, op: .request)))
+        }
+        var count = 0
+        while muxer.nextPacketForGuest(maxPayload: 0) != nil { count += 1 }
+        #expect(count == 1024)
+    }
+}

@@ -121,6 +121,12 @@ import VirtIOTestSupport
         #expect(try session.handle(owner)?.payload == bytes(UInt64(0)))
         let bad = VhostUserMessage(.setVringNum, flags: VhostUserFlag.version | VhostUserFlag.needReply, payload: [1])
         #expect(session.reply(to: bad, error: .badPayloadSize(request: .setVringNum, size: 1))?.payload == bytes(UInt64(1)))
+        // A failed GET is still answered, so the frontend does not wait forever.
+        let get = VhostUserMessage(.getVringBase, payload: VringState(index: 9, num: 0).bytes)
+        #expect(throws: VhostUserError.badQueueIndex(request: .getVringBase, index: 9)) { _ = try session.handle(get) }
+        #expect(session.reply(to: get, error: .badQueueIndex(request: .getVringBase, index: 9))?.payload == VringState(index: 9, num: 0).bytes)
+        let config = VhostUserMessage(.getConfig, payload: bytes(UInt32(4)) + bytes(UInt32(8)) + bytes(UInt32(0)) + Array(repeating: 0, count: 8))
+        #expect(session.reply(to: config, error: .badConfigRange(offset: 4, size: 8))?.payload == bytes(UInt32(4)) + bytes(UInt32(0)) + bytes(UInt32(0)))
     }
 
     @Test func invalidRingSizeKeepsTheDeviceStopped() throws {

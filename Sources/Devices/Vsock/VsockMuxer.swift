@@ -29,6 +29,9 @@ public final class VsockMuxer: VsockBackend {
     }
 
     static let firstEphemeralPort: UInt32 = 1 << 30
+    /// RSTs queued for unknown destinations; beyond this (a guest that sends but never gives
+    /// RX buffers) further ones are dropped rather than growing without bound.
+    static let maxQueuedResets = 1024
     let state = Mutex(State())
 
     public init(bufferAllocation: UInt32 = 256 * 1024, sendLimit: Int = 256 * 1024, backlog: Int = 64) {
@@ -87,14 +90,14 @@ public final class VsockMuxer: VsockBackend {
         let key = VsockConnectionKey(hostPort: header.destinationPort, guestPort: header.sourcePort)
         let notify = state.withLock { state -> [@Sendable () -> Void] in
             if header.type != VsockHeader.typeStream {
-                if header.operation != .reset { state.resets.append(key) }
+                if header.operation != .reset { Self.queueReset(key, &state) }
                 return []
             }
             if header.operation == .request, state.connections[key].map({ $0.isClosed }) ?? true {
                 return accept(key, header, &state)
             }
             guard var connection = state.connections[key] else {
-                if header.operation != .reset { state.resets.append(key) }
+                if header.operation != .reset { Self.queueReset(key, &state) }
                 return []
             }
             connection.receive(packet)
@@ -106,7 +109,7 @@ public final class VsockMuxer: VsockBackend {
 
     private func accept(_ key: VsockConnectionKey, _ header: VsockHeader, _ state: inout State) -> [@Sendable () -> Void] {
         guard var listener = state.listeners[key.hostPort], listener.pending.count < backlog else {
-            state.resets.append(key)
+            Self.queueReset(key, &state)
             return []
         }
         state.handlers[key] = nil
@@ -117,6 +120,10 @@ public final class VsockMuxer: VsockBackend {
         listener.pending.append(key)
         state.listeners[key.hostPort] = listener
         return listener.handler.map { [$0] } ?? []
+    }
+
+    private static func queueReset(_ key: VsockConnectionKey, _ state: inout State) {
+        if state.resets.count < maxQueuedResets { state.resets.append(key) }
     }
 
     public var hasPendingPackets: Bool {
