@@ -137,8 +137,17 @@ public final class PassthroughFileSystem: Sendable {
         0x9fa0, 0x6265_6572, 0x6462_6720, 0x7363_6673, 0x7472_6163, 0x27e0eb, 0x6367_7270, 0xcafe_4a11,
     ]
 
-    /// Resolves and records a lookup: the reply's node ID and attributes.
+    /// Resolves and records a lookup: the reply's node ID and attributes. A name whose host file the
+    /// guest already holds is answered from one fstatat (same single-name, no-follow rules) without
+    /// opening it again; anything new goes through `resolve`.
     func lookupRecord(_ name: FUSEName, in parent: Inode) throws(FUSEErrno) -> (UInt64, stat) {
+        guard parent.isDirectory else { throw .notDirectory }
+        var known = Glibc.stat()
+        if fstatat(parent.fd, name.cString, &known, AT_SYMLINK_NOFOLLOW) == 0,
+            let id = table.withLock({ $0.rememberKnown(InodeKey(known)) })
+        {
+            return (id, known)
+        }
         let (inode, st) = try resolve(name, in: parent)
         let id = try table.withLock { (table) throws(FUSEErrno) in try table.remember(inode) }
         return (id, st)
