@@ -78,6 +78,8 @@ let package = Package(
 
         // ---- executables: thin mains
         .executableTarget(name: "containerd-shim-kata-v2", dependencies: ["Shim"]),
+        // Throughput of the FUSE server's READ/WRITE and small-file paths vs plain host calls.
+        .executableTarget(name: "fuse-bench", dependencies: ["FUSE"]),
         .executableTarget(
             name: "kata-ctl",
             dependencies: ["VMM", .product(name: "ArgumentParser", package: "swift-argument-parser")]),

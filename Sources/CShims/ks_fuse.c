@@ -4,7 +4,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/fuse.h>
 #include <linux/openat2.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -29,6 +31,52 @@ const uint64_t ks_fuse_resolve_no_magiclinks = RESOLVE_NO_MAGICLINKS;
 const uint64_t ks_fuse_resolve_no_symlinks = RESOLVE_NO_SYMLINKS;
 const int ks_fuse_xattr_create = XATTR_CREATE;
 const int ks_fuse_xattr_replace = XATTR_REPLACE;
+
+const struct ks_fuse_abi ks_fuse_abi = {
+    .in_header = sizeof(struct fuse_in_header),
+    .out_header = sizeof(struct fuse_out_header),
+    .init_in = sizeof(struct fuse_init_in),
+    .init_out = sizeof(struct fuse_init_out),
+    .entry_out = sizeof(struct fuse_entry_out),
+    .attr_out = sizeof(struct fuse_attr_out),
+    .attr = sizeof(struct fuse_attr),
+    .open_out = sizeof(struct fuse_open_out),
+    .write_out = sizeof(struct fuse_write_out),
+    .statfs_out = sizeof(struct fuse_statfs_out),
+    .getxattr_out = sizeof(struct fuse_getxattr_out),
+    .lseek_out = sizeof(struct fuse_lseek_out),
+    .dirent = FUSE_NAME_OFFSET,
+    .direntplus = FUSE_NAME_OFFSET_DIRENTPLUS,
+    .setattr_in = sizeof(struct fuse_setattr_in),
+    .read_in = sizeof(struct fuse_read_in),
+    .write_in = sizeof(struct fuse_write_in),
+    .create_in = sizeof(struct fuse_create_in),
+    .mknod_in = sizeof(struct fuse_mknod_in),
+    .mkdir_in = sizeof(struct fuse_mkdir_in),
+    .rename2_in = sizeof(struct fuse_rename2_in),
+    .link_in = sizeof(struct fuse_link_in),
+    .release_in = sizeof(struct fuse_release_in),
+    .flush_in = sizeof(struct fuse_flush_in),
+    .fsync_in = sizeof(struct fuse_fsync_in),
+    .setxattr_in_compat = FUSE_COMPAT_SETXATTR_IN_SIZE,
+    .getxattr_in = sizeof(struct fuse_getxattr_in),
+    .access_in = sizeof(struct fuse_access_in),
+    .fallocate_in = sizeof(struct fuse_fallocate_in),
+    .lseek_in = sizeof(struct fuse_lseek_in),
+    .getattr_in = sizeof(struct fuse_getattr_in),
+    .open_in = sizeof(struct fuse_open_in),
+    .batch_forget_in = sizeof(struct fuse_batch_forget_in),
+    .forget_one = sizeof(struct fuse_forget_one),
+    .entry_out_attr = offsetof(struct fuse_entry_out, attr),
+    .attr_mode = offsetof(struct fuse_attr, mode),
+    .attr_rdev = offsetof(struct fuse_attr, rdev),
+    .setattr_in_mode = offsetof(struct fuse_setattr_in, mode),
+    .setattr_in_uid = offsetof(struct fuse_setattr_in, uid),
+    .init_out_max_write = offsetof(struct fuse_init_out, max_write),
+    .init_out_max_pages = offsetof(struct fuse_init_out, max_pages),
+    .init_out_flags2 = offsetof(struct fuse_init_out, flags2),
+    .kstatfs_namelen = offsetof(struct fuse_kstatfs, namelen),
+};
 
 static long result(long rc) { return rc < 0 ? -errno : rc; }
 

@@ -18,7 +18,7 @@ struct FUSEOperation {
         case .initialize: throw .io  // handled by the server before a session exists
         case .destroy:
             server.destroy()
-            return .none
+            return .bytes([])  // the kernel waits for this reply at unmount
         case .lookup(let name): return entry(try fs.lookup(parent: node, name: name))
         case .forget(let lookups):
             fs.forget(node, lookups: lookups)

@@ -98,6 +98,14 @@ struct InodeTable {
     /// Drops `count` lookups; the inode goes (and its fd closes) at zero. A count above the
     /// recorded one (a confused or hostile guest) drops the inode too. Returns the inode that was
     /// removed, so the caller can release it outside the lock.
+    /// One more lookup of a host file already in the table; nil when it is not.
+    mutating func rememberKnown(_ key: InodeKey) -> UInt64? {
+        if key == root.key { return FUSEProtocol.rootID }
+        guard let id = idByKey[key], let entry = nodes[id] else { return nil }
+        nodes[id] = (entry.inode, entry.lookups + 1)
+        return id
+    }
+
     mutating func forget(_ nodeID: UInt64, count: UInt64) -> Inode? {
         guard let entry = nodes[nodeID] else { return nil }
         if count < entry.lookups {

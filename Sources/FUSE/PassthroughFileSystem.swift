@@ -22,12 +22,14 @@ public struct PassthroughConfiguration: Sendable {
     public var root: String
     public var timeouts: FUSECacheTimeouts
     /// Most inodes plus open files held at once; beyond it lookups and opens fail with ENFILE.
-    public var maxOpenFiles: Int
+    /// nil: half of this process's RLIMIT_NOFILE at start, so a guest cannot starve the rest of the
+    /// process of descriptors (raise the limit in main to give the guest more).
+    public var maxOpenFiles: Int?
     /// Whether MKNOD may create character and block devices other than the 0:0 overlay whiteout.
     public var allowDeviceNodes: Bool
 
     public init(root: String, timeouts: FUSECacheTimeouts = FUSECacheTimeouts(),
-                maxOpenFiles: Int = 65536, allowDeviceNodes: Bool = false) {
+                maxOpenFiles: Int? = nil, allowDeviceNodes: Bool = false) {
         self.root = root
         self.timeouts = timeouts
         self.maxOpenFiles = maxOpenFiles
@@ -62,11 +64,17 @@ public final class PassthroughFileSystem: Sendable {
             throw error
         }
         procSelfFD = try check { Glibc.open("/proc/self/fd", ks_fuse_o_path | O_DIRECTORY | O_CLOEXEC) }
-        table = Mutex(InodeTable(root: root, limit: configuration.maxOpenFiles))
+        table = Mutex(InodeTable(root: root, limit: configuration.maxOpenFiles ?? Self.defaultOpenFileLimit()))
         setsOwner = geteuid() == 0
     }
 
     deinit { close(procSelfFD) }
+
+    static func defaultOpenFileLimit() -> Int {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 512 }
+        return max(64, Int(clamping: limit.rlim_cur / 2))
+    }
 
     // MARK: - counts (tests and metrics)
 
@@ -129,8 +137,17 @@ public final class PassthroughFileSystem: Sendable {
         0x9fa0, 0x6265_6572, 0x6462_6720, 0x7363_6673, 0x7472_6163, 0x27e0eb, 0x6367_7270, 0xcafe_4a11,
     ]
 
-    /// Resolves and records a lookup: the reply's node ID and attributes.
+    /// Resolves and records a lookup: the reply's node ID and attributes. A name whose host file the
+    /// guest already holds is answered from one fstatat (same single-name, no-follow rules) without
+    /// opening it again; anything new goes through `resolve`.
     func lookupRecord(_ name: FUSEName, in parent: Inode) throws(FUSEErrno) -> (UInt64, stat) {
+        guard parent.isDirectory else { throw .notDirectory }
+        var known = Glibc.stat()
+        if fstatat(parent.fd, name.cString, &known, AT_SYMLINK_NOFOLLOW) == 0,
+            let id = table.withLock({ $0.rememberKnown(InodeKey(known)) })
+        {
+            return (id, known)
+        }
         let (inode, st) = try resolve(name, in: parent)
         let id = try table.withLock { (table) throws(FUSEErrno) in try table.remember(inode) }
         return (id, st)

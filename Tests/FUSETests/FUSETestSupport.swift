@@ -13,6 +13,9 @@ struct Reply {
     let unique: UInt64
     let payload: [UInt8]
 
+    /// Stands for "no reply at all" where one was due: its error matches no errno.
+    static let missing = Reply(Args().u32(0).u32(UInt32(bitPattern: Int32.min)).u64(0).bytes)
+
     init(_ bytes: [UInt8]) {
         var reader = WireReader(bytes)
         length = (try? reader.u32()) ?? 0
@@ -102,7 +105,7 @@ final class Share {
               uid: UInt32 = 0, gid: UInt32 = 0, replyCapacity: Int = 1 << 21) -> Reply
     {
         callRaw(requestBytes(opcode.rawValue, node: node, unique: takeUnique(), args: args.bytes, uid: uid, gid: gid),
-                replyCapacity: replyCapacity) ?? Reply([])
+                replyCapacity: replyCapacity) ?? Reply.missing
     }
 
     func callRaw(_ bytes: [UInt8], replyCapacity: Int = 1 << 21) -> Reply? {

@@ -77,6 +77,24 @@ import Testing
         #expect(share.create("data", flags: O_RDWR | O_CREAT | O_EXCL).error == .fuse(EEXIST))
     }
 
+    @Test func creationsGetExactModesAndInheritSetgidGroups() throws {
+        let share = try Share()
+        // The host process's umask (022 here) must not strip what the guest asked for.
+        let open = share.create("open", mode: 0o100666)
+        #expect(open.entryMode & 0o7777 == 0o666)
+        var st = stat()
+        #expect(stat(share.path("open"), &st) == 0 && st.st_mode & 0o7777 == 0o666)
+        #expect(share.mkdir("shared", mode: 0o777).entryMode & 0o7777 == 0o777)
+        // A setgid directory hands its group to what is created in it, whoever the caller is.
+        #expect(mkdir(share.path("team"), 0o2775) == 0 && chown(share.path("team"), 0, 700) == 0)
+        chmod(share.path("team"), 0o2775)
+        let team = share.lookup("team")
+        let file = share.create("file", in: team.nodeID, uid: 1000, gid: 1000)
+        #expect(file.entryUID == 1000 && file.entryGID == 700)
+        let sub = share.call(.mkdir, node: team.nodeID, args: Args().u32(0o755).u32(0).name("sub"), uid: 1000, gid: 1000)
+        #expect(sub.entryGID == 700 && sub.entryMode & 0o7777 == 0o2755)
+    }
+
     @Test func openFlagsAndTypes() throws {
         let share = try Share()
         makeFile(share.path("f"), "abc")

@@ -57,7 +57,8 @@ import Testing
         let entry = share.lookup("f")
         #expect(share.open(entry.nodeID).error == 0)
         #expect(share.fs.inodeCount == 1 && share.fs.openFileCount == 1)
-        #expect(share.call(.destroy).error == 0)
+        let destroyed = share.call(.destroy)
+        #expect(destroyed.error == 0 && destroyed.length == 16)
         #expect(share.fs.inodeCount == 0 && share.fs.openFileCount == 0)
         #expect(share.descriptorsIntoShare() == 1)  // only the root
     }

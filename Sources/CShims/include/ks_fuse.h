@@ -28,6 +28,19 @@ extern const uint64_t ks_fuse_resolve_no_symlinks;
 extern const int ks_fuse_xattr_create;
 extern const int ks_fuse_xattr_replace;
 
+/// Sizes and offsets of the kernel's FUSE structures (linux/fuse.h as installed), so the tests can
+/// check the Swift encoders and decoders against the real header instead of against themselves.
+struct ks_fuse_abi {
+    uint32_t in_header, out_header, init_in, init_out, entry_out, attr_out, attr, open_out, write_out,
+        statfs_out, getxattr_out, lseek_out, dirent, direntplus, setattr_in, read_in, write_in,
+        create_in, mknod_in, mkdir_in, rename2_in, link_in, release_in, flush_in, fsync_in,
+        setxattr_in_compat, getxattr_in, access_in, fallocate_in, lseek_in, getattr_in, open_in,
+        batch_forget_in, forget_one;
+    uint32_t entry_out_attr, attr_mode, attr_rdev, setattr_in_mode, setattr_in_uid, init_out_max_write,
+        init_out_max_pages, init_out_flags2, kstatfs_namelen;
+};
+extern const struct ks_fuse_abi ks_fuse_abi;
+
 /// openat2(2) with a struct open_how built from the arguments. Returns the new fd or -errno.
 int ks_fuse_openat2(int dirfd, const char *name, uint64_t flags, uint64_t mode, uint64_t resolve);
 
