@@ -21,7 +21,7 @@ import Testing
         #expect(symlink("/etc", share.path("etc")) == 0)
         let link = share.lookup("etc")
         #expect(link.error == 0)
-        #expect(link.entryMode & UInt32(S_IFMT) == UInt32(S_IFLNK))
+        #expect(link.entryMode & UInt32(Glibc.S_IFMT) == UInt32(Glibc.S_IFLNK))
         // The server never walks through it: children of a symlink do not exist here.
         #expect(share.lookup("passwd", in: link.nodeID).error == .fuse(ENOTDIR))
         #expect(share.open(link.nodeID).error == .fuse(ELOOP))
@@ -92,7 +92,7 @@ import Testing
         let hard = share.call(.link, args: Args().u64(link.nodeID).name("pw2"))
         #expect(hard.error == 0)
         var st = stat()
-        #expect(lstat(share.path("pw2"), &st) == 0 && st.st_mode & S_IFMT == S_IFLNK)
+        #expect(lstat(share.path("pw2"), &st) == 0 && st.st_mode & Glibc.S_IFMT == Glibc.S_IFLNK)
         var after = stat()
         #expect(stat("/etc/passwd", &after) == 0 && after.st_nlink == before.st_nlink)
     }

@@ -11,7 +11,7 @@ import Testing
 
     @Test func replyPayloadsHaveTheKernelsSizes() throws {
         var st = stat()
-        st.st_mode = S_IFREG | 0o644
+        st.st_mode = Glibc.S_IFREG | 0o644
         st.st_rdev = dev_t(decodeDevice((8 << 8) | 1))
         var entry = WireWriter()
         entry.entry(nodeID: 5, st, timeouts: FUSECacheTimeouts())

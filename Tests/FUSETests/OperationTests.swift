@@ -15,13 +15,13 @@ import Testing
         #expect(entry.error == 0)
         #expect(entry.nodeID > 1)
         #expect(entry.entrySize == 11)
-        #expect(entry.entryMode & UInt32(S_IFMT) == UInt32(S_IFREG))
+        #expect(entry.entryMode & UInt32(Glibc.S_IFMT) == UInt32(Glibc.S_IFREG))
         #expect(share.lookup("hello").nodeID == entry.nodeID)  // same host inode, same node ID
         let attr = share.call(.getattr, node: entry.nodeID, args: Args().u32(0).u32(0).u64(0))
         #expect(attr.error == 0 && attr.attrSize == 11)
         #expect(share.lookup("missing").error == .fuse(ENOENT))
         let root = share.call(.getattr, node: 1, args: Args().u32(0).u32(0).u64(0))
-        #expect(root.attrMode & UInt32(S_IFMT) == UInt32(S_IFDIR))
+        #expect(root.attrMode & UInt32(Glibc.S_IFMT) == UInt32(Glibc.S_IFDIR))
     }
 
     @Test func createWriteReadWithScatteredBuffers() throws {
@@ -115,7 +115,7 @@ import Testing
         let share = try Share()
         let dir = share.mkdir("dir", mode: 0o750)
         #expect(dir.error == 0)
-        #expect(dir.entryMode == UInt32(S_IFDIR) | 0o750)
+        #expect(dir.entryMode == UInt32(Glibc.S_IFDIR) | 0o750)
         var expected = Set<String>([".", ".."])
         for index in 0..<300 {
             let name = "file-\(index)-" + String(repeating: "x", count: index % 40)
@@ -144,7 +144,7 @@ import Testing
         let share = try Share()
         let link = share.call(.symlink, args: Args().name("l").name("/etc/passwd"))
         #expect(link.error == 0)
-        #expect(link.entryMode & UInt32(S_IFMT) == UInt32(S_IFLNK))
+        #expect(link.entryMode & UInt32(Glibc.S_IFMT) == UInt32(Glibc.S_IFLNK))
         let target = share.call(.readlink, node: link.nodeID)
         #expect(String(decoding: target.payload, as: UTF8.self) == "/etc/passwd")
         makeFile(share.path("f"), "x")
@@ -262,12 +262,12 @@ import Testing
 
     @Test func mknodCreatesFifosAndWhiteoutsButNotDevices() throws {
         let share = try Share()
-        let fifo = share.call(.mknod, args: Args().u32(UInt32(S_IFIFO) | 0o600).u32(0).u32(0).u32(0).name("fifo"))
-        #expect(fifo.error == 0 && fifo.entryMode & UInt32(S_IFMT) == UInt32(S_IFIFO))
+        let fifo = share.call(.mknod, args: Args().u32(UInt32(Glibc.S_IFIFO) | 0o600).u32(0).u32(0).u32(0).name("fifo"))
+        #expect(fifo.error == 0 && fifo.entryMode & UInt32(Glibc.S_IFMT) == UInt32(Glibc.S_IFIFO))
         #expect(share.open(fifo.nodeID).error == .fuse(EPERM))  // never opened on the host
-        let whiteout = share.call(.mknod, args: Args().u32(UInt32(S_IFCHR)).u32(0).u32(0).u32(0).name("wh"))
+        let whiteout = share.call(.mknod, args: Args().u32(UInt32(Glibc.S_IFCHR)).u32(0).u32(0).u32(0).name("wh"))
         #expect(whiteout.error == 0)
-        let mem = share.call(.mknod, args: Args().u32(UInt32(S_IFCHR) | 0o666).u32((1 << 8) | 1).u32(0).u32(0).name("mem"))
+        let mem = share.call(.mknod, args: Args().u32(UInt32(Glibc.S_IFCHR) | 0o666).u32((1 << 8) | 1).u32(0).u32(0).name("mem"))
         #expect(mem.error == .fuse(EPERM))
         #expect(share.open(whiteout.nodeID).error == .fuse(EPERM))
     }
