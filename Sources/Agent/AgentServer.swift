@@ -1,6 +1,7 @@
 // The agent's ttrpc server: the Health and AgentService services on every listen address.
 
 import CShims
+import Synchronization
 import TTRPC
 
 #if canImport(Glibc)
@@ -8,9 +9,10 @@ import Glibc
 #endif
 
 /// Why a listener could not be opened.
-public enum AgentServerError: Error, CustomStringConvertible {
+public enum AgentServerError: Error, Equatable, CustomStringConvertible {
     case vsockListen(ListenAddress, errno: Int32)
-    case listen(ListenAddress, any Error)
+    /// The server refused the listener; the text of its error.
+    case listen(ListenAddress, String)
 
     public var description: String {
         switch self {
@@ -26,6 +28,8 @@ public final class AgentServer: Sendable {
 
     private let server: TTRPCServer
     private let log: AgentLog
+    /// Unix socket files this server created, removed again on stop.
+    private let socketFiles = Mutex<[String]>([])
 
     /// `startedNanos`: CLOCK_BOOTTIME when main began, reported by GetGuestDetails.
     public init(startedNanos: UInt64, log: AgentLog) {
@@ -42,8 +46,9 @@ public final class AgentServer: Sendable {
             case .unix(let path):
                 do {
                     try await server.listen(unixSocketPath: path)
+                    socketFiles.withLock { $0.append(path) }
                 } catch {
-                    throw .listen(address, error)
+                    throw .listen(address, "\(error)")
                 }
             case .vsock(let cid, let port):
                 let fd = ks_vsock_listen(cid ?? ks_vmaddr_cid_any, port, AgentServer.backlog)
@@ -52,7 +57,7 @@ public final class AgentServer: Sendable {
                     // The server owns fd from here on, and closes it with the listener.
                     try await server.listen(listeningDescriptor: fd)
                 } catch {
-                    throw .listen(address, error)
+                    throw .listen(address, "\(error)")
                 }
             }
             log.info("listening on \(address)")
@@ -62,5 +67,8 @@ public final class AgentServer: Sendable {
     /// Stops accepting, lets calls in flight finish for a moment, then closes every connection.
     public func stop() async {
         await server.shutdown(gracePeriod: .seconds(1))
+        for path in socketFiles.withLock({ $0 }) where unlink(path) != 0 && errno != ENOENT {
+            log.warning("unlink \(path): \(errnoText(errno))")
+        }
     }
 }

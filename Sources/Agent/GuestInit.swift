@@ -58,16 +58,18 @@ public enum GuestInit {
         log.info("attached fds \(closed) to /dev/console")
     }
 
-    /// Ends the guest: PID 1 powers off (inside a PID namespace that ends the namespace instead;
-    /// with `reboot=t` on a VM without ACPI the kernel falls back to a reset, which the VMM sees
-    /// as the end of the guest). Any other process just exits.
+    /// Ends the guest. PID 1 syncs and restarts the machine: our microVMs have no ACPI, so
+    /// reboot(RB_POWER_OFF) would only halt the CPU (the kernel turns POWER_OFF into HALT when it
+    /// has no power-off method) and the VMM would wait forever; with `reboot=t` the restart is a
+    /// triple fault, which QEMU `-no-reboot` and our VMM treat as the end of the guest. Inside a
+    /// PID namespace the same call ends that namespace. Any other process just exits.
     public static func shutdown(role: AgentRole, exitCode: Int32, log: AgentLog) -> Never {
         guard role == .initProcess else { exit(exitCode) }
         log.info("powering off")
-        let rc = ks_power_off()
-        // Only reached if the kernel refused; PID 1 must not return, or the kernel panics.
-        log.error("reboot(RB_POWER_OFF): \(errnoText(-rc)); trying a restart")
-        _ = ks_restart()
+        let rc = ks_reboot_restart()
+        // Only reached if the kernel refused (no CAP_SYS_BOOT); PID 1 exiting panics the kernel,
+        // which with panic=-1 restarts it as well.
+        log.error("reboot(RB_AUTOBOOT): \(errnoText(-rc))")
         _exit(exitCode)
     }
 

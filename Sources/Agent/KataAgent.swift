@@ -42,8 +42,8 @@ public enum KataAgent {
         }
 
         let server = AgentServer(startedNanos: startedNanos, log: log)
-        let listenError: AgentServerError? = runBlocking {
-            do {
+        let listenError = runBlocking { () async -> AgentServerError? in
+            do throws(AgentServerError) {
                 try await server.listen(on: config.listen)
                 return nil
             } catch {

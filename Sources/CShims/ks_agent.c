@@ -131,12 +131,7 @@ pid_t ks_reap_one(int *exit_code) {
     return pid;
 }
 
-int ks_power_off(void) {
-    sync();
-    return reboot(RB_POWER_OFF) == 0 ? 0 : -errno;
-}
-
-int ks_restart(void) {
+int ks_reboot_restart(void) {
     sync();
     return reboot(RB_AUTOBOOT) == 0 ? 0 : -errno;
 }

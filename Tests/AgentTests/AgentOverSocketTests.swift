@@ -21,7 +21,7 @@ import Testing
     }
 
     @Test func healthCheckAndVersion() async throws {
-        let (agent, client, _) = try await Self.startAgent()
+        let (agent, client, socket) = try await Self.startAgent()
         let health = Kata_Agent_V1_HealthClient(client)
         let check = try await health.check(Kata_Agent_V1_CheckRequest())
         #expect(check.status == .serving)
@@ -31,6 +31,23 @@ import Testing
         await client.close()
         #expect(await agent.stop() == 0)
         #expect(agent.log.contains("stopped"))
+        #expect(!FileManager.default.fileExists(atPath: socket), "socket file left behind")
+    }
+
+    @Test func listensOnARealVsockSocket() async throws {
+        // This host has AF_VSOCK (a virtio transport): binding works even though nothing can
+        // connect back to it here. Both listeners at once, as a debug setup would have them.
+        let socket = AgentBinaries.socketPath()
+        let port = UInt32.random(in: 20_000...60_000)
+        let agent = try WatchedProcess(
+            executable: try AgentBinaries.debugAgent(),
+            arguments: ["--listen", "vsock://-1:\(port)", "--listen", "unix://\(socket)"])
+        try #require(await agent.waitForLine(containing: "listening on unix://\(socket)"))
+        #expect(agent.log.contains("listening on vsock://-1:\(port)\n"))
+        let client = try await TTRPCClient.connect(unixSocketPath: socket)
+        #expect(try await Kata_Agent_V1_HealthClient(client).check(Kata_Agent_V1_CheckRequest()).status == .serving)
+        await client.close()
+        #expect(await agent.stop() == 0)
     }
 
     @Test func guestDetailsMatchTheHost() async throws {

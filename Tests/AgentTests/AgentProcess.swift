@@ -13,7 +13,7 @@ final class WatchedProcess: @unchecked Sendable {
     /// Starts `executable` with `arguments`; stdout and stderr both go to a fresh log file.
     init(executable: String, arguments: [String], environment: [String: String]? = nil) throws {
         logPath = NSTemporaryDirectory() + "kata-agent-test-\(UUID().uuidString).log"
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         logHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments

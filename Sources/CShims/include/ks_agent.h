@@ -43,11 +43,10 @@ int ks_wait_signal(const int *signals, int count);
 /// exited; -ECHILD when there are no children; other -errno.
 pid_t ks_reap_one(int *exit_code);
 
-/// sync(), then reboot(RB_POWER_OFF). Returns -errno if the kernel refused (not PID 1 in a PID
-/// namespace and without CAP_SYS_BOOT); inside a PID namespace it ends that namespace's init.
-int ks_power_off(void);
-
-/// sync(), then reboot(RB_AUTOBOOT) (with reboot=t and a VMM that exits on reset, a clean exit).
-int ks_restart(void);
+/// sync(), then reboot(RB_AUTOBOOT). The agent's way to end the guest: without ACPI,
+/// RB_POWER_OFF only halts; with the kernel argument reboot=t the restart is a triple fault that
+/// the VMM (QEMU -no-reboot, ours) sees as the end. In a child PID namespace it ends the namespace.
+/// Does not return on success; returns -errno if the kernel refused.
+int ks_reboot_restart(void);
 
 #endif
