@@ -23,6 +23,14 @@ start=$(date +%s)
 echo "build-agent-initramfs: swift build -c release --product kata-agent (static)" >&2
 swift build -c release --product kata-agent -Xswiftc -static-executable --scratch-path .build-agent >&2
 built=$(swift build -c release --product kata-agent -Xswiftc -static-executable --scratch-path .build-agent --show-bin-path)/kata-agent
+# FoundationEssentials is fine; full Foundation drags in CoreFoundation and ICU (~45 MB). It gets
+# linked by accident when a String method resolves to a Foundation extension (e.g.
+# String.contains(String)); name the culprits instead of shipping a 60 MB /init.
+if nm "$built" | grep -q ' [Tt] \$s10Foundation'; then
+  echo "build-agent-initramfs: kata-agent links full Foundation (not just FoundationEssentials)." >&2
+  echo "  Rebuild with -Xlinker -Map=FILE and look for libFoundation.a members pulled by our objects." >&2
+  exit 1
+fi
 strip -o "$bin.tmp" "$built"
 mv "$bin.tmp" "$bin"
 echo "build-agent-initramfs: $bin $(stat -c %s "$bin") bytes stripped ($(stat -c %s "$built") unstripped), $(( $(date +%s) - start )) s" >&2

@@ -13,6 +13,8 @@ kernel=${1:-$("$here/build-kernel.sh")/vmlinux}
 initrd=${2:-$here/../build/guest/initramfs-agent.cpio}
 [ -f "$kernel" ] && [ -f "$initrd" ] || { echo "measure-agent-boot: need $kernel and $initrd" >&2; exit 1; }
 
+# TCG's guest TSC ticks at the host's rate: tell the guest that rate, or its clock runs wild.
+khz=$(awk -F: '/^cpu MHz/ {printf "%d", $2 * 1000; exit}' /proc/cpuinfo)
 work=$(mktemp -d)
 qpid=
 trap '[ -n "$qpid" ] && kill -9 "$qpid" 2>/dev/null; rm -rf "$work"' EXIT
@@ -22,7 +24,7 @@ for i in $(seq 1 "$runs"); do
   start=$(date +%s%N)
   qemu-system-x86_64 -M microvm,acpi=off -accel tcg -cpu max -m 256 -nographic -no-reboot \
     -kernel "$kernel" -initrd "$initrd" \
-    -append "console=ttyS0 reboot=t panic=-1 tsc_early_khz=2000" </dev/null >"$log" 2>&1 &
+    -append "console=ttyS0 reboot=t panic=-1 tsc_early_khz=${khz:-2000000}" </dev/null >"$log" 2>&1 &
   qpid=$!
   until grep -q "listening on vsock://-1:1024" "$log"; do
     kill -0 "$qpid" 2>/dev/null || { cat "$log" >&2; echo "measure-agent-boot: QEMU exited early" >&2; exit 1; }

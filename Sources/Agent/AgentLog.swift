@@ -84,7 +84,10 @@ public final class AgentLog: Sendable {
         let micros = String(bootTimeNanos % 1_000_000_000 / 1_000)
         let paddedSeconds = String(repeating: " ", count: max(0, 5 - seconds.count)) + seconds
         let paddedMicros = String(repeating: "0", count: max(0, 6 - micros.count)) + micros
-        let flat = message.contains("\n") ? message.split(separator: "\n").joined(separator: " ") : message
+        // utf8.contains, not String.contains(String): that one is Foundation's and would link all of
+        // Foundation (ICU included, ~45 MB) into the static agent.
+        let flat = message.utf8.contains(UInt8(ascii: "\n"))
+            ? message.split(separator: "\n").joined(separator: " ") : message
         return "[\(paddedSeconds).\(paddedMicros)] kata-agent \(level): \(flat)\n"
     }
 }

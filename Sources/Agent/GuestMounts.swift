@@ -106,7 +106,7 @@ public enum GuestMounts {
     }
 
     private static func unescapeOctal(_ field: Substring) -> String {
-        guard field.contains("\\") else { return String(field) }
+        guard field.utf8.contains(UInt8(ascii: "\\")) else { return String(field) }
         var bytes: [UInt8] = []
         let utf8 = Array(field.utf8)
         var i = 0

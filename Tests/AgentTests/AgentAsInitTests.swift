@@ -61,6 +61,10 @@ struct AgentAsInitTests {
         kill(agentPid, SIGTERM)
         _ = await unshare.waitForExit()
         #expect(!unshare.process.isRunning)
+        // reboot(RB_AUTOBOOT) by a namespace's init kills it with SIGHUP; unshare re-raises that.
+        #expect(unshare.process.terminationReason == .uncaughtSignal)
+        #expect(unshare.process.terminationStatus == SIGHUP)
+        #expect(!FileManager.default.fileExists(atPath: root + "/test/agent.sock"), "socket file left behind")
         #expect(unshare.log.contains("stopped"))
         #expect(unshare.log.contains("powering off"))
     }
@@ -99,8 +103,19 @@ struct AgentAsInitTests {
         [
             "-M", "microvm,acpi=off", "-accel", "tcg", "-cpu", "max", "-m", "256", "-nographic", "-no-reboot",
             "-kernel", artifacts.kernel, "-initrd", artifacts.initramfs,
-            "-append", "console=ttyS0 reboot=t panic=-1 tsc_early_khz=2000 \(extra)",
+            "-append", "console=ttyS0 reboot=t panic=-1 tsc_early_khz=\(hostTSCKilohertz()) \(extra)",
         ]
+    }
+
+    /// TCG's guest TSC ticks at the host's rate, so the early TSC frequency must be the host's:
+    /// a wrong value (e.g. 2000 kHz) makes the guest clock run about 1000x fast, and the console
+    /// fills with RCU stall warnings that slow the boot down further.
+    static func hostTSCKilohertz() -> Int {
+        let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+        let mhz = cpuinfo.split(separator: "\n").first { $0.hasPrefix("cpu MHz") }
+            .flatMap { $0.split(separator: ":").last }
+            .flatMap { Double($0.trimmingCharacters(in: .whitespaces)) }
+        return Int((mhz ?? 2000) * 1000)
     }
 
     /// The single child of `pid` (unshare's forked child: the agent, seen from the host).
