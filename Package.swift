@@ -32,11 +32,27 @@ let package = Package(
         // vmlinux (PVH) and bzImage loaders, boot_params, e820, cmdline, page tables, GDT, MP table.
         .target(name: "Boot", dependencies: ["GuestMemory"]),
         // Split virtqueue, virtio device protocol, MMIO transport.
-        .target(name: "VirtIO", dependencies: ["GuestMemory"]),
+        .target(
+            name: "VirtIO",
+            dependencies: ["GuestMemory", .product(name: "Logging", package: "swift-log")]),
+        // A fake virtio driver (like rust-vmm's MockSplitQueue) for tests of queues and devices.
+        .target(name: "VirtIOTestSupport", dependencies: ["VirtIO", "GuestMemory"]),
         // Device models: serial, i8042, boot timer, virtio vsock and rng.
-        .target(name: "Devices", dependencies: ["VirtIO", "GuestMemory", "SystemSupport"]),
+        .target(
+            name: "Devices",
+            dependencies: [
+                "VirtIO", "GuestMemory", "SystemSupport", "CShims", .product(name: "Logging", package: "swift-log"),
+            ]),
+        // vhost-user backend: serves our device models to an external VMM (QEMU).
+        .target(
+            name: "VhostUser",
+            dependencies: ["Devices", "VirtIO", "GuestMemory", .product(name: "Logging", package: "swift-log")]),
         // Builds and runs a VM: memory, vCPU threads, devices, event loop, stop.
         .target(name: "VMM", dependencies: ["KVM", "Boot", "Devices", "GuestMemory", "SystemSupport"]),
+
+        // FUSE server (the file-system half of virtio-fs): wire protocol + passthrough over a host
+        // directory, confined to it. Takes plain byte buffers/iovecs, so any transport can drive it.
+        .target(name: "FUSE", dependencies: ["CShims"]),
 
         // ---- containerd side
         // ttrpc: framing, client, server, status codes, over any byte stream.
@@ -86,6 +102,14 @@ let package = Package(
 
         // ---- tests
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
+        .testTarget(name: "VirtIOTests", dependencies: ["VirtIO", "VirtIOTestSupport", "GuestMemory"]),
+        .testTarget(name: "DevicesTests", dependencies: ["Devices", "VirtIO", "VirtIOTestSupport", "GuestMemory"]),
+        .testTarget(name: "SystemSupportTests", dependencies: ["SystemSupport"]),
+        .testTarget(name: "KVMTests", dependencies: ["KVM", "SystemSupport", "CShims"]),
+        .testTarget(name: "BootTests", dependencies: ["Boot", "GuestMemory"]),
+        .testTarget(name: "VMMTests", dependencies: ["VMM", "Devices", "KVM", "Boot", "GuestMemory"]),
+        .testTarget(
+            name: "VhostUserTests", dependencies: ["VhostUser", "Devices", "VirtIO", "VirtIOTestSupport", "GuestMemory"]),
         .testTarget(
             name: "TTRPCTests",
             dependencies: [
@@ -102,6 +126,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]),
+        .testTarget(name: "FUSETests", dependencies: ["FUSE", "CShims"]),
         .testTarget(
             name: "AgentTests",
             dependencies: [

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the guest kernel (vmlinux with the PVH note, and a bzImage) from Debian's linux-source
 # package and our config fragment. The result is cached outside the clone, keyed by the fragment,
-# this script and the source package version, so a second build costs nothing.
+# the build recipe and the source package version, so a second build costs nothing.
 #
 #   guest-image/build-kernel.sh [OUT_DIR]      prints the cache directory holding vmlinux, bzImage, config
 set -euo pipefail
@@ -11,7 +11,9 @@ cache_root=${KATA_CACHE:-/var/cache/kata-swift}
 src_pkg=linux-source-6.1
 src_version=$(dpkg-query -W -f='${Version}' "$src_pkg" 2>/dev/null) || {
   echo "build-kernel: $src_pkg is not installed (run scripts/install-deps.sh)" >&2; exit 1; }
-key=$( { echo "$src_pkg $src_version"; cat "$here/kernel.fragment" "$here/build-kernel.sh"; } | sha256sum | cut -c1-16)
+# Bump when a change to this script changes what it builds (not for messages or cache handling).
+recipe=1
+key=$( { echo "$src_pkg $src_version recipe $recipe"; cat "$here/kernel.fragment"; } | sha256sum | cut -c1-16)
 out="$cache_root/kernel-$key"
 
 if [ -f "$out/vmlinux" ] && [ -f "$out/bzImage" ]; then
@@ -62,5 +64,7 @@ cp arch/x86/boot/bzImage "$out.tmp/bzImage"
 cp .config "$out.tmp/config"
 echo "$src_pkg $src_version" > "$out.tmp/source-version"
 rm -rf "$out"; mv "$out.tmp" "$out"
-cd /; rm -rf "$work"
+cd /
+rm -rf "$work" || echo "build-kernel: could not remove $work" >&2
+echo "build-kernel: cached as $out" >&2
 echo "$out"

@@ -1,1 +1,0 @@
-// Boot: kernel loaders and boot structures.

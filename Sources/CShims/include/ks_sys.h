@@ -1,0 +1,36 @@
+// ks_sys: system calls whose C shape Swift cannot use directly.
+//
+// Why: struct epoll_event is packed on x86-64 (Swift would lay it out differently), prctl and
+// ioctl are variadic, and a signal handler must be a plain C function for the vCPU "kick".
+#ifndef KS_SYS_H
+#define KS_SYS_H
+
+#include <stdint.h>
+
+/// eventfd(initval, EFD_CLOEXEC [| EFD_NONBLOCK]); sys/eventfd.h is not in Swift's Glibc module.
+/// Returns the fd or -errno.
+int ks_eventfd(unsigned int initval, int nonblocking);
+
+/// epoll_create1(EPOLL_CLOEXEC); sys/epoll.h is not in Swift's Glibc module. fd or -errno.
+int ks_epoll_create(void);
+
+/// epoll_ctl with the event mask and the 64-bit token passed as plain arguments. 0 or -errno.
+int ks_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t token);
+
+/// epoll_wait into two parallel arrays. Returns the count, or -errno (-EINTR included).
+int ks_epoll_wait(int epfd, uint32_t *events, uint64_t *tokens, int max, int timeout_ms);
+
+/// Installs an empty handler for `signo` without SA_RESTART, so a blocking call in the
+/// signalled thread (KVM_RUN) returns EINTR. 0 or -errno.
+int ks_install_kick_handler(int signo);
+
+/// Unblocks `signo` in the calling thread. 0 or -errno.
+int ks_unblock_signal(int signo);
+
+/// prctl(PR_SET_NAME): names the calling thread (visible in ps/top). 0 or -errno.
+int ks_set_thread_name(const char *name);
+
+/// The first real-time signal number (SIGRTMIN is a function call in glibc, a macro in C).
+int ks_sigrtmin(void);
+
+#endif

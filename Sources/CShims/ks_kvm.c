@@ -1,0 +1,82 @@
+#include "ks_kvm.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+const unsigned long KS_KVM_GET_API_VERSION = KVM_GET_API_VERSION;
+const unsigned long KS_KVM_CREATE_VM = KVM_CREATE_VM;
+const unsigned long KS_KVM_CHECK_EXTENSION = KVM_CHECK_EXTENSION;
+const unsigned long KS_KVM_GET_VCPU_MMAP_SIZE = KVM_GET_VCPU_MMAP_SIZE;
+const unsigned long KS_KVM_GET_SUPPORTED_CPUID = KVM_GET_SUPPORTED_CPUID;
+const unsigned long KS_KVM_CREATE_VCPU = KVM_CREATE_VCPU;
+const unsigned long KS_KVM_SET_USER_MEMORY_REGION = KVM_SET_USER_MEMORY_REGION;
+const unsigned long KS_KVM_SET_TSS_ADDR = KVM_SET_TSS_ADDR;
+const unsigned long KS_KVM_SET_IDENTITY_MAP_ADDR = KVM_SET_IDENTITY_MAP_ADDR;
+const unsigned long KS_KVM_CREATE_IRQCHIP = KVM_CREATE_IRQCHIP;
+const unsigned long KS_KVM_CREATE_PIT2 = KVM_CREATE_PIT2;
+const unsigned long KS_KVM_IRQ_LINE = KVM_IRQ_LINE;
+const unsigned long KS_KVM_IRQFD = KVM_IRQFD;
+const unsigned long KS_KVM_IOEVENTFD = KVM_IOEVENTFD;
+const unsigned long KS_KVM_RUN = KVM_RUN;
+const unsigned long KS_KVM_GET_REGS = KVM_GET_REGS;
+const unsigned long KS_KVM_SET_REGS = KVM_SET_REGS;
+const unsigned long KS_KVM_GET_SREGS = KVM_GET_SREGS;
+const unsigned long KS_KVM_SET_SREGS = KVM_SET_SREGS;
+const unsigned long KS_KVM_SET_FPU = KVM_SET_FPU;
+const unsigned long KS_KVM_SET_LAPIC = KVM_SET_LAPIC;
+const unsigned long KS_KVM_GET_LAPIC = KVM_GET_LAPIC;
+
+int ks_kvm_get_supported_cpuid(int kvm_fd, ks_cpuid_entry *out, int max) {
+    if (max <= 0) return -EINVAL;
+    size_t size = sizeof(struct kvm_cpuid2) + (size_t)max * sizeof(struct kvm_cpuid_entry2);
+    struct kvm_cpuid2 *cpuid = calloc(1, size);
+    if (!cpuid) return -ENOMEM;
+    cpuid->nent = (uint32_t)max;
+    if (ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, cpuid) < 0) {
+        int err = errno;
+        free(cpuid);
+        return -err;
+    }
+    int n = (int)cpuid->nent;
+    for (int i = 0; i < n; i++) {
+        struct kvm_cpuid_entry2 *e = &cpuid->entries[i];
+        out[i] = (ks_cpuid_entry){e->function, e->index, e->flags, e->eax, e->ebx, e->ecx, e->edx};
+    }
+    free(cpuid);
+    return n;
+}
+
+int ks_kvm_set_cpuid(int vcpu_fd, const ks_cpuid_entry *entries, int count) {
+    if (count < 0) return -EINVAL;
+    size_t size = sizeof(struct kvm_cpuid2) + (size_t)count * sizeof(struct kvm_cpuid_entry2);
+    struct kvm_cpuid2 *cpuid = calloc(1, size);
+    if (!cpuid) return -ENOMEM;
+    cpuid->nent = (uint32_t)count;
+    for (int i = 0; i < count; i++) {
+        const ks_cpuid_entry *s = &entries[i];
+        struct kvm_cpuid_entry2 *e = &cpuid->entries[i];
+        e->function = s->function; e->index = s->index; e->flags = s->flags;
+        e->eax = s->eax; e->ebx = s->ebx; e->ecx = s->ecx; e->edx = s->edx;
+    }
+    int rc = ioctl(vcpu_fd, KVM_SET_CPUID2, cpuid) < 0 ? -errno : 0;
+    free(cpuid);
+    return rc;
+}
+
+int ks_kvm_set_msrs(int vcpu_fd, const uint32_t *indices, const uint64_t *values, int count) {
+    if (count < 0) return -EINVAL;
+    size_t size = sizeof(struct kvm_msrs) + (size_t)count * sizeof(struct kvm_msr_entry);
+    struct kvm_msrs *msrs = calloc(1, size);
+    if (!msrs) return -ENOMEM;
+    msrs->nmsrs = (uint32_t)count;
+    for (int i = 0; i < count; i++) {
+        msrs->entries[i].index = indices[i];
+        msrs->entries[i].data = values[i];
+    }
+    int rc = ioctl(vcpu_fd, KVM_SET_MSRS, msrs);
+    if (rc < 0) rc = -errno;
+    free(msrs);
+    return rc;
+}

@@ -1,1 +1,0 @@
-// Devices: device models.

@@ -1,0 +1,140 @@
+import Synchronization
+
+/// A 16550A-compatible UART (the 8250 family) at a port window of 8 bytes, e.g. 0x3f8 / IRQ 4.
+///
+/// Output bytes go to `output` as the guest writes them; input arrives through `enqueueInput`
+/// (from any thread) and raises the receive interrupt when the guest enabled it. No real baud
+/// rate: transmit is instant, so the transmitter is always empty.
+public final class Serial8250: BusDevice {
+    // Register offsets.
+    static let data = 0, interruptEnable = 1, interruptIdentification = 2, lineControl = 3
+    static let modemControl = 4, lineStatus = 5, modemStatus = 6, scratch = 7
+    // Bits.
+    static let ierReceivedData: UInt8 = 0x01, ierTransmitEmpty: UInt8 = 0x02
+    static let iirNoInterrupt: UInt8 = 0x01, iirTransmitEmpty: UInt8 = 0x02, iirReceivedData: UInt8 = 0x04
+    static let iirFIFOEnabled: UInt8 = 0xc0
+    static let lcrDivisorLatch: UInt8 = 0x80
+    static let lsrDataReady: UInt8 = 0x01, lsrTransmitEmpty: UInt8 = 0x20, lsrTransmitterIdle: UInt8 = 0x40
+    static let mcrLoopback: UInt8 = 0x10
+    /// Input is dropped beyond this many pending bytes (the guest is not reading).
+    public static let inputCapacity = 4096
+
+    struct State {
+        var interruptEnable: UInt8 = 0
+        var lineControl: UInt8 = 0x03
+        var modemControl: UInt8 = 0x08
+        var scratch: UInt8 = 0
+        var divisorLow: UInt8 = 0x0c  // 9600 baud
+        var divisorHigh: UInt8 = 0
+        var fifoControl: UInt8 = 0
+        var transmitEmptyPending = false
+        var input: [UInt8] = []
+        var inputHead = 0
+
+        var hasInput: Bool { inputHead < input.count }
+
+        var identification: UInt8 {
+            if hasInput && interruptEnable & Serial8250.ierReceivedData != 0 { return Serial8250.iirReceivedData }
+            if transmitEmptyPending && interruptEnable & Serial8250.ierTransmitEmpty != 0 {
+                return Serial8250.iirTransmitEmpty
+            }
+            return Serial8250.iirNoInterrupt
+        }
+    }
+
+    private let state = Mutex(State())
+    private let output: @Sendable ([UInt8]) -> Void
+    private let interrupt: @Sendable () -> Void
+
+    /// - Parameters:
+    ///   - output: receives each transmitted byte (called on the vCPU thread; keep it quick).
+    ///   - interrupt: raises the UART's IRQ line (an edge on the in-kernel irqchip).
+    public init(output: @escaping @Sendable ([UInt8]) -> Void, interrupt: @escaping @Sendable () -> Void) {
+        self.output = output
+        self.interrupt = interrupt
+    }
+
+    /// Queues bytes for the guest to read and interrupts it if it asked for receive interrupts.
+    public func enqueueInput(_ bytes: [UInt8]) {
+        let raise = state.withLock { s -> Bool in
+            if s.inputHead > 0 && s.inputHead == s.input.count {
+                s.input.removeAll(keepingCapacity: true)
+                s.inputHead = 0
+            }
+            let room = max(0, Self.inputCapacity - (s.input.count - s.inputHead))
+            s.input.append(contentsOf: bytes.prefix(room))
+            return s.identification == Self.iirReceivedData
+        }
+        if raise { interrupt() }
+    }
+
+    public func read(offset: UInt64, size: Int) -> [UInt8] {
+        var raise = false
+        let value: UInt8 = state.withLock { s in
+            let dlab = s.lineControl & Self.lcrDivisorLatch != 0
+            switch Int(offset) {
+            case Self.data where dlab: return s.divisorLow
+            case Self.data:
+                guard s.hasInput else { return 0 }
+                let byte = s.input[s.inputHead]
+                s.inputHead += 1
+                raise = s.hasInput && s.identification == Self.iirReceivedData
+                return byte
+            case Self.interruptEnable where dlab: return s.divisorHigh
+            case Self.interruptEnable: return s.interruptEnable
+            case Self.interruptIdentification:
+                let id = s.identification
+                if id == Self.iirTransmitEmpty { s.transmitEmptyPending = false }  // reading IIR clears THRE
+                return id | (s.fifoControl & 0x01 != 0 ? Self.iirFIFOEnabled : 0)
+            case Self.lineControl: return s.lineControl
+            case Self.modemControl: return s.modemControl
+            case Self.lineStatus:
+                return Self.lsrTransmitEmpty | Self.lsrTransmitterIdle | (s.hasInput ? Self.lsrDataReady : 0)
+            case Self.modemStatus:
+                if s.modemControl & Self.mcrLoopback != 0 {
+                    // Loopback: DTR->DSR, RTS->CTS, OUT1->RI, OUT2->DCD.
+                    let m = s.modemControl
+                    return ((m & 0x01) << 5) | ((m & 0x02) << 3) | ((m & 0x04) << 4) | ((m & 0x08) << 4)
+                }
+                return 0xb0  // DCD, DSR, CTS
+            case Self.scratch: return s.scratch
+            default: return 0
+            }
+        }
+        if raise { interrupt() }
+        return [UInt8](repeating: value, count: 1) + [UInt8](repeating: 0, count: max(0, size - 1))
+    }
+
+    public func write(offset: UInt64, data: [UInt8]) -> BusWriteOutcome {
+        guard let value = data.first else { return .done }
+        var transmitted: UInt8? = nil
+        var raise = false
+        state.withLock { s in
+            let dlab = s.lineControl & Self.lcrDivisorLatch != 0
+            switch Int(offset) {
+            case Self.data where dlab: s.divisorLow = value
+            case Self.data:
+                if s.modemControl & Self.mcrLoopback != 0 {
+                    if s.input.count - s.inputHead < Self.inputCapacity { s.input.append(value) }
+                } else {
+                    transmitted = value
+                }
+                s.transmitEmptyPending = true
+            case Self.interruptEnable where dlab: s.divisorHigh = value
+            case Self.interruptEnable:
+                s.interruptEnable = value & 0x0f
+                // The transmitter is always empty: enabling its interrupt fires it at once.
+                if value & Self.ierTransmitEmpty != 0 { s.transmitEmptyPending = true }
+            case Self.interruptIdentification: s.fifoControl = value
+            case Self.lineControl: s.lineControl = value
+            case Self.modemControl: s.modemControl = value & 0x1f
+            case Self.scratch: s.scratch = value
+            default: break
+            }
+            raise = s.identification != Self.iirNoInterrupt
+        }
+        if let transmitted { output([transmitted]) }
+        if raise { interrupt() }
+        return .done
+    }
+}

@@ -1,0 +1,178 @@
+import GuestMemory
+import Logging
+import VirtIO
+
+/// The virtio-vsock device (id 19): moves packets between the guest's RX/TX queues and a
+/// `VsockBackend`. It parses and checks every TX packet the guest writes, and writes backend
+/// packets into the guest's RX buffers. The event queue only holds the guest's buffers.
+public final class VsockDevice: VirtioDevice {
+    /// Queue indices, in the spec's order.
+    public enum QueueIndex: Int, CaseIterable, Sendable {
+        case rx = 0
+        case tx = 1
+        case event = 2
+    }
+
+    public static let queueSize: UInt16 = 256
+    /// Largest payload of one packet in either direction; a TX header claiming more is dropped.
+    public static let maxPayload = 64 * 1024
+
+    public let guestCID: UInt64
+    public let backend: any VsockBackend
+    public let deviceType = VirtioDeviceType.vsock
+    public let availableFeatures = VirtioFeature.common
+    public var ackedFeatures: UInt64 = 0
+    public var queues = VsockDevice.makeQueues(count: QueueIndex.allCases.count, maxSize: VsockDevice.queueSize)
+    /// TX packets refused (bad length, CIDs or header) since creation.
+    public private(set) var droppedPackets = 0
+
+    private var memory: (any GuestMemory)?
+    private var interrupt: (any InterruptTrigger)?
+    private let logger: Logger
+
+    public init(guestCID: UInt64, backend: some VsockBackend, logger: Logger = Logger(label: "kata-swift.vsock")) {
+        self.guestCID = guestCID
+        self.backend = backend
+        self.logger = logger
+    }
+
+    /// struct virtio_vsock_config { le64 guest_cid; }
+    public var configSpace: [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: guestCID >> (8 * $0)) } }
+
+    public func activate(memory: some GuestMemory, interrupt: some InterruptTrigger) throws(VirtioDeviceError) {
+        self.memory = memory
+        self.interrupt = interrupt
+    }
+
+    public func queueNotified(_ index: Int) {
+        switch QueueIndex(rawValue: index) {
+        case .tx:
+            processTX()
+            processRX()
+        case .rx:
+            processRX()
+        case .event, nil:
+            break
+        }
+    }
+
+    /// The backend has packets for the guest (its wake handler fired).
+    public func processBackend() {
+        processRX()
+    }
+
+    public func reset() {
+        memory = nil
+        interrupt = nil
+        backend.deviceReset()
+    }
+
+    // MARK: TX: guest to host
+
+    private func processTX() {
+        guard let memory else { return }
+        let tx = QueueIndex.tx.rawValue
+        var completed = false
+        while true {
+            let chain: DescriptorChain
+            do {
+                guard let next = try queues[tx].popAvailable(memory: memory) else { break }
+                chain = next
+            } catch {
+                return queueBroke(tx, error)
+            }
+            if let packet = parse(chain, memory: memory) {
+                backend.handleGuestPacket(packet)
+            } else {
+                droppedPackets += 1
+            }
+            do {
+                try queues[tx].addUsed(head: chain.head, length: 0, memory: memory)
+            } catch {
+                return queueBroke(tx, error)
+            }
+            completed = true
+        }
+        if completed { notifyIfNeeded(tx, memory) }
+    }
+
+    /// A TX packet, or nil (logged) when the guest's header does not match its buffers.
+    private func parse(_ chain: DescriptorChain, memory: some GuestMemory) -> VsockPacket? {
+        let available = chain.readableLength
+        guard available >= UInt64(VsockHeader.size),
+            let bytes = try? chain.read(from: memory, count: VsockHeader.size),
+            let header = VsockHeader(bytes: bytes)
+        else {
+            logger.warning("vsock TX: chain \(chain.head) holds \(available) bytes, less than a header")
+            return nil
+        }
+        guard header.length <= UInt32(Self.maxPayload), UInt64(header.length) <= available - UInt64(VsockHeader.size) else {
+            logger.warning("vsock TX: header length \(header.length) vs \(available - UInt64(VsockHeader.size)) payload bytes")
+            return nil
+        }
+        guard header.sourceCID == guestCID, header.destinationCID == VsockHeader.hostCID else {
+            logger.warning("vsock TX: CIDs \(header.sourceCID) -> \(header.destinationCID) refused")
+            return nil
+        }
+        let payload: [UInt8]
+        do {
+            payload = try chain.read(from: memory, offset: UInt64(VsockHeader.size), count: Int(header.length))
+        } catch {
+            return nil
+        }
+        return VsockPacket(header: header, payload: payload)
+    }
+
+    // MARK: RX: host to guest
+
+    private func processRX() {
+        guard let memory else { return }
+        let rx = QueueIndex.rx.rawValue
+        var completed = false
+        while backend.hasPendingPackets {
+            let chain: DescriptorChain
+            do {
+                guard let next = try queues[rx].popAvailable(memory: memory) else { break }
+                chain = next
+            } catch {
+                return queueBroke(rx, error)
+            }
+            let capacity = chain.writableLength
+            var used: UInt32 = 0
+            if capacity >= UInt64(VsockHeader.size) {
+                let room = Int(min(capacity - UInt64(VsockHeader.size), UInt64(Self.maxPayload)))
+                guard var packet = backend.nextPacketForGuest(maxPayload: room) else {
+                    queues[rx].undoPop()
+                    break
+                }
+                packet.header.sourceCID = VsockHeader.hostCID
+                packet.header.destinationCID = guestCID
+                do {
+                    used = UInt32(try chain.write(packet.header.bytes + packet.payload, to: memory))
+                } catch {
+                    logger.error("vsock RX: writing chain \(chain.head): \(error)")
+                }
+            } else {
+                logger.warning("vsock RX: chain \(chain.head) has \(capacity) writable bytes, less than a header")
+            }
+            do {
+                try queues[rx].addUsed(head: chain.head, length: used, memory: memory)
+            } catch {
+                return queueBroke(rx, error)
+            }
+            completed = true
+        }
+        if completed { notifyIfNeeded(rx, memory) }
+    }
+
+    // MARK: interrupts
+
+    private func notifyIfNeeded(_ index: Int, _ memory: some GuestMemory) {
+        if queues[index].needsNotification(memory: memory) { interrupt?.trigger(.usedBuffer) }
+    }
+
+    private func queueBroke(_ index: Int, _ error: QueueError) {
+        logger.error("vsock queue \(index): \(error)")
+        interrupt?.signalNeedsReset()
+    }
+}

@@ -1,0 +1,92 @@
+// Extended attributes, access checks and file system statistics.
+
+import CShims
+import Glibc
+
+/// GETXATTR/LISTXATTR answer: the size needed (when the guest asked with size 0) or the bytes.
+enum XattrReply: Equatable {
+    case size(Int)
+    case data([UInt8])
+}
+
+extension PassthroughFileSystem {
+    /// Attributes a guest may not set or remove: overlayfs metadata would redirect a host overlay
+    /// built on this directory.
+    static func isProtectedXattr(_ name: String) -> Bool {
+        name.hasPrefix("trusted.overlay.") || name.hasPrefix("user.overlay.")
+    }
+
+    func getxattr(_ nodeID: UInt64, name: FUSEText, size: UInt32) throws(FUSEErrno) -> XattrReply {
+        let inode = try inode(nodeID)
+        guard !inode.isSymlink else { throw .noData }
+        let path = Self.procPath(inode)
+        if size == 0 {
+            return .size(try checkShim { ks_fuse_getxattr(path, name.cString, nil, 0) })
+        }
+        var value = [UInt8](repeating: 0, count: Int(min(size, UInt32(FUSERequest.xattrSizeMax))))
+        let count = try checkShim {
+            value.withUnsafeMutableBytes { ks_fuse_getxattr(path, name.cString, $0.baseAddress, $0.count) }
+        }
+        return .data(Array(value[..<count]))
+    }
+
+    func listxattr(_ nodeID: UInt64, size: UInt32) throws(FUSEErrno) -> XattrReply {
+        let inode = try inode(nodeID)
+        guard !inode.isSymlink else { return size == 0 ? .size(0) : .data([]) }
+        let path = Self.procPath(inode)
+        if size == 0 {
+            return .size(try checkShim { ks_fuse_listxattr(path, nil, 0) })
+        }
+        var list = [CChar](repeating: 0, count: Int(min(size, UInt32(FUSERequest.xattrSizeMax))))
+        let count = try checkShim { ks_fuse_listxattr(path, &list, list.count) }
+        return .data(list[..<count].map { UInt8(bitPattern: $0) })
+    }
+
+    func setxattr(_ nodeID: UInt64, name: FUSEText, value: [UInt8], flags: Int32) throws(FUSEErrno) {
+        let inode = try inode(nodeID)
+        guard !Self.isProtectedXattr(name.string) else { throw .notPermitted }
+        guard !inode.isSymlink else { throw .notPermitted }
+        guard flags & ~(ks_fuse_xattr_create | ks_fuse_xattr_replace) == 0 else { throw .invalid }
+        _ = try checkShim {
+            value.withUnsafeBytes {
+                ks_fuse_setxattr(Self.procPath(inode), name.cString, $0.baseAddress, $0.count, flags)
+            }
+        }
+    }
+
+    func removexattr(_ nodeID: UInt64, name: FUSEText) throws(FUSEErrno) {
+        let inode = try inode(nodeID)
+        guard !Self.isProtectedXattr(name.string) else { throw .notPermitted }
+        guard !inode.isSymlink else { throw .notPermitted }
+        _ = try checkShim { ks_fuse_removexattr(Self.procPath(inode), name.cString) }
+    }
+
+    /// ACCESS, judged from the file's mode for the caller's uid/gid (supplementary groups are the
+    /// guest kernel's to check): root may read and write anything and execute what has an x bit.
+    public func access(_ nodeID: UInt64, mask: UInt32, caller: FUSECaller) throws(FUSEErrno) {
+        let st = try Self.stat(try inode(nodeID).fd)
+        let wanted = mode_t(mask) & 0o7
+        if wanted == 0 { return }
+        if caller.uid == 0 {
+            let executable = st.st_mode & S_IFMT == S_IFDIR || st.st_mode & 0o111 != 0
+            if wanted & mode_t(X_OK) != 0 && !executable { throw .accessDenied }
+            return
+        }
+        let granted: mode_t
+        if st.st_uid == uid_t(caller.uid) {
+            granted = (st.st_mode >> 6) & 0o7
+        } else if st.st_gid == gid_t(caller.gid) {
+            granted = (st.st_mode >> 3) & 0o7
+        } else {
+            granted = st.st_mode & 0o7
+        }
+        guard wanted & ~granted == 0 else { throw .accessDenied }
+    }
+
+    public func statfs(_ nodeID: UInt64) throws(FUSEErrno) -> statvfs {
+        var st = Glibc.statvfs()
+        let inode = try inode(nodeID)
+        _ = try check { fstatvfs(inode.fd, &st) }
+        return st
+    }
+}

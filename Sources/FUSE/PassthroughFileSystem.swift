@@ -1,0 +1,221 @@
+// A FUSE file system that passes every operation through to one host directory, confined to it.
+
+import CShims
+import Glibc
+import Synchronization
+
+/// Who asks: the uid/gid/pid of the guest process, from fuse_in_header.
+public struct FUSECaller: Sendable, Equatable {
+    public var uid: UInt32
+    public var gid: UInt32
+    public var pid: UInt32
+
+    public init(uid: UInt32, gid: UInt32, pid: UInt32) {
+        self.uid = uid
+        self.gid = gid
+        self.pid = pid
+    }
+}
+
+public struct PassthroughConfiguration: Sendable {
+    /// The host directory the guest sees as its root (the sandbox's shared directory).
+    public var root: String
+    public var timeouts: FUSECacheTimeouts
+    /// Most inodes plus open files held at once; beyond it lookups and opens fail with ENFILE.
+    public var maxOpenFiles: Int
+    /// Whether MKNOD may create character and block devices other than the 0:0 overlay whiteout.
+    public var allowDeviceNodes: Bool
+
+    public init(root: String, timeouts: FUSECacheTimeouts = FUSECacheTimeouts(),
+                maxOpenFiles: Int = 65536, allowDeviceNodes: Bool = false) {
+        self.root = root
+        self.timeouts = timeouts
+        self.maxOpenFiles = maxOpenFiles
+        self.allowDeviceNodes = allowDeviceNodes
+    }
+}
+
+/// Confinement rules (docs/virtio-fs.md): every inode is an O_PATH fd reached by resolving ONE
+/// validated name below its parent's fd with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+/// RESOLVE_NO_MAGICLINKS); symlinks are never followed; mounts of procfs/sysfs inside the share are
+/// refused; real opens go through /proc/self/fd only for regular files and directories.
+public final class PassthroughFileSystem: Sendable {
+    let configuration: PassthroughConfiguration
+    /// Inodes and open files, guarded by this mutex. Syscalls run outside it on retained objects.
+    let table: Mutex<InodeTable>
+    /// O_PATH descriptor of /proc/self/fd, for turning an O_PATH inode into a real open file.
+    let procSelfFD: Int32
+    /// Whether created files get the caller's uid/gid (only root may chown).
+    let setsOwner: Bool
+
+    static let lookupResolve = ks_fuse_resolve_beneath | ks_fuse_resolve_no_symlinks | ks_fuse_resolve_no_magiclinks
+
+    public init(_ configuration: PassthroughConfiguration) throws(FUSEErrno) {
+        self.configuration = configuration
+        let rootFD = try check { Glibc.open(configuration.root, ks_fuse_o_path | O_DIRECTORY | O_CLOEXEC) }
+        let root: Inode
+        do throws(FUSEErrno) {
+            let st = try Self.stat(rootFD)
+            root = Inode(fd: rootFD, key: InodeKey(st), type: st.st_mode & S_IFMT)
+        } catch {
+            close(rootFD)
+            throw error
+        }
+        procSelfFD = try check { Glibc.open("/proc/self/fd", ks_fuse_o_path | O_DIRECTORY | O_CLOEXEC) }
+        table = Mutex(InodeTable(root: root, limit: configuration.maxOpenFiles))
+        setsOwner = geteuid() == 0
+    }
+
+    deinit { close(procSelfFD) }
+
+    // MARK: - counts (tests and metrics)
+
+    public var inodeCount: Int { table.withLock { $0.inodeCount } }
+    public var openFileCount: Int { table.withLock { $0.openFileCount } }
+
+    // MARK: - inode helpers
+
+    func inode(_ nodeID: UInt64) throws(FUSEErrno) -> Inode {
+        guard let inode = table.withLock({ $0.inode(nodeID) }) else { throw FUSEErrno(ESTALE) }
+        return inode
+    }
+
+    func directory(_ nodeID: UInt64) throws(FUSEErrno) -> Inode {
+        let inode = try inode(nodeID)
+        guard inode.isDirectory else { throw .notDirectory }
+        return inode
+    }
+
+    func file(_ fh: UInt64) throws(FUSEErrno) -> OpenFile {
+        guard let file = table.withLock({ $0.file(fh) }) else { throw .badHandle }
+        return file
+    }
+
+    static func stat(_ fd: Int32) throws(FUSEErrno) -> stat {
+        var st = Glibc.stat()
+        _ = try check { fstatat(fd, "", &st, ks_fuse_at_empty_path | AT_SYMLINK_NOFOLLOW) }
+        return st
+    }
+
+    /// The name of `inode` under /proc/self/fd, for calls that must follow it to the object.
+    static func procName(_ inode: Inode) -> String { String(inode.fd) }
+    static func procPath(_ inode: Inode) -> String { "/proc/self/fd/\(inode.fd)" }
+
+    /// Resolves one name below `parent` without following anything, and refuses crossing into a
+    /// procfs or sysfs mount (magic links, process memory).
+    func resolve(_ name: FUSEName, in parent: Inode) throws(FUSEErrno) -> (Inode, stat) {
+        guard parent.isDirectory else { throw .notDirectory }
+        let fd = try checkShim {
+            ks_fuse_openat2(parent.fd, name.cString, UInt64(ks_fuse_o_path | O_NOFOLLOW | O_CLOEXEC), 0,
+                            Self.lookupResolve)
+        }
+        let st: stat
+        do throws(FUSEErrno) {
+            st = try Self.stat(fd)
+        } catch {
+            close(fd)
+            throw error
+        }
+        let inode = Inode(fd: fd, key: InodeKey(st), type: st.st_mode & S_IFMT)
+        if inode.key.device != parent.key.device {
+            let type = try checkShim { ks_fuse_fstatfs_type(fd) }
+            if Self.refusedFilesystems.contains(type) { throw .notPermitted }
+        }
+        return (inode, st)
+    }
+
+    /// procfs, sysfs, debugfs, securityfs, tracefs, cgroup, cgroup2, bpf.
+    static let refusedFilesystems: Set<Int64> = [
+        0x9fa0, 0x6265_6572, 0x6462_6720, 0x7363_6673, 0x7472_6163, 0x27e0eb, 0x6367_7270, 0xcafe_4a11,
+    ]
+
+    /// Resolves and records a lookup: the reply's node ID and attributes.
+    func lookupRecord(_ name: FUSEName, in parent: Inode) throws(FUSEErrno) -> (UInt64, stat) {
+        let (inode, st) = try resolve(name, in: parent)
+        let id = try table.withLock { (table) throws(FUSEErrno) in try table.remember(inode) }
+        return (id, st)
+    }
+
+    // MARK: - lookup, forget, attributes
+
+    public func lookup(parent: UInt64, name: FUSEName) throws(FUSEErrno) -> (nodeID: UInt64, attr: stat) {
+        try lookupRecord(name, in: try directory(parent))
+    }
+
+    public func forget(_ nodeID: UInt64, lookups: UInt64) {
+        let dropped = table.withLock { $0.forget(nodeID, count: lookups) }
+        _ = dropped  // the descriptor closes here, outside the lock, once no operation holds it
+    }
+
+    public func getattr(_ nodeID: UInt64, fh: UInt64?) throws(FUSEErrno) -> stat {
+        if let fh {
+            var st = Glibc.stat()
+            let file = try file(fh)
+            _ = try check { fstat(file.fd, &st) }
+            return st
+        }
+        return try Self.stat(try inode(nodeID).fd)
+    }
+
+    func setattr(_ nodeID: UInt64, _ request: SetattrIn) throws(FUSEErrno) -> stat {
+        let inode = try inode(nodeID)
+        let handle = request.valid & FUSEProtocol.fattrFH != 0 ? try file(request.fh) : nil
+        if request.valid & FUSEProtocol.fattrMode != 0 {
+            let mode = mode_t(request.mode & 0o7777)
+            if let handle {
+                _ = try check { fchmod(handle.fd, mode) }
+            } else {
+                guard !inode.isSymlink else { throw .notSupported }
+                _ = try check { fchmodat(procSelfFD, Self.procName(inode), mode, 0) }
+            }
+        }
+        let setUID = request.valid & FUSEProtocol.fattrUID != 0
+        let setGID = request.valid & FUSEProtocol.fattrGID != 0
+        if setUID || setGID {
+            let uid = setUID ? uid_t(request.uid) : uid_t.max
+            let gid = setGID ? gid_t(request.gid) : gid_t.max
+            _ = try check { fchownat(inode.fd, "", uid, gid, ks_fuse_at_empty_path | AT_SYMLINK_NOFOLLOW) }
+        }
+        if request.valid & FUSEProtocol.fattrSize != 0 {
+            guard request.size <= UInt64(Int64.max) else { throw .invalid }
+            let size = off_t(request.size)
+            if let handle {
+                _ = try check { ftruncate(handle.fd, size) }
+            } else {
+                guard !inode.isDirectory else { throw .isDirectory }
+                guard inode.isRegular else { throw .invalid }
+                _ = try check { truncate(Self.procPath(inode), size) }
+            }
+        }
+        let times = request.valid & (FUSEProtocol.fattrAtime | FUSEProtocol.fattrMtime)
+        if times != 0 {
+            var spec = [
+                Self.timespec(request.valid, FUSEProtocol.fattrAtime, FUSEProtocol.fattrAtimeNow,
+                              request.atime, request.atimensec),
+                Self.timespec(request.valid, FUSEProtocol.fattrMtime, FUSEProtocol.fattrMtimeNow,
+                              request.mtime, request.mtimensec),
+            ]
+            if let handle {
+                _ = try check { futimens(handle.fd, &spec) }
+            } else if inode.isSymlink {
+                _ = try check { utimensat(inode.fd, "", &spec, ks_fuse_at_empty_path | AT_SYMLINK_NOFOLLOW) }
+            } else {
+                _ = try check { utimensat(procSelfFD, Self.procName(inode), &spec, 0) }
+            }
+        }
+        return try Self.stat(inode.fd)
+    }
+
+    private static func timespec(_ valid: UInt32, _ setBit: UInt32, _ nowBit: UInt32, _ seconds: UInt64,
+                                 _ nanoseconds: UInt32) -> Glibc.timespec {
+        if valid & setBit == 0 { return Glibc.timespec(tv_sec: 0, tv_nsec: ks_fuse_utime_omit) }
+        if valid & nowBit != 0 { return Glibc.timespec(tv_sec: 0, tv_nsec: ks_fuse_utime_now) }
+        return Glibc.timespec(tv_sec: Int(Int64(bitPattern: seconds)), tv_nsec: Int(min(nanoseconds, 999_999_999)))
+    }
+
+    /// DESTROY: drops every inode and open file (the guest unmounted).
+    public func destroy() {
+        let dropped = table.withLock { $0.removeAll() }
+        _ = dropped
+    }
+}

@@ -1,1 +1,0 @@
-// KVM: /dev/kvm system, VM and vCPU wrappers.

@@ -1,0 +1,127 @@
+// KVM: /dev/kvm system, VM and vCPU wrappers, and the typed VcpuExit.
+import CShims
+import SystemSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Errors of the KVM layer; each case names the operation that failed.
+public enum KVMError: Error, Equatable, Sendable, CustomStringConvertible {
+    case openDevice(path: String, Errno)
+    case apiVersion(found: Int32)
+    case createVM(Errno)
+    case missingCapability(String)
+    case vcpuMmapSize(Errno)
+    case supportedCPUID(Errno)
+    case setUserMemoryRegion(Errno)
+    case setTSSAddress(Errno)
+    case setIdentityMapAddress(Errno)
+    case createIRQChip(Errno)
+    case createPIT(Errno)
+    case irqLine(Errno)
+    case createVcpu(id: Int, Errno)
+    case mmapRun(Errno)
+    case getRegisters(Errno)
+    case setRegisters(Errno)
+    case getSpecialRegisters(Errno)
+    case setSpecialRegisters(Errno)
+    case setFPU(Errno)
+    case setCPUID(Errno)
+    case setMSRs(Errno)
+    case setMSRsPartial(set: Int, of: Int)
+    case getLAPIC(Errno)
+    case setLAPIC(Errno)
+    case run(Errno)
+
+    public var description: String {
+        switch self {
+        case .openDevice(let path, let e): "cannot open \(path): \(e)"
+        case .apiVersion(let v): "KVM API version \(v), expected 12"
+        case .createVM(let e): "KVM_CREATE_VM: \(e)"
+        case .missingCapability(let c): "KVM lacks capability \(c)"
+        case .vcpuMmapSize(let e): "KVM_GET_VCPU_MMAP_SIZE: \(e)"
+        case .supportedCPUID(let e): "KVM_GET_SUPPORTED_CPUID: \(e)"
+        case .setUserMemoryRegion(let e): "KVM_SET_USER_MEMORY_REGION: \(e)"
+        case .setTSSAddress(let e): "KVM_SET_TSS_ADDR: \(e)"
+        case .setIdentityMapAddress(let e): "KVM_SET_IDENTITY_MAP_ADDR: \(e)"
+        case .createIRQChip(let e): "KVM_CREATE_IRQCHIP: \(e)"
+        case .createPIT(let e): "KVM_CREATE_PIT2: \(e)"
+        case .irqLine(let e): "KVM_IRQ_LINE: \(e)"
+        case .createVcpu(let id, let e): "KVM_CREATE_VCPU \(id): \(e)"
+        case .mmapRun(let e): "mmap of kvm_run: \(e)"
+        case .getRegisters(let e): "KVM_GET_REGS: \(e)"
+        case .setRegisters(let e): "KVM_SET_REGS: \(e)"
+        case .getSpecialRegisters(let e): "KVM_GET_SREGS: \(e)"
+        case .setSpecialRegisters(let e): "KVM_SET_SREGS: \(e)"
+        case .setFPU(let e): "KVM_SET_FPU: \(e)"
+        case .setCPUID(let e): "KVM_SET_CPUID2: \(e)"
+        case .setMSRs(let e): "KVM_SET_MSRS: \(e)"
+        case .setMSRsPartial(let n, let total): "KVM_SET_MSRS set only \(n) of \(total) MSRs"
+        case .getLAPIC(let e): "KVM_GET_LAPIC: \(e)"
+        case .setLAPIC(let e): "KVM_SET_LAPIC: \(e)"
+        case .run(let e): "KVM_RUN: \(e)"
+        }
+    }
+}
+
+/// One CPUID leaf as KVM reports and accepts it.
+public typealias CPUIDEntry = ks_cpuid_entry
+
+extension ks_cpuid_entry: @retroactive Equatable, @unchecked @retroactive Sendable {
+    public static func == (a: ks_cpuid_entry, b: ks_cpuid_entry) -> Bool {
+        a.function == b.function && a.index == b.index && a.flags == b.flags && a.eax == b.eax
+            && a.ebx == b.ebx && a.ecx == b.ecx && a.edx == b.edx
+    }
+}
+
+/// The KVM system handle (/dev/kvm).
+public final class Kvm: Sendable {
+    public let fd: FileDescriptor
+
+    /// Opens /dev/kvm (or `path`) and checks the API version is 12.
+    public init(path: String = "/dev/kvm") throws(KVMError) {
+        do {
+            fd = try FileDescriptor.open(path, O_RDWR)
+        } catch {
+            throw .openDevice(path: path, error)
+        }
+        let version = ioctl(fd.rawValue, KS_KVM_GET_API_VERSION)
+        guard version == 12 else { throw .apiVersion(found: version) }
+    }
+
+    /// KVM_CHECK_EXTENSION: 0 when absent, otherwise a capability-specific positive value.
+    public func checkExtension(_ capability: Int32) -> Int32 {
+        max(0, ioctl(fd.rawValue, KS_KVM_CHECK_EXTENSION, capability))
+    }
+
+    /// The largest number of vCPUs KVM recommends (KVM_CAP_NR_VCPUS).
+    public var recommendedVcpus: Int { Int(max(1, checkExtension(KVM_CAP_NR_VCPUS))) }
+
+    public func vcpuMmapSize() throws(KVMError) -> Int {
+        let size = ioctl(fd.rawValue, KS_KVM_GET_VCPU_MMAP_SIZE)
+        guard size > 0 else { throw .vcpuMmapSize(.current) }
+        return Int(size)
+    }
+
+    /// KVM_GET_SUPPORTED_CPUID: the leaves KVM can present to a guest on this host.
+    public func supportedCPUID() throws(KVMError) -> [CPUIDEntry] {
+        var capacity = 128
+        while true {
+            var entries = [CPUIDEntry](repeating: CPUIDEntry(), count: capacity)
+            let n = ks_kvm_get_supported_cpuid(fd.rawValue, &entries, Int32(capacity))
+            if n == -E2BIG && capacity < 4096 {
+                capacity *= 2
+                continue
+            }
+            guard n >= 0 else { throw .supportedCPUID(Errno(rawValue: -n)) }
+            return Array(entries.prefix(Int(n)))
+        }
+    }
+
+    /// Creates a VM (KVM_CREATE_VM, machine type 0).
+    public func createVM() throws(KVMError) -> VM {
+        let raw = ioctl(fd.rawValue, KS_KVM_CREATE_VM, Int32(0))
+        guard raw >= 0 else { throw .createVM(.current) }
+        return VM(kvm: self, fd: FileDescriptor(owning: raw))
+    }
+}

@@ -1,1 +1,0 @@
-// SystemSupport: errno, owned descriptors, epoll, eventfd, signals.

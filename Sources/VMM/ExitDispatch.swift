@@ -1,0 +1,92 @@
+import Devices
+import KVM
+
+/// Why a VM stopped.
+public enum StopReason: Equatable, Sendable, CustomStringConvertible {
+    /// The guest asked for a reset (i8042 0xfe, or a triple fault / KVM shutdown exit): our "reboot".
+    case reset
+    /// KVM reported a system event (PSCI-like shutdown/reset/crash), with its type.
+    case systemEvent(UInt32)
+    /// HLT reached userspace (only without the in-kernel irqchip): the tiny-guest "done".
+    case halted
+    /// `stop()` was called from the host.
+    case stopRequested
+    /// VM entry failed: the vCPU state is invalid.
+    case failEntry(UInt64)
+    /// KVM could not emulate something (suberror 1 = emulation failure).
+    case internalError(UInt32)
+    /// An exit we do not handle.
+    case unhandledExit(String)
+    /// KVM_RUN itself failed.
+    case runFailed(String)
+
+    public var description: String {
+        switch self {
+        case .reset: "guest reset (reboot or triple fault)"
+        case .systemEvent(let t): "KVM system event \(t)"
+        case .halted: "guest halted"
+        case .stopRequested: "stopped by the host"
+        case .failEntry(let r): "VM entry failed (hardware reason 0x\(String(r, radix: 16)))"
+        case .internalError(let s): "KVM internal error, suberror \(s)\(s == 1 ? " (emulation failure)" : "")"
+        case .unhandledExit(let e): "unhandled exit \(e)"
+        case .runFailed(let e): "KVM_RUN failed: \(e)"
+        }
+    }
+}
+
+/// What the vCPU loop does after an exit.
+public enum VcpuAction: Equatable, Sendable {
+    case resume
+    /// Resume after handing `data` to the guest's pending read.
+    case completeRead([UInt8])
+    case stop(StopReason)
+}
+
+/// Decides what to do with one vCPU exit. Pure apart from the device calls, so tests feed it
+/// made-up exits and fake devices without KVM.
+///
+/// Accesses to no device read as all ones and ignore writes (as on a PC). A string I/O exit
+/// (`rep ins/outs`) is split into one device access per element.
+public func handle(_ exit: VcpuExit, pio: Bus, mmio: Bus) -> VcpuAction {
+    switch exit {
+    case .ioOut(let port, let size, let data):
+        guard size > 0, data.count % size == 0 else { return .stop(.unhandledExit("\(exit)")) }
+        guard let (device, offset) = pio.resolve(UInt64(port), size: size) else { return .resume }
+        var index = 0
+        while index < data.count {
+            if device.write(offset: offset, data: Array(data[index..<index + size])) == .resetRequested {
+                return .stop(.reset)
+            }
+            index += size
+        }
+        return .resume
+    case .ioIn(let port, let size, let count):
+        guard size > 0, count > 0 else { return .stop(.unhandledExit("\(exit)")) }
+        guard let (device, offset) = pio.resolve(UInt64(port), size: size) else {
+            return .completeRead([UInt8](repeating: 0xff, count: size * count))
+        }
+        var bytes: [UInt8] = []
+        for _ in 0..<count { bytes += fit(device.read(offset: offset, size: size), size) }
+        return .completeRead(bytes)
+    case .mmioRead(let address, let size):
+        guard let (device, offset) = mmio.resolve(address, size: size) else {
+            return .completeRead([UInt8](repeating: 0xff, count: size))
+        }
+        return .completeRead(fit(device.read(offset: offset, size: size), size))
+    case .mmioWrite(let address, let data):
+        guard let (device, offset) = mmio.resolve(address, size: data.count) else { return .resume }
+        return device.write(offset: offset, data: data) == .resetRequested ? .stop(.reset) : .resume
+    case .hlt: return .stop(.halted)
+    case .shutdown: return .stop(.reset)
+    case .systemEvent(let type): return .stop(.systemEvent(type))
+    case .failEntry(let reason): return .stop(.failEntry(reason))
+    case .internalError(let suberror): return .stop(.internalError(suberror))
+    case .interrupted: return .resume  // the vCPU loop checks for a stop request itself
+    case .unknown(let reason): return .stop(.unhandledExit("reason \(reason)"))
+    }
+}
+
+/// Pads with 0xff or truncates a device's answer to exactly `size` bytes.
+private func fit(_ bytes: [UInt8], _ size: Int) -> [UInt8] {
+    bytes.count >= size ? Array(bytes.prefix(size)) : bytes + [UInt8](repeating: 0xff, count: size - bytes.count)
+}

@@ -1,0 +1,76 @@
+import Boot
+import GuestMemory
+import KVM
+
+/// What this host's KVM can run, found by running tiny guests (not by host name).
+public enum HostProbe {
+    /// The result of executing one probe instruction in a 64-bit tiny guest.
+    public enum Outcome: Equatable, Sendable {
+        /// The instruction ran and produced the right result: guest code runs natively.
+        case native
+        /// KVM could not execute it (emulation failure or a fault): guest code goes through an
+        /// instruction emulator that lacks it.
+        case emulated(String)
+    }
+
+    /// Runs `popcnt` in 64-bit long mode. On VT-x/AMD-V hardware it executes natively; on a KVM
+    /// that emulates guest kernel code (this project's CI host, DESIGN.md section 6) the emulator
+    /// has no POPCNT and reports an emulation failure.
+    public static func probeLongModeInstructions(kvm: Kvm? = nil) throws(VMMError) -> Outcome {
+        let code: [UInt8] = [
+            0xbb, 0xff, 0x00, 0x00, 0x00,  // mov ebx, 0xff
+            0xf3, 0x0f, 0xb8, 0xc3,        // popcnt eax, ebx   (eax = 8)
+            0xe6, 0x10,                    // out 0x10, al
+            0xf4,                          // hlt
+        ]
+        let entry: UInt64 = 0x10000
+        let kvm = try wrap { () throws(KVMError) -> Kvm in
+            if let kvm { return kvm }
+            return try Kvm()
+        }
+        let vm = try wrap { () throws(KVMError) in try kvm.createVM() }
+        let size: UInt64 = 2 << 20
+        let memory: MmapGuestMemory
+        do {
+            memory = try MmapGuestMemory(regions: [GuestRegion(start: GuestAddress(0), size: size)])
+        } catch {
+            throw .allocateMemory(size: size, error)
+        }
+        let gdt: [SegmentDescriptor]
+        do {
+            gdt = try CPUSetup.writeTables(for: .long64, into: memory)
+            try memory.write(code, at: GuestAddress(entry))
+        } catch let error as BootError {
+            throw .boot(error)
+        } catch {
+            throw .boot(.memory(.outOfBounds(address: GuestAddress(entry), length: UInt64(code.count))))
+        }
+        let boot = BootCPUState(mode: .long64, entry: entry, rsi: 0, rbx: 0, rsp: Layout.bootStackPointer, gdt: gdt)
+        let vcpu = try wrap { () throws(KVMError) in
+            try vm.setUserMemoryRegion(slot: 0, guestAddress: 0, size: size, hostAddress: memory.hostAddress(ofRegion: 0))
+            try vm.setIdentityMapAddress(Layout.kvmIdentityMapStart)
+            try vm.setTSSAddress(Layout.kvmTSSStart)
+            let vcpu = try vm.createVcpu(id: 0)
+            try vcpu.setCPUID(CPUTemplate.host.apply(to: try kvm.supportedCPUID(), vcpu: 0, of: 1))
+            try VcpuSetup.configure(vcpu, boot: boot)
+            return vcpu
+        }
+        for _ in 0..<4 {
+            let exit = try wrap { () throws(KVMError) in try vcpu.runOnce() }
+            switch exit {
+            case .interrupted: continue
+            case .ioOut(0x10, 1, [8]): return .native
+            default: return .emulated("\(exit)")
+            }
+        }
+        return .emulated("no exit after 4 interruptions")
+    }
+
+    /// The CPU template for this host: `.host` when guest code runs natively, else `.emulated`.
+    public static func defaultTemplate(kvm: Kvm? = nil) throws(VMMError) -> CPUTemplate {
+        switch try probeLongModeInstructions(kvm: kvm) {
+        case .native: .host
+        case .emulated: .emulated
+        }
+    }
+}

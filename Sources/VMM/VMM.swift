@@ -1,1 +1,0 @@
-// VMM: builds and runs a VM.

@@ -1,0 +1,26 @@
+import Boot
+import KVM
+import SystemSupport
+
+/// Errors of building or running a VM; each case names the step.
+public enum VMMError: Error, Equatable, Sendable, CustomStringConvertible {
+    case kvm(KVMError)
+    case boot(BootError)
+    case allocateMemory(size: UInt64, Errno)
+    case bus(BusError)
+    case startThread(vcpu: Int, Errno)
+    case invalidVcpuCount(requested: Int, maximum: Int)
+    case alreadyStarted
+
+    public var description: String {
+        switch self {
+        case .kvm(let e): "\(e)"
+        case .boot(let e): "\(e)"
+        case .allocateMemory(let size, let e): "cannot allocate \(size >> 20) MiB of guest memory: \(e)"
+        case .bus(let e): "\(e)"
+        case .startThread(let id, let e): "cannot start the thread of vCPU \(id): \(e)"
+        case .invalidVcpuCount(let n, let m): "\(n) vCPUs requested; this host allows 1 to \(m)"
+        case .alreadyStarted: "the VM was already started"
+        }
+    }
+}

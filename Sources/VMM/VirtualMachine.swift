@@ -1,0 +1,210 @@
+import Boot
+import Devices
+import GuestMemory
+import KVM
+import Synchronization
+import SystemSupport
+
+/// What to run in the VM.
+public enum GuestPayload: Sendable {
+    /// A Linux kernel (vmlinux ELF or bzImage), optional initramfs, command line.
+    case linux(kernel: [UInt8], initrd: [UInt8]?, cmdline: Cmdline)
+    /// Raw 16-bit real-mode code copied to `address` and entered with CS:IP = 0:address (tests).
+    case realMode(code: [UInt8], address: UInt64)
+}
+
+public struct VMConfig: Sendable {
+    public var memorySize: UInt64
+    public var vcpus: Int
+    public var payload: GuestPayload
+    public var cpuTemplate: CPUTemplate
+    /// In-kernel PIC/IOAPIC/LAPIC and PIT; without it HLT exits to userspace (tiny guests).
+    public var irqchip: Bool
+    /// Receives every byte the guest writes to the serial port.
+    public var consoleOutput: @Sendable ([UInt8]) -> Void
+
+    public init(
+        memorySize: UInt64, vcpus: Int = 1, payload: GuestPayload, cpuTemplate: CPUTemplate = .host,
+        irqchip: Bool = true, consoleOutput: @escaping @Sendable ([UInt8]) -> Void = { _ in }
+    ) {
+        self.memorySize = memorySize
+        self.vcpus = vcpus
+        self.payload = payload
+        self.cpuTemplate = cpuTemplate
+        self.irqchip = irqchip
+        self.consoleOutput = consoleOutput
+    }
+}
+
+/// A built VM: memory mapped, devices on their buses, vCPUs ready at the kernel entry.
+///
+/// `start()` runs one thread per vCPU; `wait()` returns why the VM stopped; `stop()` may be
+/// called from any thread. Threads: vCPU i is named "vcpu<i>".
+public final class VirtualMachine: Sendable {
+    public let vm: VM
+    public let memory: MmapGuestMemory
+    public let vcpus: [Vcpu]
+    public let pio = Bus()
+    public let mmio = Bus()
+    public let serial: Serial8250
+    public let bootTimer: BootTimer
+    private let threads: [VcpuThread]
+    private let stopReason = Mutex<StopReason?>(nil)
+    private let started = Atomic<Bool>(false)
+    private let stopping = Atomic<Bool>(false)
+
+    public init(config: VMConfig, kvm: Kvm? = nil) throws(VMMError) {
+        let kvm = try wrap { () throws(KVMError) -> Kvm in
+            if let kvm { return kvm }
+            return try Kvm()
+        }
+        let maxVcpus = kvm.recommendedVcpus
+        guard config.vcpus >= 1, config.vcpus <= maxVcpus else {
+            throw .invalidVcpuCount(requested: config.vcpus, maximum: maxVcpus)
+        }
+        if case .linux = config.payload, config.memorySize < BootConfigurator.minimumMemory {
+            throw .boot(.memoryTooSmall(size: config.memorySize, minimum: BootConfigurator.minimumMemory))
+        }
+        let vm = try wrap { () throws(KVMError) in try kvm.createVM() }
+        let regions = Layout.ramRegions(size: config.memorySize)
+        let memory: MmapGuestMemory
+        do {
+            memory = try MmapGuestMemory(regions: regions.map { GuestRegion(start: GuestAddress($0.start), size: $0.size) })
+        } catch {
+            throw .allocateMemory(size: config.memorySize, error)
+        }
+        try wrap { () throws(KVMError) in
+            for (slot, region) in regions.enumerated() {
+                try vm.setUserMemoryRegion(
+                    slot: UInt32(slot), guestAddress: region.start, size: region.size,
+                    hostAddress: memory.hostAddress(ofRegion: slot))
+            }
+            try vm.setIdentityMapAddress(Layout.kvmIdentityMapStart)
+            try vm.setTSSAddress(Layout.kvmTSSStart)
+            if config.irqchip {
+                try vm.createIRQChip()
+                try vm.createPIT()
+            }
+        }
+
+        // Legacy devices.
+        let irqchip = config.irqchip
+        serial = Serial8250(output: config.consoleOutput, interrupt: { [vm] in
+            guard irqchip else { return }
+            try? vm.setIRQLine(Layout.serialIRQ, high: true)
+            try? vm.setIRQLine(Layout.serialIRQ, high: false)
+        })
+        bootTimer = BootTimer()
+        do {
+            try pio.register(serial, base: Layout.serialPort, length: Layout.serialPortSize)
+            try pio.register(I8042(), base: Layout.i8042Port, length: Layout.i8042PortSize)
+            try mmio.register(bootTimer, base: Layout.bootTimerMMIO, length: 0x1000)
+        } catch {
+            throw .bus(error)
+        }
+
+        // Guest payload and vCPUs.
+        let supported = try wrap { () throws(KVMError) in try kvm.supportedCPUID() }
+        var vcpus: [Vcpu] = []
+        switch config.payload {
+        case .linux(let kernel, let initrd, let cmdline):
+            let boot: BootCPUState
+            do {
+                boot = try BootConfigurator.setup(
+                    memory: memory, kernelImage: kernel, initrd: initrd, cmdline: cmdline, vcpus: config.vcpus)
+            } catch {
+                throw .boot(error)
+            }
+            for id in 0..<config.vcpus {
+                let vcpu = try wrap { () throws(KVMError) in
+                    let vcpu = try vm.createVcpu(id: id)
+                    try vcpu.setCPUID(config.cpuTemplate.apply(to: supported, vcpu: id, of: config.vcpus))
+                    if irqchip { try vcpu.configureLocalInterrupts() }
+                    return vcpu
+                }
+                // Secondary vCPUs wait for INIT/SIPI from the BSP in their reset state.
+                if id == 0 { try wrap { () throws(KVMError) in try VcpuSetup.configure(vcpu, boot: boot) } }
+                vcpus.append(vcpu)
+            }
+        case .realMode(let code, let address):
+            do {
+                try memory.write(code, at: GuestAddress(address))
+            } catch {
+                throw .boot(.memory(error as? GuestMemoryError ?? .outOfBounds(address: GuestAddress(address), length: 0)))
+            }
+            let vcpu = try wrap { () throws(KVMError) in
+                let vcpu = try vm.createVcpu(id: 0)
+                try vcpu.setCPUID(config.cpuTemplate.apply(to: supported, vcpu: 0, of: 1))
+                var sregs = try vcpu.specialRegisters()
+                sregs.cs.base = 0
+                sregs.cs.selector = 0
+                try vcpu.setSpecialRegisters(sregs)
+                var regs = try vcpu.registers()
+                regs.rip = address
+                regs.rflags = 0x2
+                try vcpu.setRegisters(regs)
+                return vcpu
+            }
+            vcpus.append(vcpu)
+        }
+        self.vm = vm
+        self.memory = memory
+        self.vcpus = vcpus
+        self.threads = vcpus.map { _ in VcpuThread() }
+    }
+
+    /// Starts one thread per vCPU.
+    public func start() throws(VMMError) {
+        guard !started.exchange(true, ordering: .acquiringAndReleasing) else { throw .alreadyStarted }
+        for (vcpu, thread) in zip(vcpus, threads) {
+            do {
+                try thread.start(name: "vcpu\(vcpu.id)") { [self] in runLoop(vcpu) }
+            } catch {
+                stop(.runFailed("thread start: \(error)"))
+                throw .startThread(vcpu: vcpu.id, error)
+            }
+        }
+    }
+
+    /// Blocks until every vCPU thread has ended and returns why the VM stopped.
+    public func wait() -> StopReason {
+        for thread in threads { thread.join() }
+        return stopReason.withLock { $0 } ?? .stopRequested
+    }
+
+    /// Stops the VM from any thread; the first reason recorded wins.
+    public func stop(_ reason: StopReason = .stopRequested) {
+        stopReason.withLock { if $0 == nil { $0 = reason } }
+        stopping.store(true, ordering: .releasing)
+        for vcpu in vcpus { vcpu.requestImmediateExit() }
+        for thread in threads { thread.kick() }
+    }
+
+    /// The reason the VM stopped, once it has.
+    public var reason: StopReason? { stopReason.withLock { $0 } }
+
+    private func runLoop(_ vcpu: Vcpu) {
+        while !stopping.load(ordering: .acquiring) {
+            let exit: VcpuExit
+            do {
+                exit = try vcpu.runOnce()
+            } catch {
+                stop(.runFailed("\(error)"))
+                return
+            }
+            switch handle(exit, pio: pio, mmio: mmio) {
+            case .resume: continue
+            case .completeRead(let bytes): vcpu.completeRead(bytes)
+            case .stop(let reason):
+                stop(reason)
+                return
+            }
+        }
+    }
+}
+
+/// Runs a KVM-layer operation, wrapping its error.
+@inline(__always)
+func wrap<R>(_ body: () throws(KVMError) -> R) throws(VMMError) -> R {
+    do { return try body() } catch { throw .kvm(error) }
+}

@@ -1,1 +1,0 @@
-// VirtIO: split virtqueue, device protocol, MMIO transport.

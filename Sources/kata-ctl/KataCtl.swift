@@ -1,0 +1,9 @@
+import ArgumentParser
+
+@main
+struct KataCtl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kata-ctl",
+        abstract: "kata-swift host tool.",
+        subcommands: [BootCommand.self])
+}

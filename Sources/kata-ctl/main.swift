@@ -1,1 +1,0 @@
-print("kata-ctl: not built yet")

@@ -1,0 +1,48 @@
+import Glibc
+import SystemSupport
+import Testing
+
+enum Token: UInt64 { case first = 1, second = 2 }
+
+@Test func errnoDescribesItself() {
+    #expect(Errno.noEntry.description.contains("No such file"))
+    #expect(Errno(rawValue: ENOENT) == .noEntry)
+}
+
+@Test func readWholeFileOfMissingPathThrowsNoEntry() {
+    #expect(throws: Errno.noEntry) { try readWholeFile("/nonexistent/kata-swift-test") }
+}
+
+@Test func eventFDCountsAndResets() throws {
+    let e = try EventFD()
+    #expect(try e.consume() == nil)
+    try e.signal(2)
+    try e.signal(3)
+    #expect(try e.consume() == 5)
+    #expect(try e.consume() == nil)
+}
+
+@Test func epollReportsTheReadyTokenOnly() throws {
+    let epoll = try Epoll<Token>()
+    let a = try EventFD()
+    let b = try EventFD()
+    try epoll.add(a.fd, events: .readable, token: .first)
+    try epoll.add(b.fd, events: .readable, token: .second)
+    #expect(try epoll.wait(timeoutMs: 0).isEmpty)
+    try b.signal()
+    let ready = try epoll.wait(timeoutMs: 1000)
+    #expect(ready.count == 1)
+    #expect(ready.first?.token == .second)
+    #expect(ready.first?.events.contains(.readable) == true)
+    try epoll.remove(b.fd)
+    #expect(try epoll.wait(timeoutMs: 0).isEmpty)
+}
+
+@Test func fileDescriptorWritesAndReadsThroughAPipe() throws {
+    var fds: [Int32] = [0, 0]
+    #expect(pipe(&fds) == 0)
+    let reader = FileDescriptor(owning: fds[0])
+    let writer = FileDescriptor(owning: fds[1])
+    try writer.writeAll(Array("hello".utf8))
+    #expect(try reader.read(upTo: 16) == Array("hello".utf8))
+}

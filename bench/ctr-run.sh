@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# `ctr run --rm <image> true` per runtime, side by side in one run, alternated, median of N.
+#
+#   bench/ctr-run.sh [N] [RUNTIME ...]      runtimes: runc runsc kata (default: all that work here)
+#
+# Uses a containerd of its own (scripts/containerd-env.sh) and the offline busybox image.
+# runsc (gVisor) has no containerd shim in Debian; it runs under the runc shim through a wrapper
+# (`runsc --network=none --ignore-cgroups`). Prints one line per runtime and ratios to runc.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+n=${1:-7}; shift || true
+runtimes=("$@"); [ ${#runtimes[@]} -gt 0 ] || runtimes=(runc runsc)
+
+work=$(mktemp -d /tmp/kata-bench.XXXXXX)
+cleanup() { "$here/scripts/containerd-env.sh" stop "$work/cd" >/dev/null 2>&1 || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+mkdir -p "$work/bin"
+cat > "$work/bin/runsc-wrapper" <<'WRAP'
+#!/bin/sh
+exec runsc --network=none --ignore-cgroups "$@"
+WRAP
+chmod +x "$work/bin/runsc-wrapper"
+shim_dir="$here/.build/debug"
+"$here/scripts/containerd-env.sh" start "$work/cd" "$shim_dir" >/dev/null
+ctr() { "$here/scripts/containerd-env.sh" ctr "$work/cd" "$@"; }
+python3 "$here/scripts/make-image.py" "$work/busybox.tar" docker.io/library/busybox:kata-bench sh 2>/dev/null
+ctr images import "$work/busybox.tar" >/dev/null
+
+run_once() { # runtime id -> seconds
+  local rt=$1 id=$2 args=()
+  case "$rt" in
+    runc) args=(--runtime io.containerd.runc.v2) ;;
+    runsc) args=(--runtime io.containerd.runc.v2 --runc-binary "$work/bin/runsc-wrapper") ;;
+    kata) args=(--runtime io.containerd.kata.v2) ;;
+  esac
+  local t0 t1
+  t0=$(date +%s%N)
+  ctr run --rm "${args[@]}" docker.io/library/busybox:kata-bench "$id" true >/dev/null
+  t1=$(date +%s%N)
+  echo "$(( (t1 - t0) / 1000 ))"
+}
+
+declare -A samples
+for rt in "${runtimes[@]}"; do run_once "$rt" "warm-$rt" >/dev/null; done   # first run pays image unpack
+for i in $(seq 1 "$n"); do
+  for rt in "${runtimes[@]}"; do samples[$rt]+="$(run_once "$rt" "b-$rt-$i") "; done
+done
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+base=""
+for rt in "${runtimes[@]}"; do
+  m=$(echo "${samples[$rt]}" | median)
+  [ -n "$base" ] || base=$m
+  printf '%-6s median %7.1f ms  (n=%d, samples ms: %s)  ratio to %s: %.2f\n' "$rt" "$(echo "$m/1000" | bc -l)" "$n" \
+    "$(for s in ${samples[$rt]}; do printf '%.0f ' "$(echo "$s/1000" | bc -l)"; done)" "${runtimes[0]}" "$(echo "$m/$base" | bc -l)"
+done
