@@ -21,6 +21,7 @@ trap '[ -n "$qpid" ] && kill -9 "$qpid" 2>/dev/null; rm -rf "$work"' EXIT
 times=()
 for i in $(seq 1 "$runs"); do
   log=$work/console.$i
+  : >"$log"
   start=$(date +%s%N)
   qemu-system-x86_64 -M microvm,acpi=off -accel tcg -cpu max -m 256 -nographic -no-reboot \
     -kernel "$kernel" -initrd "$initrd" \
