@@ -9,7 +9,7 @@ BUILD := build
 GUEST := $(BUILD)/guest
 SWIFT_BUILD_FLAGS ?=
 
-.PHONY: all deps kernel initramfs build test test-unit demo bench protos clean
+.PHONY: all deps kernel initramfs agent-initramfs build test test-unit demo bench protos clean
 
 all: build
 
@@ -31,14 +31,19 @@ $(GUEST)/initramfs-marker.cpio: $(GUEST)/boot-marker guest-image/build-initramfs
 
 initramfs: deps $(GUEST)/initramfs-marker.cpio
 
+# The agent's initramfs: static kata-agent as /init (incremental release build in .build-agent).
+agent-initramfs: deps
+	guest-image/build-agent-initramfs.sh $(GUEST)/initramfs-agent.cpio
+
 build: deps
 	swift build $(SWIFT_BUILD_FLAGS) --build-tests
 
 export KATA_GUEST_KERNEL := $(abspath $(GUEST)/vmlinux)
 export KATA_GUEST_INITRD := $(abspath $(GUEST)/initramfs-marker.cpio)
+export KATA_AGENT_INITRD := $(abspath $(GUEST)/initramfs-agent.cpio)
 
 # Every test: unit tests, KVM tiny guests, one real boot of our kernel, containerd end to end.
-test: kernel initramfs build
+test: kernel initramfs agent-initramfs build
 	swift test $(SWIFT_BUILD_FLAGS) --skip-build
 
 demo: kernel initramfs build
@@ -52,4 +57,4 @@ protos: deps
 	scripts/gen-protos.sh
 
 clean:
-	rm -rf .build $(BUILD)
+	rm -rf .build .build-agent $(BUILD)

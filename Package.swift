@@ -10,6 +10,7 @@ let package = Package(
     products: [
         .executable(name: "containerd-shim-kata-v2", targets: ["containerd-shim-kata-v2"]),
         .executable(name: "kata-ctl", targets: ["kata-ctl"]),
+        .executable(name: "kata-agent", targets: ["kata-agent"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", exact: "2.101.3"),
@@ -76,6 +77,21 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
 
+        // ---- guest
+        // Generated from Protos/agent.proto (make protos); committed.
+        .target(
+            name: "AgentAPI",
+            dependencies: ["TTRPC", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        // The guest agent: PID-1 duties (mounts, console, reaping, power off) and the agent services.
+        .target(
+            name: "Agent",
+            dependencies: [
+                "AgentAPI", "TTRPC", "CShims",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]),
+
         // ---- executables: thin mains
         .executableTarget(name: "containerd-shim-kata-v2", dependencies: ["Shim"]),
         // Throughput of the FUSE server's READ/WRITE and small-file paths vs plain host calls.
@@ -83,6 +99,8 @@ let package = Package(
         .executableTarget(
             name: "kata-ctl",
             dependencies: ["VMM", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        // Guest PID 1; built fully static for the initramfs by guest-image/build-agent-initramfs.sh.
+        .executableTarget(name: "kata-agent", dependencies: ["Agent"]),
 
         // ---- tests
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
@@ -111,5 +129,11 @@ let package = Package(
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]),
         .testTarget(name: "FUSETests", dependencies: ["FUSE", "CShims"]),
+        .testTarget(
+            name: "AgentTests",
+            dependencies: [
+                "Agent", "AgentAPI", "TTRPC", "CShims",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]),
     ]
 )

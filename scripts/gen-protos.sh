@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates the committed Swift protobuf and ttrpc service code (make protos).
-#  - Protos/*.proto: our own protos (the ttrpc envelope).
+#  - Protos/*.proto: our own protos (the ttrpc envelope, the agent API).
 #  - containerd 1.6's API: copied from Debian's golang-*-dev packages into a temp dir,
 #    stripped of gogo/fieldpath options (scripts/protogen/strip_gogo.py), never committed.
 # Tools: protoc (protobuf-compiler), protoc-gen-swift 1.39.0 built once into
@@ -19,6 +19,7 @@ CGROUPS=github.com/containerd/cgroups
 # Each line: <proto path inside the work dir> <Swift file name> <target dir> <visibility>
 GENERATED=(
   "ttrpc.proto                                    ttrpc                     Sources/TTRPC/Generated         Internal"
+  "agent.proto                                    kata_agent_v1             Sources/AgentAPI/Generated      Public"
   "google/rpc/status.proto                        google_rpc_status         Sources/TTRPC/Generated         Public"
   "$CONTAINERD/runtime/v2/task/shim.proto         containerd_task_v2_shim   Sources/ContainerdAPI/Generated Public"
   "$CONTAINERD/api/types/mount.proto              containerd_types_mount    Sources/ContainerdAPI/Generated Public"
@@ -45,7 +46,7 @@ build_plugin() {
 
 stage_protos() { # copies every proto into $WORK at its import path
   local work=$1
-  cp "$ROOT"/Protos/ttrpc.proto "$work/"
+  cp "$ROOT"/Protos/ttrpc.proto "$ROOT"/Protos/agent.proto "$work/"
   mkdir -p "$work/google/rpc"
   cp "$GOSRC/github.com/gogo/googleapis/google/rpc/status.proto" "$work/google/rpc/"
   local p
