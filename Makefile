@@ -1,0 +1,55 @@
+# kata-swift: the two commands are `make demo` and `make test` (as root, on a fresh Debian 12 host).
+# Every target installs what it needs first. Slow deterministic outputs (the guest kernel, the
+# protoc plugin) are cached under $(KATA_CACHE), keyed by their inputs.
+
+SHELL := /bin/bash
+KATA_CACHE ?= /var/cache/kata-swift
+export KATA_CACHE
+BUILD := build
+GUEST := $(BUILD)/guest
+SWIFT_BUILD_FLAGS ?=
+
+.PHONY: all deps kernel initramfs build test test-unit demo bench protos clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+# The guest kernel (vmlinux with a PVH note, and a bzImage), cached by fragment + source version.
+kernel: deps
+	@mkdir -p $(GUEST)
+	@dir=$$(guest-image/build-kernel.sh) && ln -sfn "$$dir/vmlinux" $(GUEST)/vmlinux && ln -sfn "$$dir/bzImage" $(GUEST)/bzImage
+
+# The bring-up initramfs: a static /init that prints a marker and reboots.
+$(GUEST)/boot-marker: guest-image/init/boot-marker.c
+	@mkdir -p $(GUEST)
+	gcc -static -Os -s -o $@ $<
+
+$(GUEST)/initramfs-marker.cpio: $(GUEST)/boot-marker guest-image/build-initramfs.sh
+	guest-image/build-initramfs.sh $@ $(GUEST)/boot-marker
+
+initramfs: deps $(GUEST)/initramfs-marker.cpio
+
+build: deps
+	swift build $(SWIFT_BUILD_FLAGS) --build-tests
+
+export KATA_GUEST_KERNEL := $(abspath $(GUEST)/vmlinux)
+export KATA_GUEST_INITRD := $(abspath $(GUEST)/initramfs-marker.cpio)
+
+# Every test: unit tests, KVM tiny guests, one real boot of our kernel, containerd end to end.
+test: kernel initramfs build
+	swift test $(SWIFT_BUILD_FLAGS) --skip-build
+
+demo: kernel initramfs build
+	@scripts/demo.sh
+
+bench: kernel initramfs build
+	@scripts/bench.sh
+
+# Regenerates the committed Swift code from Protos/ and containerd's installed .proto files.
+protos: deps
+	scripts/gen-protos.sh
+
+clean:
+	rm -rf .build $(BUILD)

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Packs an initramfs (cpio newc, uncompressed or lz4) around a given /init.
+#
+#   guest-image/build-initramfs.sh [--lz4] OUT INIT [SRC:DEST ...]
+#
+# INIT becomes /init (mode 0755). Each SRC:DEST copies a host file to DEST inside the image
+# (parent directories are created). The image also gets the mount points the agent expects
+# (/dev /proc /sys /run /tmp) and a /dev/console node, so the kernel can open an initial console.
+# Output is reproducible: sorted entries, mtime 0, owner root.
+set -euo pipefail
+
+lz4=0
+if [ "${1:-}" = "--lz4" ]; then lz4=1; shift; fi
+if [ $# -lt 2 ]; then
+  echo "usage: $0 [--lz4] OUT INIT [SRC:DEST ...]" >&2
+  exit 2
+fi
+out=$1; init=$2; shift 2
+[ -f "$init" ] || { echo "build-initramfs: init binary $init does not exist" >&2; exit 1; }
+
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+mkdir -p "$stage"/{dev,proc,sys,run,tmp,etc}
+chmod 1777 "$stage/tmp"
+install -m 0755 "$init" "$stage/init"
+for spec in "$@"; do
+  src=${spec%%:*}; dest=${spec#*:}
+  case "$dest" in /*) ;; *) echo "build-initramfs: destination '$dest' must be absolute" >&2; exit 1 ;; esac
+  [ -e "$src" ] || { echo "build-initramfs: $src does not exist" >&2; exit 1; }
+  mkdir -p "$stage$(dirname "$dest")"
+  cp -a "$src" "$stage$dest"
+done
+# A character device needs root; without it the kernel just warns "unable to open an initial console".
+if [ "$(id -u)" = 0 ]; then mknod -m 600 "$stage/dev/console" c 5 1; fi
+
+find "$stage" -exec touch -h -d @0 {} +
+tmp="$out.tmp.$$"
+( cd "$stage" && find . -mindepth 1 -printf '%P\n' | LC_ALL=C sort |
+    cpio --quiet -o -H newc --owner 0:0 --reproducible ) > "$tmp"
+if [ "$lz4" = 1 ]; then
+  # The kernel's decompressor understands only the legacy lz4 frame format (-l).
+  lz4 -q -l -9 -f "$tmp" "$tmp.lz4" && mv "$tmp.lz4" "$tmp"
+fi
+mv "$tmp" "$out"
+echo "build-initramfs: $out ($(stat -c %s "$out") bytes)" >&2
