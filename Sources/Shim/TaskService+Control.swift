@@ -186,4 +186,15 @@ extension TaskService {
 }
 
 /// Decodes from any JSON object (and from nothing else).
-private struct AnyJSONObject: Decodable {}
+private struct AnyJSONObject: Decodable {
+    private struct AnyKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    init(from decoder: any Decoder) throws {
+        _ = try decoder.container(keyedBy: AnyKey.self)
+    }
+}
