@@ -101,6 +101,7 @@ public final class FDReader: StdioReader, Sendable {
 
     private struct State {
         var closed = false
+        var finishing = false
     }
 
     /// Takes ownership of `fd`, which must be non-blocking.
@@ -127,33 +128,45 @@ public final class FDReader: StdioReader, Sendable {
 
     public func read(maxBytes: Int) async throws -> [UInt8] {
         guard !state.withLock({ $0.closed }) else { return [] }
-        let (fd, wakeRead) = (self.fd, self.wakeRead)
         let count = max(1, min(maxBytes, 1 << 20))
         return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[UInt8], any Error>) in
-            queue.async {
-                continuation.resume(with: Result { try Self.blockingRead(fd: fd, wake: wakeRead, count: count) })
+            queue.async { [self] in
+                continuation.resume(with: Result { try blockingRead(count: count) })
             }
         }
     }
 
-    private static func blockingRead(fd: Int32, wake: Int32, count: Int) throws -> [UInt8] {
+    /// Waits for data, end of stream, or the wake pipe (close: end now; finish: drain, then end).
+    private func blockingRead(count: Int) throws -> [UInt8] {
+        if state.withLock({ $0.closed }) { return [] }
         var buffer = [UInt8](repeating: 0, count: count)
         while true {
-            var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: wake, events: Int16(POLLIN), revents: 0)]
+            var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0)]
             let ready = fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, 2, -1) }
             if ready < 0 {
                 if errno == EINTR { continue }
                 throw StdioError.read(errno: errno)
             }
-            if fds[1].revents != 0 { return [] }
-            if fds[0].revents == 0 { continue }
+            let woken = fds[1].revents != 0
+            if woken && !state.withLock({ $0.finishing && !$0.closed }) { return [] }
+            if fds[0].revents == 0 && !woken { continue }
             let got = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
             if got < 0 {
+                if errno == EAGAIN && woken { return [] }  // finishing and nothing left
                 if errno == EINTR || errno == EAGAIN { continue }
                 throw StdioError.read(errno: errno)
             }
             return Array(buffer[0..<got])
         }
+    }
+
+    public func finish() async {
+        guard state.withLock({ state in
+            defer { state.finishing = true }
+            return !state.finishing && !state.closed
+        }) else { return }
+        var byte: UInt8 = 1
+        _ = Glibc.write(wakeWrite, &byte, 1)
     }
 
     public func close() async {

@@ -24,7 +24,10 @@ public protocol StdioWriter: Sendable {
 public protocol StdioReader: Sendable {
     /// Up to `maxBytes` bytes; an empty array is end of stream.
     func read(maxBytes: Int) async throws -> [UInt8]
-    /// Stops a pending read; later reads return end of stream.
+    /// Ends the input once what is already buffered has been read (CloseIO): reads return the data
+    /// still in the pipe, then end of stream, instead of waiting for more.
+    func finish() async
+    /// Stops a pending read at once; later reads return end of stream.
     func close() async
 }
 

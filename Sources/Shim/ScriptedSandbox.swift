@@ -179,7 +179,7 @@ public actor ScriptedSandbox: Sandbox {
 
     public func closeStdin(containerID: String, execID: String?) async throws {
         calls.append("close-stdin \(containerID) \(execID ?? "")")
-        try await script(containerID, execID).stdio.stdin?.close()
+        try await script(containerID, execID).stdio.stdin?.finish()
     }
 
     public func pids(containerID: String) async throws -> [UInt32] {

@@ -59,6 +59,22 @@ import Testing
         #expect(try await pending.value == [])
     }
 
+    @Test func finishDrainsBufferedInputThenEnds() async throws {
+        let directory = try TemporaryDirectory("stdin-finish")
+        defer { directory.remove() }
+        let path = directory.path + "/in"
+        #expect(mkfifo(path, 0o600) == 0)
+        let stdio = try StdioEndpoints.open(StdioRequest(stdin: path), containerID: "c", namespace: "n")
+        let stdin = try #require(stdio.stdin)
+        let writer = open(path, O_WRONLY | O_NONBLOCK)
+        defer { close(writer) }
+        _ = write(writer, "left over", 9)  // the writer stays open: without finish, reads would wait
+        await stdin.finish()
+        #expect(try await stdin.read(maxBytes: 100) == Array("left over".utf8))
+        #expect(try await stdin.read(maxBytes: 100) == [])
+        await stdin.close()
+    }
+
     @Test func fileURIAppends() async throws {
         let directory = try TemporaryDirectory("file")
         defer { directory.remove() }
