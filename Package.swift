@@ -68,6 +68,22 @@ let package = Package(
 
         // ---- tests
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
+        .testTarget(
+            name: "TTRPCTests",
+            dependencies: [
+                "TTRPC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]),
+        .testTarget(
+            name: "ContainerdAPITests",
+            dependencies: [
+                "ContainerdAPI", "TTRPC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]),
         // Shim unit tests, and the shim binary driven as containerd drives it (start/delete, ttrpc).
         .testTarget(
             name: "ShimTests",

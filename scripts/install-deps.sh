@@ -9,7 +9,7 @@ PACKAGES=(
   # guest kernel from Debian's source, initramfs
   linux-source-6.1 flex bison bc libelf-dev libssl-dev cpio lz4 xz-utils busybox-static
   # protobuf generation (make protos)
-  protobuf-compiler libprotobuf-dev
+  protobuf-compiler libprotobuf-dev python3-protobuf
   golang-github-containerd-containerd-dev golang-github-containerd-cgroups-dev
   golang-github-gogo-protobuf-dev golang-github-gogo-googleapis-dev
   # containerd and peers for e2e tests and benchmarks

@@ -1,1 +1,0 @@
-// ContainerdAPI: generated code.

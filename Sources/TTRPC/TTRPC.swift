@@ -1,1 +1,0 @@
-// TTRPC: framing, client and server.
