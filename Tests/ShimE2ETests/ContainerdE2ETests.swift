@@ -3,7 +3,7 @@ import Testing
 import Shim
 
 @Suite(.serialized) struct ContainerdE2ETests {
-    @Test func ctrRunReportsMissingHypervisorAndLeavesNothing() throws {
+    @Test func ctrRunReportsMissingHypervisorAndLeavesNothing() async throws {
         let containerd = try ContainerdHarness(name: "nohv")
         defer { containerd.stop() }
         try containerd.importBusybox("docker.io/library/busybox:e2e")
@@ -14,7 +14,7 @@ import Shim
         #expect(run.stderr.contains("kata-swift: no hypervisor backend available yet"), "ctr said: \(run.stderr)")
         #expect(!run.stderr.contains("failed to start shim"), "ctr said: \(run.stderr)")
         // Nothing is left: no shim process, socket, mount, bundle, task or container.
-        #expect(containerd.shimProcesses().isEmpty)
+        #expect(waitUntil { containerd.shimProcesses().isEmpty }, "shim processes left: \(containerd.shimProcesses())")
         #expect(!FileManager.default.fileExists(atPath: containerd.shimSocket(group: "k1").path))
         #expect(containerd.mountsBelow().isEmpty, "mounts left: \(containerd.mountsBelow())")
         #expect(!FileManager.default.fileExists(atPath: containerd.bundlePath(id: "k1")))
@@ -25,7 +25,7 @@ import Shim
         #expect(log.contains("kata-swift"), "containerd log lacks the shim's lines")
     }
 
-    @Test func ctrRunThroughScriptedTestBackend() throws {
+    @Test func ctrRunThroughScriptedTestBackend() async throws {
         let containerd = try ContainerdHarness(name: "scripted", extraEnvironment: ["KATA_SWIFT_TEST_SANDBOX": "scripted"])
         defer { containerd.stop() }
         try containerd.importBusybox("docker.io/library/busybox:e2e")
@@ -37,7 +37,7 @@ import Shim
                                          "docker.io/library/busybox:e2e", "s2", "exit", "3"])
         #expect(failed.status == 3, "ctr said: \(failed.stderr)")
         #expect(try containerd.ctr(["tasks", "ls", "-q"]).stdout.isEmpty)
-        #expect(containerd.shimProcesses().isEmpty)
+        #expect(waitUntil { containerd.shimProcesses().isEmpty }, "shim processes left: \(containerd.shimProcesses())")
         #expect(containerd.mountsBelow().isEmpty, "mounts left: \(containerd.mountsBelow())")
         #expect(!FileManager.default.fileExists(atPath: containerd.shimSocket(group: "s1").path))
     }

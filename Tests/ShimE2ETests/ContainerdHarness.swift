@@ -2,7 +2,7 @@
 // started by scripts/containerd-env.sh with a directory holding only our shim first on its PATH.
 
 import Foundation
-import Shim
+@testable import Shim
 
 /// Output of a finished command.
 struct CommandResult {
@@ -11,27 +11,55 @@ struct CommandResult {
     var stderr: String
 }
 
-/// Runs `arguments[0]` with the rest as arguments; waits for it.
+/// Runs `arguments[0]` (looked up on PATH by /usr/bin/env) with the rest; waits for it. Spawned
+/// with the shim's own posix_spawn helper: only fds 0-2 reach the child.
 @discardableResult
-func runCommand(_ arguments: [String], environment: [String: String]? = nil, stdin: Data? = nil) throws -> CommandResult {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = arguments
-    if let environment { process.environment = environment }
-    let out = Pipe(), err = Pipe(), input = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    process.standardInput = stdin == nil ? FileHandle.nullDevice : input
-    try process.run()
-    if let stdin {
-        input.fileHandleForWriting.write(stdin)
-        try input.fileHandleForWriting.close()
+func runCommand(_ arguments: [String], environment: [String: String]? = nil) throws -> CommandResult {
+    var outPipe: [Int32] = [-1, -1], errPipe: [Int32] = [-1, -1]
+    guard pipe(&outPipe) == 0, pipe(&errPipe) == 0 else { throw ContainerdHarness.HarnessError(description: "pipe failed") }
+    let env = (environment ?? ProcessInfo.processInfo.environment).map { "\($0.key)=\($0.value)" }
+    let pid: pid_t
+    do {
+        pid = try spawnProcess(path: "/usr/bin/env", arguments: arguments, environment: env,
+                               fds: [nil, outPipe[1], errPipe[1]], newProcessGroup: false)
+    } catch {
+        for fd in outPipe + errPipe { close(fd) }
+        throw error
     }
-    let outData = out.fileHandleForReading.readDataToEndOfFile()
-    let errData = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return CommandResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                         stderr: String(decoding: errData, as: UTF8.self))
+    close(outPipe[1])
+    close(errPipe[1])
+    let errBox = DataBox()
+    let errDone = DispatchSemaphore(value: 0)
+    let errFD = errPipe[0]
+    Thread.detachNewThread {
+        errBox.data = readDescriptorToEnd(errFD)
+        errDone.signal()
+    }
+    let outData = readDescriptorToEnd(outPipe[0])
+    errDone.wait()
+    close(outPipe[0])
+    close(errPipe[0])
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    let exitStatus = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    return CommandResult(status: exitStatus, stdout: String(decoding: outData, as: UTF8.self),
+                         stderr: String(decoding: errBox.data, as: UTF8.self))
+}
+
+func readDescriptorToEnd(_ fd: Int32) -> Data {
+    var data = Data()
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = read(fd, &buffer, buffer.count)
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 { return data }
+        data.append(contentsOf: buffer[0..<n])
+    }
+}
+
+/// Hands data from a reader thread to the caller (written before the semaphore is signalled).
+final class DataBox: @unchecked Sendable {
+    var data = Data()
 }
 
 /// The repository root (this file is Tests/ShimE2ETests/ContainerdHarness.swift).
@@ -128,4 +156,14 @@ final class ContainerdHarness {
         _ = try? runCommand([repositoryRoot + "/scripts/containerd-env.sh", "stop", directory])
         try? FileManager.default.removeItem(atPath: directory)
     }
+}
+
+/// Polls `condition` for up to `seconds`.
+func waitUntil(seconds: Double = 10, _ condition: () -> Bool) -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if condition() { return true }
+        usleep(20_000)
+    }
+    return condition()
 }
