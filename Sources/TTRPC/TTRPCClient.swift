@@ -17,6 +17,11 @@ public final class TTRPCClient: Sendable {
         self.handler = handler
     }
 
+    /// A client dropped without `close()` still closes its connection.
+    deinit {
+        channel.close(promise: nil)
+    }
+
     /// Connects to the Unix socket at `path`.
     public static func connect(
         unixSocketPath path: String, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton

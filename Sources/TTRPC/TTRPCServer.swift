@@ -22,6 +22,14 @@ public final class TTRPCServer: Sendable {
         self.group = group
     }
 
+    /// A server dropped without `close()` still closes its listeners and connections.
+    deinit {
+        let all = channels.withLock { Array($0.listeners.values) + Array($0.connections.values) }
+        for channel in all {
+            channel.close(promise: nil)
+        }
+    }
+
     /// Serves `service`, replacing an earlier service of the same name. May be called while serving.
     public func register(_ service: TTRPCService) {
         registry.register(service)
@@ -47,7 +55,9 @@ public final class TTRPCServer: Sendable {
     public func serve(connectedDescriptor descriptor: CInt) async throws {
         do {
             _ = try await ClientBootstrap(group: group)
-                .channelInitializer { [self] channel in initializeConnection(channel) }
+                .channelInitializer { [weak self] channel in
+                    self?.initializeConnection(channel) ?? channel.close()
+                }
                 .withConnectedSocket(descriptor)
                 .get()
         } catch {
@@ -98,7 +108,9 @@ public final class TTRPCServer: Sendable {
     private func serverBootstrap() -> ServerBootstrap {
         ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 128)
-            .childChannelInitializer { [self] channel in initializeConnection(channel) }
+            .childChannelInitializer { [weak self] channel in
+                self?.initializeConnection(channel) ?? channel.close()
+            }
     }
 
     private func listen(_ operation: String, _ bind: () -> EventLoopFuture<any Channel>) async throws {
@@ -139,8 +151,8 @@ public final class TTRPCServer: Sendable {
             return true
         }
         if accepted {
-            channel.closeFuture.whenComplete { [self] _ in
-                channels.withLock { state in
+            channel.closeFuture.whenComplete { [weak self] _ in
+                self?.channels.withLock { state in
                     state.listeners[key] = nil
                     state.connections[key] = nil
                 }

@@ -142,6 +142,42 @@ extension SocketTests {
             await fixture.stop()
         }
 
+        @Test func extremeTimeoutsAreHandled() async throws {
+            let fixture = try await Fixture()
+            let peer = try await fixture.raw()
+            // Int64.max ns (about 292 years) is a deadline that never fires; a negative one means none.
+            try await peer.send(streamID: 1, payload: try requestBytes(method: "Raw", payload: [1, 2], timeoutNano: .max))
+            try await peer.send(streamID: 3, payload: try requestBytes(method: "Raw", payload: [3, 4], timeoutNano: -5))
+            var payloads: [UInt32: [UInt8]] = [:]
+            for _ in 0..<2 {
+                let answer = try #require(try await peer.readResponse())
+                #expect(statusCode(answer.response) == .ok)
+                payloads[answer.streamID] = Array(answer.response.payload)
+            }
+            #expect(payloads == [1: [2, 1], 3: [4, 3]])
+            await peer.close()
+            await fixture.stop()
+        }
+
+        @Test func droppedServerAndClientCloseTheirSockets() async throws {
+            let directory = try makeTemporaryDirectory()
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let path = directory + "/dropped.sock"
+            let probe = Probe()
+            do {
+                let server = TTRPCServer()
+                server.register(testService(probe))
+                try await server.listen(unixSocketPath: path)
+                let client = try await TTRPCClient.connect(unixSocketPath: path)
+                #expect(try await client.call(service: "test.Echo", method: "Raw", payload: [1]) == [1])
+                // Neither is closed explicitly: both go out of scope here.
+            }
+            try await probe.waitUntil("the dropped server's sockets to close") {
+                let table = (try? String(contentsOfFile: "/proc/net/unix", encoding: .utf8)) ?? ""
+                return !table.split(separator: "\n").contains { $0.hasSuffix(" " + path) }
+            }
+        }
+
         @Test func reusedInFlightStreamIDIsRefused() async throws {
             let fixture = try await Fixture()
             let peer = try await fixture.raw()
