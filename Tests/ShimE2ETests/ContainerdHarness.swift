@@ -130,13 +130,15 @@ final class ContainerdHarness {
         ShimSocket(containerdAddress: socket, namespace: namespace, groupID: group)
     }
 
-    /// Pids of running processes whose executable is our shim.
+    /// Pids of running processes whose executable is our shim, started for this containerd.
     func shimProcesses() -> [Int32] {
         let shim = URL(fileURLWithPath: shimBinaryPath()).resolvingSymlinksInPath().path
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
         return entries.compactMap { Int32($0) }.filter { pid in
-            guard let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe") else { return false }
-            return exe == shim
+            guard let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe"), exe == shim,
+                  let cmdline = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)
+            else { return false }
+            return cmdline.contains(socket)
         }
     }
 
