@@ -135,5 +135,11 @@ let package = Package(
                 "Agent", "AgentAPI", "TTRPC", "CShims",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]),
+        // Shim unit tests, and the shim binary driven as containerd drives it (start/delete, ttrpc).
+        .testTarget(
+            name: "ShimTests",
+            dependencies: ["Shim", "ContainerdAPI", "TTRPC", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        // The shim under a real containerd (own instance, ctr); needs root and containerd installed.
+        .testTarget(name: "ShimE2ETests", dependencies: ["Shim"]),
     ]
 )

@@ -1,0 +1,91 @@
+// The daemon: the child `start` re-execs with no action. It serves containerd.task.v2.Task on the
+// listening socket inherited as fd 3 until Shutdown finds no task left, or SIGTERM/SIGINT; then it
+// lets the event queue drain, closes the server, removes its socket and exits.
+
+import ContainerdAPI
+import Dispatch
+import Logging
+import Synchronization
+import TTRPC
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Selects the sandbox backend. Only the tests set KATA_SWIFT_TEST_SANDBOX (see ScriptedSandbox).
+public enum SandboxBackend {
+    public static let environmentVariable = "KATA_SWIFT_TEST_SANDBOX"
+
+    static func make(environment: [String: String], logger: Logger) -> any Sandbox {
+        if environment[environmentVariable] == "scripted" {
+            logger.warning("using the scripted TEST backend (\(environmentVariable)=scripted): no isolation, no VM")
+            return ScriptedSandbox()
+        }
+        return UnavailableSandbox()
+    }
+}
+
+/// The shim daemon.
+public enum Daemon {
+    /// The inherited listener.
+    static let listenerFD: Int32 = 3
+
+    /// Serves until the shim is told to end; returns the exit status.
+    public static func run(flags: ShimFlags) async -> Int32 {
+        // Signals first: a SIGTERM that arrives while the daemon is still starting must still end it
+        // cleanly (socket removed), not kill it outright.
+        let (ended, endSignal) = AsyncStream<String>.makeStream()
+        let signalSources = DaemonSetup.installSignalHandlers { number in
+            endSignal.yield("signal \(number)")
+        }
+        let bundle = BundleDirectory(path: flags.bundle.isEmpty ? currentDirectory() : flags.bundle)
+        _ = DaemonSetup.redirectStderr(toLogOf: bundle)
+        let logger = DaemonSetup.bootstrapLogging(debug: flags.debug, id: flags.id)
+        let environment = Dictionary(currentEnvironment().compactMap { entry -> (String, String)? in
+            guard let equals = entry.firstIndex(of: "=") else { return nil }
+            return (String(entry[..<equals]), String(entry[entry.index(after: equals)...]))
+        }, uniquingKeysWith: { $1 })
+
+        guard let socketPath = ShimSocket.boundPath(of: listenerFD) else {
+            logger.error("kata-swift: fd 3 is not a listening Unix socket; the daemon is started by `start`")
+            return 1
+        }
+        let socket = ShimSocket(path: socketPath)
+        let sink: any EventSink = environment["TTRPC_ADDRESS"].map { EventForwarder(address: $0) } ?? DroppingEventSink()
+        let events = EventQueue(sink: sink, namespace: flags.namespace, logger: logger)
+        let service = TaskService(
+            sandbox: SandboxBackend.make(environment: environment, logger: logger), events: events,
+            namespace: flags.namespace, logger: logger
+        ) { endSignal.yield("shutdown: no task left") }
+
+        let server = TTRPCServer()
+        server.register(TaskRPCService(service: service))
+        do {
+            try await server.listen(listeningDescriptor: listenerFD)
+        } catch {
+            logger.error("kata-swift: cannot serve on \(socketPath): \(error)")
+            socket.remove()
+            return 1
+        }
+        logger.info("kata-swift shim serving \(socket.address) for \(flags.namespace)/\(flags.id), pid \(getpid())")
+
+        var reason = "end"
+        for await why in ended {
+            reason = why
+            break
+        }
+        logger.info("kata-swift shim ending: \(reason)")
+        if reason.hasPrefix("signal") { await service.terminateAll() }
+        // Let the Shutdown reply (and other calls in flight) go out, then close everything.
+        await server.shutdown(gracePeriod: .milliseconds(500))
+        await events.drain(timeout: .seconds(5))
+        socket.remove()
+        _ = signalSources
+        return 0
+    }
+
+    private static func currentDirectory() -> String {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        guard let pointer = buffer.withUnsafeMutableBufferPointer({ getcwd($0.baseAddress, $0.count) }) else { return "." }
+        return String(cString: pointer)
+    }
+}

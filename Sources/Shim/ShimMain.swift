@@ -1,0 +1,73 @@
+// The executable's logic: parse the command line, then `start`, `delete`, `-v` or the daemon.
+
+import ContainerdAPI
+import SwiftProtobuf
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public enum ShimMain {
+    public static let version = "containerd-shim-kata-v2 (kata-swift) 0.1.0, runtime io.containerd.kata.v2"
+
+    /// Runs the shim with `arguments` (without the program name) and returns the exit status.
+    public static func run(arguments: [String]) async -> Int32 {
+        let flags: ShimFlags
+        do {
+            flags = try ShimFlags(parsing: arguments)
+            try flags.validate()
+        } catch {
+            fail("\(error)")
+            return 2
+        }
+        switch flags.action {
+        case .version:
+            write(Array((version + "\n").utf8), to: 1)
+            return 0
+        case .start:
+            do {
+                let result = try StartCommand(flags: flags, bundle: BundleDirectory(path: currentDirectory())).run()
+                // containerd reads stdout and stderr merged: the address and nothing else.
+                write(Array(result.address.utf8), to: 1)
+                return 0
+            } catch {
+                fail("start: \(error)")
+                return 1
+            }
+        case .delete:
+            let bundle = BundleDirectory(path: flags.bundle.isEmpty ? currentDirectory() : flags.bundle)
+            do {
+                _ = try DeleteCommand(flags: flags, bundle: bundle).run()
+            } catch {
+                // stderr of delete is logged by containerd as "cleanup warnings"; still answer.
+                fail("delete: \(error)")
+            }
+            let response = Containerd_Task_V2_DeleteResponse.with {
+                $0.exitStatus = 128 + UInt32(SIGKILL)
+                $0.exitedAt = Google_Protobuf_Timestamp(date: Date())
+            }
+            write((try? response.serializedBytes()) ?? [], to: 1)
+            return 0
+        case .daemon:
+            return await Daemon.run(flags: flags)
+        }
+    }
+
+    private static func fail(_ message: String) {
+        write(Array("containerd-shim-kata-v2: \(message)\n".utf8), to: 2)
+    }
+
+    private static func write(_ bytes: [UInt8], to fd: Int32) {
+        try? writeAll(fd, bytes)
+    }
+
+    private static func currentDirectory() -> String {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        guard let pointer = buffer.withUnsafeMutableBufferPointer({ getcwd($0.baseAddress, $0.count) }) else { return "." }
+        return String(cString: pointer)
+    }
+}

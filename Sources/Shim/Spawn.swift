@@ -1,0 +1,70 @@
+// Spawning processes with an exact descriptor layout: the daemon (fd 3 = listener, 0-2 = /dev/null)
+// and logging binaries (fd 3 = stdout, 4 = stderr, 5 = ready pipe). The C side (ks_shim_spawn) uses
+// posix_spawn, so no Swift code runs in the child.
+
+import CShims
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A failed spawn.
+public enum SpawnError: Error, Equatable, CustomStringConvertible {
+    case spawn(path: String, errno: Int32)
+
+    public var description: String {
+        switch self {
+        case .spawn(let path, let errno): "spawn \(path): \(errnoText(errno))"
+        }
+    }
+}
+
+/// Spawns `path`; child fd i is `fds[i]` (nil: /dev/null); all other descriptors are closed.
+/// Returns the child's pid.
+func spawnProcess(
+    path: String, arguments: [String], environment: [String], fds: [Int32?], newProcessGroup: Bool
+) throws(SpawnError) -> pid_t {
+    var pid: pid_t = 0
+    let fdMap = fds.map { $0 ?? -1 }
+    let rc = withCStrings([path] + arguments) { argv in
+        withCStrings(environment) { envp in
+            fdMap.withUnsafeBufferPointer { map in
+                ks_shim_spawn(path, argv, envp, map.baseAddress, Int32(map.count), newProcessGroup ? 1 : 0, &pid)
+            }
+        }
+    }
+    guard rc == 0 else { throw .spawn(path: path, errno: -rc) }
+    return pid
+}
+
+/// Calls `body` with a NULL-terminated C array of `strings`, valid only during the call.
+private func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
+    var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
+    pointers.append(nil)
+    defer { for pointer in pointers { free(pointer) } }
+    return pointers.withUnsafeBufferPointer { buffer in
+        // SAFETY: the buffer holds strings.count + 1 elements and is never empty.
+        body(buffer.baseAddress!)
+    }
+}
+
+/// The environment of this process as `KEY=value` strings.
+func currentEnvironment() -> [String] {
+    var result: [String] = []
+    var cursor = environ
+    while let entry = cursor.pointee {
+        result.append(String(cString: entry))
+        cursor += 1
+    }
+    return result
+}
+
+/// The path of the running executable.
+func currentExecutablePath() -> String {
+    var buffer = [CChar](repeating: 0, count: 4096)
+    let count = buffer.withUnsafeMutableBufferPointer { buffer -> Int in
+        guard let base = buffer.baseAddress else { return -1 }
+        return readlink("/proc/self/exe", base, buffer.count - 1)
+    }
+    guard count > 0 else { return CommandLine.arguments[0] }
+    return String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
