@@ -1,0 +1,120 @@
+import CShims
+import Synchronization
+import SystemSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A spawned VMM process in its own process group, with its stdout/stderr captured.
+///
+/// A reaper thread blocks in waitpid and records the exit; a reader thread drains the output
+/// pipe into `output` and a bounded tail. `kill` signals the whole group, so anything the VMM
+/// started goes too. Nothing is left behind: the reaper always reaps.
+final class ChildProcess: Sendable {
+    let pid: pid_t
+    private let exit = Mutex<(code: Int32?, waiters: [@Sendable (Int32) -> Void])>((nil, []))
+    private let tailBuffer = Mutex<[UInt8]>([])
+    private let reaper: Mutex<WorkerThread?> = Mutex(nil)
+    private let reader: Mutex<WorkerThread?> = Mutex(nil)
+    static let tailLimit = 64 * 1024
+
+    init(arguments: [String], output: (@Sendable ([UInt8]) -> Void)?) throws(HypervisorError) {
+        guard let path = arguments.first else { throw .invalidConfig("empty command") }
+        var pipeFDs: [Int32] = [-1, -1]
+        guard pipe2(&pipeFDs, O_CLOEXEC) == 0 else { throw .process(operation: "pipe", .current) }
+        let readEnd = FileDescriptor(owning: pipeFDs[0])
+        let writeEnd = FileDescriptor(owning: pipeFDs[1])
+        var child: pid_t = 0
+        let rc = Self.withCStrings(arguments) { argv in
+            Self.withCStrings(["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]) { envp in
+                ks_hv_spawn(path, argv, envp, writeEnd.rawValue, &child)
+            }
+        }
+        guard rc == 0 else { throw .process(operation: "spawn \(path)", Errno(rawValue: -rc)) }
+        pid = child
+        _ = writeEnd  // closed when this scope ends, so the reader sees EOF when the child exits
+        do {
+            let tail = tailBuffer
+            let readerThread = try WorkerThread(name: "vmm-output") {
+                while let bytes = try? readEnd.read(upTo: 16384), !bytes.isEmpty {
+                    output?(bytes)
+                    tail.withLock { t in
+                        t += bytes
+                        if t.count > Self.tailLimit { t.removeFirst(t.count - Self.tailLimit) }
+                    }
+                }
+            }
+            reader.withLock { $0 = readerThread }
+            let reaperThread = try WorkerThread(name: "vmm-reaper") { [self] in reap() }
+            reaper.withLock { $0 = reaperThread }
+        } catch {
+            _ = ks_hv_kill_group(child, SIGKILL)
+            var code: Int32 = 0
+            _ = ks_hv_wait(child, 0, &code)
+            throw .process(operation: "output and reaper threads", error)
+        }
+    }
+
+    private func reap() {
+        var code: Int32 = 0
+        let rc = ks_hv_wait(pid, 0, &code)
+        let status = rc < 0 ? Int32(-1) : code
+        // The group may hold helpers of the VMM; they go with it.
+        _ = ks_hv_kill_group(pid, SIGKILL)
+        reader.withLock { $0 }?.join()
+        let waiters = exit.withLock { e -> [@Sendable (Int32) -> Void] in
+            e.code = status
+            defer { e.waiters = [] }
+            return e.waiters
+        }
+        waiters.forEach { $0(status) }
+    }
+
+    /// The exit status once the process has ended and been reaped.
+    var exitCode: Int32? { exit.withLock { $0.code } }
+
+    /// Calls `body` with the exit status once the process has ended (at once if it has).
+    func onExit(_ body: @escaping @Sendable (Int32) -> Void) {
+        let code = exit.withLock { e -> Int32? in
+            if e.code == nil { e.waiters.append(body) }
+            return e.code
+        }
+        if let code { body(code) }
+    }
+
+    func waitForExit() async -> Int32 {
+        await withCheckedContinuation { continuation in onExit { continuation.resume(returning: $0) } }
+    }
+
+    /// Signals the process group (no-op once reaped).
+    func signal(_ signo: Int32) {
+        guard exitCode == nil else { return }
+        _ = ks_hv_kill_group(pid, signo)
+    }
+
+    /// SIGTERM, then SIGKILL after `graceSeconds`; returns the exit status.
+    func terminate(graceSeconds: Double) async -> Int32 {
+        signal(SIGTERM)
+        let killer = Task { [self] in
+            try await Task.sleep(for: .milliseconds(Int(graceSeconds * 1000)))
+            signal(SIGKILL)
+        }
+        let code = await waitForExit()
+        killer.cancel()
+        return code
+    }
+
+    /// Joins the helper threads (after exit).
+    func joinThreads() {
+        reaper.withLock { $0 }?.join()
+    }
+
+    var outputTail: String { String(decoding: tailBuffer.withLock { $0 }, as: UTF8.self) }
+
+    private static func withCStrings<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> R) -> R {
+        var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
+        pointers.append(nil)
+        defer { pointers.forEach { free($0) } }
+        return body(pointers)
+    }
+}
