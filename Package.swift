@@ -42,6 +42,10 @@ let package = Package(
             dependencies: [
                 "VirtIO", "GuestMemory", "SystemSupport", "CShims", .product(name: "Logging", package: "swift-log"),
             ]),
+        // vhost-user backend: serves our device models to an external VMM (QEMU).
+        .target(
+            name: "VhostUser",
+            dependencies: ["Devices", "VirtIO", "GuestMemory", .product(name: "Logging", package: "swift-log")]),
         // Builds and runs a VM: memory, vCPU threads, devices, event loop, stop.
         .target(name: "VMM", dependencies: ["KVM", "Boot", "Devices", "GuestMemory", "SystemSupport"]),
 
@@ -78,5 +82,7 @@ let package = Package(
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
         .testTarget(name: "VirtIOTests", dependencies: ["VirtIO", "VirtIOTestSupport", "GuestMemory"]),
         .testTarget(name: "DevicesTests", dependencies: ["Devices", "VirtIO", "VirtIOTestSupport", "GuestMemory"]),
+        .testTarget(
+            name: "VhostUserTests", dependencies: ["VhostUser", "Devices", "VirtIO", "VirtIOTestSupport", "GuestMemory"]),
     ]
 )

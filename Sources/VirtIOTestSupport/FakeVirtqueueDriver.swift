@@ -48,23 +48,38 @@ public final class FakeVirtqueueDriver {
 
     /// Lays out a queue of `size` at `base` followed by `dataSize` bytes of buffers; both ring
     /// indices start at `startIndex` (to test wrap-around without 65536 round trips).
-    public init(
+    public convenience init(
         memory: some GuestMemory, size: UInt16, base: GuestAddress, dataSize: UInt64 = 0x10000,
         startIndex: UInt16 = 0
     ) throws {
+        let available = base.adding(SplitQueueLayout.descriptorTableSize(size))
+        let used = GuestAddress((available.rawValue + SplitQueueLayout.availableRingSize(size) + 3) & ~3)
+        let data = GuestAddress((used.rawValue + SplitQueueLayout.usedRingSize(size) + 15) & ~15)
+        try self.init(
+            memory: memory, size: size, descriptorTable: base, availableRing: available, usedRing: used,
+            dataStart: data, dataSize: dataSize, startIndex: startIndex)
+    }
+
+    /// A queue whose rings another party placed (e.g. a recorded vhost-user frontend), with a
+    /// data area of its own. The rings are zeroed except for the two indices.
+    public init(
+        memory: some GuestMemory, size: UInt16, descriptorTable: GuestAddress, availableRing: GuestAddress,
+        usedRing: GuestAddress, dataStart: GuestAddress, dataSize: UInt64, startIndex: UInt16 = 0
+    ) throws {
         self.memory = memory
         self.size = size
-        descriptorTable = base
-        availableRing = base.adding(SplitQueueLayout.descriptorTableSize(size))
-        let usedOffset = (availableRing.rawValue + SplitQueueLayout.availableRingSize(size) + 3) & ~3
-        usedRing = GuestAddress(usedOffset)
-        dataStart = GuestAddress((usedOffset + SplitQueueLayout.usedRingSize(size) + 15) & ~15)
+        self.descriptorTable = descriptorTable
+        self.availableRing = availableRing
+        self.usedRing = usedRing
+        self.dataStart = dataStart
         dataEnd = dataStart.adding(dataSize)
         dataNext = dataStart.rawValue
         availableIndex = startIndex
         usedSeen = startIndex
-        try memory.checkRange(base, count: dataEnd.rawValue - base.rawValue)
-        try memory.zero(at: base, count: Int(dataEnd.rawValue - base.rawValue))
+        try memory.zero(at: descriptorTable, count: Int(SplitQueueLayout.descriptorTableSize(size)))
+        try memory.zero(at: availableRing, count: Int(SplitQueueLayout.availableRingSize(size)))
+        try memory.zero(at: usedRing, count: Int(SplitQueueLayout.usedRingSize(size)))
+        try memory.zero(at: dataStart, count: Int(dataSize))
         try memory.store(startIndex, at: availableRing.adding(2))
         try memory.store(startIndex, at: usedRing.adding(2))
     }
