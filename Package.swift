@@ -48,6 +48,14 @@ let package = Package(
             dependencies: ["Devices", "VirtIO", "GuestMemory", .product(name: "Logging", package: "swift-log")]),
         // Builds and runs a VM: memory, vCPU threads, devices, event loop, stop.
         .target(name: "VMM", dependencies: ["KVM", "Boot", "Devices", "GuestMemory", "SystemSupport"]),
+        // The interface the sandbox uses to run its VM; backends: QEMU (+ our vhost-user server),
+        // our in-process VMM; `auto` probing; host side of vsock (bridge, hybrid socket).
+        .target(
+            name: "Hypervisor",
+            dependencies: [
+                "VMM", "KVM", "VhostUser", "Devices", "VirtIO", "GuestMemory", "SystemSupport", "CShims",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
 
         // ---- containerd side
         // ttrpc: framing, client, server, status codes, over any byte stream.
@@ -84,5 +92,7 @@ let package = Package(
         .testTarget(name: "DevicesTests", dependencies: ["Devices", "VirtIO", "VirtIOTestSupport", "GuestMemory"]),
         .testTarget(
             name: "VhostUserTests", dependencies: ["VhostUser", "Devices", "VirtIO", "VirtIOTestSupport", "GuestMemory"]),
+        .testTarget(
+            name: "HypervisorTests", dependencies: ["Hypervisor", "VhostUser", "Devices", "VirtIO", "GuestMemory", "SystemSupport", "CShims"]),
     ]
 )

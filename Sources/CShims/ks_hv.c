@@ -162,3 +162,7 @@ int ks_hv_mmap_shared(int fd, uint64_t size, uint64_t offset, void **out) {
 int ks_hv_shutdown(int fd, int how) {
     return shutdown(fd, how == 0 ? SHUT_RD : how == 1 ? SHUT_WR : SHUT_RDWR) == 0 ? 0 : -errno;
 }
+
+int ks_hv_pipe(int fds[2]) {
+    return pipe2(fds, O_CLOEXEC) == 0 ? 0 : -errno;
+}

@@ -50,4 +50,7 @@ int ks_hv_mmap_shared(int fd, uint64_t size, uint64_t offset, void **out);
 /// shutdown(fd, how) with how 0 = read, 1 = write, 2 = both. 0 or -errno.
 int ks_hv_shutdown(int fd, int how);
 
+/// pipe2(fds, O_CLOEXEC) (pipe2 is a GNU extension Swift's Glibc module does not show). 0 or -errno.
+int ks_hv_pipe(int fds[2]);
+
 #endif

@@ -13,7 +13,10 @@ import Glibc
 final class ChildProcess: Sendable {
     let pid: pid_t
     private let exit = Mutex<(code: Int32?, waiters: [@Sendable (Int32) -> Void])>((nil, []))
-    private let tailBuffer = Mutex<[UInt8]>([])
+    private final class Tail: Sendable {
+        let bytes = Mutex<[UInt8]>([])
+    }
+    private let tail = Tail()
     private let reaper: Mutex<WorkerThread?> = Mutex(nil)
     private let reader: Mutex<WorkerThread?> = Mutex(nil)
     static let tailLimit = 64 * 1024
@@ -21,7 +24,8 @@ final class ChildProcess: Sendable {
     init(arguments: [String], output: (@Sendable ([UInt8]) -> Void)?) throws(HypervisorError) {
         guard let path = arguments.first else { throw .invalidConfig("empty command") }
         var pipeFDs: [Int32] = [-1, -1]
-        guard pipe2(&pipeFDs, O_CLOEXEC) == 0 else { throw .process(operation: "pipe", .current) }
+        let pipeResult = ks_hv_pipe(&pipeFDs)
+        guard pipeResult == 0 else { throw .process(operation: "pipe", Errno(rawValue: -pipeResult)) }
         let readEnd = FileDescriptor(owning: pipeFDs[0])
         let writeEnd = FileDescriptor(owning: pipeFDs[1])
         var child: pid_t = 0
@@ -34,11 +38,11 @@ final class ChildProcess: Sendable {
         pid = child
         _ = writeEnd  // closed when this scope ends, so the reader sees EOF when the child exits
         do {
-            let tail = tailBuffer
+            let tail = self.tail
             let readerThread = try WorkerThread(name: "vmm-output") {
                 while let bytes = try? readEnd.read(upTo: 16384), !bytes.isEmpty {
                     output?(bytes)
-                    tail.withLock { t in
+                    tail.bytes.withLock { t in
                         t += bytes
                         if t.count > Self.tailLimit { t.removeFirst(t.count - Self.tailLimit) }
                     }
@@ -109,7 +113,7 @@ final class ChildProcess: Sendable {
         reaper.withLock { $0 }?.join()
     }
 
-    var outputTail: String { String(decoding: tailBuffer.withLock { $0 }, as: UTF8.self) }
+    var outputTail: String { String(decoding: tail.bytes.withLock { $0 }, as: UTF8.self) }
 
     private static func withCStrings<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> R) -> R {
         var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }

@@ -36,6 +36,8 @@ public final class QEMUHypervisor: Hypervisor {
     public init(config: HypervisorConfig, accelerator: QEMUAccelerator = .tcg, logger: Logger = Logger(label: "kata-swift.qemu")) {
         self.config = config
         self.accelerator = accelerator
+        var logger = logger
+        if config.debug { logger.logLevel = .trace }
         self.logger = logger
     }
 
@@ -77,6 +79,7 @@ public final class QEMUHypervisor: Hypervisor {
             locked.withLock { $0.running = running }
             running.process.onExit { [self] code in finished(code) }
             try await waitForFrontend(running)
+            try await waitForMachine(running)
         } catch {
             let running = locked.withLock { $0.running }
             if let running {
@@ -126,7 +129,10 @@ public final class QEMUHypervisor: Hypervisor {
             vsock.stop()
             throw error
         }
-        let command = QEMUCommand(config: config, accelerator: accelerator, vhostVsockSocket: vhostSocketPath, qmpSocket: qmpSocketPath)
+        let cpuinfo = Self.readProcFile("/proc/cpuinfo", limit: 16384)
+        let command = QEMUCommand(
+            config: config, accelerator: accelerator, vhostVsockSocket: vhostSocketPath, qmpSocket: qmpSocketPath,
+            tscKHz: QEMUCommand.tscKHz(cpuinfo: cpuinfo))
         logger.debug("qemu: \(command.arguments.joined(separator: " "))")
         do {
             let process = try ChildProcess(arguments: command.arguments, output: config.consoleOutput)
@@ -159,6 +165,44 @@ public final class QEMUHypervisor: Hypervisor {
             try event.get()
             return
         }
+    }
+
+    /// Waits until QEMU's monitor answers, i.e. machine and devices are set up and the kernel is
+    /// loaded; a QEMU that fails on the way (bad kernel, device error) exits before that.
+    private func waitForMachine(_ running: Running) async throws(HypervisorError) {
+        let path = qmpSocketPath
+        let process = running.process
+        let result = await runBlocking("qmp-start") { () -> Result<Void, HypervisorError> in
+            let deadline = ContinuousClock.now + .seconds(Int(Self.frontendTimeout))
+            var last = HypervisorError.timeout("waiting for QEMU's monitor")
+            while ContinuousClock.now < deadline, process.exitCode == nil {
+                do throws(HypervisorError) {
+                    var client = try QMPClient(path: path)
+                    try client.execute("query-status")
+                    return .success(())
+                } catch {
+                    last = error
+                    usleep(20_000)
+                }
+            }
+            return .failure(last)
+        }
+        if case .failure(let error) = result {
+            if let code = await exitCode(of: process, within: .seconds(2)) {
+                throw .exitedEarly(code: code, consoleTail: lastLines(process.outputTail))
+            }
+            throw error
+        }
+    }
+
+    /// The exit status if `process` ends within `limit`.
+    private func exitCode(of process: ChildProcess, within limit: Duration) async -> Int32? {
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            if let code = process.exitCode { return code }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return process.exitCode
     }
 
     /// QEMU ended: release everything (on the reaper thread) and record how it ended.
@@ -211,7 +255,7 @@ public final class QEMUHypervisor: Hypervisor {
         guard current == from else { throw .invalidState(operation: command, state: "\(current)") }
         let path = qmpSocketPath
         let result = await runBlocking("qmp") { () -> Result<Void, HypervisorError> in
-            do {
+            do throws(HypervisorError) {
                 var client = try QMPClient(path: path)
                 try client.execute(command)
                 return .success(())
@@ -225,11 +269,18 @@ public final class QEMUHypervisor: Hypervisor {
 
     public func connectVsock(port: UInt32, timeoutSeconds: Double) async throws(HypervisorError) -> FileDescriptor {
         guard let vsock = locked.withLock({ $0.running?.vsock }) else {
-            throw .vsockConnect(port: port, reason: "the VM is not running")
+            throw .vsockConnect(port: port, reason: "the VM is not running (\(state))")
         }
-        return try await vsock.connect(port: port, timeoutSeconds: timeoutSeconds) { [weak self] in
-            guard let self else { return false }
-            return self.locked.withLock { $0.running != nil && $0.phase == .running }
+        do {
+            return try await vsock.connect(port: port, timeoutSeconds: timeoutSeconds) { [weak self] in
+                guard let self else { return false }
+                return self.locked.withLock { $0.running != nil }
+            }
+        } catch {
+            if case .stopped = state {
+                throw .vsockConnect(port: port, reason: "the VM stopped (\(state)); console tail:\n\(lastLines(consoleTail))")
+            }
+            throw error
         }
     }
 
@@ -238,6 +289,14 @@ public final class QEMUHypervisor: Hypervisor {
             throw .invalidState(operation: "listenVsock", state: "\(locked.withLock { $0.phase })")
         }
         return try vsock.listen(port: port)
+    }
+
+    /// The start of a /proc file (whose size fstat reports as 0), at most `limit` bytes.
+    static func readProcFile(_ path: String, limit: Int) -> String {
+        guard let fd = try? FileDescriptor.open(path, O_RDONLY) else { return "" }
+        var bytes: [UInt8] = []
+        while bytes.count < limit, let chunk = try? fd.read(upTo: limit - bytes.count), !chunk.isEmpty { bytes += chunk }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     private func lastLines(_ text: String, count: Int = 20) -> String {

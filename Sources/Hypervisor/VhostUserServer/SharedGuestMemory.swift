@@ -84,8 +84,13 @@ struct EventFDLine: InterruptLine {
 
 /// The real platform of a vhost-user session: mmap of memfds, eventfd interrupt lines, close(2).
 final class SocketPlatform: VhostUserPlatform {
+    /// The memory of the last SET_MEM_TABLE (the server re-arms queue notifications in it).
+    private(set) var memory: SharedGuestMemory?
+
     func mapMemory(_ regions: [VhostUserMemoryRegion], fds: [Int32]) throws -> any GuestMemory {
-        try SharedGuestMemory(regions, fds: fds)
+        let mapped = try SharedGuestMemory(regions, fds: fds)
+        memory = mapped
+        return mapped
     }
 
     func interruptLine(fd: Int32) -> any InterruptLine { EventFDLine(fd: fd) }

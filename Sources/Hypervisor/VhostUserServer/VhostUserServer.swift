@@ -17,7 +17,9 @@ import Glibc
 /// device's RX path when the muxer has packets for the guest. So the device is only ever touched
 /// from this thread. One frontend at a time; when it goes away the device is reset (every vsock
 /// connection ends) and the server waits for the next one.
-final class VhostUserServer: Sendable {
+final class VhostUserServer: @unchecked Sendable {
+    // SAFETY (Sendable): `device` is the only non-Sendable member; after init it is touched only
+    // by the server thread (run and what it calls). Everything else is immutable or locked.
     enum Token: RawRepresentable, Sendable {
         case listener, frontend, wake, stop, kick(Int)
         init?(rawValue: UInt64) {
@@ -118,11 +120,13 @@ final class VhostUserServer: Sendable {
     private final class Connection {
         let socket: FileDescriptor
         let session: VhostUserSession
+        let platform: SocketPlatform
         var decoder = VhostUserDecoder()
         var watchedKicks: [Int: Int32] = [:]
-        init(socket: FileDescriptor, session: VhostUserSession) {
+        init(socket: FileDescriptor, session: VhostUserSession, platform: SocketPlatform) {
             self.socket = socket
             self.session = session
+            self.platform = platform
         }
     }
 
@@ -149,10 +153,15 @@ final class VhostUserServer: Sendable {
                     guard let c = connection, let fd = c.watchedKicks[queue] else { continue }
                     var value: UInt64 = 0
                     _ = Glibc.read(fd, &value, 8)
+                    logger.trace("vhost-user: kick queue \(queue) (active \(c.session.isActive))")
                     c.session.kick(queue: queue)
+                    rearm(c)
                 case .wake:
                     _ = try? wake.consume()
-                    if connection?.session.isActive == true { device.processBackend() }
+                    if let c = connection, c.session.isActive {
+                        device.processBackend()
+                        rearm(c)
+                    }
                 }
             }
         }
@@ -171,8 +180,9 @@ final class VhostUserServer: Sendable {
             logger.error("vhost-user: watching the frontend: \(error)")
             return
         }
-        let session = VhostUserSession(device: device, queueCount: Self.queueCount, platform: SocketPlatform(), logger: logger)
-        connection = Connection(socket: socket, session: session)
+        let platform = SocketPlatform()
+        let session = VhostUserSession(device: device, queueCount: Self.queueCount, platform: platform, logger: logger)
+        connection = Connection(socket: socket, session: session, platform: platform)
         setState(.connected)
     }
 
@@ -211,19 +221,52 @@ final class VhostUserServer: Sendable {
             }
             guard let message else { return fail("no message") }
             status.withLock { $0.messages += 1 }
+            logger.debug("vhost-user: request \(message.request) flags 0x\(String(message.flags, radix: 16)) payload \(message.payload.count) fds \(received.count)")
+            let wasActive = c.session.isActive
             let reply: VhostUserMessage?
             do {
                 reply = try c.session.handle(message, fds: received)
             } catch {
+                logger.warning("vhost-user: request \(message.request) failed: \(error)")
                 reply = c.session.reply(to: message, error: error)
             }
             if let reply { try UnixSocket.sendAll(c.socket, reply.bytes) }
             syncKicks(c)
+            if c.session.isActive, message.knownRequest == .setVringCall, received.count == 1 {
+                // QEMU swaps call fds when it unmasks the guest notifier; a used-buffer
+                // interrupt sent to the old fd in between is lost. A spurious one is harmless.
+                EventFDLine(fd: received[0]).signal()
+            }
+            if !wasActive, c.session.isActive {
+                logger.debug("vhost-user: device started")
+                // Kicks that came before the device started were consumed without effect, and
+                // the muxer may already hold packets (a host connect during boot): run the queues.
+                for queue in 0..<Self.queueCount { c.session.kick(queue: queue) }
+                device.processBackend()
+                rearm(c)
+            }
             return nil
         } catch let error as VhostUserError {
             return fail("frontend broke the framing: \(error)")
         } catch {
             return fail("frontend I/O: \(error)")
+        }
+    }
+
+    /// With EVENT_IDX the driver kicks only when avail.idx passes the device's avail_event, which
+    /// the vsock device model does not publish itself: publish it after every round of work (and
+    /// go round again if buffers arrived meanwhile), or the guest stops kicking after its first
+    /// buffer. Without EVENT_IDX this clears VIRTQ_USED_F_NO_NOTIFY, which is also what we want.
+    private func rearm(_ c: Connection) {
+        guard c.session.isActive, let memory = c.platform.memory else { return }
+        for _ in 0..<4 {
+            var again = false
+            for queue in 0..<Self.queueCount {
+                guard (try? device.queues[queue].setNotifications(enabled: true, memory: memory)) == true else { continue }
+                c.session.kick(queue: queue)
+                again = true
+            }
+            if !again { return }
         }
     }
 

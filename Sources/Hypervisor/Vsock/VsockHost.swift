@@ -11,8 +11,8 @@ final class VsockHost: Sendable {
     let hybrid: HybridVsockServer?
 
     init(hybridPath: String?, forwardedPorts: [UInt32], logger: Logger) throws(HypervisorError) {
-        muxer = VsockMuxer()
-        bridge = try VsockBridge(logger: logger)
+        let muxer = VsockMuxer()
+        let bridge = try VsockBridge(logger: logger)
         do {
             hybrid = try hybridPath.map { (path) throws(HypervisorError) in
                 try HybridVsockServer(path: path, muxer: muxer, bridge: bridge, forwardedPorts: forwardedPorts, logger: logger)
@@ -21,6 +21,8 @@ final class VsockHost: Sendable {
             bridge.stop()
             throw error
         }
+        self.muxer = muxer
+        self.bridge = bridge
     }
 
     func stop() {
@@ -40,7 +42,7 @@ final class VsockHost: Sendable {
             } catch {
                 throw .vsockConnect(port: port, reason: "\(error)")
             }
-            let phase = await Self.settle(stream, deadline: deadline)
+            let phase = await Self.settle(stream, deadline: deadline, isRunning: isRunning)
             switch phase {
             case .established:
                 let (mine, theirs): (FileDescriptor, FileDescriptor)
@@ -65,10 +67,12 @@ final class VsockHost: Sendable {
     }
 
     /// Waits until `stream` leaves `.connecting` or the deadline passes.
-    private static func settle(_ stream: VsockStream, deadline: ContinuousClock.Instant) async -> VsockConnectionPhase {
+    private static func settle(
+        _ stream: VsockStream, deadline: ContinuousClock.Instant, isRunning: @Sendable () -> Bool
+    ) async -> VsockConnectionPhase {
         while true {
             let phase = stream.phase
-            if phase != .connecting || ContinuousClock.now >= deadline { return phase }
+            if phase != .connecting || ContinuousClock.now >= deadline || !isRunning() { return phase }
             let changed = AsyncStream<Void>.makeStream()
             stream.setEventHandler { changed.continuation.yield() }
             if stream.phase != .connecting { continue }
