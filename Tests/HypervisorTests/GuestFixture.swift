@@ -26,6 +26,9 @@ enum GuestFixture {
     }
 
     private static func build() -> Result<Paths, FixtureError> {
+        // Writing to a connection the VM side closed must fail with EPIPE, not kill the runner
+        // (the shim ignores SIGPIPE the same way).
+        signal(SIGPIPE, SIG_IGN)
         let work = "/tmp/kata-swift-hv-fixture-\(getpid())"
         let script = """
             set -e
@@ -84,6 +87,20 @@ enum HostState {
         var count = 0
         while readdir(dir) != nil { count += 1 }
         return count - 3  // ".", ".." and the directory's own fd
+    }
+
+    /// Where each open fd points, for a readable failure message.
+    static func openFDs() -> [String] {
+        guard let dir = opendir("/proc/self/fd") else { return [] }
+        defer { closedir(dir) }
+        var out: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            var buffer = [CChar](repeating: 0, count: 256)
+            let n = readlink("/proc/self/fd/\(name)", &buffer, 255)
+            out.append("\(name) -> \(n > 0 ? String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : "?")")
+        }
+        return out.sorted()
     }
 
     static func processExists(_ pid: Int32) -> Bool {

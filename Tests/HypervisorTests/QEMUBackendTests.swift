@@ -38,8 +38,8 @@ import Glibc
         let message = Array("hello through vhost-user\n".utf8)
         try fd.writeAll(message)
         #expect(try TestIO.read(fd, count: message.count) == message)
-        // A larger transfer crosses several packets and credit updates.
-        let big = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 * 7) }
+        // A larger transfer crosses several packets (the guest's RX buffers are 4 KiB).
+        let big = (0..<48_000).map { UInt8(truncatingIfNeeded: $0 * 7) }
         let writer = Task.detached { try fd.writeAll(big) }
         #expect(try TestIO.read(fd, count: big.count, seconds: 60) == big)
         try await writer.value
@@ -65,7 +65,8 @@ import Glibc
         #expect(try TestIO.read(guestConnection, count: 4) == Array("back".utf8))
 
         // Clean stop from inside: port 1025 makes the init reboot; reboot=t + -no-reboot ends QEMU.
-        let stopper = try await vm.connectVsock(port: Self.stopPort)
+        // The guest may reboot before our side sees the connection established: either is fine.
+        let stopper = try? await vm.connectVsock(port: Self.stopPort)
         let final = await vm.waitForExit()
         #expect(final == .stopped(exitCode: 0, requested: false))
         #expect(vm.consoleTail.contains("vsock-echo: stop requested"))
@@ -73,22 +74,22 @@ import Glibc
         // The host ends of every connection see the end.
         #expect(try TestIO.read(fd, count: 1).isEmpty)
         #expect(try TestIO.read(client, count: 1).isEmpty)
-        _ = (stopper, guestConnection, client, bad, fd)
         #expect(!HostState.processExists(pid))
         #expect(!HostState.fileExists(vm.vhostSocketPath))
         #expect(!HostState.fileExists(hybridPath))
         #expect(!HostState.fileExists(config.runtimeDirectory))
         await vm.stop()
-        withExtendedLifetime([stopper, guestConnection, client, bad, fd]) {}
+        withExtendedLifetime([guestConnection, client, bad, fd]) {}
+        withExtendedLifetime(stopper) {}
         iterator = incoming.makeAsyncIterator()
     }
 
     @Test func fdsAreReleasedAfterStop() async throws {
+        let config = try GuestFixture.config(name: "fds", hybrid: true)
         let fdsBefore = HostState.openFDCount()
+        let listBefore = HostState.openFDs()
         do {
-            var config = try GuestFixture.config(name: "fds", hybrid: true)
-        config.debug = true
-        let vm = QEMUHypervisor(config: config)
+            let vm = QEMUHypervisor(config: config)
             try await vm.start()
             let fd = try await Self.connect(vm)
             try fd.writeAll(Array("x".utf8))
@@ -101,7 +102,7 @@ import Glibc
             }
             #expect(try TestIO.read(fd, count: 1).isEmpty)
         }
-        #expect(HostState.openFDCount() == fdsBefore)
+        #expect(HostState.openFDCount() == fdsBefore, "before: \(listBefore)\nafter: \(HostState.openFDs())")
     }
 
     @Test func qemuKilledMidConnectionSurfacesAndCleansUp() async throws {

@@ -99,6 +99,7 @@ final class ChildProcess: Sendable {
     /// SIGTERM, then SIGKILL after `graceSeconds`; returns the exit status.
     func terminate(graceSeconds: Double) async -> Int32 {
         signal(SIGTERM)
+        signal(SIGCONT)  // a paused (stopped) VMM must run to act on SIGTERM
         let killer = Task { [self] in
             try await Task.sleep(for: .milliseconds(Int(graceSeconds * 1000)))
             signal(SIGKILL)

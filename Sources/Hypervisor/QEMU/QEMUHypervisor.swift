@@ -77,7 +77,7 @@ public final class QEMUHypervisor: Hypervisor {
             locked.withLock { $0.createdDirectory = created }
             let running = try launch()
             locked.withLock { $0.running = running }
-            running.process.onExit { [self] code in finished(code) }
+            running.process.onExit { [weak self] code in self?.finished(code) }
             try await waitForFrontend(running)
             try await waitForMachine(running)
         } catch {
@@ -153,8 +153,10 @@ public final class QEMUHypervisor: Hypervisor {
             case .waiting: break
             }
         }
-        running.process.onExit { [self] code in
-            continuation.yield(.failure(.exitedEarly(code: code, consoleTail: lastLines(running.process.outputTail))))
+        let process = running.process
+        running.process.onExit { [weak self] code in
+            let tail = self?.lastLines(process.outputTail) ?? ""
+            continuation.yield(.failure(.exitedEarly(code: code, consoleTail: tail)))
         }
         let timer = Task {
             try await Task.sleep(for: .milliseconds(Int(Self.frontendTimeout * 1000)))
@@ -242,29 +244,26 @@ public final class QEMUHypervisor: Hypervisor {
         return locked.withLock { $0.phase }
     }
 
+    /// Freezes the VM by stopping QEMU's process group (SIGSTOP). QMP `stop` would also stop
+    /// the vhost-user device (GET_VRING_BASE), and our session resets the vsock device then,
+    /// which would drop every connection; a stopped process keeps them, and our backend simply
+    /// sees no kicks until `resume`.
     public func pause() async throws(HypervisorError) {
-        try await qmp("stop", from: .running, to: .paused)
+        try transition(from: .running, to: .paused, signal: SIGSTOP)
     }
 
     public func resume() async throws(HypervisorError) {
-        try await qmp("cont", from: .paused, to: .running)
+        try transition(from: .paused, to: .running, signal: SIGCONT)
     }
 
-    private func qmp(_ command: String, from: HypervisorState, to: HypervisorState) async throws(HypervisorError) {
-        let current = locked.withLock { $0.phase }
-        guard current == from else { throw .invalidState(operation: command, state: "\(current)") }
-        let path = qmpSocketPath
-        let result = await runBlocking("qmp") { () -> Result<Void, HypervisorError> in
-            do throws(HypervisorError) {
-                var client = try QMPClient(path: path)
-                try client.execute(command)
-                return .success(())
-            } catch {
-                return .failure(error)
+    private func transition(from: HypervisorState, to: HypervisorState, signal: Int32) throws(HypervisorError) {
+        try locked.withLock { (s) throws(HypervisorError) in
+            guard s.phase == from, let running = s.running else {
+                throw .invalidState(operation: to == .paused ? "pause" : "resume", state: "\(s.phase)")
             }
+            running.process.signal(signal)
+            s.phase = to
         }
-        try result.get()
-        locked.withLock { s in if s.phase == from { s.phase = to } }
     }
 
     public func connectVsock(port: UInt32, timeoutSeconds: Double) async throws(HypervisorError) -> FileDescriptor {
