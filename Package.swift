@@ -84,7 +84,7 @@ let package = Package(
         .executableTarget(name: "containerd-shim-kata-v2", dependencies: ["Shim"]),
         .executableTarget(
             name: "kata-ctl",
-            dependencies: ["VMM", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: ["VMM", "Hypervisor", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         // ---- tests
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),

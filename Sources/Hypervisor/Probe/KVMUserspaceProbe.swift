@@ -87,7 +87,8 @@ enum KVMUserspaceProbe {
             case .interrupted:
                 continue
             default:
-                return .fails("after \(reports.count) reports the vCPU exited with \(exit)")
+                let seen = reports.map { "CS=0x" + String($0, radix: 16) }.joined(separator: ", ")
+                return .fails("after \(reports.count) report(s) [\(seen)] the vCPU exited with \(exit)")
             }
         }
         return .fails("no verdict after 16 exits (reports \(reports))")
