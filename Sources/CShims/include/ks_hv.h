@@ -16,6 +16,12 @@
 /// signal mask cleared and every signal at its default. Stores the pid. 0 or -errno.
 int ks_hv_spawn(const char *path, char *const argv[], char *const envp[], int out_fd, pid_t *pid);
 
+/// Like ks_hv_spawn, with fork/exec so the child also gets PR_SET_PDEATHSIG(SIGKILL): it dies with
+/// the *calling thread* (call it from a thread that lives as long as the child, e.g. its reaper).
+/// The child runs only async-signal-safe calls before execve. Exec failures are reported through
+/// a CLOEXEC pipe as -errno.
+int ks_hv_spawn_tied(const char *path, char *const argv[], char *const envp[], int out_fd, pid_t *pid);
+
 /// waitpid(pid, &status, nohang ? WNOHANG : 0), retrying EINTR. Returns the pid (0 when nohang
 /// and still running) or -errno. `*exit_code` is the exit status, or 128 + signal when killed.
 int ks_hv_wait(pid_t pid, int nohang, int *exit_code);

@@ -108,8 +108,12 @@ public enum BackendProbe {
         if let kvm = try? Kvm() {
             // Kvm() accepts only API version 12; the vCPU limit tells hosts apart as well.
             api = "12-vcpus\(kvm.recommendedVcpus)"
-            for entry in (try? kvm.supportedCPUID()) ?? [] {
-                for word in [entry.function, entry.index, entry.eax, entry.ebx, entry.ecx, entry.edx] {
+            // Feature leaves only (1, 7.0, 0x80000001): other leaves carry values that vary.
+            let features = ((try? kvm.supportedCPUID()) ?? []).filter {
+                ($0.function == 1 || ($0.function == 7 && $0.index == 0) || $0.function == 0x8000_0001)
+            }
+            for entry in features {
+                for word in [entry.function, entry.index, entry.ebx, entry.ecx, entry.edx] {
                     cpuidHash = (cpuidHash ^ UInt64(word)) &* 0x100_0000_01b3
                 }
             }

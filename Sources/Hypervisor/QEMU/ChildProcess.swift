@@ -12,7 +12,7 @@ import Glibc
 /// started goes too. Nothing is left behind: the reaper always reaps.
 final class ChildProcess: Sendable {
     let pid: pid_t
-    private let exit = Mutex<(code: Int32?, waiters: [@Sendable (Int32) -> Void])>((nil, []))
+    private let exit = ExitState()
     private final class Tail: Sendable {
         let bytes = Mutex<[UInt8]>([])
     }
@@ -27,16 +27,44 @@ final class ChildProcess: Sendable {
         let pipeResult = ks_hv_pipe(&pipeFDs)
         guard pipeResult == 0 else { throw .process(operation: "pipe", Errno(rawValue: -pipeResult)) }
         let readEnd = FileDescriptor(owning: pipeFDs[0])
-        let writeEnd = FileDescriptor(owning: pipeFDs[1])
-        var child: pid_t = 0
-        let rc = Self.withCStrings(arguments) { argv in
-            Self.withCStrings(["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]) { envp in
-                ks_hv_spawn(path, argv, envp, writeEnd.rawValue, &child)
+        let writeEnd = WriteEnd(FileDescriptor(owning: pipeFDs[1]))
+        let outputDone = OutputDone()
+        // The reaper thread spawns the child (so PR_SET_PDEATHSIG ties QEMU to a thread that lives
+        // until the child is reaped: if this process dies, QEMU dies too) and then waits for it.
+        let spawned = Mutex<Result<pid_t, Errno>?>(nil)
+        let exit = self.exit
+        let reaperThread: WorkerThread
+        do {
+            reaperThread = try WorkerThread(name: "vmm-reaper") {
+                var child: pid_t = 0
+                let rc = Self.withCStrings(arguments) { argv in
+                    Self.withCStrings(["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]) { envp in
+                        ks_hv_spawn_tied(path, argv, envp, writeEnd.rawValue, &child)
+                    }
+                }
+                // Only the child holds the write end now: the reader sees EOF when it exits.
+                writeEnd.close()
+                spawned.withLock { $0 = rc == 0 ? .success(child) : .failure(Errno(rawValue: -rc)) }
+                guard rc == 0 else { return }
+                Self.reap(child, exit: exit, outputDone: outputDone)
             }
+        } catch {
+            throw .process(operation: "reaper thread", error)
         }
-        guard rc == 0 else { throw .process(operation: "spawn \(path)", Errno(rawValue: -rc)) }
-        pid = child
-        _ = writeEnd  // closed when this scope ends, so the reader sees EOF when the child exits
+        var outcome: Result<pid_t, Errno>?
+        while outcome == nil {
+            outcome = spawned.withLock { $0 }
+            if outcome == nil { usleep(1000) }
+        }
+        switch outcome {
+        case .success(let child)?: pid = child
+        case .failure(let error)?:
+            reaperThread.join()
+            throw .process(operation: "spawn \(path)", error)
+        case nil: throw .process(operation: "spawn \(path)", .invalidArgument)
+        }
+        reaper.withLock { $0 = reaperThread }
+        let child = pid
         do {
             let tail = self.tail
             let readerThread = try WorkerThread(name: "vmm-output") {
@@ -47,26 +75,42 @@ final class ChildProcess: Sendable {
                         if t.count > Self.tailLimit { t.removeFirst(t.count - Self.tailLimit) }
                     }
                 }
+                outputDone.flag.store(true, ordering: .releasing)
             }
             reader.withLock { $0 = readerThread }
-            let reaperThread = try WorkerThread(name: "vmm-reaper") { [self] in reap() }
-            reaper.withLock { $0 = reaperThread }
         } catch {
             _ = ks_hv_kill_group(child, SIGKILL)
-            var code: Int32 = 0
-            _ = ks_hv_wait(child, 0, &code)
-            throw .process(operation: "output and reaper threads", error)
+            reaperThread.join()
+            throw .process(operation: "output thread", error)
         }
     }
 
-    private func reap() {
+    private final class ExitState: Sendable {
+        let state = Mutex<(code: Int32?, waiters: [@Sendable (Int32) -> Void])>((nil, []))
+    }
+
+    /// The pipe's write end, owned here until the child has it (then closed).
+    private final class WriteEnd: @unchecked Sendable {
+        // SAFETY: written once by the reaper thread (close), read before that by the same thread.
+        private var fd: FileDescriptor?
+        init(_ fd: FileDescriptor) { self.fd = fd }
+        var rawValue: Int32 { fd?.rawValue ?? -1 }
+        func close() { fd = nil }
+    }
+
+    private final class OutputDone: Sendable {
+        let flag = Atomic<Bool>(false)
+    }
+
+    private static func reap(_ pid: pid_t, exit: ExitState, outputDone: OutputDone) {
         var code: Int32 = 0
         let rc = ks_hv_wait(pid, 0, &code)
         let status = rc < 0 ? Int32(-1) : code
         // The group may hold helpers of the VMM; they go with it.
         _ = ks_hv_kill_group(pid, SIGKILL)
-        reader.withLock { $0 }?.join()
-        let waiters = exit.withLock { e -> [@Sendable (Int32) -> Void] in
+        // Let the reader drain the last console bytes before anyone hears of the exit.
+        for _ in 0..<200 where !outputDone.flag.load(ordering: .acquiring) { usleep(10_000) }
+        let waiters = exit.state.withLock { e -> [@Sendable (Int32) -> Void] in
             e.code = status
             defer { e.waiters = [] }
             return e.waiters
@@ -75,11 +119,11 @@ final class ChildProcess: Sendable {
     }
 
     /// The exit status once the process has ended and been reaped.
-    var exitCode: Int32? { exit.withLock { $0.code } }
+    var exitCode: Int32? { exit.state.withLock { $0.code } }
 
     /// Calls `body` with the exit status once the process has ended (at once if it has).
     func onExit(_ body: @escaping @Sendable (Int32) -> Void) {
-        let code = exit.withLock { e -> Int32? in
+        let code = exit.state.withLock { e -> Int32? in
             if e.code == nil { e.waiters.append(body) }
             return e.code
         }
@@ -112,6 +156,7 @@ final class ChildProcess: Sendable {
     /// Joins the helper threads (after exit).
     func joinThreads() {
         reaper.withLock { $0 }?.join()
+        reader.withLock { $0 }?.join()
     }
 
     var outputTail: String { String(decoding: tail.bytes.withLock { $0 }, as: UTF8.self) }
