@@ -49,6 +49,14 @@ let package = Package(
             dependencies: ["Devices", "VirtIO", "GuestMemory", "CShims", .product(name: "Logging", package: "swift-log")]),
         // Builds and runs a VM: memory, vCPU threads, devices, event loop, stop.
         .target(name: "VMM", dependencies: ["KVM", "Boot", "Devices", "GuestMemory", "SystemSupport"]),
+        // The interface the sandbox uses to run its VM; backends: QEMU (+ our vhost-user server),
+        // our in-process VMM; `auto` probing; host side of vsock (bridge, hybrid socket).
+        .target(
+            name: "Hypervisor",
+            dependencies: [
+                "VMM", "KVM", "VhostUser", "Devices", "VirtIO", "GuestMemory", "SystemSupport", "CShims",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
 
         // FUSE server (the file-system half of virtio-fs): wire protocol + passthrough over a host
         // directory, confined to it. Takes plain byte buffers/iovecs, so any transport can drive it.
@@ -101,6 +109,7 @@ let package = Package(
             dependencies: ["VMM", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // Guest PID 1; built fully static for the initramfs by guest-image/build-agent-initramfs.sh.
         .executableTarget(name: "kata-agent", dependencies: ["Agent"]),
+            dependencies: ["VMM", "Hypervisor", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         // ---- tests
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
@@ -141,5 +150,6 @@ let package = Package(
             dependencies: ["Shim", "ContainerdAPI", "TTRPC", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         // The shim under a real containerd (own instance, ctr); needs root and containerd installed.
         .testTarget(name: "ShimE2ETests", dependencies: ["Shim"]),
+            name: "HypervisorTests", dependencies: ["Hypervisor", "VhostUser", "Devices", "VirtIO", "GuestMemory", "SystemSupport", "CShims"]),
     ]
 )

@@ -1,0 +1,122 @@
+import Devices
+import SystemSupport
+
+/// Which VMM runs the guest.
+public enum HypervisorBackendKind: String, Sendable, CaseIterable, CustomStringConvertible {
+    /// Probe once per host (cached) and take the in-process KVM VMM if it runs a guest userspace,
+    /// QEMU otherwise.
+    case auto
+    /// Our in-process KVM VMM.
+    case kvm
+    /// qemu-system-x86_64 -M microvm (TCG, or KVM where it works), our devices over vhost-user.
+    case qemu
+
+    public var description: String { rawValue }
+}
+
+/// How the sandbox wants its VM.
+public struct HypervisorConfig: Sendable {
+    /// Guest kernel: vmlinux (PVH) or bzImage.
+    public var kernelPath: String
+    public var initrdPath: String?
+    /// Arguments appended to the backend's own command line (console, reboot, timing).
+    public var cmdlineExtras: [String]
+    public var vcpus: Int
+    public var memoryMiB: Int
+    public var backend: HypervisorBackendKind
+    /// Verbose VMM output (QEMU's guest-error log, kernel debug messages).
+    public var debug: Bool
+    /// The guest's vsock CID (3 and up).
+    public var guestCID: UInt32
+    /// A private directory for this VM's sockets; created if missing, emptied of ours on stop.
+    public var runtimeDirectory: String
+    /// Where to expose Firecracker's hybrid vsock protocol (nil: not exposed).
+    public var hybridVsockPath: String?
+    /// Host ports whose guest-initiated connections are forwarded to `<hybridVsockPath>_<port>`.
+    public var hybridForwardedPorts: [UInt32]
+    /// Receives every byte the guest writes to its console (and the VMM's own messages).
+    public var consoleOutput: (@Sendable ([UInt8]) -> Void)?
+    /// The QEMU binary for the QEMU backend.
+    public var qemuBinary: String
+
+    public init(
+        kernelPath: String, initrdPath: String? = nil, cmdlineExtras: [String] = [], vcpus: Int = 1,
+        memoryMiB: Int = 256, backend: HypervisorBackendKind = .auto, debug: Bool = false, guestCID: UInt32 = 3,
+        runtimeDirectory: String, hybridVsockPath: String? = nil, hybridForwardedPorts: [UInt32] = [],
+        consoleOutput: (@Sendable ([UInt8]) -> Void)? = nil, qemuBinary: String = "/usr/bin/qemu-system-x86_64"
+    ) {
+        self.kernelPath = kernelPath
+        self.initrdPath = initrdPath
+        self.cmdlineExtras = cmdlineExtras
+        self.vcpus = vcpus
+        self.memoryMiB = memoryMiB
+        self.backend = backend
+        self.debug = debug
+        self.guestCID = guestCID
+        self.runtimeDirectory = runtimeDirectory
+        self.hybridVsockPath = hybridVsockPath
+        self.hybridForwardedPorts = hybridForwardedPorts
+        self.consoleOutput = consoleOutput
+        self.qemuBinary = qemuBinary
+    }
+}
+
+/// Where a VM is in its life. Transitions: created → running ⇄ paused → stopped.
+public enum HypervisorState: Equatable, Sendable, CustomStringConvertible {
+    case created
+    case running
+    case paused
+    /// The VMM ended; `exitCode` is its status (128 + signal when killed), `requested` whether
+    /// `stop()` asked for it (a guest reboot/poweroff is not requested).
+    case stopped(exitCode: Int32, requested: Bool)
+
+    public var description: String {
+        switch self {
+        case .created: "created"
+        case .running: "running"
+        case .paused: "paused"
+        case .stopped(let code, let requested): "stopped (status \(code)\(requested ? ", requested" : ""))"
+        }
+    }
+}
+
+/// What a backend can do, for `kata-ctl check` and callers that want to know before trying.
+public struct HypervisorCapabilities: Sendable, Equatable {
+    public var pauseResume: Bool
+    public var hybridVsock: Bool
+}
+
+/// The VM of one sandbox, whatever runs it. Every method is safe to call from any task.
+public protocol Hypervisor: AnyObject, Sendable {
+    var kind: HypervisorBackendKind { get }
+    var capabilities: HypervisorCapabilities { get }
+    var state: HypervisorState { get }
+
+    /// Boots the guest; returns once the VMM is up and its devices are served (not when the
+    /// guest's userspace is ready: `connectVsock` waits for that).
+    func start() async throws(HypervisorError)
+    /// Stops the VM (politely first, forcibly after `graceSeconds`) and releases everything:
+    /// process, threads, sockets, descriptors. Idempotent.
+    func stop(graceSeconds: Double) async
+    /// Waits until the VMM ends on its own or by `stop`; returns the final state.
+    func waitForExit() async -> HypervisorState
+    func pause() async throws(HypervisorError)
+    func resume() async throws(HypervisorError)
+
+    /// The last bytes of console output (at most 64 KiB), for errors and tests.
+    var consoleTail: String { get }
+
+    /// A connected byte stream to guest vsock port `port`: a Unix socket descriptor joined to the
+    /// vsock connection. Retries while the guest refuses (it may still be booting) until
+    /// `timeoutSeconds`.
+    func connectVsock(port: UInt32, timeoutSeconds: Double) async throws(HypervisorError) -> FileDescriptor
+    /// Guest-initiated connections to host port `port`, each as a Unix socket descriptor.
+    func listenVsock(port: UInt32) throws(HypervisorError) -> AsyncStream<FileDescriptor>
+}
+
+extension Hypervisor {
+    public func stop() async { await stop(graceSeconds: 5) }
+    public func connectVsock(port: UInt32) async throws(HypervisorError) -> FileDescriptor {
+        try await connectVsock(port: port, timeoutSeconds: 10)
+    }
+}

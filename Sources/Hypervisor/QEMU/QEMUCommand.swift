@@ -1,0 +1,84 @@
+/// The qemu-system-x86_64 command line for one VM: a microvm without ACPI, guest RAM in a shared
+/// memfd (vhost-user needs it), serial console on stdio, vsock through vhost-user to our backend.
+/// QEMU 7.2's vhost-user-vsock-device has no guest-cid property: the guest reads its CID from
+/// our backend's config space (GET_CONFIG), so `guestCID` goes to our device model only.
+struct QEMUCommand: Equatable, Sendable {
+    var binary: String
+    var kernelPath: String
+    var initrdPath: String?
+    var cmdline: String
+    var vcpus: Int
+    var memoryMiB: Int
+    var accelerator: QEMUAccelerator
+    var vhostVsockSocket: String
+    var guestCID: UInt32
+    var qmpSocket: String
+    var debug: Bool
+
+    /// Kernel arguments every QEMU guest gets: serial console, reboot by triple fault (QEMU exits
+    /// with -no-reboot), no panic wait.
+    static let baseCmdline = ["console=ttyS0", "reboot=t", "panic=-1"]
+
+    /// The guest's TSC rate: under TCG the guest TSC is the host's (QEMU reads the host TSC), so we
+    /// pass the host's rate and the guest skips calibration (which can hang under TCG). A wrong
+    /// value makes guest time run too fast or slow: 2000 kHz made it run ~1000x too fast here.
+    static func tscKHz(cpuinfo: String) -> Int? {
+        for line in cpuinfo.split(separator: "\n") where line.hasPrefix("cpu MHz") {
+            guard let value = line.split(separator: ":").last.flatMap({ Double($0.trimmingCharacters(in: " \t")) }),
+                value > 1
+            else { continue }
+            return Int(value * 1000)
+        }
+        return nil
+    }
+
+    init(
+        config: HypervisorConfig, accelerator: QEMUAccelerator, vhostVsockSocket: String, qmpSocket: String, tscKHz: Int?
+    ) {
+        binary = config.qemuBinary
+        kernelPath = config.kernelPath
+        initrdPath = config.initrdPath
+        var args = Self.baseCmdline
+        if accelerator == .tcg, let tscKHz { args.append("tsc_early_khz=\(tscKHz)") }
+        if !config.debug { args.append("quiet") }
+        cmdline = (args + config.cmdlineExtras).joined(separator: " ")
+        vcpus = config.vcpus
+        memoryMiB = config.memoryMiB
+        self.accelerator = accelerator
+        self.vhostVsockSocket = vhostVsockSocket
+        guestCID = config.guestCID
+        self.qmpSocket = qmpSocket
+        debug = config.debug
+    }
+
+    var arguments: [String] {
+        var a = [
+            binary,
+            "-M", "microvm,acpi=off,memory-backend=mem",
+            "-object", "memory-backend-memfd,id=mem,size=\(memoryMiB)M,share=on",
+            "-m", "\(memoryMiB)M",
+            "-smp", "\(vcpus)",
+            "-accel", accelerator.rawValue,
+            "-cpu", accelerator == .kvm ? "host,-arch-capabilities" : "max",
+            "-nographic", "-nodefaults", "-no-user-config", "-no-reboot",
+            "-serial", "stdio",
+            "-qmp", "unix:\(qmpSocket),server=on,wait=off",
+            "-chardev", "socket,id=vsock0,path=\(vhostVsockSocket)",
+            "-device", "vhost-user-vsock-device,chardev=vsock0",
+            "-kernel", kernelPath,
+            "-append", cmdline,
+        ]
+        if let initrdPath { a += ["-initrd", initrdPath] }
+        if debug { a += ["-d", "guest_errors"] }
+        return a
+    }
+}
+
+extension Substring {
+    fileprivate func trimmingCharacters(in set: String) -> Substring {
+        var s = self
+        while let f = s.first, set.contains(f) { s = s.dropFirst() }
+        while let l = s.last, set.contains(l) { s = s.dropLast() }
+        return s
+    }
+}

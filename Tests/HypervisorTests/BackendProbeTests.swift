@@ -1,0 +1,35 @@
+import Testing
+
+@testable import Hypervisor
+
+@Suite struct BackendProbeTests {
+    @Test func verdictNeedsRing0InTheHandlerAndRing3AfterSysret() {
+        #expect(KVMUserspaceProbe.verdict([0x08, 0x23]) == .works)
+        // What this project's emulated KVM does: the handler runs with a ring-3 CS.
+        guard case .fails(let why) = KVMUserspaceProbe.verdict([0x23, 0x23]) else {
+            Issue.record("a ring-3 handler passed")
+            return
+        }
+        #expect(why.contains("ring 3"))
+        #expect(KVMUserspaceProbe.verdict([0x08, 0x08]) != .works)
+        #expect(KVMUserspaceProbe.verdict([0x08]) != .works)
+    }
+
+    @Test func hostKeyIsStableAndFileNameSafe() {
+        let key = BackendProbe.hostKey()
+        #expect(key == BackendProbe.hostKey())
+        #expect(!key.contains("/"))
+        #expect(key.contains("kvmapi"))
+    }
+
+    @Test func realProbeFinishesAndIsCached() {
+        let first = BackendProbe.verdict(refresh: true)
+        #expect(!first.cached)
+        #expect(!first.kvmReason.isEmpty)
+        let second = BackendProbe.verdict()
+        #expect(second.cached)
+        #expect(second.kvmUserspace == first.kvmUserspace)
+        #expect(second.qemuAvailable == first.qemuAvailable)
+        print("probe: kvm \(first.kvmUserspace): \(first.kvmReason); auto -> \(String(describing: first.autoChoice))")
+    }
+}
