@@ -106,10 +106,9 @@ let package = Package(
         .executableTarget(name: "fuse-bench", dependencies: ["FUSE"]),
         .executableTarget(
             name: "kata-ctl",
-            dependencies: ["VMM", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: ["VMM", "Hypervisor", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // Guest PID 1; built fully static for the initramfs by guest-image/build-agent-initramfs.sh.
         .executableTarget(name: "kata-agent", dependencies: ["Agent"]),
-            dependencies: ["VMM", "Hypervisor", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         // ---- tests
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
