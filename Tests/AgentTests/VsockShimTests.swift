@@ -25,11 +25,16 @@ import Testing
     }
 
     @Test func failuresReturnNegativeErrnoAndLeakNothing() {
+        // Other suites open and close descriptors concurrently, so a leak is measured over many
+        // failing calls: one leaked socket per call would show as `attempts` more descriptors.
+        let attempts = 40
         let before = Self.openDescriptors()
-        // Nobody listens on the host side of this port; no loopback transport either.
-        let rc = ks_vsock_connect(2, UInt32.random(in: 20_000...60_000))
-        #expect(rc < 0)
-        if rc >= 0 { close(rc) }
+        for _ in 0..<attempts {
+            // Nobody listens on the host side of this port; no loopback transport either.
+            let rc = ks_vsock_connect(2, UInt32.random(in: 20_000...60_000))
+            #expect(rc < 0)
+            if rc >= 0 { close(rc) }
+        }
         var cid: UInt32 = 0
         var port: UInt32 = 0
         #expect(ks_vsock_local_address(-1, &cid, &port) == -EBADF)
@@ -37,6 +42,6 @@ import Testing
         let unix = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         #expect(ks_vsock_local_address(unix, &cid, &port) == -EAFNOSUPPORT)
         close(unix)
-        #expect(Self.openDescriptors() == before)
+        #expect(Self.openDescriptors() - before < attempts / 2)
     }
 }
