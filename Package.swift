@@ -72,5 +72,7 @@ let package = Package(
         .testTarget(name: "KVMTests", dependencies: ["KVM", "SystemSupport", "CShims"]),
         .testTarget(name: "BootTests", dependencies: ["Boot", "GuestMemory"]),
         .testTarget(name: "VMMTests", dependencies: ["VMM", "Devices", "KVM", "Boot", "GuestMemory"]),
+        // One real boot of our kernel under our VMM (minutes on hosts whose KVM emulates the guest).
+        .testTarget(name: "BootKernelTests", dependencies: ["VMM", "Boot", "SystemSupport"]),
     ]
 )
