@@ -73,3 +73,16 @@ func guestSeesTheTemplatesCPUIDLeaf1(template: CPUTemplate) throws {
     #expect(host[0].ecx & (1 << 23) != 0)
     #expect(host.count == 4)
 }
+
+@Test func longModeProbeEitherRunsOrHitsAnEmulationFailure() throws {
+    // Our long-mode setup (GDT, page tables, EFER, CR0/CR4) must be right for the probe to mean
+    // anything: the only acceptable failure is KVM's emulator rejecting POPCNT, never a failed
+    // entry, a triple fault or a wrong result.
+    switch try HostProbe.probeLongModeInstructions() {
+    case .native:
+        #expect(try HostProbe.defaultTemplate() == .host)
+    case .emulated(let why):
+        #expect(why.hasPrefix("internalError(suberror: 1"), "unexpected probe exit: \(why)")
+        #expect(try HostProbe.defaultTemplate() == .emulated)
+    }
+}
