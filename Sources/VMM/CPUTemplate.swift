@@ -6,11 +6,21 @@ public enum CPUTemplate: String, Sendable, CaseIterable {
     /// Everything KVM supports: for hosts where guest code runs natively (VT-x/AMD-V).
     case host
     /// For hosts whose KVM runs guest kernel code in an instruction emulator (measured here:
-    /// docs/vmm.md). Hides what that emulator fails on or what the kernel then misuses:
-    /// CMPXCHG16B, POPCNT, XSAVE/OSXSAVE/AVX, SMEP/SMAP (CLAC/STAC), UMIP, PKU, PCID/INVPCID.
-    /// Deliberately not hidden: RDRAND/RDSEED (they work here, and without them the guest's
-    /// entropy collection stalls for minutes under emulation: measured 07:47-07:55 UTC).
+    /// DESIGN.md section 6). Hides what that emulator fails on: CMPXCHG16B, POPCNT, XSAVE and
+    /// the AVX family that depends on it, SMEP/SMAP (CLAC/STAC), and PCID/INVPCID, RDRAND/RDSEED.
     case emulated
+
+    /// Linux feature numbers that must be cleared with `clearcpuid=` when they leak through
+    /// KVM_SET_CPUID2 (CPUIDProbe): the instructions this host's emulator fails on or that the
+    /// kernel would enable. Other leaks (RDRAND, AES, BMI...) are left alone: clearing them all
+    /// left the guest stalled after "NET: Registered PF_NETLINK" for over 10 minutes (measured
+    /// twice, 07:47 and 07:58 UTC), while this set reached "Run /init".
+    public var mustClearWhenLeaking: Set<Int> {
+        switch self {
+        case .host: []
+        case .emulated: [141, 145, 151, 154, 155, 156, 295, 298, 308, 514]
+        }
+    }
 
     /// (leaf, register, bits to clear). Registers: 0 eax, 1 ebx, 2 ecx, 3 edx.
     var hidden: [(leaf: UInt32, subleaf: UInt32?, register: Int, mask: UInt32)] {
@@ -20,12 +30,21 @@ public enum CPUTemplate: String, Sendable, CaseIterable {
             let leaf1ECX: UInt32 = (1 << 13)  // CMPXCHG16B
                 | (1 << 17)  // PCID
                 | (1 << 23)  // POPCNT
-                | (1 << 26) | (1 << 27) | (1 << 28)  // XSAVE, OSXSAVE, AVX
-            let leaf7EBX: UInt32 = (1 << 7)  // SMEP
+                | (1 << 25)  // AES
+                | (1 << 26) | (1 << 27)  // XSAVE, OSXSAVE
+                | (1 << 28) | (1 << 29) | (1 << 30)  // AVX, F16C, RDRAND
+                | (1 << 12)  // FMA
+                | (1 << 1)  // PCLMULQDQ
+                | (1 << 22)  // MOVBE
+            let leaf7EBX: UInt32 = (1 << 5)  // AVX2
+                | (1 << 7)  // SMEP
                 | (1 << 10)  // INVPCID
+                | (1 << 18)  // RDSEED
                 | (1 << 20)  // SMAP
+                | (1 << 3) | (1 << 8)  // BMI1, BMI2
+                | (1 << 16) | (1 << 17) | (1 << 28) | (1 << 30) | (1 << 31)  // AVX-512 family
             let leaf7ECX: UInt32 = (1 << 2) | (1 << 3) | (1 << 4)  // UMIP, PKU, OSPKE
-            let extECX: UInt32 = 0
+            let extECX: UInt32 = (1 << 5)  // LZCNT/ABM
             return [
                 (1, nil, 2, leaf1ECX), (7, 0, 1, leaf7EBX), (7, 0, 2, leaf7ECX), (0x8000_0001, nil, 2, extECX),
             ]

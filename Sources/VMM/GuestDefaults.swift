@@ -4,8 +4,9 @@ import KVM
 /// probing the host's KVM with tiny guests (HostProbe, CPUIDProbe), never by host name.
 public struct GuestDefaults: Equatable, Sendable {
     /// Parameters every guest gets: serial console, reboot through the i8042 (the VMM sees the
-    /// reset and stops), no reboot delay on panic, skip i8042 probing.
-    public static let common = "console=ttyS0 reboot=k panic=-1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd"
+    /// reset and stops), no reboot delay on panic.
+    /// `earlyprintk` shows progress before the console driver registers (minutes on slow hosts).
+    public static let common = "console=ttyS0 earlyprintk=ttyS0 reboot=k panic=-1"
 
     public var template: CPUTemplate
     /// Linux feature numbers the template could not hide (see CPUIDProbe) and `clearcpuid=` must.
@@ -29,6 +30,7 @@ public struct GuestDefaults: Equatable, Sendable {
         let template = try HostProbe.defaultTemplate(kvm: kvm)
         guard template == .emulated else { return GuestDefaults(template: .host) }
         let leaks = try CPUIDProbe.leaks(template: .emulated, kvm: kvm)
-        return GuestDefaults(template: .emulated, clearCPUID: leaks.map(\.linuxFeature))
+        let must = CPUTemplate.emulated.mustClearWhenLeaking
+        return GuestDefaults(template: .emulated, clearCPUID: leaks.map(\.linuxFeature).filter(must.contains))
     }
 }
