@@ -79,7 +79,7 @@ for i in $(seq 1 "$runs"); do
   run_one "ours-$i" "$kata_ctl" boot --kernel "$kernel" --initrd "$initrd" --memory "$mem" --cmdline "$cmdline" \
     --cpu-template "$template" --stop-on "$final"
   run_one "qemu-$i" qemu-system-x86_64 -M microvm,acpi=off -accel kvm -cpu "$qemu_cpu" -m "$mem" -smp 1 \
-    -kernel "$kernel" -initrd "$initrd" -append "$cmdline" -nographic -no-reboot -nodefaults -serial stdio
+    -kernel "$kernel" -initrd "$initrd" -append "$cmdline" -display none -no-reboot -nodefaults -serial stdio
 done
 
 median() { sort -n | awk '{a[NR]=$1} END {if (NR==0) print "-"; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
