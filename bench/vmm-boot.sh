@@ -63,6 +63,8 @@ run_one() {
     done
     pending=("${rest[@]}")
     if grep -qF "$final" "$work/$name.times" || [ "$(date +%s)" -ge "$deadline" ]; then break; fi
+    # QEMU pauses the VM (and keeps running) after a KVM internal error: nothing more will come.
+    if grep -q "KVM internal error" "$log"; then sleep 1; break; fi
     sleep 0.2
   done
   kill "$pid" 2>/dev/null || true
