@@ -12,9 +12,8 @@ public enum CPUTemplate: String, Sendable, CaseIterable {
 
     /// Linux feature numbers that must be cleared with `clearcpuid=` when they leak through
     /// KVM_SET_CPUID2 (CPUIDProbe): the instructions this host's emulator fails on or that the
-    /// kernel would enable. Other leaks (RDRAND, AES, BMI...) are left alone: clearing them all
-    /// left the guest stalled after "NET: Registered PF_NETLINK" for over 10 minutes (measured
-    /// twice, 07:47 and 07:58 UTC), while this set reached "Run /init".
+    /// kernel would enable. Other leaks (RDRAND, AES, BMI...) work under emulation and are left
+    /// alone; this set is the one that reached "Run /init" (docs/vmm.md).
     public var mustClearWhenLeaking: Set<Int> {
         switch self {
         case .host: []
