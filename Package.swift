@@ -150,5 +150,7 @@ let package = Package(
         // The shim under a real containerd (own instance, ctr); needs root and containerd installed.
         .testTarget(name: "ShimE2ETests", dependencies: ["Shim"]),
             name: "HypervisorTests", dependencies: ["Hypervisor", "VhostUser", "Devices", "VirtIO", "GuestMemory", "SystemSupport", "CShims"]),
+        // One real boot of our kernel under our VMM (minutes on hosts whose KVM emulates the guest).
+        .testTarget(name: "BootKernelTests", dependencies: ["VMM", "Boot", "SystemSupport"]),
     ]
 )

@@ -27,6 +27,8 @@ const unsigned long KS_KVM_SET_SREGS = KVM_SET_SREGS;
 const unsigned long KS_KVM_SET_FPU = KVM_SET_FPU;
 const unsigned long KS_KVM_SET_LAPIC = KVM_SET_LAPIC;
 const unsigned long KS_KVM_GET_LAPIC = KVM_GET_LAPIC;
+const unsigned long KS_KVM_GET_VCPU_EVENTS = KVM_GET_VCPU_EVENTS;
+const unsigned long KS_KVM_SET_VCPU_EVENTS = KVM_SET_VCPU_EVENTS;
 
 int ks_kvm_get_supported_cpuid(int kvm_fd, ks_cpuid_entry *out, int max) {
     if (max <= 0) return -EINVAL;

@@ -32,6 +32,7 @@ public enum KVMError: Error, Equatable, Sendable, CustomStringConvertible {
     case getLAPIC(Errno)
     case setLAPIC(Errno)
     case run(Errno)
+    case vcpuEvents(Errno)
 
     public var description: String {
         switch self {
@@ -60,6 +61,7 @@ public enum KVMError: Error, Equatable, Sendable, CustomStringConvertible {
         case .getLAPIC(let e): "KVM_GET_LAPIC: \(e)"
         case .setLAPIC(let e): "KVM_SET_LAPIC: \(e)"
         case .run(let e): "KVM_RUN: \(e)"
+        case .vcpuEvents(let e): "KVM_GET/SET_VCPU_EVENTS: \(e)"
         }
     }
 }

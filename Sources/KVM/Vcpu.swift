@@ -89,6 +89,21 @@ public final class Vcpu: @unchecked Sendable {
         guard ioctl(fd.rawValue, KS_KVM_SET_LAPIC, &lapic) == 0 else { throw .setLAPIC(.current) }
     }
 
+    /// Advances RIP by `instructionLength` and injects exception `vector` (no error code), as if
+    /// the instruction had raised it: used to deliver INT3 that KVM's emulator cannot execute.
+    public func injectException(vector: UInt8, instructionLength: UInt64) throws(KVMError) {
+        var regs = try registers()
+        regs.rip &+= instructionLength
+        try setRegisters(regs)
+        var events = kvm_vcpu_events()
+        guard ioctl(fd.rawValue, KS_KVM_GET_VCPU_EVENTS, &events) == 0 else { throw .vcpuEvents(.current) }
+        events.exception.injected = 1
+        events.exception.nr = vector
+        events.exception.has_error_code = 0
+        events.exception.error_code = 0
+        guard ioctl(fd.rawValue, KS_KVM_SET_VCPU_EVENTS, &events) == 0 else { throw .vcpuEvents(.current) }
+    }
+
     // MARK: running
 
     /// Runs the vCPU until the next exit to userspace.
@@ -126,9 +141,22 @@ public final class Vcpu: @unchecked Sendable {
         case KvmExitReason.shutdown: return .shutdown
         case KvmExitReason.systemEvent: return .systemEvent(type: r.system_event.type)
         case KvmExitReason.failEntry: return .failEntry(reason: r.fail_entry.hardware_entry_failure_reason)
-        case KvmExitReason.internalError: return .internalError(suberror: r.internal.suberror)
+        case KvmExitReason.internalError: return .internalError(suberror: r.internal.suberror, instruction: failedInstruction())
         case KvmExitReason.intr: return .interrupted
         default: return .unknown(reason: r.exit_reason)
+        }
+    }
+
+    /// The instruction bytes of an emulation failure (struct emulation_failure: flags in data[0],
+    /// bit 0 = bytes valid; then insn_size and 15 bytes starting at data[1]).
+    private func failedInstruction() -> [UInt8] {
+        let r = run.pointee
+        guard r.internal.suberror == 1, r.internal.ndata >= 3 else { return [] }
+        return withUnsafeBytes(of: run.pointee.internal.data) { raw -> [UInt8] in
+            let flags = raw.loadUnaligned(as: UInt64.self)
+            guard flags & 1 != 0 else { return [] }
+            let size = min(Int(raw[8]), 15)
+            return Array(raw[9..<9 + size])
         }
     }
 

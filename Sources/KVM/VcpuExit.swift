@@ -18,8 +18,9 @@ public enum VcpuExit: Equatable, Sendable {
     case systemEvent(type: UInt32)
     /// VM entry failed (bad register state); hardware reason code.
     case failEntry(reason: UInt64)
-    /// KVM could not handle something (e.g. emulation failure, suberror 1).
-    case internalError(suberror: UInt32)
+    /// KVM could not handle something. Suberror 1 is an emulation failure; KVM then reports the
+    /// failing instruction's bytes (up to 15) when it has them, else `instruction` is empty.
+    case internalError(suberror: UInt32, instruction: [UInt8])
     /// KVM_RUN returned EINTR or KVM_EXIT_INTR: a signal or `immediate_exit` (a stop request).
     case interrupted
     /// Any exit reason we do not model.

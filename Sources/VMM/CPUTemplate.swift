@@ -10,6 +10,17 @@ public enum CPUTemplate: String, Sendable, CaseIterable {
     /// the AVX family that depends on it, SMEP/SMAP (CLAC/STAC), and PCID/INVPCID, RDRAND/RDSEED.
     case emulated
 
+    /// Linux feature numbers that must be cleared with `clearcpuid=` when they leak through
+    /// KVM_SET_CPUID2 (CPUIDProbe): the instructions this host's emulator fails on or that the
+    /// kernel would enable. Other leaks (RDRAND, AES, BMI...) work under emulation and are left
+    /// alone; this set is the one that reached "Run /init" (docs/vmm.md).
+    public var mustClearWhenLeaking: Set<Int> {
+        switch self {
+        case .host: []
+        case .emulated: [141, 145, 151, 154, 155, 156, 295, 298, 308, 514]
+        }
+    }
+
     /// (leaf, register, bits to clear). Registers: 0 eax, 1 ebx, 2 ecx, 3 edx.
     var hidden: [(leaf: UInt32, subleaf: UInt32?, register: Int, mask: UInt32)] {
         switch self {

@@ -13,8 +13,8 @@ public enum StopReason: Equatable, Sendable, CustomStringConvertible {
     case stopRequested
     /// VM entry failed: the vCPU state is invalid.
     case failEntry(UInt64)
-    /// KVM could not emulate something (suberror 1 = emulation failure).
-    case internalError(UInt32)
+    /// KVM could not emulate something (suberror 1 = emulation failure), with the instruction bytes.
+    case internalError(UInt32, [UInt8])
     /// An exit we do not handle.
     case unhandledExit(String)
     /// KVM_RUN itself failed.
@@ -27,7 +27,9 @@ public enum StopReason: Equatable, Sendable, CustomStringConvertible {
         case .halted: "guest halted"
         case .stopRequested: "stopped by the host"
         case .failEntry(let r): "VM entry failed (hardware reason 0x\(String(r, radix: 16)))"
-        case .internalError(let s): "KVM internal error, suberror \(s)\(s == 1 ? " (emulation failure)" : "")"
+        case .internalError(let s, let insn):
+            "KVM internal error, suberror \(s)\(s == 1 ? " (emulation failure)" : "")"
+                + (insn.isEmpty ? "" : ", instruction " + insn.map { String($0, radix: 16) }.joined(separator: " "))
         case .unhandledExit(let e): "unhandled exit \(e)"
         case .runFailed(let e): "KVM_RUN failed: \(e)"
         }
@@ -39,6 +41,8 @@ public enum VcpuAction: Equatable, Sendable {
     case resume
     /// Resume after handing `data` to the guest's pending read.
     case completeRead([UInt8])
+    /// Skip `instructionLength` bytes and deliver exception `vector` to the guest.
+    case injectException(vector: UInt8, instructionLength: UInt64)
     case stop(StopReason)
 }
 
@@ -80,7 +84,11 @@ public func handle(_ exit: VcpuExit, pio: Bus, mmio: Bus) -> VcpuAction {
     case .shutdown: return .stop(.reset)
     case .systemEvent(let type): return .stop(.systemEvent(type))
     case .failEntry(let reason): return .stop(.failEntry(reason))
-    case .internalError(let suberror): return .stop(.internalError(suberror))
+    case .internalError(1, let instruction) where instruction.first == 0xcc:
+        // INT3 in a guest whose code KVM emulates (its emulator delivers software interrupts only
+        // in real mode): raise #BP ourselves, with RIP after the instruction as the CPU would.
+        return .injectException(vector: 3, instructionLength: 1)
+    case .internalError(let suberror, let instruction): return .stop(.internalError(suberror, instruction))
     case .interrupted: return .resume  // the vCPU loop checks for a stop request itself
     case .unknown(let reason): return .stop(.unhandledExit("reason \(reason)"))
     }

@@ -1,16 +1,36 @@
-/// Kernel command lines that work per CPU template (measured: docs/vmm.md).
-public enum GuestDefaults {
-    /// Parameters every guest gets: serial console, reboot through the i8042 (the VMM sees it
-    /// and stops), no reboot delay on panic, skip slow or absent hardware probes.
-    public static let common = "console=ttyS0 reboot=k panic=-1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd nomodule"
+import KVM
 
-    /// Extra parameters for a host whose KVM emulates guest kernel code.
-    public static let emulatedHost = "noxsave nopku nokaslr"
+/// How to boot a Linux guest on this host: CPU template and kernel command line, chosen by
+/// probing the host's KVM with tiny guests (HostProbe, CPUIDProbe), never by host name.
+public struct GuestDefaults: Equatable, Sendable {
+    /// Parameters every guest gets: serial console, reboot through the i8042 (the VMM sees the
+    /// reset and stops), no reboot delay on panic.
+    /// `earlyprintk` shows progress before the console driver registers (minutes on slow hosts).
+    public static let common = "console=ttyS0 earlyprintk=ttyS0 reboot=k panic=-1"
 
-    public static func cmdline(for template: CPUTemplate) -> String {
-        switch template {
-        case .host: common
-        case .emulated: common + " " + emulatedHost
-        }
+    public var template: CPUTemplate
+    /// Linux feature numbers the template could not hide (see CPUIDProbe) and `clearcpuid=` must.
+    public var clearCPUID: [Int]
+
+    public init(template: CPUTemplate, clearCPUID: [Int] = []) {
+        self.template = template
+        self.clearCPUID = clearCPUID
+    }
+
+    public var cmdline: String {
+        var line = Self.common
+        if template == .emulated { line += " noxsave" }
+        if !clearCPUID.isEmpty { line += " clearcpuid=" + clearCPUID.map(String.init).joined(separator: ",") }
+        return line
+    }
+
+    /// Probes the host: native hosts get the host template; emulating hosts get the emulated
+    /// template plus `clearcpuid=` for every bit that leaks through it.
+    public static func probe(kvm: Kvm? = nil) throws(VMMError) -> GuestDefaults {
+        let template = try HostProbe.defaultTemplate(kvm: kvm)
+        guard template == .emulated else { return GuestDefaults(template: .host) }
+        let leaks = try CPUIDProbe.leaks(template: .emulated, kvm: kvm)
+        let must = CPUTemplate.emulated.mustClearWhenLeaking
+        return GuestDefaults(template: .emulated, clearCPUID: leaks.map(\.linuxFeature).filter(must.contains))
     }
 }

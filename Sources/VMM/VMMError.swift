@@ -11,6 +11,7 @@ public enum VMMError: Error, Equatable, Sendable, CustomStringConvertible {
     case startThread(vcpu: Int, Errno)
     case invalidVcpuCount(requested: Int, maximum: Int)
     case alreadyStarted
+    case probeFailed(String)
 
     public var description: String {
         switch self {
@@ -21,6 +22,7 @@ public enum VMMError: Error, Equatable, Sendable, CustomStringConvertible {
         case .startThread(let id, let e): "cannot start the thread of vCPU \(id): \(e)"
         case .invalidVcpuCount(let n, let m): "\(n) vCPUs requested; this host allows 1 to \(m)"
         case .alreadyStarted: "the VM was already started"
+        case .probeFailed(let why): "host probe failed: \(why)"
         }
     }
 }

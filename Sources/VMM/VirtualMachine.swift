@@ -195,6 +195,13 @@ public final class VirtualMachine: Sendable {
             switch handle(exit, pio: pio, mmio: mmio) {
             case .resume: continue
             case .completeRead(let bytes): vcpu.completeRead(bytes)
+            case .injectException(let vector, let length):
+                do {
+                    try vcpu.injectException(vector: vector, instructionLength: length)
+                } catch {
+                    stop(.runFailed("\(error)"))
+                    return
+                }
             case .stop(let reason):
                 stop(reason)
                 return

@@ -22,26 +22,29 @@ struct BootCommand: ParsableCommand {
     @Option(help: "Number of vCPUs.") var vcpus: Int = 1
     @Option(help: "CPU template: auto (probe the host), host, emulated.") var cpuTemplate: String = "auto"
     @Option(help: "Stop the guest after this many seconds (0: never).") var timeout: Double = 0
+    @Option(help: "Stop the guest as soon as the console prints this text (exit status 0).") var stopOn: String?
     @Flag(help: "Print the chosen CPU template and command line, then exit.") var printDefaults = false
 
     func run() throws {
         do {
             let kvm = try Kvm()
-            let template: CPUTemplate
+            let defaults: GuestDefaults
             if cpuTemplate == "auto" {
-                template = try HostProbe.defaultTemplate(kvm: kvm)
+                defaults = try GuestDefaults.probe(kvm: kvm)
             } else if let t = CPUTemplate(rawValue: cpuTemplate) {
-                template = t
+                defaults = GuestDefaults(template: t)
             } else {
                 throw ValidationError("unknown CPU template '\(cpuTemplate)' (auto, host, emulated)")
             }
-            var line = try Cmdline(cmdline ?? GuestDefaults.cmdline(for: template))
+            let template = defaults.template
+            var line = try Cmdline(cmdline ?? defaults.cmdline)
             if let append { try line.insertString(append) }
             if printDefaults {
                 print("cpu-template: \(template.rawValue)")
                 print("cmdline: \(line)")
                 return
             }
+            let watcher = ConsoleWatcher(marker: stopOn ?? "")
             let kernelBytes = try readFile(kernel, what: "kernel")
             let initrdBytes = try initrd.map { try readFile($0, what: "initramfs") }
             let vm = try VirtualMachine(
@@ -50,15 +53,21 @@ struct BootCommand: ParsableCommand {
                     payload: .linux(kernel: kernelBytes, initrd: initrdBytes, cmdline: line), cpuTemplate: template,
                     consoleOutput: { bytes in
                         _ = bytes.withUnsafeBufferPointer { Glibc.write(1, $0.baseAddress, $0.count) }
+                        watcher.feed(bytes)
                     }),
                 kvm: kvm)
+            watcher.onMatch { [weak vm] elapsed in
+                FileDescriptor.stderrLine("\nkata-ctl: console printed '\(stopOn ?? "")' after \(seconds(elapsed)) s")
+                vm?.stop()
+            }
             ConsoleInput.forward(to: vm)
             let start = ContinuousClock.now
             try vm.start()
             if timeout > 0 { Watchdog.stop(vm, after: timeout) }
             let reason = vm.wait()
             let elapsed = ContinuousClock.now - start
-            FileDescriptor.stderrLine("kata-ctl: guest ended after \(elapsed): \(reason)")
+            FileDescriptor.stderrLine("kata-ctl: guest ended after \(seconds(elapsed)) s: \(reason)")
+            if watcher.matchedAfter != nil { return }
             throw ExitCode(Self.exitStatus(reason))
         } catch let error as KVMError {
             if case .openDevice(let path, let errno) = error, errno == .noEntry {
@@ -77,6 +86,11 @@ struct BootCommand: ParsableCommand {
             FileDescriptor.stderrLine("kata-ctl: \(error)")
             throw ExitCode(1)
         }
+    }
+
+    func seconds(_ d: Duration) -> String {
+        let c = d.components
+        return String(Double(c.seconds) + Double(c.attoseconds) / 1e18)
     }
 
     static func exitStatus(_ reason: StopReason) -> Int32 {

@@ -62,14 +62,12 @@ import Testing
 }
 
 @Test func tripleFaultIsAShutdownExit() throws {
+    // 32-bit protected mode (real mode on this host ignores the IDT limit), IDT limit 0.
     let guest = try TinyGuest(code: [
-        0xcc,  // int3 with an IDT of limit 0: #GP, double fault, triple fault -> shutdown
-        0xf4,  // hlt (never reached)
+        0x0f, 0x0b,  // ud2: #UD, the IDT has no entry: #GP, double fault, triple fault -> shutdown
+        0xf4,        // hlt (never reached)
     ])
-    var sregs = try guest.vcpu.specialRegisters()
-    sregs.idt.base = 0
-    sregs.idt.limit = 0
-    try guest.vcpu.setSpecialRegisters(sregs)
+    try guest.enterProtectedMode(idtLimit: 0)
     #expect(try guest.next() == .shutdown)
 }
 
@@ -79,4 +77,48 @@ import Testing
     #expect(try guest.vcpu.runOnce() == .interrupted)
     guest.vcpu.requestImmediateExit(false)
     if case .ioOut(let port, _, _) = try guest.next() { #expect(port == 0x10) } else { Issue.record("expected ioOut") }
+}
+
+@Test func int3ReachesTheGuestHandlerDirectlyOrThroughInjection() throws {
+    let guest = try TinyGuest(code: [
+        0xb0, 0x42,  // 0x1000: mov al, 0x42
+        0xcc,        // 0x1002: int3 -> #BP handler at 0x2000
+        0xf4,        // 0x1003: hlt (not reached)
+    ])
+    // #BP handler at 0x2000: pops the return EIP and reports its low byte.
+    let handler: [UInt8] = [
+        0x58,        // pop eax        (return address: 0x1003)
+        0xe6, 0x21,  // out 0x21, al   -> [0x03]
+        0xf4,        // hlt
+    ]
+    (guest.memory + 0x2000).copyMemory(from: handler, byteCount: handler.count)
+    // GDT at 0x500: null, flat 32-bit code (0x08), flat data (0x10).
+    let gdt: [UInt64] = [0, 0x00cf_9b00_0000_ffff, 0x00cf_9300_0000_ffff]
+    (guest.memory + 0x500).copyMemory(from: gdt, byteCount: 24)
+    // IDT at 0x600: vector 3 is a 32-bit interrupt gate to 0x08:0x2000.
+    let gate: UInt64 = 0x2000 | (0x08 << 16) | (0x8e00 << 32)
+    (guest.memory + 0x600 + 3 * 8).storeBytes(of: gate, as: UInt64.self)
+    try guest.enterProtectedMode(idtLimit: 4 * 8 - 1)
+    var sregs = try guest.vcpu.specialRegisters()
+    sregs.gdt.base = 0x500
+    sregs.gdt.limit = 23
+    sregs.idt.base = 0x600
+    sregs.ss.selector = 0x10
+    sregs.ss.db = 1
+    sregs.ss.g = 1
+    sregs.ss.limit = 0xffff_ffff
+    try guest.vcpu.setSpecialRegisters(sregs)
+    var regs = try guest.vcpu.registers()
+    regs.rsp = 0x8000
+    try guest.vcpu.setRegisters(regs)
+
+    var exit = try guest.next()
+    if case .internalError(1, let instruction) = exit {
+        // This host's KVM emulates the guest and cannot deliver INT3 itself: the VMM injects #BP.
+        #expect(instruction.first == 0xcc)
+        try guest.vcpu.injectException(vector: 3, instructionLength: 1)
+        exit = try guest.next()
+    }
+    #expect(exit == .ioOut(port: 0x21, size: 1, data: [0x03]))
+    #expect(try guest.next() == .hlt)
 }

@@ -34,6 +34,22 @@ final class TinyGuest {
         try vcpu.setRegisters(regs)
     }
 
+    /// Switches the vCPU to flat 32-bit protected mode (paging off) with the given IDT limit.
+    func enterProtectedMode(idtLimit: UInt16) throws {
+        var sregs = try vcpu.specialRegisters()
+        sregs.cr0 |= 1
+        sregs.cs.selector = 8
+        sregs.cs.type = 0xb
+        sregs.cs.s = 1
+        sregs.cs.present = 1
+        sregs.cs.db = 1
+        sregs.cs.g = 1
+        sregs.cs.limit = 0xffff_ffff
+        sregs.idt.base = 0
+        sregs.idt.limit = idtLimit
+        try vcpu.setSpecialRegisters(sregs)
+    }
+
     deinit { munmap(memory, Self.memorySize) }
 
     /// Runs to the next exit that is not a spurious interruption.

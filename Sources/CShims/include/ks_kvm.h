@@ -34,6 +34,8 @@ extern const unsigned long KS_KVM_SET_SREGS;
 extern const unsigned long KS_KVM_SET_FPU;
 extern const unsigned long KS_KVM_SET_LAPIC;
 extern const unsigned long KS_KVM_GET_LAPIC;
+extern const unsigned long KS_KVM_GET_VCPU_EVENTS;
+extern const unsigned long KS_KVM_SET_VCPU_EVENTS;
 
 /// One CPUID leaf, the Swift-visible twin of struct kvm_cpuid_entry2.
 typedef struct ks_cpuid_entry {
