@@ -200,7 +200,6 @@ public final class Container: Sendable {
         case .created: initProcess.kill()
         case .running, .paused:
             guard force else { throw .invalidTransition(id: id, from: current.rawValue, operation: "delete") }
-            _ = ks_ctr_signal(-1, 0)
             try? initProcess.signal(SIGKILL)
             if current == .paused { try? cgroup?.setFrozen(false) }
             _ = initProcess.wait()

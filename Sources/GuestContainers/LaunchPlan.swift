@@ -145,12 +145,11 @@ enum SpecValidation {
         var fstype = m.type
         if fstype == "cgroup" { fstype = "cgroup2" }  // the guest has the unified hierarchy only
         if bind {
-            guard let src = m.source, src.hasPrefix("/") else {
+            guard m.source?.hasPrefix("/") == true else {
                 throw .invalidSpec(field: "\(field).source", reason: "a bind mount needs an absolute source")
             }
             fstype = nil
             data = []
-            _ = src
         } else if fstype == nil || fstype?.isEmpty == true {
             throw .invalidSpec(field: "\(field).type", reason: "a mount needs a type (or the bind option)")
         }
