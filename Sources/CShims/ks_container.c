@@ -22,6 +22,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -61,7 +62,7 @@ const char *ks_ctr_step_name(int step) {
 }
 
 // One message on the socket pair, child -> parent.
-enum { MSG_READY = 1, MSG_FAIL = 2, MSG_PID = 3 };
+enum { MSG_READY = 1, MSG_FAIL = 2, MSG_PID = 3, MSG_PTY = 4 };
 struct report { int32_t kind, step, err, value; };
 
 // clone3 without CLONE_VM behaves like fork: the child returns 0 on a copy of our stack.
@@ -206,19 +207,69 @@ static void setup_rootfs(int fd, const struct ks_ctr_config *c) {
         fail(fd, KS_CTR_STEP_ROOT_READONLY, -1);
 }
 
-static void setup_stdio(int fd, const struct ks_ctr_config *c) {
-    if (setsid() < 0) fail(fd, KS_CTR_STEP_SETSID, -1);
-    int src[3] = {c->stdin_fd, c->stdout_fd, c->stderr_fd};
-    if (c->tty_fd >= 0) {
-        if (ioctl(c->tty_fd, TIOCSCTTY, 0) < 0) fail(fd, KS_CTR_STEP_CTTY, -1);
-        src[0] = src[1] = src[2] = c->tty_fd;
-    }
+// Makes src[0..2] the standard streams; a negative source means /dev/null.
+static void install_stdio(int fd, const int src_in[3]) {
     // Move every source above 2 first, so a source that is itself 0-2 is not overwritten.
     int high[3];
-    for (int i = 0; i < 3; i++)
-        if ((high[i] = fcntl(src[i], F_DUPFD_CLOEXEC, 3)) < 0) fail(fd, KS_CTR_STEP_STDIO, i);
+    for (int i = 0; i < 3; i++) {
+        high[i] = src_in[i] >= 0 ? fcntl(src_in[i], F_DUPFD_CLOEXEC, 3) : open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (high[i] < 0 || (high[i] < 3 && (high[i] = fcntl(high[i], F_DUPFD_CLOEXEC, 3)) < 0)) fail(fd, KS_CTR_STEP_STDIO, i);
+    }
     for (int i = 0; i < 3; i++)
         if (dup2(high[i], i) < 0) fail(fd, KS_CTR_STEP_STDIO, i);
+}
+
+// Writes the decimal n after prefix into buf (no snprintf in the child).
+static void format_pts(char *buf, const char *prefix, unsigned n) {
+    size_t at = strlen(prefix);
+    memcpy(buf, prefix, at);
+    char digits[12];
+    int k = 0;
+    do { digits[k++] = (char)('0' + n % 10); n /= 10; } while (n);
+    while (k) buf[at++] = digits[--k];
+    buf[at] = '\0';
+}
+
+// A pty from the container's own devpts (so ttyname works inside): the master goes to the
+// parent with SCM_RIGHTS, the slave becomes the controlling terminal and fds 0-2.
+static void setup_terminal(int fd) {
+    int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0) fail(fd, KS_CTR_STEP_CTTY, -1);
+    int unlock = 0;
+    unsigned n = 0;
+    if (ioctl(master, TIOCSPTLCK, &unlock) < 0 || ioctl(master, TIOCGPTN, &n) < 0) fail(fd, KS_CTR_STEP_CTTY, -1);
+    char path[32];
+    format_pts(path, "/dev/pts/", n);
+    int slave = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (slave < 0) fail(fd, KS_CTR_STEP_CTTY, -1);
+    struct report r = {MSG_PTY, 0, 0, 0};
+    struct iovec iov = {&r, sizeof r};
+    union { char buf[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } u;
+    memset(&u, 0, sizeof u);
+    struct msghdr msg = {0};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = u.buf;
+    msg.msg_controllen = sizeof u.buf;
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &master, sizeof(int));
+    if (sendmsg(fd, &msg, MSG_NOSIGNAL) < 0) fail(fd, KS_CTR_STEP_CTTY, -1);
+    close(master);
+    if (ioctl(slave, TIOCSCTTY, 0) < 0) fail(fd, KS_CTR_STEP_CTTY, -1);
+    int src[3] = {slave, slave, slave};
+    install_stdio(fd, src);
+    close(slave);
+}
+
+static void setup_stdio(int fd, const struct ks_ctr_config *c) {
+    if (setsid() < 0) fail(fd, KS_CTR_STEP_SETSID, -1);
+    if (!c->terminal) {
+        int src[3] = {c->stdin_fd, c->stdout_fd, c->stderr_fd};
+        install_stdio(fd, src);
+    }
     // Nothing but 0-2 survives execve (the sync socket is already O_CLOEXEC).
     if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
         for (int i = 3; i < 4096; i++) {
@@ -298,19 +349,26 @@ static void exec_path(int fd, const struct ks_ctr_config *c) {
     fail(fd, KS_CTR_STEP_EXEC, -1);
 }
 
+static void load_seccomp(int fd, const struct ks_ctr_config *c) {
+    if (!c->seccomp_prog) return;
+    struct sock_fprog prog = {(unsigned short)c->seccomp_insns, (struct sock_filter *)c->seccomp_prog};
+    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0) fail(fd, KS_CTR_STEP_SECCOMP, -1);
+}
+
 static void child_main(int fd, const struct ks_ctr_config *c) {
     if (wait_barrier(fd) < 0) _exit(126);   // barrier 1: the parent placed us in the cgroup
     setup_stdio(fd, c);
     if (c->rootfs) setup_rootfs(fd, c);
+    if (c->terminal) setup_terminal(fd);
     if (c->hostname && sethostname(c->hostname, strlen(c->hostname)) < 0) fail(fd, KS_CTR_STEP_HOSTNAME, -1);
+    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which the capability drop may
+    // remove: then the filter goes in first (as runc does) and also covers the remaining setup.
+    if (!c->no_new_privs) load_seccomp(fd, c);
     setup_identity(fd, c);
     if (c->cwd && chdir(c->cwd) < 0) fail(fd, KS_CTR_STEP_CHDIR, -1);
     send_report(fd, MSG_READY, 0, 0, 0);
     if (wait_barrier(fd) < 0) _exit(126);   // barrier 2: start
-    if (c->seccomp_prog) {
-        struct sock_fprog prog = {(unsigned short)c->seccomp_insns, (struct sock_filter *)c->seccomp_prog};
-        if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0) fail(fd, KS_CTR_STEP_SECCOMP, -1);
-    }
+    if (c->no_new_privs) load_seccomp(fd, c);
     exec_path(fd, c);
 }
 
@@ -324,7 +382,7 @@ static ssize_t recv_report(int fd, struct report *r) {
 
 int ks_ctr_spawn(const struct ks_ctr_config *cfg, struct ks_ctr_child *out, struct ks_ctr_failure *failure) {
     int sv[2];
-    out->pid = out->pidfd = out->control_fd = -1;
+    out->pid = out->pidfd = out->control_fd = out->pty_master = -1;
     failure->step = KS_CTR_STEP_NONE;
     failure->err = 0;
     failure->index = -1;
@@ -373,13 +431,35 @@ int ks_ctr_spawn(const struct ks_ctr_config *cfg, struct ks_ctr_child *out, stru
     return 0;
 }
 
-int ks_ctr_advance(const struct ks_ctr_child *child, struct ks_ctr_failure *failure) {
+// Receives one report; a passed descriptor (the pty master) lands in *passed_fd.
+static ssize_t recv_report_fd(int fd, struct report *r, int *passed_fd) {
+    struct iovec iov = {r, sizeof *r};
+    union { char buf[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } u;
+    struct msghdr msg = {0};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = u.buf;
+    msg.msg_controllen = sizeof u.buf;
+    ssize_t n;
+    do { n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC); } while (n < 0 && errno == EINTR);
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); n >= 0 && cm; cm = CMSG_NXTHDR(&msg, cm)) {
+        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS && cm->cmsg_len == CMSG_LEN(sizeof(int))) {
+            int got;
+            memcpy(&got, CMSG_DATA(cm), sizeof got);
+            if (*passed_fd >= 0) close(*passed_fd);
+            *passed_fd = got;
+        }
+    }
+    return n;
+}
+
+int ks_ctr_advance(struct ks_ctr_child *child, struct ks_ctr_failure *failure) {
     char go = 1;
     ssize_t n;
     do { n = send(child->control_fd, &go, 1, MSG_NOSIGNAL); } while (n < 0 && errno == EINTR);
     if (n < 0 && errno != EPIPE && errno != ECONNRESET) return -errno;
     struct report r;
-    n = recv_report(child->control_fd, &r);
+    do { n = recv_report_fd(child->control_fd, &r, &child->pty_master); } while (n == (ssize_t)sizeof r && r.kind == MSG_PTY);
     if (n < 0) return errno == ECONNRESET ? 0 : -errno;
     if (n == 0) return 0;
     if (n != (ssize_t)sizeof r) return -EPROTO;
@@ -402,7 +482,8 @@ void ks_ctr_abort(struct ks_ctr_child *child) {
     }
     if (child->pidfd >= 0) close(child->pidfd);
     if (child->control_fd >= 0) close(child->control_fd);
-    child->pid = child->pidfd = child->control_fd = -1;
+    if (child->pty_master >= 0) close(child->pty_master);
+    child->pid = child->pidfd = child->control_fd = child->pty_master = -1;
 }
 
 int ks_ctr_signal(int pidfd, int signo) {
@@ -417,18 +498,6 @@ int ks_ctr_wait(int pidfd, int nohang, int *status) {
     if (r < 0) return -errno;
     if (si.si_pid == 0) return -EAGAIN;
     *status = si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
-    return 0;
-}
-
-int ks_ctr_openpty(int *master, int *slave) {
-    int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
-    if (m < 0) return -errno;
-    char name[128];
-    if (grantpt(m) < 0 || unlockpt(m) < 0 || ptsname_r(m, name, sizeof name) != 0) { int e = errno; close(m); return -e; }
-    int s = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
-    if (s < 0) { int e = errno; close(m); return -e; }
-    *master = m;
-    *slave = s;
     return 0;
 }
 

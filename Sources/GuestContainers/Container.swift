@@ -68,7 +68,7 @@ public final class Container: Sendable {
             }
             cgroup = cg
         }
-        let pending: PendingChild
+        var pending: PendingChild
         do {
             pending = try Launcher.spawn(id: id, process: plan, root: root, namespaceFDs: [], stdio: stdio)
         } catch {
@@ -77,7 +77,7 @@ public final class Container: Sendable {
         }
         do {
             try cgroup?.addProcess(pending.child.pid)
-            try Launcher.advance(id: id, pending, expectReady: true, root: root)
+            try Launcher.advance(id: id, &pending, expectReady: true, root: root)
         } catch {
             Launcher.abort(pending)
             cgroup?.destroy(created: dirs)
@@ -124,10 +124,10 @@ public final class Container: Sendable {
             guard fd >= 0 else { throw .system(id: id, operation: "open /proc/\(initProcess.pid)/ns/\(name)", errno: -fd) }
             fds.append(fd)
         }
-        let pending = try Launcher.spawn(id: id, process: plan, root: nil, namespaceFDs: fds, stdio: stdio)
+        var pending = try Launcher.spawn(id: id, process: plan, root: nil, namespaceFDs: fds, stdio: stdio)
         do {
             try cgroup?.addProcess(pending.child.pid)
-            try Launcher.advance(id: id, pending, expectReady: true, root: nil)
+            try Launcher.advance(id: id, &pending, expectReady: true, root: nil)
         } catch {
             Launcher.abort(pending)
             throw error

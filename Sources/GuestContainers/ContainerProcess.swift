@@ -55,7 +55,7 @@ public final class ContainerProcess: Sendable {
 
     /// Releases the process to execve. Throws when it is not created, or when seccomp / execve fail.
     func start() throws(ContainerError) {
-        let pending: PendingChild = try state.withLock { s throws(ContainerError) in
+        var pending: PendingChild = try state.withLock { s throws(ContainerError) in
             guard case .created = s.status, let p = s.pending else {
                 throw .invalidTransition(id: containerID, from: s.status.description, operation: "start")
             }
@@ -67,7 +67,7 @@ public final class ContainerProcess: Sendable {
                 s.pending = nil
             }
         }
-        try Launcher.advance(id: containerID, pending, expectReady: false, root: nil)
+        try Launcher.advance(id: containerID, &pending, expectReady: false, root: nil)
         state.withLock { s in
             if case .created = s.status { s.status = .running }
         }

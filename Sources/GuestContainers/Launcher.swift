@@ -13,10 +13,11 @@ public enum ContainerStdio: Sendable {
     case terminal
 }
 
-/// A child between clone and execve, plus the pty master if it has one.
+/// A child between clone and execve.
 struct PendingChild {
     var child: ks_ctr_child
-    var ptyMaster: Int32?
+    /// The pty master, once the child has sent it (after the setup barrier).
+    var ptyMaster: Int32? { child.pty_master >= 0 ? child.pty_master : nil }
 }
 
 enum Launcher {
@@ -24,12 +25,6 @@ enum Launcher {
     static func spawn(
         id: String, process: ProcessPlan, root: RootPlan?, namespaceFDs: [Int32], stdio: ContainerStdio
     ) throws(ContainerError) -> PendingChild {
-        var master: Int32 = -1, slave: Int32 = -1
-        if case .terminal = stdio {
-            let rc = ks_ctr_openpty(&master, &slave)
-            guard rc == 0 else { throw .system(id: id, operation: "openpty", errno: -rc) }
-        }
-        defer { if slave >= 0 { close(slave) } }
         let arena = CArena()
         var cfg = ks_ctr_config()
         cfg.clone_flags = root?.cloneFlags ?? 0
@@ -79,27 +74,27 @@ enum Launcher {
         cfg.path_env = arena.optionalString(process.pathEnv)
         switch stdio {
         case .fds(let i, let o, let e):
-            (cfg.stdin_fd, cfg.stdout_fd, cfg.stderr_fd, cfg.tty_fd) = (i, o, e, -1)
+            (cfg.stdin_fd, cfg.stdout_fd, cfg.stderr_fd, cfg.terminal) = (i, o, e, 0)
         case .terminal:
-            (cfg.stdin_fd, cfg.stdout_fd, cfg.stderr_fd, cfg.tty_fd) = (-1, -1, -1, slave)
+            (cfg.stdin_fd, cfg.stdout_fd, cfg.stderr_fd, cfg.terminal) = (-1, -1, -1, 1)
         }
         var child = ks_ctr_child()
         var failure = ks_ctr_failure()
         let rc = ks_ctr_spawn(&cfg, &child, &failure)
         guard rc == 0 else {
-            if master >= 0 { close(master) }
             if rc == -EPROTO { throw setupError(id: id, failure, root: root) }
             throw .system(id: id, operation: "clone", errno: -rc)
         }
-        return PendingChild(child: child, ptyMaster: master >= 0 ? master : nil)
+        return PendingChild(child: child)
     }
 
     /// Releases the child from a barrier. `expectReady`: the setup barrier (a report is due);
     /// otherwise the start barrier (the socket closes at execve).
-    static func advance(id: String, _ pending: PendingChild, expectReady: Bool, root: RootPlan?) throws(ContainerError) {
-        var child = pending.child
+    /// Returns the child with what it sent on the way (the pty master). On error the caller
+    /// still owns `pending` (abort it).
+    static func advance(id: String, _ pending: inout PendingChild, expectReady: Bool, root: RootPlan?) throws(ContainerError) {
         var failure = ks_ctr_failure()
-        let rc = ks_ctr_advance(&child, &failure)
+        let rc = ks_ctr_advance(&pending.child, &failure)
         switch rc {
         case 1 where expectReady, 0 where !expectReady:
             return
@@ -115,7 +110,6 @@ enum Launcher {
     static func abort(_ pending: PendingChild) {
         var child = pending.child
         ks_ctr_abort(&child)
-        if let m = pending.ptyMaster { close(m) }
     }
 
     private static func setupError(id: String, _ f: ks_ctr_failure, root: RootPlan?) -> ContainerError {

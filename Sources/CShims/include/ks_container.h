@@ -108,8 +108,10 @@ struct ks_ctr_config {
     const char *const *envp;         // NULL-terminated
     const char *path_env;            // PATH used to look argv[0] up (NULL: a default)
 
-    int stdin_fd, stdout_fd, stderr_fd; // used when tty_fd < 0
-    int tty_fd;                      // pty slave: becomes the controlling terminal and fds 0-2
+    int stdin_fd, stdout_fd, stderr_fd; // when !terminal; a negative fd means /dev/null
+    int terminal;                    // 1: a pty from the container's /dev/ptmx (after the mounts, or
+                                     // after setns for an exec); its slave becomes the controlling
+                                     // terminal and fds 0-2, its master goes to the parent
 };
 
 /// What the child reported when a step failed.
@@ -124,6 +126,7 @@ struct ks_ctr_child {
     int pid;        // in the caller's pid namespace
     int pidfd;      // pidfd_open(pid), for signals and waitid without pid reuse races
     int control_fd; // parent end of the socket pair
+    int pty_master; // the terminal's master once the child sent it (-1: none); owned by the caller
 };
 
 /// Clones the child (for an exec: an intermediate child joins the namespaces and clones the
@@ -134,9 +137,9 @@ int ks_ctr_spawn(const struct ks_ctr_config *cfg, struct ks_ctr_child *child, st
 /// Releases the child from its current barrier and waits for its next report.
 /// Returns 1 when the child is ready (set up, waiting for start), 0 when the socket closed
 /// (execve succeeded, or the child died), -EPROTO with `failure` filled, or -errno.
-int ks_ctr_advance(const struct ks_ctr_child *child, struct ks_ctr_failure *failure);
+int ks_ctr_advance(struct ks_ctr_child *child, struct ks_ctr_failure *failure);
 
-/// Kills (SIGKILL) and reaps the child, closes its descriptors. For error paths.
+/// Kills (SIGKILL) and reaps the child, closes its descriptors (pty master included). For error paths.
 void ks_ctr_abort(struct ks_ctr_child *child);
 
 /// pidfd_send_signal. 0 or -errno.
@@ -145,9 +148,6 @@ int ks_ctr_signal(int pidfd, int signo);
 /// waitid(P_PIDFD) for exit; *status is the exit code or 128+signal. 0 or -errno.
 /// With nohang=1 returns -EAGAIN while the process runs.
 int ks_ctr_wait(int pidfd, int nohang, int *status);
-
-/// A new pseudo-terminal (master, slave), both O_CLOEXEC. 0 or -errno.
-int ks_ctr_openpty(int *master, int *slave);
 
 /// Sets the window size of a terminal. 0 or -errno.
 int ks_ctr_set_winsize(int fd, uint16_t rows, uint16_t cols);
