@@ -111,7 +111,7 @@ public struct Cgroup: Sendable {
 
     /// Removes the cgroup directories created for this container (deepest first). A cgroup
     /// still holding a dying process is retried for a short while.
-    func destroy(created: [String]) {
+    public func destroy(created: [String]) {
         for dir in created.reversed() {
             for _ in 0..<100 {
                 if rmdir(dir) == 0 || errno == ENOENT { break }

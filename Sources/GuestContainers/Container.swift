@@ -8,9 +8,13 @@ public struct ContainerOptions: Sendable {
     /// The cgroup v2 mount under which containers get their cgroups; nil: no cgroups (no
     /// limits, pause, stats).
     public var cgroupRoot: String?
+    /// cgroup v1 instead: controller (memory, cpu, cpuacct, pids, freezer) -> the directory below
+    /// which containers get their cgroups. Takes precedence over `cgroupRoot` when set.
+    public var cgroupV1Roots: [String: String]?
 
-    public init(cgroupRoot: String? = "/sys/fs/cgroup") {
+    public init(cgroupRoot: String? = "/sys/fs/cgroup", cgroupV1Roots: [String: String]? = nil) {
         self.cgroupRoot = cgroupRoot
+        self.cgroupV1Roots = cgroupV1Roots
     }
 }
 
@@ -21,13 +25,13 @@ public final class Container: Sendable {
 
     public let id: String
     public let initProcess: ContainerProcess
-    public let cgroup: Cgroup?
+    public let cgroup: (any ContainerCgroup)?
     private let cgroupDirs: [String]
     private let seccomp: [UInt8]?
     private let status_: Mutex<Status>
     private let execs: Mutex<[String: ContainerProcess]>
 
-    private init(id: String, initProcess: ContainerProcess, cgroup: Cgroup?, cgroupDirs: [String], seccomp: [UInt8]?) {
+    private init(id: String, initProcess: ContainerProcess, cgroup: (any ContainerCgroup)?, cgroupDirs: [String], seccomp: [UInt8]?) {
         self.id = id
         self.initProcess = initProcess
         self.cgroup = cgroup
@@ -55,18 +59,24 @@ public final class Container: Sendable {
         let plan = try SpecValidation.process(process, field: "process", seccomp: bpf)
         let stdio = plan.terminal ? .terminal : stdio
 
-        var cgroup: Cgroup?
+        var cgroup: (any ContainerCgroup)?
         var dirs: [String] = []
-        if let cgroupRoot = options.cgroupRoot {
+        if let roots = options.cgroupV1Roots {
+            let cg = try CgroupV1(id: id, roots: roots, cgroupsPath: spec.linux?.cgroupsPath)
+            dirs = try cg.create(roots: roots)
+            cgroup = cg
+        } else if let cgroupRoot = options.cgroupRoot {
             let cg = try Cgroup(id: id, root: cgroupRoot, cgroupsPath: spec.linux?.cgroupsPath)
             dirs = try cg.create(resources: spec.linux?.resources, root: cgroupRoot)
+            cgroup = cg
+        }
+        if let cg = cgroup {
             do {
                 if let r = spec.linux?.resources { try cg.apply(r) }
             } catch {
                 cg.destroy(created: dirs)
                 throw error
             }
-            cgroup = cg
         }
         var pending: PendingChild
         do {
@@ -213,7 +223,7 @@ public final class Container: Sendable {
         cgroup?.destroy(created: cgroupDirs)
     }
 
-    private func requireCgroup(_ op: String) throws(ContainerError) -> Cgroup {
+    private func requireCgroup(_ op: String) throws(ContainerError) -> any ContainerCgroup {
         guard let cgroup else { throw .invalidTransition(id: id, from: "without a cgroup", operation: op) }
         return cgroup
     }

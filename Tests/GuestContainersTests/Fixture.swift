@@ -7,7 +7,7 @@ import Synchronization
 enum Fixture {
     static let applets = [
         "sh", "echo", "cat", "id", "hostname", "mkdir", "chown", "sleep", "ls", "touch", "true", "head",
-        "ps", "wc", "rm", "tail", "dd",
+        "ps", "wc", "rm", "tail", "dd", "tr",
     ]
     private static let built = Mutex<String?>(nil)
 
@@ -62,6 +62,27 @@ enum Fixture {
     }
 
     static let cgroupRoot = "/sys/fs/cgroup/unified"
+
+    /// cgroup v1 roots below this test process's own cgroups (so tests stay inside the limits
+    /// they run under), or nil when a controller is not mounted at /sys/fs/cgroup/<name>.
+    static func v1Roots() -> [String: String]? {
+        guard let text = try? String(contentsOfFileAt: "/proc/self/cgroup") else { return nil }
+        var roots: [String: String] = [:]
+        for line in text.split(separator: "\n") {
+            let f = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            guard f.count == 3 else { continue }
+            for c in f[1].split(separator: ",") where CgroupV1.controllers.contains(String(c)) {
+                let dir = "/sys/fs/cgroup/\(c)" + (f[2] == "/" ? "" : String(f[2]))
+                if access(dir + "/cgroup.procs", W_OK) == 0 { roots[String(c)] = dir }
+            }
+        }
+        return roots.count == CgroupV1.controllers.count ? roots : nil
+    }
+
+    static var hasV2Memory: Bool {
+        ((try? String(contentsOfFileAt: cgroupRoot + "/cgroup.controllers")) ?? "").split(whereSeparator: { $0 == " " || $0 == "\n" })
+            .contains("memory")
+    }
 
     static func options() -> ContainerOptions {
         ContainerOptions(cgroupRoot: access(cgroupRoot + "/cgroup.procs", W_OK) == 0 ? cgroupRoot : nil)

@@ -145,21 +145,53 @@ import Testing
         }
     }
 
-    @Test func memoryLimitKillsOnOOM() throws {
-        let root = Fixture.cgroupRoot
-        let controllers = (try? String(contentsOfFileAt: root + "/cgroup.controllers")) ?? ""
-        guard controllers.split(separator: " ").contains(where: { $0.hasPrefix("memory") }) else {
-            print("skip memoryLimitKillsOnOOM: no cgroup v2 memory controller at \(root) (the guest kernel has one)")
-            return
-        }
-        var spec = Fixture.spec(["sh", "-c", "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived"])
-        spec.linux?.resources = OCIResources(memory: .init(limit: 32 << 20))
+    @Test(.enabled(if: Fixture.hasV2Memory, "no cgroup v2 memory controller at /sys/fs/cgroup/unified (the guest kernel has one)"))
+    func memoryLimitKillsOnOOMv2() throws {
+        try oomRun(Fixture.options())
+    }
+
+    @Test(.enabled(if: Fixture.v1Roots() != nil, "no writable cgroup v1 memory/cpu/cpuacct/pids/freezer hierarchies"))
+    func memoryLimitKillsOnOOMv1() throws {
+        try oomRun(ContainerOptions(cgroupV1Roots: Fixture.v1Roots()))
+    }
+
+    private func oomRun(_ options: ContainerOptions) throws {
+        let id = Fixture.uniqueID("oom")
+        var spec = Fixture.spec(["dd", "if=/dev/zero", "of=/dev/null", "bs=100M", "count=1"])
+        spec.linux?.resources = OCIResources(
+            memory: .init(limit: 32 << 20), cpu: .init(shares: 512, quota: 50_000, period: 100_000), pids: .init(limit: 32))
+        spec.linux?.cgroupsPath = "/ks-\(id)"
         let c = try Container.create(
-            id: Fixture.uniqueID("oom"), spec: spec, rootfs: try Fixture.rootfs(), stdio: .fds(stdin: 0, stdout: 2, stderr: 2),
-            options: Fixture.options())
+            id: id, spec: spec, rootfs: try Fixture.rootfs(), stdio: .fds(stdin: -1, stdout: -1, stderr: -1), options: options)
+        defer { try? c.delete(force: true) }
+        let stats = try c.stats()
+        #expect(stats.memoryMax == 32 << 20)
+        try c.start()
+        #expect(c.wait() == 128 + 9)
+        #expect((c.cgroup?.oomKillCount() ?? 0) >= 1)
+        let path = try #require(c.cgroup?.path)
+        try c.delete()
+        #expect(access(path, F_OK) != 0, "cgroup removed")
+    }
+
+    @Test(.enabled(if: Fixture.v1Roots() != nil, "no writable cgroup v1 hierarchies"))
+    func pauseResumeAndStatsOnV1() throws {
+        let id = Fixture.uniqueID("v1")
+        var spec = Fixture.spec(["sleep", "100"])
+        spec.linux?.cgroupsPath = "/ks-\(id)"
+        let c = try Container.create(
+            id: id, spec: spec, rootfs: try Fixture.rootfs(), stdio: .fds(stdin: -1, stdout: -1, stderr: -1),
+            options: ContainerOptions(cgroupV1Roots: Fixture.v1Roots()))
         defer { try? c.delete(force: true) }
         try c.start()
-        _ = c.wait()
-        #expect((c.cgroup?.oomKillCount() ?? 0) > 0)
+        try c.pause()
+        #expect(c.status == .paused)
+        try c.resume()
+        let s = try c.stats()
+        #expect(s.pidsCurrent == 1)
+        #expect((s.memoryCurrent ?? 0) > 0)
+        try c.update(OCIResources(pids: .init(limit: 5)))
+        try c.signal(SIGKILL)
+        #expect(c.wait() == 137)
     }
 }
