@@ -10,6 +10,7 @@ enum Fixture {
         "ps", "wc", "rm", "tail", "dd", "tr",
     ]
     private static let built = Mutex<String?>(nil)
+    nonisolated(unsafe) private static var builtPath: UnsafeMutablePointer<CChar>?
 
     /// The shared rootfs (built once per test run).
     static func rootfs() throws -> String {
@@ -26,6 +27,12 @@ enum Fixture {
             try writeText(root + "/etc/passwd", "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\n")
             try writeText(root + "/etc/group", "root:x:0:\nuser:x:1000:\n")
             path = root
+            builtPath = strdup(root)
+            atexit {  // the rootfs holds only plain files and directories (mounts live in the children)
+                if let p = Fixture.builtPath {
+                    removeTree(String(cString: p))
+                }
+            }
             return root
         }
     }
@@ -239,5 +246,23 @@ extension String {
         guard fd >= 0 else { throw TestError("open \(path): \(errno)") }
         defer { close(fd) }
         self = String(decoding: readAll(fd, keep: true).bytes, as: UTF8.self)
+    }
+}
+
+/// rm -rf without following symlinks (test cleanup).
+func removeTree(_ path: String) {
+    var st = stat()
+    guard lstat(path, &st) == 0 else { return }
+    if (st.st_mode & S_IFMT) == S_IFDIR, let dir = opendir(path) {
+        var names: [String] = []
+        while let e = readdir(dir) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        closedir(dir)
+        for n in names { removeTree(path + "/" + n) }
+        rmdir(path)
+    } else {
+        unlink(path)
     }
 }
