@@ -104,7 +104,13 @@ public final class ContainerProcess: Sendable {
         state.withLock { s in
             if case .exited = s.status { return }
             var code: Int32 = 0
-            if ks_ctr_wait(pidfd, 1, &code) == 0 { s.status = .exited(code) }
+            let rc = ks_ctr_wait(pidfd, 1, &code)
+            if rc == 0 {
+                s.status = .exited(code)
+            } else if rc == -ECHILD {
+                // Someone else reaped it (a careless global reaper): the status is lost.
+                s.status = .exited(255)
+            }
         }
     }
 

@@ -108,4 +108,19 @@ import Testing
         let text = String(decoding: out, as: UTF8.self)
         #expect(text.contains("/dev/pts/0") && text.contains("on-tty\r\n"), "\(text)")
     }
+
+    @Test func measuresRunLatency() throws {
+        // create + start + wait + delete of `true`, sequentially; printed for the report.
+        var clock = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &clock)
+        let start = Double(clock.tv_sec) + Double(clock.tv_nsec) / 1e9
+        let n = 20
+        for _ in 0..<n {
+            let r = try Fixture.run(Fixture.spec(["true"]), name: "lat")
+            #expect(r.status == 0)
+        }
+        clock_gettime(CLOCK_MONOTONIC, &clock)
+        let ms = (Double(clock.tv_sec) + Double(clock.tv_nsec) / 1e9 - start) * 1000 / Double(n)
+        print("container run latency (create+start+wait+delete of true, \(n) runs): \(Int(ms * 10) / 10) ms each")
+    }
 }
