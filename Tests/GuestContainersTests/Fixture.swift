@@ -19,6 +19,7 @@ enum Fixture {
             var template = Array("/tmp/ks-ctr-rootfs-XXXXXX".utf8CString)
             guard let p = mkdtemp(&template) else { throw TestError("mkdtemp failed") }
             let root = String(cString: p)
+            chmod(root, 0o755)  // mkdtemp makes it 0700; a real rootfs lets everyone traverse "/"
             for d in ["bin", "etc", "proc", "sys", "dev", "tmp", "home/user", "root"] {
                 try mkdirs(root + "/" + d)
             }

@@ -47,6 +47,29 @@ import Testing
         #expect(c.wait() == 137)
     }
 
+    @Test func execWithTerminalAndUser() throws {
+        let c = try sleeper("exectty")
+        defer { try? c.delete(force: true) }
+        try c.start()
+        var proc = OCIProcess(
+            terminal: true, user: OCIUser(uid: 1000, gid: 1000), args: ["sh", "-c", "tty; id -u; grep user /etc/passwd"],
+            env: ["PATH=/bin"], cwd: "/tmp")
+        proc.noNewPrivileges = true
+        let p = try c.exec(id: "t", process: proc, stdio: .fds(stdin: -1, stdout: -1, stderr: -1))
+        let master = try #require(p.terminalMaster)
+        try p.resizeTerminal(rows: 40, cols: 100)
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = buf.withUnsafeMutableBytes { read(master, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            out += buf[0..<n]
+        }
+        #expect(p.wait() == 0)
+        let text = String(decoding: out, as: UTF8.self)
+        #expect(text.contains("/dev/pts/") && text.contains("1000\r\n") && text.contains("user:x:1000"), "\(text)")
+    }
+
     @Test func execOfMissingBinaryReportsExecve() throws {
         let c = try sleeper("noexe")
         defer { try? c.delete(force: true) }
