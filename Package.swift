@@ -20,7 +20,8 @@ let package = Package(
     ],
     targets: [
         // C: ioctl request numbers, fixed-argument wrappers for variadic calls, headers Swift cannot import.
-        .target(name: "CShims"),
+        // Links libseccomp for ks_container.c (filters are built and exported to BPF in C).
+        .target(name: "CShims", linkerSettings: [.linkedLibrary("seccomp")]),
         // Errno, owned descriptors, epoll, eventfd, signals.
         .target(name: "SystemSupport", dependencies: ["CShims"]),
 
@@ -61,6 +62,11 @@ let package = Package(
         // FUSE server (the file-system half of virtio-fs): wire protocol + passthrough over a host
         // directory, confined to it. Takes plain byte buffers/iovecs, so any transport can drive it.
         .target(name: "FUSE", dependencies: ["CShims"]),
+
+        // ---- guest side
+        // OCI containers inside the guest: spec parsing, clone/exec through ks_container.c,
+        // cgroups, seccomp, state machine. Used by the agent; depends only on CShims.
+        .target(name: "GuestContainers", dependencies: ["CShims"]),
 
         // ---- containerd side
         // ttrpc: framing, client, server, status codes, over any byte stream.
@@ -152,5 +158,6 @@ let package = Package(
             name: "HypervisorTests", dependencies: ["Hypervisor", "VhostUser", "Devices", "VirtIO", "GuestMemory", "SystemSupport", "CShims"]),
         // One real boot of our kernel under our VMM (minutes on hosts whose KVM emulates the guest).
         .testTarget(name: "BootKernelTests", dependencies: ["VMM", "Boot", "SystemSupport"]),
+        .testTarget(name: "GuestContainersTests", dependencies: ["GuestContainers", "CShims"]),
     ]
 )
