@@ -155,6 +155,7 @@ let package = Package(
             dependencies: ["Shim", "ContainerdAPI", "TTRPC", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         // The shim under a real containerd (own instance, ctr); needs root and containerd installed.
         .testTarget(name: "ShimE2ETests", dependencies: ["Shim"]),
+        .testTarget(
             name: "HypervisorTests", dependencies: ["Hypervisor", "VhostUser", "Devices", "VirtIO", "GuestMemory", "SystemSupport", "CShims"]),
         // One real boot of our kernel under our VMM (minutes on hosts whose KVM emulates the guest).
         .testTarget(name: "BootKernelTests", dependencies: ["VMM", "Boot", "SystemSupport"]),
