@@ -49,7 +49,7 @@ test: kernel initramfs agent-initramfs build
 demo: kernel initramfs build
 	@scripts/demo.sh
 
-bench: kernel initramfs build
+bench: kernel initramfs agent-initramfs build
 	@scripts/bench.sh
 
 # Regenerates the committed Swift code from Protos/ and containerd's installed .proto files.

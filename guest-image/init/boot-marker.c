@@ -1,10 +1,9 @@
 /*
  * boot-marker: the smallest useful /init for bring-up and boot benchmarks.
  *
- * Prints a marker line on the console, tells the VMM's boot timer that userspace was reached
- * (one byte to I/O port 0x80... see docs/vmm.md for the port the VMM listens on), then reboots.
- * With reboot=t the kernel ends in a triple fault, which the VMM sees as a clean shutdown exit.
- * Static, no libc beyond syscalls, so it runs before anything is mounted.
+ * Prints a marker line on the console (what tests and `make demo` look for), then reboots. With
+ * reboot=k the kernel resets through the i8042, with reboot=t by a triple fault: either way the
+ * VMM sees the guest end cleanly. Static and tiny, so it runs before anything is mounted.
  */
 #include <fcntl.h>
 #include <sys/io.h>

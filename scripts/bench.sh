@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# make bench: side-by-side measurements on this host, each against a peer in the same run.
+# Results and their meaning: docs/performance.md.
+#
+#   BENCH_RUNS=N        runs per measurement (default 5)
+#   BENCH_VMM_BOOT=1    also boot our kernel under our VMM and under QEMU -accel kvm to "Run /init"
+#                       (minutes per boot where KVM emulates guest code, as on our CI machines)
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+runs=${BENCH_RUNS:-5}
+
+echo "== ctr run --rm <busybox> true: runc vs runsc (gVisor), median of $runs, alternated"
+bench/ctr-run.sh "$runs" runc runsc
+
+echo "== QEMU/TCG backend: spawn to first vsock echo, and vsock echo round trips (our vhost-user vsock)"
+KS_HV_BENCH=1 swift test --skip-build --filter QEMUBenchmarkTests 2>&1 | grep -E "bench|median|round trip|passed|failed" || true
+
+echo "== kata-agent under QEMU/TCG: start to the agent's 'listening' line, median of $runs"
+guest-image/measure-agent-boot.sh -n "$runs"
+
+if [ "${BENCH_VMM_BOOT:-0}" = 1 ]; then
+  echo "== our VMM vs QEMU microvm -accel kvm: boot milestones and RSS"
+  bench/vmm-boot.sh "$runs"
+fi
