@@ -160,5 +160,12 @@ let package = Package(
         // One real boot of our kernel under our VMM (minutes on hosts whose KVM emulates the guest).
         .testTarget(name: "BootKernelTests", dependencies: ["VMM", "Boot", "SystemSupport"]),
         .testTarget(name: "GuestContainersTests", dependencies: ["GuestContainers", "CShims"]),
+        // The shim-to-agent channel end to end: our kernel and kata-agent in a VM, ttrpc over our vsock.
+        .testTarget(
+            name: "AgentChannelTests",
+            dependencies: [
+                "Hypervisor", "AgentAPI", "TTRPC", "SystemSupport", "CShims",
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]),
     ]
 )
