@@ -16,6 +16,9 @@ bench/ctr-run.sh "$runs" runc runsc
 echo "== QEMU/TCG backend: spawn to first vsock echo, and vsock echo round trips (our vhost-user vsock)"
 KS_HV_BENCH=1 swift test --skip-build --filter QEMUBenchmarkTests 2>&1 | grep -E "bench|median|round trip|passed|failed" || true
 
+echo "== agent channel: VM start to first Health.Check, and 1000 Health.Check round trips over our vsock"
+KS_HV_BENCH=1 swift test --skip-build --filter AgentChannelTests 2>&1 | grep -E "BENCH|passed|failed" || true
+
 echo "== kata-agent under QEMU/TCG: start to the agent's 'listening' line, median of $runs"
 guest-image/measure-agent-boot.sh -n "$runs"
 
