@@ -43,8 +43,10 @@ export KATA_GUEST_INITRD := $(abspath $(GUEST)/initramfs-marker.cpio)
 export KATA_AGENT_INITRD := $(abspath $(GUEST)/initramfs-agent.cpio)
 
 # Every test: unit tests, KVM tiny guests, one real boot of our kernel, containerd end to end.
+# Serially: many tests block a thread on real processes, VMs and sockets, and on 2 cores Swift
+# Testing's parallel runs would let two such tests starve the async ones of the cooperative pool.
 test: kernel initramfs agent-initramfs build
-	swift test $(SWIFT_BUILD_FLAGS) --skip-build
+	swift test $(SWIFT_BUILD_FLAGS) --skip-build --no-parallel
 
 demo: kernel initramfs build
 	@scripts/demo.sh
