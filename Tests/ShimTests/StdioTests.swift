@@ -94,11 +94,13 @@ import Testing
         let result = directory.path + "/result"
         try """
         #!/bin/sh
-        # a logging binary: fd 3 stdout, fd 4 stderr, fd 5 ready
+        # a logging binary: fd 3 stdout, fd 4 stderr, fd 5 ready. It says ready only once its
+        # readers run: the shim SIGTERMs the logger as soon as both streams close (as containerd
+        # does), and a shell killed before it started its readers would lose the output.
         echo "args=$* id=$CONTAINER_ID ns=$CONTAINER_NAMESPACE" > \(result).meta
+        cat <&3 5>&- > \(result).out &
+        cat <&4 5>&- > \(result).err &
         exec 5>&-
-        cat <&3 > \(result).out &
-        cat <&4 > \(result).err
         wait
         """.write(toFile: script, atomically: true, encoding: .utf8)
         chmod(script, 0o755)
