@@ -14,6 +14,21 @@ public enum HypervisorBackendKind: String, Sendable, CaseIterable, CustomStringC
     public var description: String { rawValue }
 }
 
+/// A host directory the guest mounts over virtio-fs (`mount -t virtiofs <tag> <dir>`).
+public struct SharedDirectory: Sendable, Equatable {
+    /// The virtio-fs tag the guest mounts by (at most 36 bytes).
+    public var tag: String
+    /// The host directory served; nothing outside it is reachable from the guest.
+    public var hostPath: String
+    public var readOnly: Bool
+
+    public init(tag: String, hostPath: String, readOnly: Bool = false) {
+        self.tag = tag
+        self.hostPath = hostPath
+        self.readOnly = readOnly
+    }
+}
+
 /// How the sandbox wants its VM.
 public struct HypervisorConfig: Sendable {
     /// Guest kernel: vmlinux (PVH) or bzImage.
@@ -38,12 +53,15 @@ public struct HypervisorConfig: Sendable {
     public var consoleOutput: (@Sendable ([UInt8]) -> Void)?
     /// The QEMU binary for the QEMU backend.
     public var qemuBinary: String
+    /// Directories shared with the guest over virtio-fs, served by our FUSE server.
+    public var sharedDirectories: [SharedDirectory]
 
     public init(
         kernelPath: String, initrdPath: String? = nil, cmdlineExtras: [String] = [], vcpus: Int = 1,
         memoryMiB: Int = 256, backend: HypervisorBackendKind = .auto, debug: Bool = false, guestCID: UInt32 = 3,
         runtimeDirectory: String, hybridVsockPath: String? = nil, hybridForwardedPorts: [UInt32] = [],
-        consoleOutput: (@Sendable ([UInt8]) -> Void)? = nil, qemuBinary: String = "/usr/bin/qemu-system-x86_64"
+        consoleOutput: (@Sendable ([UInt8]) -> Void)? = nil, qemuBinary: String = "/usr/bin/qemu-system-x86_64",
+        sharedDirectories: [SharedDirectory] = []
     ) {
         self.kernelPath = kernelPath
         self.initrdPath = initrdPath
@@ -58,6 +76,7 @@ public struct HypervisorConfig: Sendable {
         self.hybridForwardedPorts = hybridForwardedPorts
         self.consoleOutput = consoleOutput
         self.qemuBinary = qemuBinary
+        self.sharedDirectories = sharedDirectories
     }
 }
 
