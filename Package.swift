@@ -38,16 +38,16 @@ let package = Package(
             dependencies: ["GuestMemory", .product(name: "Logging", package: "swift-log")]),
         // A fake virtio driver (like rust-vmm's MockSplitQueue) for tests of queues and devices.
         .target(name: "VirtIOTestSupport", dependencies: ["VirtIO", "GuestMemory"]),
-        // Device models: serial, i8042, boot timer, virtio vsock and rng.
+        // Device models: serial, i8042, boot timer, virtio vsock, rng and fs (over our FUSE server).
         .target(
             name: "Devices",
             dependencies: [
-                "VirtIO", "GuestMemory", "SystemSupport", "CShims", .product(name: "Logging", package: "swift-log"),
+                "VirtIO", "GuestMemory", "SystemSupport", "CShims", "FUSE", .product(name: "Logging", package: "swift-log"),
             ]),
-        // vhost-user backend: serves our device models to an external VMM (QEMU).
+        // vhost-user backend: serves any of our device models to an external VMM (QEMU).
         .target(
             name: "VhostUser",
-            dependencies: ["Devices", "VirtIO", "GuestMemory", "CShims", .product(name: "Logging", package: "swift-log")]),
+            dependencies: ["Devices", "VirtIO", "GuestMemory", "SystemSupport", "CShims", .product(name: "Logging", package: "swift-log")]),
         // Builds and runs a VM: memory, vCPU threads, devices, event loop, stop.
         .target(name: "VMM", dependencies: ["KVM", "Boot", "Devices", "GuestMemory", "SystemSupport"]),
         // The interface the sandbox uses to run its VM; backends: QEMU (+ our vhost-user server),
@@ -55,7 +55,7 @@ let package = Package(
         .target(
             name: "Hypervisor",
             dependencies: [
-                "VMM", "KVM", "VhostUser", "Devices", "VirtIO", "GuestMemory", "SystemSupport", "CShims",
+                "VMM", "KVM", "VhostUser", "Devices", "FUSE", "VirtIO", "GuestMemory", "SystemSupport", "CShims",
                 .product(name: "Logging", package: "swift-log"),
             ]),
 
@@ -119,7 +119,8 @@ let package = Package(
         // ---- tests
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
         .testTarget(name: "VirtIOTests", dependencies: ["VirtIO", "VirtIOTestSupport", "GuestMemory"]),
-        .testTarget(name: "DevicesTests", dependencies: ["Devices", "VirtIO", "VirtIOTestSupport", "GuestMemory"]),
+        .testTarget(
+            name: "DevicesTests", dependencies: ["Devices", "FUSE", "VirtIO", "VirtIOTestSupport", "GuestMemory"]),
         .testTarget(name: "SystemSupportTests", dependencies: ["SystemSupport"]),
         .testTarget(name: "KVMTests", dependencies: ["KVM", "SystemSupport", "CShims"]),
         .testTarget(name: "BootTests", dependencies: ["Boot", "GuestMemory"]),

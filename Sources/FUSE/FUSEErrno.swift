@@ -32,6 +32,7 @@ public struct FUSEErrno: Error, Equatable, Hashable, Sendable, CustomStringConve
     public static let crossDevice = FUSEErrno(EXDEV)
     public static let noData = FUSEErrno(ENODATA)
     public static let tooBig = FUSEErrno(E2BIG)
+    public static let readOnly = FUSEErrno(EROFS)
 }
 
 /// Checks a libc return value that signals failure with -1 and `errno`, retrying on EINTR.

@@ -14,6 +14,7 @@ struct FUSEOperation {
     func run(_ request: FUSERequest, _ buffers: FUSERequestBuffers, _ reply: FUSEReplyBuffers)
         throws(FUSEErrno) -> FUSEServer.Payload
     {
+        if fs.configuration.readOnly, request.modifiesFileSystem { throw .readOnly }
         switch request {
         case .initialize: throw .io  // handled by the server before a session exists
         case .destroy:
@@ -134,6 +135,23 @@ struct FUSEOperation {
             out.u32(0)
             return .bytes(out.bytes)
         case .data(let bytes): return .bytes(bytes)
+        }
+    }
+}
+
+extension FUSERequest {
+    /// Whether the request changes the share (refused with EROFS on a read-only share).
+    var modifiesFileSystem: Bool {
+        switch self {
+        case .setattr, .symlink, .mknod, .mkdir, .unlink, .rmdir, .rename, .link, .create, .write, .setxattr,
+            .removexattr, .fallocate:
+            true
+        case .open(let flags):
+            flags & UInt32(O_ACCMODE) != UInt32(O_RDONLY) || flags & UInt32(O_TRUNC) != 0
+        case .access(let mask):
+            mask & UInt32(W_OK) != 0
+        default:
+            false
         }
     }
 }

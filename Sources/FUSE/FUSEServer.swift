@@ -163,6 +163,10 @@ public final class FUSEServer: Sendable {
         return .bytes(out.bytes)
     }
 
+    /// The transport's device was reset (the guest driver went away): the session ends as with
+    /// DESTROY, and a new INIT may start over.
+    public func resetSession() { destroy() }
+
     /// DESTROY: back to awaiting INIT, every inode and open file released.
     func destroy() {
         session.withLock { $0 = .awaitingInit }

@@ -27,10 +27,14 @@ public struct PassthroughConfiguration: Sendable {
     public var maxOpenFiles: Int?
     /// Whether MKNOD may create character and block devices other than the 0:0 overlay whiteout.
     public var allowDeviceNodes: Bool
+    /// Refuse every change (EROFS): writes, creations, removals, attribute and xattr changes,
+    /// opens for writing or truncation.
+    public var readOnly: Bool
 
     public init(root: String, timeouts: FUSECacheTimeouts = FUSECacheTimeouts(),
-                maxOpenFiles: Int? = nil, allowDeviceNodes: Bool = false) {
+                maxOpenFiles: Int? = nil, allowDeviceNodes: Bool = false, readOnly: Bool = false) {
         self.root = root
+        self.readOnly = readOnly
         self.timeouts = timeouts
         self.maxOpenFiles = maxOpenFiles
         self.allowDeviceNodes = allowDeviceNodes

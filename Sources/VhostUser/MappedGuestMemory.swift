@@ -1,44 +1,58 @@
 import CShims
 import Glibc
 import GuestMemory
+import SystemSupport
 
-/// Guest memory shared by a vhost-user frontend: each region's fd mapped MAP_SHARED, so our
-/// device writes land in the guest's RAM. Unmapped on deinit.
+/// Guest RAM shared by a vhost-user frontend: each region's fd (a memfd) mapped MAP_SHARED into
+/// this process, addressed by guest-physical address, so device writes land in the guest's RAM.
+/// Unmapped on deinit.
 public final class MappedGuestMemory: GuestMemory, @unchecked Sendable {
-    // SAFETY: the mappings are created in init, never moved, and unmapped in deinit; access is
-    // racy in content only, as guest RAM is.
+    // SAFETY: each mapping is made in init and unmapped in deinit, never moved or resized;
+    // `bases[i]` points at `regions[i].size` bytes inside `maps[i]` (past the region's mmap
+    // offset). Content races with the guest as real RAM does; bounds are checked on every access.
+    private let maps: [(pointer: UnsafeMutableRawPointer, length: Int)]
     private let bases: [UnsafeMutableRawPointer]
     public let regions: [GuestRegion]
 
-    /// Maps `regions` from `fds` (same order). Does not take ownership of the fds.
-    public init(_ regions: [VhostUserMemoryRegion], fds: [Int32]) throws(VhostUserError) {
-        guard regions.count == fds.count else {
-            throw .badFDCount(request: .setMemTable, expected: regions.count, received: fds.count)
+    /// Maps each region from its fd (same order). Regions must be non-empty and must not overlap
+    /// in guest space. Does not take ownership of the fds (the mappings outlive them).
+    public init(_ table: [VhostUserMemoryRegion], fds: [Int32]) throws(VhostUserError) {
+        guard table.count == fds.count, !table.isEmpty else {
+            throw .badFDCount(request: .setMemTable, expected: table.count, received: fds.count)
         }
-        let sorted = zip(regions, fds).sorted { $0.0.guestAddress < $1.0.guestAddress }
+        let sorted = table.indices.sorted { table[$0].guestAddress < table[$1].guestAddress }
+        var maps: [(pointer: UnsafeMutableRawPointer, length: Int)] = []
         var bases: [UnsafeMutableRawPointer] = []
-        var previousEnd: UInt64 = 0
-        for (index, (region, fd)) in sorted.enumerated() {
-            guard index == 0 || region.guestAddress >= previousEnd, let size = Int(exactly: region.size),
-                let offset = off_t(exactly: region.mmapOffset)
+        var regions: [GuestRegion] = []
+        func unmapAll() { for map in maps { munmap(map.pointer, map.length) } }
+        for i in sorted {
+            let region = table[i]
+            // mmap offsets must be page aligned; the region's may not be: map from 0 through its end.
+            let (length, overflow) = region.size.addingReportingOverflow(region.mmapOffset)
+            guard region.size > 0, !overflow, length <= UInt64(Int.max),
+                GuestAddress(region.guestAddress).checkedAdding(region.size) != nil,
+                regions.last.map({ ($0.end?.rawValue ?? .max) <= region.guestAddress }) ?? true
             else {
-                for (mapped, region) in zip(bases, sorted) { munmap(mapped, Int(region.0.size)) }
-                throw .badMemoryTable("region \(index) overlaps or is too large")
+                unmapAll()
+                throw .badMemoryTable("region at 0x\(String(region.guestAddress, radix: 16)) of \(region.size) bytes is empty, overlaps or overflows")
             }
-            let base = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, offset)
-            guard let base, base != MAP_FAILED else {
-                for (mapped, region) in zip(bases, sorted) { munmap(mapped, Int(region.0.size)) }
-                throw .mapFailed("mmap of region \(index) (\(size) bytes at offset \(offset)): errno \(errno)")
+            var pointer: UnsafeMutableRawPointer?
+            let rc = ks_hv_mmap_shared(fds[i], length, 0, &pointer)
+            guard rc == 0, let pointer else {
+                unmapAll()
+                throw .mapFailed("mmap of region at 0x\(String(region.guestAddress, radix: 16)) (\(length) bytes): \(Errno(rawValue: -rc))")
             }
-            bases.append(base)
-            previousEnd = region.guestAddress + region.size
+            maps.append((pointer, Int(length)))
+            bases.append(pointer + Int(region.mmapOffset))
+            regions.append(GuestRegion(start: GuestAddress(region.guestAddress), size: region.size))
         }
+        self.maps = maps
         self.bases = bases
-        self.regions = sorted.map { GuestRegion(start: GuestAddress($0.0.guestAddress), size: $0.0.size) }
+        self.regions = regions
     }
 
     deinit {
-        for (base, region) in zip(bases, regions) { munmap(base, Int(region.size)) }
+        for map in maps { munmap(map.pointer, map.length) }
     }
 
     public func withUnsafeMutableBytes<R>(

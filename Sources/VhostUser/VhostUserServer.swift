@@ -3,196 +3,359 @@ import Glibc
 import GuestMemory
 import Logging
 import Synchronization
+import SystemSupport
 import VirtIO
 
-/// The real host side of a session: mmap'd memfds, eventfd interrupt lines, `close(2)`.
-public final class SystemVhostUserPlatform: VhostUserPlatform {
-    public init() {}
-
-    public func mapMemory(_ regions: [VhostUserMemoryRegion], fds: [Int32]) throws -> any GuestMemory {
-        try MappedGuestMemory(regions, fds: fds)
-    }
-
-    public func interruptLine(fd: Int32) -> any InterruptLine { EventFDLine(fd: fd) }
-
-    public func close(fd: Int32) { _ = Glibc.close(fd) }
-}
-
-/// Signals an eventfd (a vhost-user call or err fd). The session keeps the fd open while the
-/// line is installed.
-struct EventFDLine: InterruptLine {
-    let fd: Int32
-    func signal() {
-        var one: UInt64 = 1
-        _ = withUnsafeBytes(of: &one) { write(fd, $0.baseAddress, 8) }
-    }
-}
-
-/// Errors of the vhost-user socket server.
+/// Errors of setting up the vhost-user socket server.
 public enum VhostUserServerError: Error, Equatable, Sendable, CustomStringConvertible {
-    case listen(path: String, errno: Int32)
-    case eventfd(errno: Int32)
+    /// Listening on the socket path failed.
+    case listen(path: String, Errno)
+    /// The epoll set or its eventfds could not be made.
+    case eventLoop(Errno)
+    /// The server thread could not be started.
+    case thread(Errno)
 
     public var description: String {
         switch self {
-        case .listen(let p, let e): "vhost-user listen on \(p): errno \(e)"
-        case .eventfd(let e): "vhost-user eventfd: errno \(e)"
+        case .listen(let path, let e): "vhost-user: listen on \(path): \(e)"
+        case .eventLoop(let e): "vhost-user: event loop: \(e)"
+        case .thread(let e): "vhost-user: server thread: \(e)"
         }
     }
 }
 
-/// Serves one `VhostUserSession` on a Unix socket: accepts one frontend, reads messages with
-/// their fds, sends replies, and watches the rings' kick fds. `run()` blocks on its own thread;
-/// all device work happens there. `wake()` (backend has packets) and `stop()` may be called
-/// from any thread.
+/// Serves one of our `VirtioDevice` models (vsock, fs, ...) to a vhost-user frontend (QEMU) on a
+/// Unix socket.
+///
+/// One thread runs everything the device does: it accepts the frontend, reads each message with
+/// its SCM_RIGHTS fds, hands it to a `VhostUserSession` (the codec and state machine), sends the
+/// reply, watches the kick eventfds and runs the device's queues when they fire, and runs
+/// `backendWork` after `wake()` (vsock: the muxer has packets for the guest). So the device is only
+/// ever touched from this thread. One frontend at a time; when it goes away the device is reset and
+/// the server waits for the next one. `stop()` ends the thread (it must be called: the thread
+/// keeps the server alive).
 public final class VhostUserServer: @unchecked Sendable {
-    // SAFETY (@unchecked): `session`, `backendWork` and `connection` are touched only by the
-    // thread inside run(); other threads use the eventfd and the atomics.
-    private let session: VhostUserSession
-    private let backendWork: () -> Void
-    private let listenFD: Int32
-    private let wakeFD: Int32
-    private let stopping = Atomic<Bool>(false)
-    private let active = Atomic<Bool>(false)
-    private var connection: Int32?
-    private var decoder = VhostUserDecoder()
-    private let logger: Logger
-    public let path: String
-
-    /// Listens on `path` (which must not exist). `backendWork` runs on the loop's thread after
-    /// `wake()`, e.g. `vsockDevice.processBackend()`.
-    public init(path: String, session: VhostUserSession, backendWork: @escaping () -> Void,
-                logger: Logger = Logger(label: "kata-swift.vhost-user")) throws(VhostUserServerError) {
-        let fd = ks_vu_listen(path)
-        guard fd >= 0 else { throw .listen(path: path, errno: -fd) }
-        let wake = ks_vu_eventfd()
-        guard wake >= 0 else {
-            Glibc.close(fd)
-            throw .eventfd(errno: -wake)
+    // SAFETY (Sendable): `device` and `backendWork` are the only non-Sendable members; after init
+    // they are touched only by the server thread (run and what it calls). The rest is immutable
+    // or locked.
+    enum Token: RawRepresentable, Sendable {
+        case listener, frontend, wake, stop, kick(Int)
+        static let maxQueues = 64
+        init?(rawValue: UInt64) {
+            switch rawValue {
+            case 1: self = .listener
+            case 2: self = .frontend
+            case 3: self = .wake
+            case 4: self = .stop
+            case 100..<(100 + UInt64(Self.maxQueues)): self = .kick(Int(rawValue - 100))
+            default: return nil
+            }
         }
-        self.path = path
-        self.listenFD = fd
-        self.wakeFD = wake
-        self.session = session
-        self.backendWork = backendWork
-        self.logger = logger
+        var rawValue: UInt64 {
+            switch self {
+            case .listener: 1
+            case .frontend: 2
+            case .wake: 3
+            case .stop: 4
+            case .kick(let q): 100 + UInt64(q)
+            }
+        }
     }
 
-    deinit {
-        Glibc.close(listenFD)
-        Glibc.close(wakeFD)
-        if let connection { Glibc.close(connection) }
+    /// What the frontend connection has done so far.
+    public enum FrontendState: Equatable, Sendable {
+        case waiting
+        case connected
+        /// The frontend hung up or broke the protocol.
+        case disconnected(String)
+    }
+
+    public let path: String
+    /// Queues served over vhost-user (vsock: rx and tx; fs: hiprio and the request queues).
+    public let queueCount: Int
+    private let device: any VirtioDevice
+    private let backendWork: (() -> Void)?
+    private let listener: FileDescriptor
+    private let epoll: Epoll<Token>
+    private let wakeEvent: EventFD
+    private let stopEvent: EventFD
+    private let logger: Logger
+    private let status = Mutex<(state: FrontendState, messages: Int, active: Bool, waiters: [@Sendable (FrontendState) -> Void])>(
+        (.waiting, 0, false, []))
+    private let thread: Mutex<WorkerThread?> = Mutex(nil)
+
+    /// Listens on `path` (replacing a stale socket file) and starts the server thread.
+    /// `backendWork` runs on that thread after `wake()`, while the device is active.
+    public init(
+        path: String, device: any VirtioDevice, queueCount: Int, backendWork: (() -> Void)? = nil,
+        logger: Logger = Logger(label: "kata-swift.vhost-user")
+    ) throws(VhostUserServerError) {
+        precondition((1...Token.maxQueues).contains(queueCount), "vhost-user: queue count \(queueCount)")
+        self.path = path
+        self.device = device
+        self.queueCount = queueCount
+        self.backendWork = backendWork
+        self.logger = logger
+        do throws(Errno) {
+            var st = stat()
+            if lstat(path, &st) == 0, st.st_mode & S_IFMT == S_IFSOCK { unlink(path) }
+            listener = FileDescriptor(owning: try shimResult(ks_hv_unix_listen(path, 1, 0)))
+        } catch {
+            throw .listen(path: path, error)
+        }
+        do throws(Errno) {
+            epoll = try Epoll()
+            wakeEvent = try EventFD()
+            stopEvent = try EventFD()
+            try epoll.add(listener, events: .readable, token: .listener)
+            try epoll.add(wakeEvent.fd, events: .readable, token: .wake)
+            try epoll.add(stopEvent.fd, events: .readable, token: .stop)
+        } catch {
+            unlink(path)
+            throw .eventLoop(error)
+        }
+        do throws(Errno) {
+            let worker = try WorkerThread(name: "vhost-user") { [self] in run() }
+            thread.withLock { $0 = worker }
+        } catch {
+            unlink(path)
+            throw .thread(error)
+        }
+    }
+
+    public var frontendState: FrontendState { status.withLock { $0.state } }
+    /// Messages handled since the server started (for tests and debugging).
+    public var messagesHandled: Int { status.withLock { $0.messages } }
+    /// Whether the device is running (every ring started and enabled, memory mapped).
+    public var isActive: Bool { status.withLock { $0.active } }
+
+    /// Calls `body` once the frontend state leaves `.waiting` (at once if it already has).
+    public func onFrontendChange(_ body: @escaping @Sendable (FrontendState) -> Void) {
+        let now = status.withLock { s -> FrontendState? in
+            if s.state != .waiting { return s.state }
+            s.waiters.append(body)
+            return nil
+        }
+        if let now { body(now) }
+    }
+
+    /// The backend has work: run `backendWork` on the server thread. Any thread.
+    public func wake() { try? wakeEvent.signal() }
+
+    /// Stops and joins the thread, drops the frontend (its fds closed, the device reset), removes
+    /// the socket file. Idempotent.
+    public func stop() {
+        try? stopEvent.signal()
+        let worker = thread.withLock { $0 }
+        if let worker, !worker.isCurrent { worker.join() }
         unlink(path)
     }
 
-    /// Whether the device is running (all rings started and enabled).
-    public var isActive: Bool { active.load(ordering: .sequentiallyConsistent) }
+    // MARK: the server thread
 
-    /// The backend has work: run `backendWork` on the loop's thread.
-    public func wake() {
-        var one: UInt64 = 1
-        _ = withUnsafeBytes(of: &one) { write(wakeFD, $0.baseAddress, 8) }
+    private final class Connection {
+        let socket: FileDescriptor
+        let session: VhostUserSession
+        let platform: SystemVhostUserPlatform
+        var decoder = VhostUserDecoder()
+        var watchedKicks: [Int: Int32] = [:]
+        init(socket: FileDescriptor, session: VhostUserSession, platform: SystemVhostUserPlatform) {
+            self.socket = socket
+            self.session = session
+            self.platform = platform
+        }
     }
 
-    /// Ends `run()`.
-    public func stop() {
-        stopping.store(true, ordering: .sequentiallyConsistent)
-        wake()
-    }
-
-    /// Serves until `stop()` or until the frontend hangs up.
-    public func run() {
-        while !stopping.load(ordering: .sequentiallyConsistent) {
-            var watched: [(fd: Int32, queue: Int?)] = [(wakeFD, nil), (connection ?? listenFD, nil)]
-            for queue in 0..<session.queueCount {
-                if let kick = session.kickFD(ofQueue: queue) { watched.append((kick, queue)) }
+    private func run() {
+        var connection: Connection?
+        loop: while true {
+            let events: [(token: Token, events: EpollEvents)]
+            do {
+                events = try epoll.wait(max: 32, timeoutMs: -1)
+            } catch {
+                logger.error("vhost-user: epoll_wait: \(error)")
+                break
             }
-            var polls = watched.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
-            let ready = poll(&polls, nfds_t(polls.count), 1000)
-            if ready < 0 {
-                if errno == EINTR { continue }
-                logger.error("vhost-user poll: errno \(errno)")
-                return
-            }
-            for (entry, result) in zip(watched, polls) where result.revents != 0 {
-                if entry.fd == wakeFD {
-                    drain(wakeFD)
-                    if session.isActive { backendWork() }
-                } else if let queue = entry.queue {
-                    drain(entry.fd)
-                    session.kick(queue: queue)
-                } else if connection == nil {
-                    let accepted = ks_vu_accept(listenFD)
-                    if accepted >= 0 { connection = accepted }
-                } else if !readMessages() {
-                    return
+            for (token, _) in events {
+                switch token {
+                case .stop:
+                    break loop
+                case .listener:
+                    acceptFrontend(&connection)
+                case .frontend:
+                    guard let c = connection else { continue }
+                    if let reason = serviceFrontend(c) { drop(&connection, reason: reason) }
+                case .kick(let queue):
+                    guard let c = connection, let fd = c.watchedKicks[queue] else { continue }
+                    var value: UInt64 = 0
+                    _ = Glibc.read(fd, &value, 8)
+                    c.session.kick(queue: queue)
+                    rearm(c)
+                case .wake:
+                    _ = try? wakeEvent.consume()
+                    if let c = connection, c.session.isActive, let backendWork {
+                        backendWork()
+                        rearm(c)
+                    }
                 }
             }
-            active.store(session.isActive, ordering: .sequentiallyConsistent)
+            status.withLock { $0.active = connection?.session.isActive ?? false }
         }
+        if connection != nil { drop(&connection, reason: "server stopped") }
     }
 
-    private func drain(_ fd: Int32) {
-        var value: UInt64 = 0
-        _ = withUnsafeMutableBytes(of: &value) { read(fd, $0.baseAddress, 8) }
-    }
-
-    /// Reads one message (header, then exactly its payload, so the fds that travel with its
-    /// first bytes are its own), handles it and sends the reply; false when the peer is gone.
-    private func readMessages() -> Bool {
-        guard let connection else { return false }
-        var fds: [Int32] = []
-        guard let header = receive(VhostUserMessage.headerSize, from: connection, fds: &fds) else {
-            fds.forEach { _ = Glibc.close($0) }
-            return false
+    private func acceptFrontend(_ connection: inout Connection?) {
+        let fd = ks_hv_accept(listener.rawValue, 0)
+        guard fd >= 0 else { return }
+        let socket = FileDescriptor(owning: fd)
+        guard connection == nil else {
+            logger.warning("vhost-user: refusing a second frontend on \(path)")
+            return
         }
-        decoder.append(header)
-        let size = header[8..<12].enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
-        if size > 0, size <= Int(VhostUserMessage.maxPayload) {
-            guard let payload = receive(size, from: connection, fds: &fds) else {
-                fds.forEach { _ = Glibc.close($0) }
-                return false
-            }
-            decoder.append(payload)
-        }
-        let message: VhostUserMessage
         do {
-            guard let next = try decoder.next() else { throw VhostUserError.payloadTooLarge(request: 0, size: UInt32(size)) }
-            message = next
+            try epoll.add(socket, events: .readable, token: .frontend)
         } catch {
-            logger.error("vhost-user: \(error); dropping the connection")
-            fds.forEach { _ = Glibc.close($0) }
-            return false
+            logger.error("vhost-user: watching the frontend: \(error)")
+            return
         }
-        let reply: VhostUserMessage?
-        do {
-            reply = try session.handle(message, fds: fds)
-        } catch {
-            reply = session.reply(to: message, error: error)
-        }
-        guard let reply else { return true }
-        let bytes = reply.bytes
-        return bytes.withUnsafeBytes { ks_vu_send_all(connection, $0.baseAddress, $0.count) } >= 0
+        let platform = SystemVhostUserPlatform()
+        let session = VhostUserSession(device: device, queueCount: queueCount, platform: platform, logger: logger)
+        connection = Connection(socket: socket, session: session, platform: platform)
+        setState(.connected)
     }
 
-    /// Exactly `count` bytes from the socket, collecting any fds; nil at end of stream or error.
-    private func receive(_ count: Int, from socket: Int32, fds: inout [Int32]) -> [UInt8]? {
-        var result: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: count)
-        var received = [Int32](repeating: -1, count: 16)
-        while result.count < count {
-            var fdCount: Int32 = 0
-            let want = count - result.count
-            let n = buffer.withUnsafeMutableBytes { bytes in
-                received.withUnsafeMutableBufferPointer { ks_vu_recv(socket, bytes.baseAddress, want, $0.baseAddress, 16, &fdCount) }
-            }
-            fds += received.prefix(Int(fdCount))
-            guard n > 0 else {
-                if n < 0 { logger.error("vhost-user recv: errno \(-n)") }
-                return nil
-            }
-            result += buffer.prefix(n)
+    /// Reads and handles one message; returns why the connection must be dropped, if it must.
+    private func serviceFrontend(_ c: Connection) -> String? {
+        var header = [UInt8](repeating: 0, count: VhostUserMessage.headerSize)
+        var fds = [Int32](repeating: -1, count: 8)
+        var fdCount: Int32 = 0
+        let n = header.withUnsafeMutableBytes {
+            ks_hv_recv_with_fds(c.socket.rawValue, $0.baseAddress, $0.count, &fds, 8, &fdCount)
         }
-        return result
+        let received = Array(fds.prefix(Int(fdCount)))
+        if n == 0 { return "frontend closed the connection" }
+        if n < 0 { return "reading from the frontend: \(Errno(rawValue: Int32(-n)))" }
+        func fail(_ why: String) -> String {
+            received.forEach { _ = Glibc.close($0) }
+            return why
+        }
+        do {
+            var bytes = Array(header.prefix(n))
+            while bytes.count < VhostUserMessage.headerSize {
+                let more = try c.socket.read(upTo: VhostUserMessage.headerSize - bytes.count)
+                if more.isEmpty { return fail("frontend closed the connection mid-header") }
+                bytes += more
+            }
+            c.decoder.append(bytes)
+            var message = try c.decoder.next()
+            let size = Int(bytes[8]) | Int(bytes[9]) << 8 | Int(bytes[10]) << 16 | Int(bytes[11]) << 24
+            var payloadRead = 0
+            while message == nil {
+                let more = try c.socket.read(upTo: size - payloadRead)
+                if more.isEmpty { return fail("frontend closed the connection mid-message") }
+                payloadRead += more.count
+                c.decoder.append(more)
+                message = try c.decoder.next()
+            }
+            guard let message else { return fail("no message") }
+            status.withLock { $0.messages += 1 }
+            logger.debug("vhost-user: request \(message.request) flags 0x\(String(message.flags, radix: 16)) payload \(message.payload.count) fds \(received.count)")
+            let wasActive = c.session.isActive
+            let reply: VhostUserMessage?
+            do {
+                reply = try c.session.handle(message, fds: received)
+            } catch {
+                logger.warning("vhost-user: request \(message.request) failed: \(error)")
+                reply = c.session.reply(to: message, error: error)
+            }
+            if let reply, let error = sendAll(reply.bytes, to: c.socket) {
+                return "replying to the frontend: \(error)"
+            }
+            syncKicks(c)
+            if c.session.isActive, message.knownRequest == .setVringCall, received.count == 1 {
+                // QEMU swaps call fds when it unmasks the guest notifier; a used-buffer
+                // interrupt sent to the old fd in between is lost. A spurious one is harmless.
+                EventFDLine(fd: received[0]).signal()
+            }
+            if !wasActive, c.session.isActive {
+                logger.debug("vhost-user: device started")
+                // Kicks that came before the device started were consumed without effect, and the
+                // backend may already have work (a host vsock connect during boot): run the queues.
+                for queue in 0..<queueCount { c.session.kick(queue: queue) }
+                backendWork?()
+                rearm(c)
+            }
+            return nil
+        } catch let error as VhostUserError {
+            return fail("frontend broke the framing: \(error)")
+        } catch {
+            return fail("frontend I/O: \(error)")
+        }
+    }
+
+    /// Sends all of `bytes` on the blocking frontend socket; the error, if any.
+    private func sendAll(_ bytes: [UInt8], to socket: FileDescriptor) -> Errno? {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { ks_hv_send(socket.rawValue, $0.baseAddress! + offset, $0.count - offset) }
+            if n < 0 { return Errno(rawValue: Int32(-n)) }
+            offset += n
+        }
+        return nil
+    }
+
+    /// With EVENT_IDX the driver kicks only when avail.idx passes the device's avail_event, which
+    /// device models do not publish themselves: publish it after every round of work (and go
+    /// round again if buffers arrived meanwhile), or the guest stops kicking after its first
+    /// buffer. Without EVENT_IDX this clears VIRTQ_USED_F_NO_NOTIFY, which is also what we want.
+    private func rearm(_ c: Connection) {
+        guard c.session.isActive, let memory = c.platform.memory else { return }
+        for _ in 0..<4 {
+            var again = false
+            for queue in 0..<queueCount {
+                guard (try? device.queues[queue].setNotifications(enabled: true, memory: memory)) == true else { continue }
+                c.session.kick(queue: queue)
+                again = true
+            }
+            if !again { return }
+        }
+    }
+
+    /// Watches exactly the session's current kick fds (re-adding after any change, as a closed
+    /// fd silently leaves epoll and its number may come back).
+    private func syncKicks(_ c: Connection) {
+        for queue in 0..<queueCount {
+            let current = c.session.kickFD(ofQueue: queue)
+            if current == c.watchedKicks[queue], current == nil { continue }
+            if let old = c.watchedKicks[queue] {
+                _ = ks_epoll_ctl(epoll.fd.rawValue, 2, old, 0, 0)
+            }
+            c.watchedKicks[queue] = nil
+            if let fd = current,
+                ks_epoll_ctl(epoll.fd.rawValue, 1, fd, EpollEvents.readable.rawValue, Token.kick(queue).rawValue) == 0
+            {
+                c.watchedKicks[queue] = fd
+            }
+        }
+    }
+
+    private func drop(_ connection: inout Connection?, reason: String) {
+        guard let c = connection else { return }
+        for fd in c.watchedKicks.values { _ = ks_epoll_ctl(epoll.fd.rawValue, 2, fd, 0, 0) }
+        try? epoll.remove(c.socket)
+        c.session.disconnect()
+        connection = nil
+        status.withLock { $0.active = false }
+        logger.info("vhost-user: frontend gone: \(reason)")
+        setState(.disconnected(reason))
+    }
+
+    private func setState(_ state: FrontendState) {
+        let waiters = status.withLock { s -> [@Sendable (FrontendState) -> Void] in
+            s.state = state
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        waiters.forEach { $0(state) }
     }
 }

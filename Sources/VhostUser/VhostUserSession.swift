@@ -188,6 +188,9 @@ public final class VhostUserSession {
         }
     }
 
+    /// The frontend went away: stop the device (it is reset) and close every fd received.
+    public func disconnect() { resetAll() }
+
     // MARK: state
 
     private func queueIndex(_ request: VhostUserRequest, _ index: UInt32) throws(VhostUserError) -> Int {

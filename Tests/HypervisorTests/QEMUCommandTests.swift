@@ -20,6 +20,19 @@ import Testing
         #expect(args.suffix(2) == ["-initrd", "/k/initrd"])
     }
 
+    @Test func eachShareIsAVhostUserFsDeviceWithItsTag() {
+        let config = HypervisorConfig(kernelPath: "/k/vmlinux", runtimeDirectory: "/run/x")
+        let command = QEMUCommand(
+            config: config, accelerator: .tcg, vhostVsockSocket: "/run/x/v.sock",
+            virtioFs: [.init(tag: "kataShared", socket: "/run/x/fs0.sock"), .init(tag: "a,b", socket: "/run/x/fs1.sock")],
+            qmpSocket: "/run/x/q.sock", tscKHz: nil)
+        let args = command.arguments
+        #expect(args.contains("socket,id=fs0,path=/run/x/fs0.sock"))
+        #expect(args.contains("vhost-user-fs-device,chardev=fs0,tag=kataShared"))
+        #expect(args.contains("vhost-user-fs-device,chardev=fs1,tag=a,,b"))
+        #expect(args.firstIndex(of: "vhost-user-fs-device,chardev=fs0,tag=kataShared")! < args.firstIndex(of: "-kernel")!)
+    }
+
     @Test func tscRateComesFromCpuinfo() {
         #expect(QEMUCommand.tscKHz(cpuinfo: "processor\t: 0\ncpu MHz\t\t: 2445.406\n") == 2_445_406)
         #expect(QEMUCommand.tscKHz(cpuinfo: "processor\t: 0\n") == nil)

@@ -25,16 +25,9 @@ import VhostUser
 
         let muxer = VsockMuxer()
         let device = VsockDevice(guestCID: 3, backend: muxer)
-        let session = VhostUserSession(device: device, queueCount: 2, platform: SystemVhostUserPlatform())
         let socket = dir.appendingPathComponent("vsock.sock").path
-        let server = try VhostUserServer(path: socket, session: session, backendWork: { device.processBackend() })
-        muxer.setWakeHandler { server.wake() }
-        let finished = DispatchSemaphore(value: 0)
-        let thread = Thread {
-            server.run()
-            finished.signal()
-        }
-        thread.start()
+        let server = try VhostUserServer(path: socket, device: device, queueCount: 2, backendWork: { device.processBackend() })
+        muxer.setWakeHandler { [weak server] in server?.wake() }
 
         let console = dir.appendingPathComponent("console.log")
         let process = Process()
@@ -56,7 +49,6 @@ import VhostUser
             if process.isRunning { kill(process.processIdentifier, SIGKILL) }
             process.waitUntilExit()
             server.stop()
-            finished.wait()
         }
         func diagnostics() -> String {
             let console = (try? String(contentsOf: console, encoding: .utf8)) ?? ""

@@ -1,3 +1,4 @@
+import SystemSupport
 import CShims
 import KVM
 import Synchronization

@@ -2,7 +2,15 @@
 /// memfd (vhost-user needs it), serial console on stdio, vsock through vhost-user to our backend.
 /// QEMU 7.2's vhost-user-vsock-device has no guest-cid property: the guest reads its CID from
 /// our backend's config space (GET_CONFIG), so `guestCID` goes to our device model only.
+/// Each virtio-fs share is a vhost-user-fs-device (virtio-mmio) whose tag QEMU puts in the
+/// device's config space itself; one request queue (QEMU's default).
 struct QEMUCommand: Equatable, Sendable {
+    /// One vhost-user-fs-device: the tag the guest mounts by and our backend's socket.
+    struct VirtioFs: Equatable, Sendable {
+        var tag: String
+        var socket: String
+    }
+
     var binary: String
     var kernelPath: String
     var initrdPath: String?
@@ -11,6 +19,7 @@ struct QEMUCommand: Equatable, Sendable {
     var memoryMiB: Int
     var accelerator: QEMUAccelerator
     var vhostVsockSocket: String
+    var virtioFs: [VirtioFs]
     var guestCID: UInt32
     var qmpSocket: String
     var debug: Bool
@@ -33,8 +42,10 @@ struct QEMUCommand: Equatable, Sendable {
     }
 
     init(
-        config: HypervisorConfig, accelerator: QEMUAccelerator, vhostVsockSocket: String, qmpSocket: String, tscKHz: Int?
+        config: HypervisorConfig, accelerator: QEMUAccelerator, vhostVsockSocket: String, virtioFs: [VirtioFs] = [],
+        qmpSocket: String, tscKHz: Int?
     ) {
+        self.virtioFs = virtioFs
         binary = config.qemuBinary
         kernelPath = config.kernelPath
         initrdPath = config.initrdPath
@@ -65,12 +76,28 @@ struct QEMUCommand: Equatable, Sendable {
             "-qmp", "unix:\(qmpSocket),server=on,wait=off",
             "-chardev", "socket,id=vsock0,path=\(vhostVsockSocket)",
             "-device", "vhost-user-vsock-device,chardev=vsock0",
-            "-kernel", kernelPath,
-            "-append", cmdline,
         ]
+        for (index, share) in virtioFs.enumerated() {
+            a += [
+                "-chardev", "socket,id=fs\(index),path=\(Self.escaped(share.socket))",
+                "-device", "vhost-user-fs-device,chardev=fs\(index),tag=\(Self.escaped(share.tag))",
+            ]
+        }
+        a += ["-kernel", kernelPath, "-append", cmdline]
         if let initrdPath { a += ["-initrd", initrdPath] }
         if debug { a += ["-d", "guest_errors"] }
         return a
+    }
+}
+
+extension QEMUCommand {
+    /// A value inside a QEMU option string: commas are doubled.
+    static func escaped(_ value: String) -> String { value.replacingOccurrences(of: ",", with: ",,") }
+}
+
+extension String {
+    fileprivate func replacingOccurrences(of target: String, with replacement: String) -> String {
+        split(separator: target, omittingEmptySubsequences: false).joined(separator: replacement)
     }
 }
 

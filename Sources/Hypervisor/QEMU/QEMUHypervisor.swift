@@ -1,5 +1,6 @@
 import Devices
 import Logging
+import VhostUser
 import Synchronization
 import SystemSupport
 #if canImport(Glibc)
@@ -7,7 +8,9 @@ import Glibc
 #endif
 
 /// The QEMU backend: qemu-system-x86_64 -M microvm as a child process, whose vsock device is our
-/// own `VsockDevice` served over vhost-user from this process, with guest RAM in a shared memfd.
+/// own `VsockDevice` and whose virtio-fs devices (one per `sharedDirectories` entry) are our own
+/// `VirtioFsDevice` over our FUSE server, each served over vhost-user from this process, with
+/// guest RAM in a shared memfd.
 public final class QEMUHypervisor: Hypervisor {
     public let kind = HypervisorBackendKind.qemu
     public let capabilities = HypervisorCapabilities(pauseResume: true, hybridVsock: true)
@@ -22,6 +25,14 @@ public final class QEMUHypervisor: Hypervisor {
         let process: ChildProcess
         let server: VhostUserServer
         let vsock: VsockHost
+        let shares: [VirtioFsShare]
+
+        /// Stops every vhost-user server (threads joined, sockets removed) and the vsock host.
+        func stopServers() {
+            server.stop()
+            shares.forEach { $0.stop() }
+            vsock.stop()
+        }
     }
 
     private struct State {
@@ -45,8 +56,7 @@ public final class QEMUHypervisor: Hypervisor {
         // A VM dropped without stop(): no process may outlive it.
         if let running = locked.withLock({ $0.running }) {
             running.process.signal(SIGKILL)
-            running.server.stop()
-            running.vsock.stop()
+            running.stopServers()
         }
     }
 
@@ -54,6 +64,8 @@ public final class QEMUHypervisor: Hypervisor {
 
     var vhostSocketPath: String { config.runtimeDirectory + "/vhost-vsock.sock" }
     var qmpSocketPath: String { config.runtimeDirectory + "/qmp.sock" }
+    /// The vhost-user socket of each shared directory, in `config.sharedDirectories` order.
+    var virtioFsSocketPaths: [String] { config.sharedDirectories.indices.map { config.runtimeDirectory + "/vhost-fs\($0).sock" } }
 
     /// The vsock muxer (in-process host API: `connect(port:)`, `listen(port:)`), while running.
     public var vsockMuxer: VsockMuxer? { locked.withLock { $0.running?.vsock.muxer } }
@@ -104,8 +116,19 @@ public final class QEMUHypervisor: Hypervisor {
         guard (1...64).contains(config.vcpus) else { throw .invalidConfig("vcpus \(config.vcpus) not in 1...64") }
         guard (32...65536).contains(config.memoryMiB) else { throw .invalidConfig("memory \(config.memoryMiB) MiB not in 32...65536") }
         guard config.guestCID >= 3 else { throw .invalidConfig("guest CID \(config.guestCID) must be 3 or more") }
-        guard vhostSocketPath.utf8.count < 108, qmpSocketPath.utf8.count < 108 else {
+        guard ([vhostSocketPath, qmpSocketPath] + virtioFsSocketPaths).allSatisfy({ $0.utf8.count < 108 }) else {
             throw .invalidConfig("runtime directory \(config.runtimeDirectory) is too long for Unix sockets")
+        }
+        var tags: Set<String> = []
+        for share in config.sharedDirectories {
+            let bytes = share.tag.utf8.count
+            guard (1...VirtioFsDevice.tagSize).contains(bytes), !share.tag.contains("\0"), tags.insert(share.tag).inserted else {
+                throw .invalidConfig("virtio-fs tag \"\(share.tag)\" must be 1...\(VirtioFsDevice.tagSize) bytes and unique")
+            }
+            var st = stat()
+            guard stat(share.hostPath, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
+                throw .invalidConfig("shared directory \(share.hostPath) (tag \(share.tag)) is not a directory")
+            }
         }
     }
 
@@ -124,21 +147,38 @@ public final class QEMUHypervisor: Hypervisor {
         let device = VsockDevice(guestCID: UInt64(config.guestCID), backend: vsock.muxer, logger: logger)
         let server: VhostUserServer
         do {
-            server = try VhostUserServer(path: vhostSocketPath, device: device, muxer: vsock.muxer, logger: logger)
+            server = try VhostUserServer(
+                path: vhostSocketPath, device: device, queueCount: 2, backendWork: { device.processBackend() },
+                logger: logger)
         } catch {
+            vsock.stop()
+            throw .vhostUser("\(error)")
+        }
+        // Weak: the muxer belongs to the device the server holds.
+        vsock.muxer.setWakeHandler { [weak server] in server?.wake() }
+        var shares: [VirtioFsShare] = []
+        do {
+            for (share, path) in zip(config.sharedDirectories, virtioFsSocketPaths) {
+                shares.append(try VirtioFsShare(share, socketPath: path, logger: logger))
+            }
+        } catch {
+            server.stop()
+            shares.forEach { $0.stop() }
             vsock.stop()
             throw error
         }
         let cpuinfo = Self.readProcFile("/proc/cpuinfo", limit: 16384)
         let command = QEMUCommand(
-            config: config, accelerator: accelerator, vhostVsockSocket: vhostSocketPath, qmpSocket: qmpSocketPath,
+            config: config, accelerator: accelerator, vhostVsockSocket: vhostSocketPath,
+            virtioFs: shares.map { QEMUCommand.VirtioFs(tag: $0.tag, socket: $0.socketPath) }, qmpSocket: qmpSocketPath,
             tscKHz: QEMUCommand.tscKHz(cpuinfo: cpuinfo))
         logger.debug("qemu: \(command.arguments.joined(separator: " "))")
         do {
             let process = try ChildProcess(arguments: command.arguments, output: config.consoleOutput)
-            return Running(process: process, server: server, vsock: vsock)
+            return Running(process: process, server: server, vsock: vsock, shares: shares)
         } catch {
             server.stop()
+            shares.forEach { $0.stop() }
             vsock.stop()
             throw error
         }
@@ -210,8 +250,7 @@ public final class QEMUHypervisor: Hypervisor {
     /// QEMU ended: release everything (on the reaper thread) and record how it ended.
     private func finished(_ code: Int32) {
         let running = locked.withLock { $0.running }
-        running?.server.stop()
-        running?.vsock.stop()
+        running?.stopServers()
         removeRuntimeFiles()
         locked.withLock { s in
             if let tail = s.running?.process.outputTail { lastConsoleTail.withLock { $0 = tail } }
@@ -223,6 +262,7 @@ public final class QEMUHypervisor: Hypervisor {
     private func removeRuntimeFiles() {
         unlink(vhostSocketPath)
         unlink(qmpSocketPath)
+        virtioFsSocketPaths.forEach { unlink($0) }
         if locked.withLock({ $0.createdDirectory }) { rmdir(config.runtimeDirectory) }
     }
 

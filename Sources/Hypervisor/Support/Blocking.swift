@@ -1,3 +1,4 @@
+import SystemSupport
 /// Runs blocking `body` on its own thread and awaits its result, so the concurrency pool is
 /// never blocked (QMP round trips, joins).
 func runBlocking<T: Sendable>(_ name: String, _ body: @escaping @Sendable () -> T) async -> T {

@@ -1,13 +1,12 @@
 import CShims
 import Synchronization
-import SystemSupport
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// A joinable OS thread for a loop that blocks in the kernel (epoll_wait, waitpid, read), so
 /// the Swift concurrency pool is never blocked.
-final class WorkerThread: Sendable {
+public final class WorkerThread: Sendable {
     private final class Box {
         let body: () -> Void
         init(_ body: @escaping () -> Void) { self.body = body }
@@ -21,7 +20,7 @@ final class WorkerThread: Sendable {
     private let state = Mutex(State())
 
     /// Starts `body` on a new thread named `name` (at most 15 characters are kept).
-    init(name: String, _ body: @escaping @Sendable () -> Void) throws(Errno) {
+    public init(name: String, _ body: @escaping @Sendable () -> Void) throws(Errno) {
         let box = Unmanaged.passRetained(Box {
             _ = ks_set_thread_name(String(name.prefix(15)))
             body()
@@ -40,7 +39,7 @@ final class WorkerThread: Sendable {
     }
 
     /// Waits for the thread to end; later calls return at once. Never call from the thread itself.
-    func join() {
+    public func join() {
         let thread = state.withLock { s -> pthread_t? in
             defer { s.joined = true }
             return s.joined ? nil : s.thread
@@ -49,7 +48,7 @@ final class WorkerThread: Sendable {
     }
 
     /// Whether the calling thread is this one.
-    var isCurrent: Bool {
+    public var isCurrent: Bool {
         state.withLock { $0.thread.map { pthread_equal($0, pthread_self()) != 0 } ?? false }
     }
 }

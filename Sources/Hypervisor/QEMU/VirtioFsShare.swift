@@ -1,0 +1,41 @@
+import Devices
+import FUSE
+import Logging
+import VhostUser
+
+/// One `SharedDirectory` served to QEMU's vhost-user-fs-device: our FUSE server over the host
+/// directory (confined to it, read-only if asked), our virtio-fs device model, and a vhost-user
+/// server for it on `socketPath`. `stop()` joins its thread and removes the socket; the FUSE
+/// server's descriptors close when the last reference goes.
+final class VirtioFsShare: Sendable {
+    let tag: String
+    let socketPath: String
+    private let server: VhostUserServer
+
+    init(_ share: SharedDirectory, socketPath: String, logger: Logger) throws(HypervisorError) {
+        let fileSystem: PassthroughFileSystem
+        do {
+            fileSystem = try PassthroughFileSystem(PassthroughConfiguration(root: share.hostPath, readOnly: share.readOnly))
+        } catch {
+            throw .invalidConfig("shared directory \(share.hostPath) (tag \(share.tag)): \(error)")
+        }
+        let device: VirtioFsDevice
+        do {
+            device = try VirtioFsDevice(tag: share.tag, server: FUSEServer(fileSystem: fileSystem), logger: logger)
+        } catch {
+            throw .invalidConfig("\(error)")
+        }
+        do {
+            server = try VhostUserServer(path: socketPath, device: device, queueCount: device.queueCount, logger: logger)
+        } catch {
+            throw .vhostUser("\(error)")
+        }
+        tag = share.tag
+        self.socketPath = socketPath
+    }
+
+    var frontendState: VhostUserServer.FrontendState { server.frontendState }
+    var isActive: Bool { server.isActive }
+
+    func stop() { server.stop() }
+}
