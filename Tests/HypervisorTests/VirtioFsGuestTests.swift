@@ -53,13 +53,18 @@ import Glibc
         let final = await exited.value
         watchdog.cancel()
         #expect(final == .stopped(exitCode: 0, requested: false), "console:\n\(vm.consoleTail)")
-        return vm.consoleTail.split(separator: "\n").map { $0.trimmingCharacters() }.filter { $0.hasPrefix("vfs: ") }
+        return vm.consoleTail.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters() }.filter { $0.hasPrefix("vfs: ") }
     }
 
     @Test func guestMountsReadsWritesListsAndStaysInsideTheShare() async throws {
         raiseDescriptorLimit()
         let share = try Self.makeShare("rw")
-        defer { _ = GuestFixture.shell("rm -rf \(share)/..") }
+        defer { removeShare(share) }
+        _ = try VirtioFsFixture.paths.get()
+        // The runtime makes a timerfd for the first sleep of each kind (as in `run`'s watchdog)
+        // and keeps it: have them made before counting.
+        try await Task.sleep(for: .milliseconds(1))
+        try await Task { try await Task.sleep(for: .milliseconds(1)) }.value
         let fdsBefore = HostState.openFDCount()
         let listBefore = HostState.openFDs()
         var pid: Int32 = 0
@@ -94,7 +99,7 @@ import Glibc
 
     @Test func readOnlyShareRefusesTheGuestsWrite() async throws {
         let share = try Self.makeShare("ro")
-        defer { _ = GuestFixture.shell("rm -rf \(share)/..") }
+        defer { removeShare(share) }
         let vm = QEMUHypervisor(config: try Self.config("ro", share: share, readOnly: true))
         let lines = try await Self.run(vm)
         #expect(lines.prefix(3) == ["vfs: mounted", "vfs: read hello from the host", "vfs: FAIL write guest.txt: Read-only file system"],
@@ -114,6 +119,12 @@ import Glibc
         #expect(!HostState.fileExists(config.runtimeDirectory))
         #expect(HostState.openFDCount() == fdsBefore)
     }
+}
+
+/// Removes what `makeShare` made (the share's parent directory).
+func removeShare(_ share: String) {
+    guard share.hasSuffix("/share"), share.hasPrefix("/tmp/ks-vfs-") else { return }
+    _ = GuestFixture.shell("rm -rf '\(share.dropLast(6))'")
 }
 
 /// Every inode the guest's dentry cache holds costs the FUSE server one host descriptor; the
