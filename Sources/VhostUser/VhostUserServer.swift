@@ -305,19 +305,24 @@ public final class VhostUserServer: @unchecked Sendable {
     }
 
     /// With EVENT_IDX the driver kicks only when avail.idx passes the device's avail_event, which
-    /// device models do not publish themselves: publish it after every round of work (and go
-    /// round again if buffers arrived meanwhile), or the guest stops kicking after its first
-    /// buffer. Without EVENT_IDX this clears VIRTQ_USED_F_NO_NOTIFY, which is also what we want.
+    /// device models do not publish themselves: publish it after every round of work, and go
+    /// round again while that finds buffers the device then consumes, or the guest stops kicking
+    /// (a request that arrives between the device's last pop and the publication would wait
+    /// forever). Buffers the device leaves waiting (vsock RX with nothing to deliver) end the
+    /// loop: avail_event already covers them. Without EVENT_IDX this clears
+    /// VIRTQ_USED_F_NO_NOTIFY, which is also what we want.
     private func rearm(_ c: Connection) {
         guard c.session.isActive, let memory = c.platform.memory else { return }
-        for _ in 0..<4 {
-            var again = false
-            for queue in 0..<queueCount {
+        var pending = Array(0..<queueCount)
+        while !pending.isEmpty {
+            var again: [Int] = []
+            for queue in pending {
                 guard (try? device.queues[queue].setNotifications(enabled: true, memory: memory)) == true else { continue }
+                let before = device.queues[queue].nextAvailable
                 c.session.kick(queue: queue)
-                again = true
+                if device.queues[queue].nextAvailable != before { again.append(queue) }
             }
-            if !again { return }
+            pending = again
         }
     }
 

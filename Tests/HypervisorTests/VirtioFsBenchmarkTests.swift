@@ -18,17 +18,21 @@ import Glibc
         raiseDescriptorLimit()
         let share = try VirtioFsGuestTests.makeShare("bench")
         defer { removeShare(share) }
-        let config = try VirtioFsGuestTests.config(
+        var config = try VirtioFsGuestTests.config(
             "bench", share: share, extras: ["KS_BENCH=\(Self.mib)", "KS_FILES=\(Self.files)"], memoryMiB: 512)
+        if getenv("KS_VFS_DEBUG") != nil {
+            config.debug = true
+            config.consoleOutput = { bytes in _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) } }
+        }
         let vm = QEMUHypervisor(config: config)
         let lines = try await VirtioFsGuestTests.run(vm, seconds: 1800)
         await vm.stop()
         let guestLine = try #require(lines.first { $0.hasPrefix("vfs: bench ") }, "console:\n\(vm.consoleTail)")
+        print("BENCH virtio-fs guest (QEMU/TCG, \(Self.mib) MiB, \(Self.files) files): \(guestLine.dropFirst(11))")
         let hostOutput = try #require(
             GuestFixture.shell("\(VirtioFsFixture.hostProgram) bench \(share)/hostbench \(Self.mib) \(Self.files)"))
         let hostLine = try #require(hostOutput.split(separator: "\n").first { $0.hasPrefix("vfs: bench ") }.map(String.init))
         let guest = Self.parse(guestLine), host = Self.parse(hostLine)
-        print("BENCH virtio-fs guest (QEMU/TCG, \(Self.mib) MiB, \(Self.files) files): \(guestLine.dropFirst(11))")
         print("BENCH virtio-fs host (same dir): \(hostLine.dropFirst(11))")
         let ratios = zip(guest, host).map { (name: $0.0.name, ratio: $0.0.value / $0.1.value) }
         print("BENCH virtio-fs guest/host: " + ratios.map { "\($0.name) \(($0.ratio * 1000).rounded() / 1000)" }.joined(separator: " "))

@@ -45,7 +45,7 @@ static void say(const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    int fd = open("/dev/console", O_WRONLY | O_NOCTTY);
+    int fd = getpid() == 1 ? open("/dev/console", O_WRONLY | O_NOCTTY) : -1;
     if (fd < 0) fd = 1;
     (void)!write(fd, line, strlen(line));
     if (fd > 2) close(fd);
