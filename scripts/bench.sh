@@ -26,3 +26,6 @@ if [ "${BENCH_VMM_BOOT:-0}" = 1 ]; then
   echo "== our VMM vs QEMU microvm -accel kvm: boot milestones and RSS"
   bench/vmm-boot.sh "$runs"
 fi
+
+echo "== virtio-fs: 256 MiB sequential write/read and 2000 small files, guest (QEMU/TCG) vs host, same directory"
+bench/virtiofs.sh 256 2000
