@@ -142,6 +142,18 @@ import VirtIOTestSupport
         #expect(FileManager.default.fileExists(atPath: h.root + "/f"))
     }
 
+    @Test func publishesAvailEventSoTheDriverKicksAgain() throws {
+        let h = try Harness(memory: memory, interrupt: interrupt)
+        h.device.queues[1] = h.driver.makeQueue(maxSize: VirtioFsDevice.queueSize, eventIndex: true)
+        try h.driver.setUsedEvent(0)
+        try h.initialize()
+        try h.driver.add([.readable(h.request(1, Array("x".utf8) + [0])), .writable(64)])
+        try h.driver.add([.readable(h.request(1, Array("y".utf8) + [0])), .writable(64)])
+        h.device.queueNotified(1)
+        #expect(try h.driver.takeUsed().count == 2)
+        #expect(try h.driver.availableEvent() == h.driver.availableIndex)
+    }
+
     // MARK: hostile chains
 
     @Test func replyAreaTooSmallCompletesTheChainWithoutAReply() throws {
