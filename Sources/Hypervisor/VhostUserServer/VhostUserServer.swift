@@ -155,12 +155,10 @@ final class VhostUserServer: @unchecked Sendable {
                     _ = Glibc.read(fd, &value, 8)
                     logger.trace("vhost-user: kick queue \(queue) (active \(c.session.isActive))")
                     c.session.kick(queue: queue)
-                    rearm(c)
                 case .wake:
                     _ = try? wake.consume()
                     if let c = connection, c.session.isActive {
                         device.processBackend()
-                        rearm(c)
                     }
                 }
             }
@@ -243,30 +241,12 @@ final class VhostUserServer: @unchecked Sendable {
                 // the muxer may already hold packets (a host connect during boot): run the queues.
                 for queue in 0..<Self.queueCount { c.session.kick(queue: queue) }
                 device.processBackend()
-                rearm(c)
             }
             return nil
         } catch let error as VhostUserError {
             return fail("frontend broke the framing: \(error)")
         } catch {
             return fail("frontend I/O: \(error)")
-        }
-    }
-
-    /// With EVENT_IDX the driver kicks only when avail.idx passes the device's avail_event, which
-    /// the vsock device model does not publish itself: publish it after every round of work (and
-    /// go round again if buffers arrived meanwhile), or the guest stops kicking after its first
-    /// buffer. Without EVENT_IDX this clears VIRTQ_USED_F_NO_NOTIFY, which is also what we want.
-    private func rearm(_ c: Connection) {
-        guard c.session.isActive, let memory = c.platform.memory else { return }
-        for _ in 0..<4 {
-            var again = false
-            for queue in 0..<Self.queueCount {
-                guard (try? device.queues[queue].setNotifications(enabled: true, memory: memory)) == true else { continue }
-                c.session.kick(queue: queue)
-                again = true
-            }
-            if !again { return }
         }
     }
 
