@@ -31,14 +31,19 @@ import VirtIOTestSupport
         0xfb,                                // 0x2e sti
         0xf4,                                // 0x2f hlt
         0xeb, 0xfd,                          // 0x30 jmp 0x2f
-        0xb0, 0xfe, 0xe6, 0x64,              // 0x32 handler: mov al, 0xfe; out 0x64, al (reset)
-        0xeb, 0xfe,                          // 0x36 jmp $
+        0xba, 0xf8, 0x03,                    // 0x32 handler: mov dx, 0x3f8
+        0xb0, 0x49,                          // 0x35 mov al, 'I'
+        0xee,                                // 0x37 out dx, al   (serial: "I" = the interrupt ran)
+        0xb0, 0xfe, 0xe6, 0x64,              // 0x38 mov al, 0xfe; out 0x64, al (reset)
+        0xeb, 0xfe,                          // 0x3c jmp $
     ]
 
     @Test(.timeLimit(.minutes(2)))
     func queueNotifyWakesTheDeviceThreadAndTheIrqfdInterruptReachesTheGuest() throws {
+        let output = Capture()
         let vm = try VirtualMachine(config: VMConfig(
-            memorySize: 1 << 20, payload: .realMode(code: Self.code, address: 0x1000), virtioDevices: [.rng()]))
+            memorySize: 1 << 20, payload: .realMode(code: Self.code, address: 0x1000),
+            consoleOutput: { output.append($0) }, virtioDevices: [.rng()]))
         let slot = try #require(vm.virtioSlots.first)
         #expect(slot.base == 0xd000_0000 && slot.irq == 5)
         // The driver's probe, done by the host on the guest's behalf (the guest has no room for it).
@@ -55,6 +60,7 @@ import VirtIOTestSupport
         let reason = vm.wait()
         watchdog.cancel()
         #expect(reason == .reset, "the guest's IRQ5 handler resets the VM; \(reason) means no interrupt arrived")
+        #expect(output.value == Array("I".utf8), "the IRQ5 handler ran (not a triple fault)")
         #expect(slot.queueRunCount == 1, "the kick reached the device thread through the ioeventfd")
         #expect(try queue.usedIndex() == 1)
         #expect(try queue.written(chain, count: 32) != [UInt8](repeating: 0, count: 32))
