@@ -19,6 +19,9 @@ KS_HV_BENCH=1 swift test --skip-build --filter QEMUBenchmarkTests 2>&1 | grep -E
 echo "== backends on this host (kata-ctl check): the agent channel runs on each backend that can run a guest userspace"
 .build/debug/kata-ctl check || true
 
+echo "== in-process KVM backend: start() and stop() of our VMM with vsock + rng (the guest itself cannot reach userspace here)"
+swift test --skip-build --filter KVMBackendTests/lifecycle 2>&1 | grep -E "BENCH|passed|failed" || true
+
 echo "== agent channel per backend: VM start to first Health.Check, and 1000 Health.Check round trips over our vsock"
 echo "   (auto = QEMU/TCG here; the in-process KVM backend prints SKIPPED where its KVM cannot run a userspace)"
 KS_HV_BENCH=1 swift test --skip-build --filter AgentChannelTests 2>&1 | grep -E "BENCH|SKIPPED|passed|failed" || true

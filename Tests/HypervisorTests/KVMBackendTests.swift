@@ -25,7 +25,9 @@ import Glibc
         let vm = KVMHypervisor(config: config)
         #expect(vm.state == .created)
         await #expect(throws: HypervisorError.self) { try await vm.pause() }
+        let t0 = ContinuousClock.now
         try await vm.start()
+        print("BENCH kvm-backend: start() (images read, guest defaults probed, VM built, vCPU and device threads running) in \(ContinuousClock.now - t0)")
         #expect(vm.state == .running)
         await #expect(throws: HypervisorError.self) { try await vm.start() }
         // Looked at through a weak reference: the test must not keep the VM (and its fds) alive.
@@ -51,7 +53,9 @@ import Glibc
             guard case .vsockConnect(1024, _) = error else { throw error }
         }
 
+        let t1 = ContinuousClock.now
         await vm.stop()
+        print("BENCH kvm-backend: stop() (vCPUs and device thread joined, vsock host closed) in \(ContinuousClock.now - t1)")
         #expect(vm.state == .stopped(exitCode: 0, requested: true))
         #expect(machine == nil, "the stopped VM was released")
         #expect(!HostState.fileExists(hybrid))
