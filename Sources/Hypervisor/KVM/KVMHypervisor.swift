@@ -83,7 +83,11 @@ public final class KVMHypervisor: Hypervisor {
         }
         switch result {
         case .success(let running):
-            locked.withLock { $0.running = running }
+            let stopNow = locked.withLock { s -> Bool in
+                s.running = running
+                return s.stopRequested
+            }
+            if stopNow { await stop() }  // stop() came while we were starting
         case .failure(let error):
             removeRuntimeFiles()
             locked.withLock { $0.phase = .stopped(exitCode: -1, requested: false) }
@@ -122,7 +126,7 @@ public final class KVMHypervisor: Hypervisor {
         let defaults: GuestDefaults
         let cmdline: Cmdline
         do {
-            defaults = try GuestDefaults.probe()
+            defaults = try Self.guestDefaults()
             cmdline = try Cmdline(([defaults.cmdline] + (config.debug ? [] : ["quiet"]) + config.cmdlineExtras).joined(separator: " "))
         } catch let error as VMMError {
             throw .backendUnavailable("kvm: probing guest defaults: \(error)")
@@ -166,6 +170,17 @@ public final class KVMHypervisor: Hypervisor {
             vsock.stop()
             throw .system(operation: "kvm waiter thread", error)
         }
+    }
+
+    private static let probedDefaults = Mutex<GuestDefaults?>(nil)
+
+    /// The host's guest defaults (CPU template, `clearcpuid=`), probed with tiny guests once per
+    /// process: they depend only on the host's KVM.
+    static func guestDefaults() throws(VMMError) -> GuestDefaults {
+        if let known = probedDefaults.withLock({ $0 }) { return known }
+        let probed = try GuestDefaults.probe()
+        probedDefaults.withLock { $0 = probed }
+        return probed
     }
 
     /// Creates the runtime directory (mode 0700) if needed; true when we created it.
