@@ -41,7 +41,8 @@ struct BootKernelTests {
             case .reached(let after, let reason, let slots):
                 print("boot-kernel: '\(Self.marker)' after \(after) on attempt \(attempt) (VM stopped: \(reason))")
                 for (name, slot) in zip(["vsock", "rng"], slots) {
-                    print("boot-kernel: virtio-\(name) at 0x\(String(slot.base, radix: 16)): status 0x\(String(slot.status.rawValue, radix: 16)), \(slot.queueRunCount) queue runs on the device thread")
+                    print("boot-kernel: virtio-\(name) at 0x\(String(slot.base, radix: 16)): status 0x\(String(slot.status.rawValue, radix: 16)), \(slot.queueRunCount) queue runs on the device thread, \(slot.trappedKickCount) kicks trapped instead of ioeventfd")
+                    #expect(slot.trappedKickCount == 0, "virtio-\(name): QueueNotify reached userspace: the ioeventfd did not match")
                     #expect(slot.status.contains(.driverOK), "virtio-\(name): the guest driver did not reach DRIVER_OK")
                     #expect(!slot.status.contains(.deviceNeedsReset) && !slot.status.contains(.failed), "virtio-\(name) status \(slot.status)")
                 }

@@ -98,7 +98,7 @@ struct MmioBusDriver {
         // The kick only rings the doorbell: nothing is done on the dispatching thread.
         let chain = try queue.add([.writable(64)])
         driver.write(.queueNotify, 0)
-        #expect(try queue.usedIndex() == 0 && slot.queueRunCount == 0)
+        #expect(try queue.usedIndex() == 0 && slot.queueRunCount == 0 && slot.trappedKickCount == 1)
         #expect(try slot.queueEvents[0].consume() == 1)
 
         // The event loop runs the queue and interrupts.

@@ -22,6 +22,7 @@ public final class VirtioMmioSlot: BusDevice, @unchecked Sendable {
     private let backendWork: (() -> Void)?
     private let lock = Mutex(())
     private let queueRuns = Atomic<Int>(0)
+    private let trappedKicks = Atomic<Int>(0)
 
     public init(
         spec: VirtioDeviceSpec, base: UInt64, irq: UInt32, memory: some GuestMemory, interruptLine: some InterruptLine
@@ -46,6 +47,9 @@ public final class VirtioMmioSlot: BusDevice, @unchecked Sendable {
     public var status: DeviceStatus { lock.withLock { _ in transport.status } }
     /// Queue runs done by the event loop (tests: a kick reached the device thread).
     public var queueRunCount: Int { queueRuns.load(ordering: .relaxed) }
+    /// QueueNotify stores that exited to userspace instead of signalling the ioeventfd (0 in a VM
+    /// whose ioeventfds are registered; tests check it).
+    public var trappedKickCount: Int { trappedKicks.load(ordering: .relaxed) }
 
     // MARK: BusDevice (vCPU threads)
 
@@ -59,11 +63,19 @@ public final class VirtioMmioSlot: BusDevice, @unchecked Sendable {
             // bus): hand it to the event loop rather than run the device on this vCPU thread.
             let value = data.enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
             if value < queueEvents.count {
+                trappedKicks.add(1, ordering: .relaxed)
                 try? queueEvents[value].signal()
                 return .done
             }
         }
-        lock.withLock { _ in transport.write(offset: offset, bytes: data) }
+        let activated = lock.withLock { _ -> Bool in
+            let before = transport.isActivated
+            transport.write(offset: offset, bytes: data)
+            return !before && transport.isActivated
+        }
+        // The driver just set DRIVER_OK: the backend may already hold work (a host connect
+        // made while the guest booted); let the device thread look.
+        if activated { try? wake.signal() }
         return .done
     }
 
