@@ -272,5 +272,13 @@ struct VsockConnection {
         phase = .closed(.deviceReset)
     }
 
+    /// One line of counters, for diagnostics.
+    var summary: String {
+        "\(key.hostPort)<->\(key.guestPort) \(phase) fromGuest=\(fromGuest.count) toGuest=\(toGuest.count) "
+            + "peerCredit=\(peerCredit) creditRequested=\(creditRequested) sent=\(sentTotal) peerFwd=\(peerForwardCount) "
+            + "peerBuf=\(peerBufferAllocation) received=\(receivedTotal) fwd=\(forwardCount) advFwd=\(advertisedForwardCount) "
+            + "controls=\(controls.map { "\($0.op)" }) writeBlocked=\(writeBlocked)"
+    }
+
     var closeReason: VsockCloseReason? { if case .closed(let reason) = phase { reason } else { nil } }
 }

@@ -152,6 +152,13 @@ public final class VsockMuxer: VsockBackend {
         return packet
     }
 
+    /// Every connection's counters, one per line (diagnostics for stalls).
+    public var diagnostics: String {
+        state.withLock { state in
+            state.connections.values.map(\.summary).joined(separator: "\n") + " resets=\(state.resets.count)"
+        }
+    }
+
     public func deviceReset() {
         let notify = state.withLock { state -> [@Sendable () -> Void] in
             state.resets.removeAll()

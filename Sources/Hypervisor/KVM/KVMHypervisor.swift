@@ -236,6 +236,7 @@ public final class KVMHypervisor: Hypervisor {
     public func waitForExit() async -> HypervisorState {
         guard let running = locked.withLock({ $0.running }) else { return state }
         await runBlocking("kvm-join") { running.waiter.join() }
+        locked.withLock { $0.running = nil }  // the VM's descriptors go with it
         return state
     }
 
