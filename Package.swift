@@ -49,7 +49,7 @@ let package = Package(
             name: "VhostUser",
             dependencies: ["Devices", "VirtIO", "GuestMemory", "SystemSupport", "CShims", .product(name: "Logging", package: "swift-log")]),
         // Builds and runs a VM: memory, vCPU threads, devices, event loop, stop.
-        .target(name: "VMM", dependencies: ["KVM", "Boot", "Devices", "GuestMemory", "SystemSupport"]),
+        .target(name: "VMM", dependencies: ["KVM", "Boot", "Devices", "VirtIO", "GuestMemory", "SystemSupport"]),
         // The interface the sandbox uses to run its VM; backends: QEMU (+ our vhost-user server),
         // our in-process VMM; `auto` probing; host side of vsock (bridge, hybrid socket).
         .target(
@@ -124,7 +124,9 @@ let package = Package(
         .testTarget(name: "SystemSupportTests", dependencies: ["SystemSupport"]),
         .testTarget(name: "KVMTests", dependencies: ["KVM", "SystemSupport", "CShims"]),
         .testTarget(name: "BootTests", dependencies: ["Boot", "GuestMemory"]),
-        .testTarget(name: "VMMTests", dependencies: ["VMM", "Devices", "KVM", "Boot", "GuestMemory"]),
+        .testTarget(
+            name: "VMMTests",
+            dependencies: ["VMM", "Devices", "KVM", "Boot", "GuestMemory", "VirtIO", "VirtIOTestSupport", "SystemSupport"]),
         .testTarget(
             name: "VhostUserTests", dependencies: ["VhostUser", "Devices", "VirtIO", "VirtIOTestSupport", "GuestMemory"]),
         .testTarget(
@@ -159,7 +161,7 @@ let package = Package(
         .testTarget(
             name: "HypervisorTests", dependencies: ["Hypervisor", "VhostUser", "Devices", "VirtIO", "GuestMemory", "SystemSupport", "CShims"]),
         // One real boot of our kernel under our VMM (minutes on hosts whose KVM emulates the guest).
-        .testTarget(name: "BootKernelTests", dependencies: ["VMM", "Boot", "SystemSupport"]),
+        .testTarget(name: "BootKernelTests", dependencies: ["VMM", "Boot", "SystemSupport", "Devices", "VirtIO"]),
         .testTarget(name: "GuestContainersTests", dependencies: ["GuestContainers", "CShims"]),
         // The shim-to-agent channel end to end: our kernel and kata-agent in a VM, ttrpc over our vsock.
         .testTarget(

@@ -44,6 +44,8 @@ public enum Layout {
     public static let virtioMMIOStart: UInt64 = 0xd000_0000
     public static let virtioMMIOSize: UInt64 = 0x1000
     public static let firstVirtioIRQ: UInt32 = 5
+    /// virtio-mmio devices that get an IOAPIC line of their own (GSI 5...23).
+    public static let maxVirtioDevices = 19
     /// KVM's own pages for VMX real mode (outside RAM, inside the hole).
     public static let kvmIdentityMapStart: UInt64 = 0xfffb_c000
     public static let kvmTSSStart: UInt64 = 0xfffb_d000

@@ -33,6 +33,8 @@ public enum KVMError: Error, Equatable, Sendable, CustomStringConvertible {
     case setLAPIC(Errno)
     case run(Errno)
     case vcpuEvents(Errno)
+    case irqfd(gsi: UInt32, Errno)
+    case ioeventfd(address: UInt64, Errno)
 
     public var description: String {
         switch self {
@@ -62,6 +64,8 @@ public enum KVMError: Error, Equatable, Sendable, CustomStringConvertible {
         case .setLAPIC(let e): "KVM_SET_LAPIC: \(e)"
         case .run(let e): "KVM_RUN: \(e)"
         case .vcpuEvents(let e): "KVM_GET/SET_VCPU_EVENTS: \(e)"
+        case .irqfd(let gsi, let e): "KVM_IRQFD (GSI \(gsi)): \(e)"
+        case .ioeventfd(let address, let e): "KVM_IOEVENTFD at 0x\(String(address, radix: 16)): \(e)"
         }
     }
 }

@@ -22,10 +22,14 @@ public struct VMConfig: Sendable {
     public var irqchip: Bool
     /// Receives every byte the guest writes to the serial port.
     public var consoleOutput: @Sendable ([UInt8]) -> Void
+    /// virtio-mmio devices, in slot order: device i at Layout.virtioMMIOStart + i * 4 KiB with
+    /// GSI firstVirtioIRQ + i, announced on a Linux guest's command line.
+    public var virtioDevices: [VirtioDeviceSpec]
 
     public init(
         memorySize: UInt64, vcpus: Int = 1, payload: GuestPayload, cpuTemplate: CPUTemplate = .host,
-        irqchip: Bool = true, consoleOutput: @escaping @Sendable ([UInt8]) -> Void = { _ in }
+        irqchip: Bool = true, consoleOutput: @escaping @Sendable ([UInt8]) -> Void = { _ in },
+        virtioDevices: [VirtioDeviceSpec] = []
     ) {
         self.memorySize = memorySize
         self.vcpus = vcpus
@@ -33,13 +37,15 @@ public struct VMConfig: Sendable {
         self.cpuTemplate = cpuTemplate
         self.irqchip = irqchip
         self.consoleOutput = consoleOutput
+        self.virtioDevices = virtioDevices
     }
 }
 
 /// A built VM: memory mapped, devices on their buses, vCPUs ready at the kernel entry.
 ///
-/// `start()` runs one thread per vCPU; `wait()` returns why the VM stopped; `stop()` may be
-/// called from any thread. Threads: vCPU i is named "vcpu<i>".
+/// `start()` runs one thread per vCPU and one device thread; `wait()` returns why the VM stopped
+/// (after joining every thread); `stop()`, `pause()` and `resume()` may be called from any
+/// thread. Threads: vCPU i is named "vcpu<i>", the device event loop "virtio-devices".
 public final class VirtualMachine: Sendable {
     public let vm: VM
     public let memory: MmapGuestMemory
@@ -48,10 +54,14 @@ public final class VirtualMachine: Sendable {
     public let mmio = Bus()
     public let serial: Serial8250
     public let bootTimer: BootTimer
+    /// The virtio-mmio slots, in `config.virtioDevices` order.
+    public let virtioSlots: [VirtioMmioSlot]
     private let threads: [VcpuThread]
+    private let deviceLoop: DeviceEventLoop?
     private let stopReason = Mutex<StopReason?>(nil)
     private let started = Atomic<Bool>(false)
     private let stopping = Atomic<Bool>(false)
+    let pauseControl: PauseControl
 
     public init(config: VMConfig, kvm: Kvm? = nil) throws(VMMError) {
         let kvm = try wrap { () throws(KVMError) -> Kvm in
@@ -102,13 +112,19 @@ public final class VirtualMachine: Sendable {
         } catch {
             throw .bus(error)
         }
+        let slots = try Self.makeVirtioSlots(config, vm: vm, memory: memory, mmio: mmio)
 
         // Guest payload and vCPUs.
         let supported = try wrap { () throws(KVMError) in try kvm.supportedCPUID() }
         var vcpus: [Vcpu] = []
         switch config.payload {
-        case .linux(let kernel, let initrd, let cmdline):
+        case .linux(let kernel, let initrd, var cmdline):
             let boot: BootCPUState
+            do throws(CmdlineError) {
+                for slot in slots { try cmdline.insertString(slot.cmdlineEntry) }
+            } catch {
+                throw .boot(.cmdline(error))
+            }
             do {
                 boot = try BootConfigurator.setup(
                     memory: memory, kernelImage: kernel, initrd: initrd, cmdline: cmdline, vcpus: config.vcpus)
@@ -151,11 +167,24 @@ public final class VirtualMachine: Sendable {
         self.memory = memory
         self.vcpus = vcpus
         self.threads = vcpus.map { _ in VcpuThread() }
+        self.virtioSlots = slots
+        do {
+            self.deviceLoop = slots.isEmpty ? nil : try DeviceEventLoop(slots: slots)
+            self.pauseControl = try PauseControl()
+        } catch {
+            throw .virtioSetup(device: -1, error)
+        }
     }
 
     /// Starts one thread per vCPU.
     public func start() throws(VMMError) {
         guard !started.exchange(true, ordering: .acquiringAndReleasing) else { throw .alreadyStarted }
+        do {
+            try deviceLoop?.start()
+        } catch {
+            stop(.runFailed("device thread start: \(error)"))
+            throw .virtioSetup(device: -1, error)
+        }
         for (vcpu, thread) in zip(vcpus, threads) {
             do {
                 try thread.start(name: "vcpu\(vcpu.id)") { [self] in runLoop(vcpu) }
@@ -169,6 +198,7 @@ public final class VirtualMachine: Sendable {
     /// Blocks until every vCPU thread has ended and returns why the VM stopped.
     public func wait() -> StopReason {
         for thread in threads { thread.join() }
+        deviceLoop?.stop()
         return stopReason.withLock { $0 } ?? .stopRequested
     }
 
@@ -176,6 +206,16 @@ public final class VirtualMachine: Sendable {
     public func stop(_ reason: StopReason = .stopRequested) {
         stopReason.withLock { if $0 == nil { $0 = reason } }
         stopping.store(true, ordering: .releasing)
+        pauseControl.release()
+        for vcpu in vcpus { vcpu.requestImmediateExit() }
+        for thread in threads { thread.kick() }
+        deviceLoop?.requestStop()
+    }
+
+    var isStopping: Bool { stopping.load(ordering: .acquiring) }
+
+    /// Interrupts every vCPU's KVM_RUN (for pause).
+    func kickVcpus() {
         for vcpu in vcpus { vcpu.requestImmediateExit() }
         for thread in threads { thread.kick() }
     }
@@ -185,6 +225,10 @@ public final class VirtualMachine: Sendable {
 
     private func runLoop(_ vcpu: Vcpu) {
         while !stopping.load(ordering: .acquiring) {
+            if pauseControl.isPaused {
+                park(vcpu)
+                continue
+            }
             let exit: VcpuExit
             do {
                 exit = try vcpu.runOnce()

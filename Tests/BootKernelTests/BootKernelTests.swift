@@ -1,11 +1,16 @@
 import Boot
+import Devices
 import Glibc
+import VirtIO
 import SystemSupport
 import Testing
 import VMM
 
 /// One real boot of our guest kernel under our VMM, as far as this host allows: until the kernel
-/// prints "Run /init" on our serial console. Slow where KVM emulates guest code (minutes); the
+/// prints "Run /init" on our serial console. The VM carries virtio-mmio vsock and rng devices;
+/// by "Run /init" the kernel's drivers have probed them, so both must show DRIVER_OK, and the
+/// rng driver's first read (hwrng registration) must have reached our device thread through the
+/// ioeventfd and been answered through the irqfd (the boot waits for it). Slow where KVM emulates guest code (minutes); the
 /// console goes to a log file named in the output.
 ///
 /// Kernel: $KATA_GUEST_KERNEL (vmlinux), else guest-image/build-kernel.sh (cached build).
@@ -33,8 +38,15 @@ struct BootKernelTests {
         for attempt in 1...Self.attempts {
             let outcome = try Self.boot(kernel: kernel, initrd: initrd, cmdline: cmdline, template: defaults.template, attempt: attempt)
             switch outcome {
-            case .reached(let after, let reason):
+            case .reached(let after, let reason, let slots):
                 print("boot-kernel: '\(Self.marker)' after \(after) on attempt \(attempt) (VM stopped: \(reason))")
+                for (name, slot) in zip(["vsock", "rng"], slots) {
+                    print("boot-kernel: virtio-\(name) at 0x\(String(slot.base, radix: 16)): status 0x\(String(slot.status.rawValue, radix: 16)), \(slot.queueRunCount) queue runs on the device thread, \(slot.trappedKickCount) kicks trapped instead of ioeventfd")
+                    #expect(slot.trappedKickCount == 0, "virtio-\(name): QueueNotify reached userspace: the ioeventfd did not match")
+                    #expect(slot.status.contains(.driverOK), "virtio-\(name): the guest driver did not reach DRIVER_OK")
+                    #expect(!slot.status.contains(.deviceNeedsReset) && !slot.status.contains(.failed), "virtio-\(name) status \(slot.status)")
+                }
+                #expect(slots.count == 2 && slots[1].queueRunCount > 0, "the rng driver's first read never reached the device thread")
                 if !failures.isEmpty { print("boot-kernel: earlier attempts: \(failures.joined(separator: "; "))") }
                 return
             case .stalled(let log):
@@ -49,7 +61,7 @@ struct BootKernelTests {
     }
 
     enum Outcome {
-        case reached(after: Duration, reason: StopReason)
+        case reached(after: Duration, reason: StopReason, slots: [VirtioMmioSlot])
         case stalled(log: String)
         case failed(String)
     }
@@ -60,6 +72,8 @@ struct BootKernelTests {
         print("boot-kernel: attempt \(attempt), console log \(logPath) (limit \(Self.attemptLimit))")
         let watcher = ConsoleWatcher(marker: Self.marker)
         let lastOutput = Mutex(ContinuousClock.now)
+        let muxer = VsockMuxer()
+        let vsock = VsockDevice(guestCID: 3, backend: muxer)
         let vm = try VirtualMachine(config: VMConfig(
             memorySize: 256 << 20, vcpus: 1, payload: .linux(kernel: kernel, initrd: initrd, cmdline: cmdline),
             cpuTemplate: template,
@@ -67,7 +81,7 @@ struct BootKernelTests {
                 try? log.writeAll(bytes)
                 lastOutput.withLock { $0 = .now }
                 watcher.feed(bytes)
-            }))
+            }, virtioDevices: [.vsock(vsock, muxer: muxer), .rng()]))
         watcher.onMatch { [weak vm] _ in vm?.stop() }
         let stalled = DeadlineFlag()
         let done = DeadlineFlag()
@@ -86,7 +100,7 @@ struct BootKernelTests {
         let reason = vm.wait()
         done.set()
         deadline.cancel()
-        if let after = watcher.matchedAfter { return .reached(after: after, reason: reason) }
+        if let after = watcher.matchedAfter { return .reached(after: after, reason: reason, slots: vm.virtioSlots) }
         if stalled.isSet { return .stalled(log: logPath) }
         let tail = (try? readWholeFile(logPath)).map { String(decoding: $0.suffix(1500), as: UTF8.self) } ?? ""
         return .failed("kernel did not print '\(Self.marker)': VM ended with \(reason). Console tail:\n\(tail)")

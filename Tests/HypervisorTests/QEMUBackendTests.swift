@@ -38,10 +38,16 @@ import Glibc
         let message = Array("hello through vhost-user\n".utf8)
         try fd.writeAll(message)
         #expect(try TestIO.read(fd, count: message.count) == message)
-        // A larger transfer crosses several packets (the guest's RX buffers are 4 KiB).
-        let big = (0..<48_000).map { UInt8(truncatingIfNeeded: $0 * 7) }
+        // A larger transfer crosses many packets (the guest's RX buffers are 4 KiB) and exceeds the
+        // muxer's 256 KiB send buffer: a 300 KB echo used to stall once the bridge was refused room.
+        let big = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 * 7) }
         let writer = Task.detached { try fd.writeAll(big) }
-        #expect(try TestIO.read(fd, count: big.count, seconds: 60) == big)
+        do {
+            #expect(try TestIO.read(fd, count: big.count, seconds: 60) == big)
+        } catch {
+            Issue.record("echo stalled: \(vm.vsockMuxer?.diagnostics ?? "no muxer")")
+            throw error
+        }
         try await writer.value
 
         // Hybrid socket: CONNECT <port> -> OK <hostport>, then raw bytes.

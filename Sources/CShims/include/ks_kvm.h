@@ -25,6 +25,10 @@ extern const unsigned long KS_KVM_CREATE_PIT2;
 extern const unsigned long KS_KVM_IRQ_LINE;
 extern const unsigned long KS_KVM_IRQFD;
 extern const unsigned long KS_KVM_IOEVENTFD;
+// Flags of struct kvm_ioeventfd / kvm_irqfd (enum-derived macros Swift does not import).
+extern const uint32_t KS_KVM_IOEVENTFD_FLAG_DATAMATCH;
+extern const uint32_t KS_KVM_IOEVENTFD_FLAG_DEASSIGN;
+extern const uint32_t KS_KVM_IRQFD_FLAG_DEASSIGN;
 // vCPU ioctls.
 extern const unsigned long KS_KVM_RUN;
 extern const unsigned long KS_KVM_GET_REGS;

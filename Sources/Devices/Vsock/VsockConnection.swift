@@ -65,6 +65,8 @@ struct VsockConnection {
     private var creditRequested = false
     private(set) var localShutdown: VsockShutdown = []
     private var shutdownSent = false
+    /// The host's last `write` was cut short by `sendLimit`: tell it when room frees up.
+    private var writeBlocked = false
 
     private var controls: [Control] = []
 
@@ -209,7 +211,17 @@ struct VsockConnection {
         guard !peerShutdown.contains(.receive) else { throw .closed(reason: .closed) }
         let count = min(bytes.count, sendLimit - toGuest.count)
         toGuest += bytes.prefix(count)
+        if count < bytes.count { writeBlocked = true }
         return count
+    }
+
+    /// Whether a host writer that was refused room may write again (room freed since): true
+    /// once per refusal. Without it a writer that waits for the stream's event would wait
+    /// forever once the guest has nothing more to say (a 300 KB echo stalled that way).
+    mutating func takeWritable() -> Bool {
+        guard writeBlocked, toGuest.count < sendLimit || isClosed else { return false }
+        writeBlocked = false
+        return true
     }
 
     /// Takes up to `maxCount` bytes the guest sent; frees credit for the guest.
@@ -258,6 +270,14 @@ struct VsockConnection {
         controls.removeAll()
         toGuest.removeAll()
         phase = .closed(.deviceReset)
+    }
+
+    /// One line of counters, for diagnostics.
+    var summary: String {
+        "\(key.hostPort)<->\(key.guestPort) \(phase) fromGuest=\(fromGuest.count) toGuest=\(toGuest.count) "
+            + "peerCredit=\(peerCredit) creditRequested=\(creditRequested) sent=\(sentTotal) peerFwd=\(peerForwardCount) "
+            + "peerBuf=\(peerBufferAllocation) received=\(receivedTotal) fwd=\(forwardCount) advFwd=\(advertisedForwardCount) "
+            + "controls=\(controls.map { "\($0.op)" }) writeBlocked=\(writeBlocked)"
     }
 
     var closeReason: VsockCloseReason? { if case .closed(let reason) = phase { reason } else { nil } }

@@ -69,8 +69,19 @@ public final class VsockDevice: VirtioDevice {
 
     // MARK: TX: guest to host
 
+    /// Rounds of "drain, publish avail_event, re-check" before leaving the rest to the next kick.
+    static let maxRounds = 8
+
     private func processTX() {
         guard let memory else { return }
+        let tx = QueueIndex.tx.rawValue
+        for _ in 0..<Self.maxRounds {
+            guard drainTX(memory), rearm(tx, memory) else { return }
+        }
+    }
+
+    /// Handles every TX chain the guest offered; false when the queue broke.
+    private func drainTX(_ memory: some GuestMemory) -> Bool {
         let tx = QueueIndex.tx.rawValue
         var completed = false
         while true {
@@ -79,7 +90,8 @@ public final class VsockDevice: VirtioDevice {
                 guard let next = try queues[tx].popAvailable(memory: memory) else { break }
                 chain = next
             } catch {
-                return queueBroke(tx, error)
+                queueBroke(tx, error)
+                return false
             }
             if let packet = parse(chain, memory: memory) {
                 backend.handleGuestPacket(packet)
@@ -89,11 +101,13 @@ public final class VsockDevice: VirtioDevice {
             do {
                 try queues[tx].addUsed(head: chain.head, length: 0, memory: memory)
             } catch {
-                return queueBroke(tx, error)
+                queueBroke(tx, error)
+                return false
             }
             completed = true
         }
         if completed { notifyIfNeeded(tx, memory) }
+        return true
     }
 
     /// A TX packet, or nil (logged) when the guest's header does not match its buffers.
@@ -128,6 +142,16 @@ public final class VsockDevice: VirtioDevice {
     private func processRX() {
         guard let memory else { return }
         let rx = QueueIndex.rx.rawValue
+        for _ in 0..<Self.maxRounds {
+            // Out of RX buffers with packets waiting: ask for a kick at the next buffer, and go
+            // round again if the guest added one meanwhile.
+            guard drainRX(memory), backend.hasPendingPackets, rearm(rx, memory) else { return }
+        }
+    }
+
+    /// Fills RX buffers while the backend has packets; false when the queue broke.
+    private func drainRX(_ memory: some GuestMemory) -> Bool {
+        let rx = QueueIndex.rx.rawValue
         var completed = false
         while backend.hasPendingPackets {
             let chain: DescriptorChain
@@ -135,7 +159,8 @@ public final class VsockDevice: VirtioDevice {
                 guard let next = try queues[rx].popAvailable(memory: memory) else { break }
                 chain = next
             } catch {
-                return queueBroke(rx, error)
+                queueBroke(rx, error)
+                return false
             }
             let capacity = chain.writableLength
             var used: UInt32 = 0
@@ -158,14 +183,23 @@ public final class VsockDevice: VirtioDevice {
             do {
                 try queues[rx].addUsed(head: chain.head, length: used, memory: memory)
             } catch {
-                return queueBroke(rx, error)
+                queueBroke(rx, error)
+                return false
             }
             completed = true
         }
         if completed { notifyIfNeeded(rx, memory) }
+        return true
     }
 
-    // MARK: interrupts
+    // MARK: notifications and interrupts
+
+    /// Asks the driver to kick queue `index` at its next buffer (avail_event under EVENT_IDX,
+    /// which a driver honours strictly: without it the guest stops kicking after its first
+    /// buffers). True when buffers arrived before the request was visible: run the queue again.
+    private func rearm(_ index: Int, _ memory: some GuestMemory) -> Bool {
+        (try? queues[index].setNotifications(enabled: true, memory: memory)) == true
+    }
 
     private func notifyIfNeeded(_ index: Int, _ memory: some GuestMemory) {
         if queues[index].needsNotification(memory: memory) { interrupt?.trigger(.usedBuffer) }

@@ -131,20 +131,31 @@ public final class VsockMuxer: VsockBackend {
     }
 
     public func nextPacketForGuest(maxPayload: Int) -> VsockPacket? {
-        state.withLock { state -> VsockPacket? in
+        let (packet, writable) = state.withLock { state -> (VsockPacket?, (@Sendable () -> Void)?) in
             if !state.resets.isEmpty {
                 let key = state.resets.removeFirst()
-                return VsockPacket(header: VsockHeader(
+                return (VsockPacket(header: VsockHeader(
                     sourceCID: VsockHeader.hostCID, destinationCID: 0, sourcePort: key.hostPort,
-                    destinationPort: key.guestPort, op: .reset))
+                    destinationPort: key.guestPort, op: .reset)), nil)
             }
-            // Lowest key first among those with output, so no connection starves another for long.
+            // Any connection with output; the dictionary's order is arbitrary.
             guard let key = state.connections.first(where: { $0.value.hasPacket })?.key,
                 var connection = state.connections[key]
-            else { return nil }
+            else { return (nil, nil) }
             let packet = connection.nextPacket(maxPayload: maxPayload)
+            // Room in the send buffer again: the host writer that was refused may go on.
+            let handler = connection.takeWritable() ? state.handlers[key] : nil
             store(connection, &state)
-            return packet
+            return (packet, handler)
+        }
+        writable?()
+        return packet
+    }
+
+    /// Every connection's counters, one per line (diagnostics for stalls).
+    public var diagnostics: String {
+        state.withLock { state in
+            state.connections.values.map(\.summary).joined(separator: "\n") + " resets=\(state.resets.count)"
         }
     }
 

@@ -2,7 +2,7 @@
 ///
 /// `write` queues bytes for the guest (sent as the guest's credit allows); `read` returns what
 /// the guest sent so far. The event handler runs (on the device's thread, outside any lock)
-/// whenever data arrives or the state changes. Closing (or dropping) the stream shuts the
+/// whenever data arrives, the state changes, or a `write` that was cut short can go on. Closing (or dropping) the stream shuts the
 /// connection down in order.
 public final class VsockStream: Sendable {
     let muxer: VsockMuxer
@@ -30,7 +30,7 @@ public final class VsockStream: Sendable {
         (try? muxer.withConnection(key, id: id) { $0.isAtEnd }) ?? true
     }
 
-    /// Calls `handler` whenever data arrives or the phase changes.
+    /// Calls `handler` whenever data arrives, the phase changes, or room frees up after a short `write`.
     public func setEventHandler(_ handler: @escaping @Sendable () -> Void) {
         muxer.state.withLock { state in
             if state.connections[key]?.id == id { state.handlers[key] = handler }

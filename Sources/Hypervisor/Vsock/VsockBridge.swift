@@ -143,16 +143,25 @@ final class VsockBridge: Sendable {
             }
         }
         do {
-            // guest -> socket
-            while pair.toSocket.count < Self.chunk {
-                let bytes = try pair.stream.read(maxCount: Self.chunk)
-                if bytes.isEmpty { break }
-                pair.toSocket += bytes
-            }
-            while !pair.toSocket.isEmpty {
-                let sent = try UnixSocket.send(pair.socket, pair.toSocket[...])
-                if sent == 0 { break }
-                pair.toSocket.removeFirst(sent)
+            // guest -> socket: until the stream is empty or the socket is full. Stopping after one
+            // chunk while the socket still had room left the rest in the muxer with no event to
+            // come (the guest had sent everything): a 300 KB echo stalled that way.
+            var streamDrained = false
+            while !streamDrained {
+                while pair.toSocket.count < Self.chunk {
+                    let bytes = try pair.stream.read(maxCount: Self.chunk)
+                    if bytes.isEmpty {
+                        streamDrained = true
+                        break
+                    }
+                    pair.toSocket += bytes
+                }
+                while !pair.toSocket.isEmpty {
+                    let sent = try UnixSocket.send(pair.socket, pair.toSocket[...])
+                    if sent == 0 { break }
+                    pair.toSocket.removeFirst(sent)
+                }
+                if !pair.toSocket.isEmpty { break }  // socket full: wait until it is writable
             }
             if pair.toSocket.isEmpty, pair.stream.isAtEnd {
                 UnixSocket.shutdownWrite(pair.socket)

@@ -1,0 +1,155 @@
+import Devices
+import Glibc
+import GuestMemory
+import Synchronization
+import SystemSupport
+import Testing
+import VirtIO
+import VirtIOTestSupport
+@testable import VMM
+
+/// A virtio driver speaking to a device through anything that answers MMIO: the VMM's exit
+/// dispatch over a bus, or a slot directly. 32-bit register accesses, as Linux's virtio_mmio.
+struct MmioBusDriver {
+    let base: UInt64
+    let load: (UInt64, Int) -> [UInt8]
+    let store: (UInt64, [UInt8]) -> Void
+
+    /// Through `handle(exit)` and the bus, exactly as a vCPU thread dispatches a guest access.
+    init(bus: Bus, base: UInt64) {
+        self.base = base
+        load = { address, size in
+            guard case .completeRead(let bytes) = handle(.mmioRead(address: address, size: size), pio: Bus(), mmio: bus) else {
+                return []
+            }
+            return bytes
+        }
+        store = { address, data in _ = handle(.mmioWrite(address: address, data: data), pio: Bus(), mmio: bus) }
+    }
+
+    init(slot: VirtioMmioSlot) {
+        base = slot.base
+        load = { address, size in slot.read(offset: address - slot.base, size: size) }
+        store = { address, data in _ = slot.write(offset: address - slot.base, data: data) }
+    }
+
+    func read(_ register: MmioRegister) -> UInt32 {
+        load(base + register.rawValue, 4).enumerated().reduce(0) { $0 | UInt32($1.element) << (8 * $1.offset) }
+    }
+
+    func write(_ register: MmioRegister, _ value: UInt32) {
+        store(base + register.rawValue, (0..<4).map { UInt8(truncatingIfNeeded: value >> (8 * $0)) })
+    }
+
+    var status: DeviceStatus { DeviceStatus(rawValue: read(.status)) }
+
+    /// Linux's probe: reset, ACKNOWLEDGE, DRIVER, features, FEATURES_OK, queues, DRIVER_OK.
+    func initialise(queues: [FakeVirtqueueDriver]) {
+        write(.status, 0)
+        write(.status, DeviceStatus.acknowledge.rawValue)
+        write(.status, DeviceStatus([.acknowledge, .driver]).rawValue)
+        for select: UInt32 in [0, 1] {
+            write(.deviceFeaturesSelect, select)
+            let offered = read(.deviceFeatures)
+            write(.driverFeaturesSelect, select)
+            write(.driverFeatures, offered)
+        }
+        write(.status, DeviceStatus([.acknowledge, .driver, .featuresOK]).rawValue)
+        for (index, fake) in queues.enumerated() {
+            write(.queueSelect, UInt32(index))
+            write(.queueNum, UInt32(fake.size))
+            write(.queueDescLow, UInt32(truncatingIfNeeded: fake.descriptorTable.rawValue))
+            write(.queueDescHigh, UInt32(truncatingIfNeeded: fake.descriptorTable.rawValue >> 32))
+            write(.queueDriverLow, UInt32(truncatingIfNeeded: fake.availableRing.rawValue))
+            write(.queueDriverHigh, UInt32(truncatingIfNeeded: fake.availableRing.rawValue >> 32))
+            write(.queueDeviceLow, UInt32(truncatingIfNeeded: fake.usedRing.rawValue))
+            write(.queueDeviceHigh, UInt32(truncatingIfNeeded: fake.usedRing.rawValue >> 32))
+            write(.queueReady, 1)
+        }
+        write(.status, DeviceStatus([.acknowledge, .driver, .featuresOK, .driverOK]).rawValue)
+    }
+}
+
+/// virtio-mmio slots on the VMM's MMIO bus, driven by a fake driver through the exit dispatch
+/// (no KVM): register decode on the "vCPU" side, queue work only on the device event loop.
+@Suite struct VirtioSlotTests {
+    let memory = HeapGuestMemory(size: 0x100000)
+    let bus = Bus()
+    let line = RecordingInterruptLine()
+
+    func waitUntil(_ condition: () throws -> Bool) rethrows -> Bool {
+        for _ in 0..<2000 {
+            if try condition() { return true }
+            usleep(1000)
+        }
+        return try condition()
+    }
+
+    @Test func rngThroughTheBusRunsOnlyOnTheDeviceThread() throws {
+        let slot = try VirtioMmioSlot(spec: .rng(), base: 0xd000_0000, irq: 5, memory: memory, interruptLine: line)
+        try bus.register(slot, base: slot.base, length: 0x1000)
+        #expect(slot.cmdlineEntry == "virtio_mmio.device=4K@0xd0000000:5")
+        let driver = MmioBusDriver(bus: bus, base: slot.base)
+        #expect(driver.read(.magicValue) == MmioRegister.magic && driver.read(.deviceID) == 4)
+        let queue = try FakeVirtqueueDriver(memory: memory, size: 8, base: GuestAddress(0x10000))
+        driver.initialise(queues: [queue])
+        #expect(slot.status.contains(.driverOK) && !slot.status.contains(.deviceNeedsReset))
+
+        // The kick only rings the doorbell: nothing is done on the dispatching thread.
+        let chain = try queue.add([.writable(64)])
+        driver.write(.queueNotify, 0)
+        #expect(try queue.usedIndex() == 0 && slot.queueRunCount == 0 && slot.trappedKickCount == 1)
+        #expect(try slot.queueEvents[0].consume() == 1)
+
+        // The event loop runs the queue and interrupts.
+        try slot.queueEvents[0].signal()
+        let loop = try DeviceEventLoop(slots: [slot])
+        try loop.start()
+        defer { loop.stop() }
+        #expect(try waitUntil { try queue.usedIndex() == 1 })
+        #expect(slot.queueRunCount == 1)
+        let used = try queue.takeUsed()
+        #expect(used == [.init(head: UInt32(chain.head), length: 64)])
+        #expect(try queue.written(chain, count: 64) != [UInt8](repeating: 0, count: 64))
+        #expect(waitUntil { line.count == 1 })
+        #expect(driver.read(.interruptStatus) == 1)
+        driver.write(.interruptACK, 1)
+        #expect(driver.read(.interruptStatus) == 0)
+    }
+
+    @Test func vsockBackendWakesTheDeviceThread() throws {
+        let muxer = VsockMuxer()
+        let device = VsockDevice(guestCID: 3, backend: muxer)
+        let slot = try VirtioMmioSlot(
+            spec: .vsock(device, muxer: muxer), base: 0xd000_1000, irq: 6, memory: memory, interruptLine: line)
+        try bus.register(slot, base: slot.base, length: 0x1000)
+        let driver = MmioBusDriver(bus: bus, base: slot.base)
+        #expect(driver.read(.deviceID) == 19)
+        let rx = try FakeVirtqueueDriver(memory: memory, size: 8, base: GuestAddress(0x10000))
+        let tx = try FakeVirtqueueDriver(memory: memory, size: 8, base: GuestAddress(0x30000))
+        let event = try FakeVirtqueueDriver(memory: memory, size: 4, base: GuestAddress(0x50000), dataSize: 0x1000)
+        driver.initialise(queues: [rx, tx, event])
+        #expect(slot.status.contains(.driverOK))
+        let loop = try DeviceEventLoop(slots: [slot])
+        try loop.start()
+        defer { loop.stop() }
+
+        // RX buffers; then a host connect: the muxer's wake reaches the loop, REQUEST goes out.
+        let chain = try rx.add([.writable(4096 + 44)])
+        driver.write(.queueNotify, 0)
+        let stream = try muxer.connect(port: 1024)
+        #expect(try waitUntil { try rx.usedIndex() == 1 })
+        let header = try #require(VsockHeader(bytes: try rx.written(chain, count: VsockHeader.size)))
+        #expect(header.operation == .request && header.destinationPort == 1024 && header.destinationCID == 3)
+        #expect(stream.phase == .connecting)
+    }
+
+    @Test func registerAccessesBeforeDriverOKDoNoDeviceWork() throws {
+        let slot = try VirtioMmioSlot(spec: .rng(), base: 0xd000_0000, irq: 5, memory: memory, interruptLine: line)
+        // A kick before DRIVER_OK, and a bogus queue index: ignored by the transport.
+        slot.runQueue(0)
+        _ = slot.write(offset: MmioRegister.queueNotify.rawValue, data: [9, 0, 0, 0])
+        #expect(slot.status == [] && line.count == 0)
+        #expect(try slot.queueEvents[0].consume() == nil)
+    }
+}
