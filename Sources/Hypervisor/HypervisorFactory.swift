@@ -1,11 +1,14 @@
+import VMM
 import Logging
 
 /// Makes the sandbox's hypervisor for `config.backend`, resolving `auto` through the cached
 /// host probe (`BackendProbe`).
 public enum HypervisorFactory {
-    /// How the kvm backend serves `HypervisorConfig.sharedDirectories` (virtio-fs): the plug-in
-    /// point for the virtio-fs device model. Nil: the kvm backend refuses shares with a clear error.
-    public static let sharedDirectoryDevice: KVMHypervisor.SharedDirectoryDevice? = nil
+    /// How the kvm backend serves `HypervisorConfig.sharedDirectories`: our virtio-fs device model
+    /// (the one QEMU gets over vhost-user) on a virtio-mmio slot.
+    public static let sharedDirectoryDevice: KVMHypervisor.SharedDirectoryDevice = { (share) throws(HypervisorError) in
+        VirtioDeviceSpec(device: try makeVirtioFsDevice(share, logger: Logger(label: "kata-swift.virtiofs")))
+    }
 
     public static func make(_ config: HypervisorConfig, logger: Logger = Logger(label: "kata-swift.hypervisor")) throws(HypervisorError)
         -> any Hypervisor

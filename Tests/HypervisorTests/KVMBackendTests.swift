@@ -67,7 +67,7 @@ import Glibc
         #expect(HostState.openFDCount() <= fdsBefore, "before: \(listBefore)\nafter: \(HostState.openFDs())")
     }
 
-    @Test func sharedDirectoriesAreRefusedUntilAVirtioFsDeviceIsPluggedIn() async throws {
+    @Test func sharedDirectoriesNeedAVirtioFsDevice() async throws {
         var config = try GuestFixture.config(name: "kvm-fs")
         config.sharedDirectories = [SharedDirectory(tag: "kataShared", hostPath: "/tmp")]
         let vm = KVMHypervisor(config: config)
@@ -80,6 +80,34 @@ import Glibc
             #expect(what.contains("virtio-fs") && what.contains("kataShared"))
         }
         #expect(vm.state == .stopped(exitCode: -1, requested: false))
+        #expect(!HostState.fileExists(config.runtimeDirectory))
+    }
+
+    @Test func theFactorysVirtioFsDeviceServesSharesAndRefusesBadOnes() async throws {
+        let share = "/tmp/ks-kvm-share-\(getpid())"
+        mkdir(share, 0o755)
+        defer { rmdir(share) }
+        let fdsBefore = HostState.openFDCount()
+        var config = try GuestFixture.config(name: "kvm-fs-ok")
+        config.sharedDirectories = [SharedDirectory(tag: "kataShared", hostPath: share)]
+        let vm = KVMHypervisor(config: config, sharedDirectoryDevice: HypervisorFactory.sharedDirectoryDevice)
+        try await vm.start()
+        #expect(vm.state == .running)
+        await vm.stop()
+        #expect(await vm.waitForExit() == .stopped(exitCode: 0, requested: true))
+        #expect(HostState.openFDCount() <= fdsBefore, "the FUSE server's root descriptor was released")
+
+        config = try GuestFixture.config(name: "kvm-fs-bad")
+        config.sharedDirectories = [SharedDirectory(tag: "kataShared", hostPath: share + "/missing")]
+        let bad = KVMHypervisor(config: config, sharedDirectoryDevice: HypervisorFactory.sharedDirectoryDevice)
+        do {
+            try await bad.start()
+            Issue.record("start with a missing shared directory succeeded")
+            await bad.stop()
+        } catch {
+            guard case .invalidConfig(let what) = error else { throw error }
+            #expect(what.contains("missing"))
+        }
         #expect(!HostState.fileExists(config.runtimeDirectory))
     }
 

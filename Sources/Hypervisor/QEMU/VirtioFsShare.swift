@@ -1,5 +1,4 @@
 import Devices
-import FUSE
 import Logging
 import VhostUser
 
@@ -13,18 +12,7 @@ final class VirtioFsShare: Sendable {
     private let server: VhostUserServer
 
     init(_ share: SharedDirectory, socketPath: String, logger: Logger) throws(HypervisorError) {
-        let fileSystem: PassthroughFileSystem
-        do {
-            fileSystem = try PassthroughFileSystem(PassthroughConfiguration(root: share.hostPath, readOnly: share.readOnly))
-        } catch {
-            throw .invalidConfig("shared directory \(share.hostPath) (tag \(share.tag)): \(error)")
-        }
-        let device: VirtioFsDevice
-        do {
-            device = try VirtioFsDevice(tag: share.tag, server: FUSEServer(fileSystem: fileSystem), logger: logger)
-        } catch {
-            throw .invalidConfig("\(error)")
-        }
+        let device = try makeVirtioFsDevice(share, logger: logger)
         do {
             server = try VhostUserServer(path: socketPath, device: device, queueCount: device.queueCount, logger: logger)
         } catch {

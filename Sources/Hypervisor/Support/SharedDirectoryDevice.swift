@@ -1,0 +1,20 @@
+import Devices
+import FUSE
+import Logging
+
+/// The virtio-fs device model for one `SharedDirectory`, the same for both backends: our FUSE
+/// server confined to the host directory (read-only if asked) behind `VirtioFsDevice`. QEMU gets
+/// it over vhost-user (`VirtioFsShare`), our VMM on a virtio-mmio slot (`KVMHypervisor`).
+func makeVirtioFsDevice(_ share: SharedDirectory, logger: Logger) throws(HypervisorError) -> VirtioFsDevice {
+    let fileSystem: PassthroughFileSystem
+    do {
+        fileSystem = try PassthroughFileSystem(PassthroughConfiguration(root: share.hostPath, readOnly: share.readOnly))
+    } catch {
+        throw .invalidConfig("shared directory \(share.hostPath) (tag \(share.tag)): \(error)")
+    }
+    do {
+        return try VirtioFsDevice(tag: share.tag, server: FUSEServer(fileSystem: fileSystem), logger: logger)
+    } catch {
+        throw .invalidConfig("\(error)")
+    }
+}
