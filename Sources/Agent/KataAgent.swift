@@ -51,11 +51,13 @@ public enum KataAgent {
             }
         }
         if let listenError { GuestInit.fatal("\(listenError)", role: role, log: log) }
+        let debugConsole = startDebugConsole(config, log: log)
         log.info("ready after \((BootClock.nanoseconds() - startedNanos) / 1_000_000) ms")
 
         let reaper = Reaper(log: log)
         _ = SignalLoop.run(reaper: reaper, log: log)
         runBlocking { await server.stop() }
+        debugConsole?.stop()
         log.info("stopped")
         GuestInit.shutdown(role: role, exitCode: 0, log: log)
     }
