@@ -41,6 +41,8 @@ public enum KataAgent {
             GuestInit.becomeSubreaper(log: log)
         }
 
+        // Before the ttrpc server: once the shim reaches the agent, the console is there too.
+        let debugConsole = startDebugConsole(config, log: log)
         let server = AgentServer(startedNanos: startedNanos, log: log)
         let listenError = runBlocking { () async -> AgentServerError? in
             do throws(AgentServerError) {
@@ -51,7 +53,6 @@ public enum KataAgent {
             }
         }
         if let listenError { GuestInit.fatal("\(listenError)", role: role, log: log) }
-        let debugConsole = startDebugConsole(config, log: log)
         log.info("ready after \((BootClock.nanoseconds() - startedNanos) / 1_000_000) ms")
 
         let reaper = Reaper(log: log)
