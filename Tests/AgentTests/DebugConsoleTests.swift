@@ -43,7 +43,7 @@ import Testing
     }
 }
 
-@Suite struct DebugConsoleTests {
+@Suite(.serialized) struct DebugConsoleTests {
     static func socketPath() -> String { "/tmp/ks-dc-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock" }
 
     static let hostShell = DebugConsole.Shell(
@@ -89,10 +89,19 @@ import Testing
         let console = try DebugConsole(on: .unix(path: path), shell: Self.hostShell, log: AgentLog())
         defer { console.stop() }
         let client = try ConsoleClient(path: path)
-        try client.send("trap '' HUP; echo pid=$$; while :; do sleep 1; done\n")
+        // exec: the session's process itself ignores SIGHUP and never touches the dead pty.
+        try client.send("echo pid=$$; trap '' HUP; exec sleep 600\n")
         let pid = try #require(try client.readPid())
+        for _ in 0..<250 where (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)) != "sleep\n" {
+            usleep(20_000)
+        }
+        let t0 = ContinuousClock.now
         client.close()
+        usleep(500_000)
+        #expect(kill(pid, 0) == 0, "gone before the grace period")
         #expect(waitUntilGone(pid, seconds: 10), "shell \(pid) survived SIGKILL")
+        let elapsed = ContinuousClock.now - t0
+        #expect(elapsed >= .milliseconds(Int(DebugConsoleSession.hangupGraceMs)), "\(elapsed)")
     }
 
     @Test(.timeLimit(.minutes(1)))
