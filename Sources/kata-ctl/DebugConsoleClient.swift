@@ -7,9 +7,11 @@ import SystemSupport
 enum DebugConsoleClient {
     /// Ctrl-]: leaves the session at once when stdin is a terminal (as telnet and virsh do).
     static let escapeByte: UInt8 = 0x1d
-    /// ^D: what a terminal sends for end of input; sent when a non-terminal stdin ends, so the
-    /// shell reads end of file and exits.
-    static let endOfInput: UInt8 = 0x04
+    /// Typed when a non-terminal stdin ends: ^D (end of file for a program reading the pty in
+    /// canonical mode, or for the shell's line editor), then `exit`, for the shell that read its
+    /// input ahead while the pty was still canonical (busybox ash then sees the ^D as a NUL,
+    /// which it ignores).
+    static let endOfInput: [UInt8] = [0x04] + Array("exit\n".utf8)
 
     /// Connects to `path`, sends `CONNECT <port>\n` and waits for `OK <hostport>\n`.
     static func connect(path: String, port: UInt32, timeoutSeconds: Double) throws(ExecError) -> FileDescriptor {
@@ -95,7 +97,7 @@ enum DebugConsoleClient {
             let n = buffer.withUnsafeMutableBytes { Glibc.read(0, $0.baseAddress, $0.count) }
             if n < 0 && errno == EINTR { continue }
             if n <= 0 {
-                if !interactive { _ = writeAll(socket, [endOfInput]) }
+                if !interactive { _ = writeAll(socket, endOfInput) }
                 return
             }
             var chunk = buffer[0..<n]

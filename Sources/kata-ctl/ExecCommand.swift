@@ -14,7 +14,7 @@ struct ExecCommand: ParsableCommand {
             Connects to the sandbox's hybrid vsock socket (/run/kata-swift/<sandbox-id>/hvsock) and \
             asks for the guest's debug console (CONNECT 1026). On a terminal, the local terminal is \
             raw until the shell ends; Ctrl-] leaves at once. With stdin not a terminal, its bytes are \
-            typed into the shell and end of input sends ^D (end of file for the shell).
+            typed into the shell, and at its end kata-ctl types ^D and `exit`; it returns when the shell ends.
             """)
 
     @Argument(help: "The sandbox id.") var sandboxID: String

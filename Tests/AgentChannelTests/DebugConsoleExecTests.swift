@@ -19,11 +19,11 @@ import Testing
             print("debug-console: kata-ctl exec took \(ContinuousClock.now - t0) (\(vm.kind)); output:\n\(run.output)")
             #expect(run.status == 0, "kata-ctl exec: \(run.output)")
             #expect(run.output.contains("hello-42"))
-            #expect(run.output.split(whereSeparator: { $0 == "\r" || $0 == "\n" }).contains { $0.hasSuffix("-kata-swift") },
+            #expect(run.output.split(whereSeparator: \.isNewline).contains { $0.hasSuffix("-kata-swift") },
                     "no guest kernel release in: \(run.output)")
 
-            // A second session on the same console; stdin ends without `exit`: kata-ctl sends ^D
-            // and the shell ends; the session runs in the guest's root namespaces as PID 1's child.
+            // A second session on the same console; stdin ends without `exit`: kata-ctl types ^D
+            // and `exit` and the shell ends; the session runs in the guest's root namespaces as PID 1's child.
             let second = try KataCtl.run(["exec", id], stdin: "cat /proc/$$/status | grep PPid; readlink /bin/sh\n")
             #expect(second.status == 0, "second session: \(second.output)")
             #expect(second.output.contains("PPid:\t1"), "\(second.output)")
