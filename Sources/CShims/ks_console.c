@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,9 +81,7 @@ static int open_slave(int master) {
     return open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
 }
 
-int ks_console_spawn(const char *path, char *const argv[], char *const envp[],
-                     uint16_t rows, uint16_t cols, struct ks_console_shell *out) {
-    out->pid = out->pidfd = out->master = -1;
+int ks_console_openpty(uint16_t rows, uint16_t cols, int *master_out, int *slave_out) {
     int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
     if (master < 0) return -errno;
     if (unlockpt(master) < 0) { int e = errno; close(master); return -e; }
@@ -92,6 +91,17 @@ int ks_console_spawn(const char *path, char *const argv[], char *const envp[],
     }
     int slave = open_slave(master);
     if (slave < 0) { int e = errno; close(master); return -e; }
+    *master_out = master;
+    *slave_out = slave;
+    return 0;
+}
+
+int ks_console_spawn(const char *path, char *const argv[], char *const envp[],
+                     uint16_t rows, uint16_t cols, struct ks_console_shell *out) {
+    out->pid = out->pidfd = out->master = -1;
+    int master, slave;
+    int rc = ks_console_openpty(rows, cols, &master, &slave);
+    if (rc < 0) return rc;
     int errpipe[2];
     if (pipe2(errpipe, O_CLOEXEC) < 0) { int e = errno; close(slave); close(master); return -e; }
 
@@ -183,7 +193,14 @@ int ks_console_tty_raw(int fd) {
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = restore_and_die;
     sigemptyset(&sa.sa_mask);
-    for (int i = 0; i < RESTORE_SIGNAL_COUNT; i++) (void)sigaction(restore_signals[i], &sa, &saved_actions[i]);
+    sigset_t handled;
+    sigemptyset(&handled);
+    for (int i = 0; i < RESTORE_SIGNAL_COUNT; i++) {
+        (void)sigaction(restore_signals[i], &sa, &saved_actions[i]);
+        sigaddset(&handled, restore_signals[i]);
+    }
+    // A mask inherited from the parent would keep them pending forever (and the process alive).
+    (void)pthread_sigmask(SIG_UNBLOCK, &handled, NULL);
     raw_active = 1;
     cfmakeraw(&t);
     if (tcsetattr(fd, TCSANOW, &t) < 0) {

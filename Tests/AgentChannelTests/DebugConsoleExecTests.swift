@@ -153,3 +153,108 @@ enum KataCtl {
         (try? AgentImage.shell("pgrep -a -f '[/]kata-ctl exec' || true")) ?? ""
     }
 }
+
+/// kata-ctl on a terminal: raw while the session runs, restored however it ends. A fake hybrid
+/// socket stands in for the sandbox (the handshake is the same); the terminal is a pty whose
+/// slave is kata-ctl's stdin, stdout and stderr.
+@Suite(.serialized) struct ExecTerminalTests {
+    enum Ending { case remoteCloses, escapeKey, sigterm }
+
+    @Test(.timeLimit(.minutes(2)), arguments: [Ending.remoteCloses, .escapeKey, .sigterm])
+    func terminalIsRawDuringTheSessionAndRestoredAfter(_ ending: Ending) throws {
+        var master: Int32 = -1
+        var slave: Int32 = -1
+        #expect(ks_console_openpty(24, 80, &master, &slave) == 0)
+        defer { close(master); close(slave) }
+        var before = termios()
+        #expect(tcgetattr(slave, &before) == 0)
+        #expect(before.c_lflag & tcflag_t(ICANON) != 0)
+
+        let path = "/tmp/ks-fake-hvsock-\(getpid())"
+        unlink(path)
+        let listener = ks_hv_unix_listen(path, 1, 0)
+        #expect(listener >= 0)
+        defer { close(listener); unlink(path) }
+
+        let pid = try KataCtl.spawn(["exec", "fake", "--socket", path], terminal: slave)
+        let conn = accept(listener, nil, nil)
+        #expect(conn >= 0)
+        defer { close(conn) }
+        #expect(DebugConsoleExecTests.readLine(conn) == "CONNECT 1026\n")
+        #expect(write(conn, "OK 1073741824\n", 14) == 14)
+
+        // Raw once the banner is printed: keystrokes pass through untouched.
+        #expect(DebugConsoleExecTests.readUntil(master, contains: "Ctrl-] leaves"))
+        var during = termios()
+        #expect(tcgetattr(slave, &during) == 0)
+        #expect(during.c_lflag & tcflag_t(ICANON | ECHO | ISIG) == 0)
+        #expect(write(master, "\u{03}ls\r", 4) == 4)  // ^C is a byte for the guest, not a signal
+        var typed = [UInt8](repeating: 0, count: 4)
+        #expect(DebugConsoleExecTests.readExactly(conn, &typed) && typed == [3, 0x6c, 0x73, 0x0d])
+
+        switch ending {
+        case .remoteCloses: shutdown(conn, Int32(SHUT_RDWR))
+        case .escapeKey: #expect(write(master, "\u{1d}", 1) == 1)
+        case .sigterm: kill(pid, SIGTERM)
+        }
+        var status: Int32 = 0
+        #expect(waitpid(pid, &status, 0) == pid)
+        if ending == .sigterm {
+            #expect(status & 0x7f == SIGTERM, "status \(status)")
+        } else {
+            #expect(status == 0, "status \(status)")
+        }
+        var after = termios()
+        #expect(tcgetattr(slave, &after) == 0)
+        #expect(after.c_lflag == before.c_lflag && after.c_iflag == before.c_iflag && after.c_oflag == before.c_oflag)
+    }
+}
+
+extension DebugConsoleExecTests {
+    static func readLine(_ fd: Int32) -> String {
+        var line: [UInt8] = []
+        var byte: UInt8 = 0
+        while line.last != UInt8(ascii: "\n") && line.count < 64 && read(fd, &byte, 1) == 1 { line.append(byte) }
+        return String(decoding: line, as: UTF8.self)
+    }
+
+    static func readExactly(_ fd: Int32, _ buffer: inout [UInt8]) -> Bool {
+        var got = 0
+        while got < buffer.count {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress! + got, $0.count - got) }
+            if n <= 0 { return false }
+            got += n
+        }
+        return true
+    }
+
+    static func readUntil(_ fd: Int32, contains text: String, seconds: Int32 = 20) -> Bool {
+        var seen: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 1024)
+        while !String(decoding: seen, as: UTF8.self).contains(text) {
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&p, 1, seconds * 1000) == 1 else { return false }
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { return false }
+            seen += buffer[0..<n]
+        }
+        return true
+    }
+}
+
+extension KataCtl {
+    /// Starts kata-ctl with `terminal` as its stdin, stdout and stderr. Returns its pid.
+    static func spawn(_ arguments: [String], terminal: Int32) throws -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        for fd: Int32 in 0...2 { posix_spawn_file_actions_adddup2(&actions, terminal, fd) }
+        let path = try binary()
+        let argv = ([path] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid = pid_t()
+        let rc = posix_spawn(&pid, path, &actions, nil, argv, environ)
+        guard rc == 0 else { throw AgentImage.ImageError(description: "posix_spawn \(path): \(rc)") }
+        return pid
+    }
+}

@@ -31,6 +31,10 @@ struct ks_console_shell {
 int ks_console_spawn(const char *path, char *const argv[], char *const envp[],
                      uint16_t rows, uint16_t cols, struct ks_console_shell *out);
 
+/// A new pty pair (posix_openpt/unlockpt are hidden from Swift's Glibc module): *master and *slave
+/// both O_RDWR | O_NOCTTY | O_CLOEXEC, window `rows` x `cols` (0 x 0: left as is). 0 or -errno.
+int ks_console_openpty(uint16_t rows, uint16_t cols, int *master, int *slave);
+
 /// pidfd_send_signal(pidfd, signo). 0, or -errno (-ESRCH once the process has exited and been reaped).
 int ks_console_signal(int pidfd, int signo);
 
@@ -41,7 +45,8 @@ int ks_console_reap(int pidfd, int *exit_code);
 
 /// Puts terminal `fd` in raw mode (cfmakeraw) and remembers its previous settings; until
 /// ks_console_tty_restore, SIGTERM, SIGHUP, SIGQUIT and SIGINT restore them before the process
-/// dies of the signal. Returns 0, or -errno (-ENOTTY when fd is not a terminal).
+/// dies of the signal (they are unblocked in the calling thread, whatever mask was inherited;
+/// call it before starting other threads). Returns 0, or -errno (-ENOTTY when fd is not a terminal).
 int ks_console_tty_raw(int fd);
 
 /// Restores what ks_console_tty_raw saved (TCSAFLUSH is not used: nothing typed is dropped) and
