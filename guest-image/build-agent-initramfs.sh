@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds kata-agent fully static (glibc -static-executable, FoundationEssentials only), strips it
-# and packs it as /init of an initramfs with guest-image/build-initramfs.sh.
+# and packs it as /init of an initramfs with guest-image/build-initramfs.sh, together with
+# Debian's static busybox (/bin/busybox, /bin/sh and the applet links) for the debug console.
 #
 #   guest-image/build-agent-initramfs.sh [--lz4] [OUT]     default OUT: build/guest/initramfs-agent.cpio
 #
@@ -37,5 +38,5 @@ echo "build-agent-initramfs: $bin $(stat -c %s "$bin") bytes stripped ($(stat -c
 if file "$bin" 2>/dev/null | grep -q "dynamically linked"; then
   echo "build-agent-initramfs: $bin is not static" >&2; exit 1
 fi
-"$here/build-initramfs.sh" "${lz4[@]}" "$out" "$bin"
+"$here/build-initramfs.sh" "${lz4[@]}" --busybox "$out" "$bin"
 echo "$out"

@@ -1,18 +1,27 @@
 #!/usr/bin/env bash
 # Packs an initramfs (cpio newc, uncompressed or lz4) around a given /init.
 #
-#   guest-image/build-initramfs.sh [--lz4] OUT INIT [SRC:DEST ...]
+#   guest-image/build-initramfs.sh [--lz4] [--busybox] OUT INIT [SRC:DEST ...]
 #
 # INIT becomes /init (mode 0755). Each SRC:DEST copies a host file to DEST inside the image
-# (parent directories are created). The image also gets the mount points the agent expects
+# (parent directories are created). --busybox adds Debian's static busybox (busybox-static) as
+# /bin/busybox with a symlink for each of its applets (/bin/sh, /bin/ls, /sbin/ip, ...), as
+# `busybox --install -s` would make at boot; the debug console's shell is /bin/sh. The image also gets the mount points the agent expects
 # (/dev /proc /sys /run /tmp) and a /dev/console node, so the kernel can open an initial console.
 # Output is reproducible: sorted entries, mtime 0, owner root.
 set -euo pipefail
 
 lz4=0
-if [ "${1:-}" = "--lz4" ]; then lz4=1; shift; fi
+busybox=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --lz4) lz4=1; shift ;;
+    --busybox) busybox=/bin/busybox; shift ;;
+    *) break ;;
+  esac
+done
 if [ $# -lt 2 ]; then
-  echo "usage: $0 [--lz4] OUT INIT [SRC:DEST ...]" >&2
+  echo "usage: $0 [--lz4] [--busybox] OUT INIT [SRC:DEST ...]" >&2
   exit 2
 fi
 out=$1; init=$2; shift 2
@@ -30,6 +39,21 @@ for spec in "$@"; do
   mkdir -p "$stage$(dirname "$dest")"
   cp -a "$src" "$stage$dest"
 done
+if [ -n "$busybox" ]; then
+  [ -x "$busybox" ] || { echo "build-initramfs: $busybox missing (Debian package busybox-static)" >&2; exit 1; }
+  if ! file "$busybox" | grep -q "statically linked"; then
+    echo "build-initramfs: $busybox is not static (install busybox-static, not busybox)" >&2; exit 1
+  fi
+  install -D -m 0755 "$busybox" "$stage/bin/busybox"
+  # --list-full: one applet a line with its directory (bin/sh, usr/sbin/chroot); linuxrc is
+  # for initrd-style boots and stays out. Files the caller added win over applet links.
+  "$busybox" --list-full | LC_ALL=C sort | while read -r applet; do
+    case "$applet" in */*) ;; *) continue ;; esac
+    [ -e "$stage/$applet" ] || [ -L "$stage/$applet" ] && continue
+    mkdir -p "$stage/$(dirname "$applet")"
+    ln -s /bin/busybox "$stage/$applet"
+  done
+fi
 # A character device needs root; without it the kernel just warns "unable to open an initial console".
 if [ "$(id -u)" = 0 ]; then mknod -m 600 "$stage/dev/console" c 5 1; fi
 

@@ -1,9 +1,10 @@
 // How the agent is configured: command-line flags, then environment, then the kernel command
 // line (the only input a guest PID 1 gets from the VMM), then defaults.
 //
-//   kata-agent [--listen URL]... [--log-level LEVEL] [--version] [--help]
+//   kata-agent [--listen URL]... [--log-level LEVEL] [--debug-console URL] [--version] [--help]
 //   KATA_AGENT_LISTEN=URL[,URL...]  KATA_AGENT_LOG_LEVEL=LEVEL
 //   kernel command line: agent.log=LEVEL  agent.listen=URL[,URL...]
+//                        agent.debug_console [agent.debug_console_vport=PORT]  (off by default)
 //
 // URLs: vsock://CID:PORT (CID -1 = VMADDR_CID_ANY) or unix:///absolute/path.
 
@@ -16,6 +17,8 @@ public enum ListenAddress: Sendable, Equatable, CustomStringConvertible {
 
     /// vsock port 1024 on any context id: what the shim connects to.
     public static let defaultVsock = ListenAddress.vsock(cid: nil, port: 1024)
+    /// vsock port 1026 on any context id: the debug console, when enabled (as in Kata).
+    public static let defaultDebugConsole = ListenAddress.vsock(cid: nil, port: 1026)
 
     /// sun_path holds 108 bytes including the terminating NUL.
     static let maxUnixPathBytes = 107
@@ -61,6 +64,7 @@ public enum ListenAddress: Sendable, Equatable, CustomStringConvertible {
 public enum AgentConfigError: Error, Equatable, CustomStringConvertible {
     case invalidListenAddress(String, String)
     case invalidLogLevel(String)
+    case invalidDebugConsolePort(String)
     case missingValue(flag: String)
     case unknownArgument(String)
 
@@ -68,6 +72,7 @@ public enum AgentConfigError: Error, Equatable, CustomStringConvertible {
         switch self {
         case .invalidListenAddress(let text, let why): "invalid listen address '\(text)': \(why)"
         case .invalidLogLevel(let text): "invalid log level '\(text)' (error, warning, info, debug)"
+        case .invalidDebugConsolePort(let text): "invalid agent.debug_console_vport '\(text)' (1-4294967294)"
         case .missingValue(let flag): "\(flag) needs a value"
         case .unknownArgument(let arg): "unknown argument '\(arg)' (try --help)"
         }
@@ -81,15 +86,19 @@ public struct AgentConfig: Sendable, Equatable {
     public var action: Action = .run
     public var listen: [ListenAddress] = [.defaultVsock]
     public var logLevel: LogLevel = .info
+    /// Where the debug console (a shell on a pty per connection) listens; nil: off.
+    public var debugConsole: ListenAddress?
 
     public init() {}
 
     public static let usage = """
-        usage: kata-agent [--listen URL]... [--log-level LEVEL] [--version] [--help]
+        usage: kata-agent [--listen URL]... [--log-level LEVEL] [--debug-console URL] [--version] [--help]
           --listen URL       vsock://CID:PORT (CID -1: any) or unix:///path; repeatable
                              (default vsock://-1:1024; env KATA_AGENT_LISTEN, kernel agent.listen=)
           --log-level LEVEL  error, warning, info (default) or debug
                              (env KATA_AGENT_LOG_LEVEL, kernel agent.log=)
+          --debug-console URL  serve a shell on a pty per connection at URL (off by default;
+                             kernel agent.debug_console: vsock port 1026, or agent.debug_console_vport=)
         """
 
     /// Resolves flags (highest precedence), environment, kernel command line, defaults.
@@ -100,6 +109,7 @@ public struct AgentConfig: Sendable, Equatable {
         let kernel = kernelParameters(kernelCommandLine)
         if let level = kernel["agent.log"] { config.logLevel = try parseLevel(level) }
         if let listen = kernel["agent.listen"] { config.listen = try parseList(listen) }
+        config.debugConsole = try debugConsole(kernel)
         if let level = environment["KATA_AGENT_LOG_LEVEL"], !level.isEmpty {
             config.logLevel = try parseLevel(level)
         }
@@ -121,6 +131,8 @@ public struct AgentConfig: Sendable, Equatable {
             switch flag {
             case "--listen": flagListen.append(try ListenAddress(parsing: try value(for: flag, inline: inline)))
             case "--log-level": config.logLevel = try parseLevel(try value(for: flag, inline: inline))
+            case "--debug-console":
+                config.debugConsole = try ListenAddress(parsing: try value(for: flag, inline: inline))
             case "--version": config.action = .printVersion
             case "--help", "-h": config.action = .printHelp
             default: throw .unknownArgument(argument)
@@ -142,6 +154,16 @@ public struct AgentConfig: Sendable, Equatable {
             }
         }
         return result
+    }
+
+    /// `agent.debug_console` (bare, or with any value but 0/false/off) turns the console on, on
+    /// vsock port 1026 or `agent.debug_console_vport`.
+    static func debugConsole(_ kernel: [String: String]) throws(AgentConfigError) -> ListenAddress? {
+        guard let flag = kernel["agent.debug_console"], !["0", "false", "off", "no"].contains(flag) else { return nil }
+        guard let text = kernel["agent.debug_console_vport"] else { return .defaultDebugConsole }
+        // VMADDR_PORT_ANY (-1) is not a port one can connect to; 0 is reserved.
+        guard let port = UInt32(text), port != 0, port != .max else { throw .invalidDebugConsolePort(text) }
+        return .vsock(cid: nil, port: port)
     }
 
     private static func splitFlag(_ argument: String) -> (String, String?) {

@@ -41,6 +41,8 @@ public enum KataAgent {
             GuestInit.becomeSubreaper(log: log)
         }
 
+        // Before the ttrpc server: once the shim reaches the agent, the console is there too.
+        let debugConsole = startDebugConsole(config, log: log)
         let server = AgentServer(startedNanos: startedNanos, log: log)
         let listenError = runBlocking { () async -> AgentServerError? in
             do throws(AgentServerError) {
@@ -56,6 +58,7 @@ public enum KataAgent {
         let reaper = Reaper(log: log)
         _ = SignalLoop.run(reaper: reaper, log: log)
         runBlocking { await server.stop() }
+        debugConsole?.stop()
         log.info("stopped")
         GuestInit.shutdown(role: role, exitCode: 0, log: log)
     }

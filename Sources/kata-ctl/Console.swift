@@ -34,7 +34,7 @@ private final class Box {
 }
 
 /// Runs `body` on a new detached POSIX thread.
-private func detach(_ body: @escaping @Sendable () -> Void) {
+func detach(_ body: @escaping @Sendable () -> Void) {
     var thread = pthread_t()
     let box = Unmanaged.passRetained(Box(body)).toOpaque()
     var attr = pthread_attr_t()
