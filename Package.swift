@@ -171,6 +171,7 @@ let package = Package(
             dependencies: [
                 "Runtime", "Shim", "Hypervisor", "AgentAPI", "TTRPC", "ContainerdAPI",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(
