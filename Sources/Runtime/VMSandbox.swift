@@ -35,7 +35,7 @@ public actor VMSandbox: Sandbox {
 
     let sandboxID: String
     let environment: [String: String]
-    let logger: Logger
+    var logger: Logger
     var vmState: VMState = .none
     var containers: [String: Container] = [:]
     var processes: [Key: GuestProcess] = [:]
@@ -59,6 +59,8 @@ public actor VMSandbox: Sandbox {
         case .none: break
         }
         let (config, source) = try Self.loadConfig(configPath: configPath, environment: environment)
+        // The configuration's level, unless the shim already logs more (containerd's -debug).
+        if let level = Logger.Level(rawValue: config.logLevel), level < logger.logLevel { logger.logLevel = level }
         logger.info("sandbox \(sandboxID): configuration from \(source); backend \(config.backend), kernel \(config.kernel)")
         let sandboxID = self.sandboxID
         let logger = self.logger
