@@ -202,7 +202,7 @@ public enum ConfigError: Error, Equatable, CustomStringConvertible {
         case .syntax(let file, let line, let reason): "configuration \(file):\(line): \(reason)"
         case .unknownKey(let file, let key, let line): "configuration \(file):\(line): unknown key \(key)"
         case .wrongType(let file, let key, let line, let expected, let found):
-            "configuration \(file):\(line): \(key) must be a \(expected), not a \(found)"
+            "configuration \(file):\(line): \(key) must be of type \(expected), not \(found)"
         case .invalidValue(let file, let key, let line, let reason): "configuration \(file):\(line): \(key): \(reason)"
         }
     }

@@ -157,10 +157,13 @@ public actor VMSandbox: Sandbox {
     }
 
     /// Runs an agent call, naming it in the error; a dead VM is reported as such.
+    /// `vm` defaults to the current one (Create passes the VM it just got, which may still be
+    /// finishing its boot for another caller).
     func call<T: Sendable>(
-        _ operation: String, _ body: (Kata_Agent_V1_AgentServiceClient) async throws -> T
+        _ operation: String, vm given: SandboxVM? = nil, _ body: (Kata_Agent_V1_AgentServiceClient) async throws -> T
     ) async throws(RuntimeError) -> T {
-        let vm = try currentVM()
+        let vm: SandboxVM
+        if let given { vm = given } else { vm = try currentVM() }
         do {
             return try await body(vm.agent)
         } catch {
@@ -190,7 +193,7 @@ public actor VMSandbox: Sandbox {
             try vm.paths.shareRootfs(containerID: config.id, from: config.rootfs, readOnly: config.spec.root?.readonly ?? false)
             do throws(RuntimeError) {
                 let spec = try GuestSpec.rewrite(config.spec, containerID: config.id, paths: vm.paths, logger: logger)
-                _ = try await call("CreateContainer") { agent in
+                _ = try await call("CreateContainer", vm: vm) { agent in
                     try await agent.createContainer(.with {
                         $0.containerID = config.id
                         $0.ociSpecJson = .init(spec)

@@ -78,7 +78,7 @@ import Testing
         let error = #expect(throws: ConfigError.self) {
             try RuntimeConfig.parse("[agent]\ndial_timeout_s = [1]\n", file: Self.file)
         }
-        #expect(error?.description == "configuration \(Self.file):2: agent.dial_timeout_s must be a integer, not a array")
+        #expect(error?.description == "configuration \(Self.file):2: agent.dial_timeout_s must be of type integer, not array")
     }
 
     @Test func invalidValuesAreErrors() {
