@@ -147,7 +147,7 @@ import Testing
         await harness.finish(bundle)
     }
 
-    @Test(.timeLimit(.minutes(5)))
+    @Test(.timeLimit(.minutes(3)))
     func vmDeathEndsEveryProcessWith255() async throws {
         let harness = try Harness("ctr-vmdeath")
         let bundle = try BusyboxBundle(name: "vmdeath", args: ["sleep", "1000"])
