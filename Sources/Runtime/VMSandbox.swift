@@ -167,6 +167,11 @@ public actor VMSandbox: Sandbox {
         do {
             return try await body(vm.agent)
         } catch {
+            if let error = error as? TTRPCError, error.code == .unavailable {
+                // A dropped connection usually means the VM just died: give the VMM's exit a
+                // moment to be seen, so the error says so.
+                for _ in 0..<60 where vm.isAlive { try? await Task.sleep(for: .milliseconds(50)) }
+            }
             if case .dead(let state, let tail) = vmState { throw .vmGone(state: state, consoleTail: tail) }
             if !vm.isAlive { throw .vmGone(state: vm.hypervisor.state.description, consoleTail: vm.hypervisor.consoleTail) }
             if let error = error as? TTRPCError { throw .agentCall(operation: operation, error) }
