@@ -160,12 +160,15 @@ public actor VMSandbox: Sandbox {
     /// `vm` defaults to the current one (Create passes the VM it just got, which may still be
     /// finishing its boot for another caller).
     func call<T: Sendable>(
-        _ operation: String, vm given: SandboxVM? = nil, _ body: (Kata_Agent_V1_AgentServiceClient) async throws -> T
+        _ operation: String, vm given: SandboxVM? = nil,
+        _ body: @escaping @Sendable (Kata_Agent_V1_AgentServiceClient) async throws -> T
     ) async throws(RuntimeError) -> T {
         let vm: SandboxVM
         if let given { vm = given } else { vm = try currentVM() }
         do {
-            return try await body(vm.agent)
+            return try await Self.withDeadline(Self.callTimeout, operation: operation, vm: vm) { try await body(vm.agent) }
+        } catch let error as RuntimeError {
+            throw error
         } catch {
             if let error = error as? TTRPCError, error.code == .unavailable {
                 // A dropped connection usually means the VM just died: give the VMM's exit a
@@ -176,6 +179,28 @@ public actor VMSandbox: Sandbox {
             if !vm.isAlive { throw .vmGone(state: vm.hypervisor.state.description, consoleTail: vm.hypervisor.consoleTail) }
             if let error = error as? TTRPCError { throw .agentCall(operation: operation, error) }
             throw .agentCall(operation: operation, TTRPCError(.unknown, "\(error)"))
+        }
+    }
+
+    /// How long a bounded agent call (everything but the stdio long-polls and WaitProcess) may take.
+    static let callTimeout: Duration = .seconds(60)
+
+    /// Runs `body`, or fails with the agent's silence (and the console tail) after `timeout`.
+    static func withDeadline<T: Sendable>(
+        _ timeout: Duration, operation: String, vm: SandboxVM, _ body: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let value = first else {
+                throw RuntimeError.agentUnreachable(
+                    reason: "\(operation) got no answer within \(timeout.components.seconds) s", consoleTail: vm.hypervisor.consoleTail)
+            }
+            return value
         }
     }
 
