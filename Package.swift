@@ -106,8 +106,18 @@ let package = Package(
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]),
 
+        // The VM-backed sandbox behind the shim: configuration, VM boot through Hypervisor, the agent
+        // over ttrpc/vsock, rootfs sharing, stdio pumps.
+        .target(
+            name: "Runtime",
+            dependencies: [
+                "Shim", "Hypervisor", "AgentAPI", "TTRPC", "ContainerdAPI", "SystemSupport",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+
         // ---- executables: thin mains
-        .executableTarget(name: "containerd-shim-kata-v2", dependencies: ["Shim"]),
+        .executableTarget(name: "containerd-shim-kata-v2", dependencies: ["Shim", "Runtime"]),
         // Throughput of the FUSE server's READ/WRITE and small-file paths vs plain host calls.
         .executableTarget(name: "fuse-bench", dependencies: ["FUSE"]),
         .executableTarget(
@@ -158,6 +168,15 @@ let package = Package(
             dependencies: ["Shim", "ContainerdAPI", "TTRPC", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         // The shim under a real containerd (own instance, ctr); needs root and containerd installed.
         .testTarget(name: "ShimE2ETests", dependencies: ["Shim"]),
+        // Runtime: configuration parsing (unit), and VMSandbox against a real VM with our agent.
+        .testTarget(
+            name: "RuntimeTests",
+            dependencies: [
+                "Runtime", "Shim", "Hypervisor", "AgentAPI", "TTRPC", "ContainerdAPI",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .testTarget(
             name: "HypervisorTests", dependencies: ["Hypervisor", "VhostUser", "Devices", "VirtIO", "GuestMemory", "SystemSupport", "CShims"]),
         // One real boot of our kernel under our VMM (minutes on hosts whose KVM emulates the guest).

@@ -11,16 +11,29 @@ import TTRPC
 import Glibc
 #endif
 
+/// What a sandbox factory gets to build the daemon's sandbox.
+public struct SandboxContext: Sendable {
+    /// The shim's id (`-id`): the pod's sandbox id, or the container's id for a pod of one.
+    public var sandboxID: String
+    /// The daemon's environment (KATA_CONF_FILE and the like).
+    public var environment: [String: String]
+    public var logger: Logger
+}
+
+/// Builds the production sandbox. The executable supplies it (the Runtime module's VMSandbox), so
+/// the Shim module does not depend on the runtime.
+public typealias SandboxFactory = @Sendable (SandboxContext) -> any Sandbox
+
 /// Selects the sandbox backend. Only the tests set KATA_SWIFT_TEST_SANDBOX (see ScriptedSandbox).
 public enum SandboxBackend {
     public static let environmentVariable = "KATA_SWIFT_TEST_SANDBOX"
 
-    static func make(environment: [String: String], logger: Logger) -> any Sandbox {
-        if environment[environmentVariable] == "scripted" {
-            logger.warning("using the scripted TEST backend (\(environmentVariable)=scripted): no isolation, no VM")
+    static func make(_ context: SandboxContext, factory: SandboxFactory?) -> any Sandbox {
+        if context.environment[environmentVariable] == "scripted" {
+            context.logger.warning("using the scripted TEST backend (\(environmentVariable)=scripted): no isolation, no VM")
             return ScriptedSandbox()
         }
-        return UnavailableSandbox()
+        return factory?(context) ?? UnavailableSandbox()
     }
 }
 
@@ -30,7 +43,7 @@ public enum Daemon {
     static let listenerFD: Int32 = 3
 
     /// Serves until the shim is told to end; returns the exit status.
-    public static func run(flags: ShimFlags) async -> Int32 {
+    public static func run(flags: ShimFlags, makeSandbox: SandboxFactory? = nil) async -> Int32 {
         // Signals first: a SIGTERM that arrives while the daemon is still starting must still end it
         // cleanly (socket removed), not kill it outright.
         let (ended, endSignal) = AsyncStream<String>.makeStream()
@@ -53,7 +66,9 @@ public enum Daemon {
         let sink: any EventSink = environment["TTRPC_ADDRESS"].map { EventForwarder(address: $0) } ?? DroppingEventSink()
         let events = EventQueue(sink: sink, namespace: flags.namespace, logger: logger)
         let service = TaskService(
-            sandbox: SandboxBackend.make(environment: environment, logger: logger), events: events,
+            sandbox: SandboxBackend.make(
+                SandboxContext(sandboxID: flags.id, environment: environment, logger: logger), factory: makeSandbox),
+            events: events,
             namespace: flags.namespace, logger: logger
         ) { endSignal.yield("shutdown: no task left") }
 

@@ -15,7 +15,8 @@ public enum ShimMain {
     public static let version = "containerd-shim-kata-v2 (kata-swift) 0.1.0, runtime io.containerd.kata.v2"
 
     /// Runs the shim with `arguments` (without the program name) and returns the exit status.
-    public static func run(arguments: [String]) async -> Int32 {
+    /// `makeSandbox` builds the daemon's production sandbox (nil: UnavailableSandbox).
+    public static func run(arguments: [String], makeSandbox: SandboxFactory? = nil) async -> Int32 {
         let flags: ShimFlags
         do {
             flags = try ShimFlags(parsing: arguments)
@@ -53,7 +54,7 @@ public enum ShimMain {
             write((try? response.serializedBytes()) ?? [], to: 1)
             return 0
         case .daemon:
-            return await Daemon.run(flags: flags)
+            return await Daemon.run(flags: flags, makeSandbox: makeSandbox)
         }
     }
 

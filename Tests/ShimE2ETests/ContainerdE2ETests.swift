@@ -3,15 +3,20 @@ import Testing
 import Shim
 
 @Suite(.serialized) struct ContainerdE2ETests {
-    @Test func ctrRunReportsMissingHypervisorAndLeavesNothing() async throws {
-        let containerd = try ContainerdHarness(name: "nohv")
+    @Test func ctrRunReportsMissingKernelAndLeavesNothing() async throws {
+        // A configuration whose kernel does not exist: the VM cannot start, ctr shows why.
+        let configPath = "/tmp/ks-e2e-nokernel-\(getpid()).toml"
+        try "[hypervisor]\nkernel = \"/nonexistent/kata-swift/vmlinux\"\n".write(toFile: configPath, atomically: true, encoding: .utf8)
+        defer { unlink(configPath) }
+        let containerd = try ContainerdHarness(name: "nohv", extraEnvironment: ["KATA_CONF_FILE": configPath])
         defer { containerd.stop() }
         try containerd.importBusybox("docker.io/library/busybox:e2e")
         let run = try containerd.ctr(["run", "--rm", "--runtime", "io.containerd.kata.v2",
                                       "docker.io/library/busybox:e2e", "k1", "echo", "hi"])
         #expect(run.status != 0)
         #expect(run.stdout.isEmpty)
-        #expect(run.stderr.contains("kata-swift: no hypervisor backend available yet"), "ctr said: \(run.stderr)")
+        #expect(run.stderr.contains("kata-swift: cannot start the sandbox VM"), "ctr said: \(run.stderr)")
+        #expect(run.stderr.contains("/nonexistent/kata-swift/vmlinux"), "ctr said: \(run.stderr)")
         #expect(!run.stderr.contains("failed to start shim"), "ctr said: \(run.stderr)")
         // Nothing is left: no shim process, socket, mount, bundle, task or container.
         #expect(waitUntil { containerd.shimProcesses().isEmpty }, "shim processes left: \(containerd.shimProcesses())")

@@ -1,0 +1,154 @@
+// The per-sandbox host directory (docs/shim.md, the helpers' contract):
+//   <sandbox_dir>/<sandbox-id>/            mode 0700
+//     shared/                               served to the guest over virtio-fs (tag kataShared)
+//       containers/<cid>/rootfs             bind mount of the container's <bundle>/rootfs
+//     hvsock                                hybrid vsock socket (debug console on only)
+// Removal unmounts everything below the directory first (deepest first, lazily) and never
+// crosses into another file system, so a leftover bind mount can never cost a rootfs its files.
+
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Paths of one sandbox on the host.
+public struct SandboxPaths: Sendable, Equatable {
+    public let root: String
+    public var shared: String { root + "/shared" }
+    public var hybridVsock: String { root + "/hvsock" }
+    /// The hypervisor's socket directory: the sandbox directory itself when its sockets' paths fit
+    /// in a Unix socket address (108 bytes), else a short per-process directory.
+    public let vmDirectory: String
+
+    public init(sandboxDirectory: String, sandboxID: String) {
+        root = sandboxDirectory + "/" + sandboxID
+        // QEMU's longest socket name below the directory is "/vhost-vsock.sock".
+        vmDirectory = root.utf8.count + 20 < 108 ? root : sandboxDirectory + "/vm-\(getpid())"
+    }
+
+    public func containerDirectory(_ containerID: String) -> String { shared + "/containers/" + containerID }
+    public func hostRootfs(_ containerID: String) -> String { containerDirectory(containerID) + "/rootfs" }
+    public static func guestRootfs(_ containerID: String) -> String {
+        SandboxVM.guestSharedPath + "/containers/" + containerID + "/rootfs"
+    }
+
+    /// Creates the directory tree (the parent too, if missing).
+    func create() throws(RuntimeError) {
+        for directory in [parent, root, shared, shared + "/containers"] {
+            guard mkdir(directory, 0o700) == 0 || errno == EEXIST else {
+                throw .system(operation: "mkdir \(directory)", errno: errno)
+            }
+        }
+    }
+
+    var parent: String {
+        String(root[..<(root.lastIndex(of: "/") ?? root.endIndex)])
+    }
+
+    /// Creates `<shared>/containers/<cid>/rootfs` and bind-mounts `hostRootfs` onto it.
+    func shareRootfs(containerID: String, from source: String, readOnly: Bool) throws(RuntimeError) {
+        let target = hostRootfs(containerID)
+        for directory in [containerDirectory(containerID), target] {
+            guard mkdir(directory, 0o700) == 0 || errno == EEXIST else {
+                throw .system(operation: "mkdir \(directory)", errno: errno)
+            }
+        }
+        guard mount(source, target, "none", UInt(MS_BIND | MS_REC), nil) == 0 else {
+            let code = errno
+            removeTree(containerDirectory(containerID))
+            throw .system(operation: "bind-mount \(source) on \(target)", errno: code)
+        }
+        if readOnly {
+            guard mount("", target, "", UInt(MS_REMOUNT | MS_BIND | MS_RDONLY), nil) == 0 else {
+                let code = errno
+                unshareRootfs(containerID: containerID)
+                throw .system(operation: "remount \(target) read-only", errno: code)
+            }
+        }
+    }
+
+    /// Unmounts and removes a container's part of the shared directory.
+    func unshareRootfs(containerID: String) {
+        Self.unmountAll(below: containerDirectory(containerID))
+        removeTree(containerDirectory(containerID))
+    }
+
+    /// Unmounts everything below the sandbox directory and removes it (and the VM directory).
+    func remove(logger: Logger) {
+        Self.unmountAll(below: root)
+        removeTree(root)
+        if vmDirectory != root { removeTree(vmDirectory) }
+        var st = stat()
+        if lstat(root, &st) == 0 { logger.warning("could not remove \(root) completely") }
+    }
+
+    /// Mount points at or below `directory`, deepest first.
+    static func mountPoints(below directory: String) -> [String] {
+        guard let file = fopen("/proc/self/mounts", "r") else { return [] }
+        defer { fclose(file) }
+        var found: [String] = []
+        var line = [CChar](repeating: 0, count: 8192)
+        while fgets(&line, Int32(line.count), file) != nil {
+            let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            let fields = text.split(separator: " ")
+            guard fields.count > 1 else { continue }
+            let point = unescapeMountPath(String(fields[1]))
+            if point == directory || point.hasPrefix(directory + "/") { found.append(point) }
+        }
+        return found.sorted { $0.count > $1.count }
+    }
+
+    /// /proc/mounts escapes space, tab, newline and backslash as \ooo.
+    static func unescapeMountPath(_ path: String) -> String {
+        guard path.contains("\\") else { return path }
+        var out: [UInt8] = []
+        let bytes = Array(path.utf8)
+        var i = 0
+        while i < bytes.count {
+            if bytes[i] == UInt8(ascii: "\\"), i + 3 < bytes.count, let value = UInt8(String(decoding: bytes[(i + 1)...(i + 3)], as: UTF8.self), radix: 8) {
+                out.append(value)
+                i += 4
+            } else {
+                out.append(bytes[i])
+                i += 1
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    static func unmountAll(below directory: String) {
+        for point in mountPoints(below: directory) {
+            if umount2(point, 0) != 0 { _ = umount2(point, Int32(MNT_DETACH)) }
+        }
+    }
+
+    /// Removes `path` recursively without following symlinks or crossing into other file systems
+    /// (a mount point still there is left alone, and so is everything under it).
+    func removeTree(_ path: String) {
+        var top = stat()
+        guard lstat(path, &top) == 0 else { return }
+        Self.remove(path, device: top.st_dev)
+    }
+
+    private static func remove(_ path: String, device: dev_t) {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return }
+        guard st.st_dev == device else { return }
+        if (st.st_mode & S_IFMT) == S_IFDIR {
+            if let dir = opendir(path) {
+                var names: [String] = []
+                while let entry = readdir(dir) {
+                    let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                        String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+                    }
+                    if name != "." && name != ".." { names.append(name) }
+                }
+                closedir(dir)
+                for name in names { remove(path + "/" + name, device: device) }
+            }
+            rmdir(path)
+        } else {
+            unlink(path)
+        }
+    }
+}

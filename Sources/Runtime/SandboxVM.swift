@@ -1,0 +1,138 @@
+// One sandbox's VM and its agent connection: the per-sandbox directory
+// (`<sandbox_dir>/<sandbox-id>/` with `shared/` and, with the debug console, `hvsock`), the
+// hypervisor the configuration picks, the ttrpc connection to the agent on vsock port 1024
+// (dialled with a deadline, then health-checked with retries), and the teardown that leaves
+// nothing behind.
+
+import AgentAPI
+import Hypervisor
+import Logging
+import SystemSupport
+import TTRPC
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A running sandbox VM with a healthy agent.
+public final class SandboxVM: Sendable {
+    public static let agentPort: UInt32 = 1024
+    public static let debugConsolePort: UInt32 = 1026
+    /// The virtio-fs tag of the sandbox's shared directory and where the guest mounts it.
+    public static let sharedTag = "kataShared"
+    public static let guestSharedPath = "/run/kata-containers/shared"
+
+    public let sandboxID: String
+    public let paths: SandboxPaths
+    public let hypervisor: any Hypervisor
+    public let client: TTRPCClient
+    public var agent: Kata_Agent_V1_AgentServiceClient { Kata_Agent_V1_AgentServiceClient(client) }
+    public var health: Kata_Agent_V1_HealthClient { Kata_Agent_V1_HealthClient(client) }
+    let logger: Logger
+
+    private init(sandboxID: String, paths: SandboxPaths, hypervisor: any Hypervisor, client: TTRPCClient, logger: Logger) {
+        self.sandboxID = sandboxID
+        self.paths = paths
+        self.hypervisor = hypervisor
+        self.client = client
+        self.logger = logger
+    }
+
+    /// The hypervisor configuration for this sandbox.
+    static func hypervisorConfig(_ config: RuntimeConfig, paths: SandboxPaths) -> HypervisorConfig {
+        var extras = config.kernelParams + ["agent.log=\(config.agentLogLevel)"]
+        if config.debugConsole { extras.append("agent.debug_console") }
+        return HypervisorConfig(
+            kernelPath: config.kernel, initrdPath: config.initrd, cmdlineExtras: extras, vcpus: config.vcpus,
+            memoryMiB: config.memoryMiB, backend: config.backend,
+            debug: config.logLevel == "debug" || config.logLevel == "trace",
+            runtimeDirectory: paths.vmDirectory, hybridVsockPath: config.debugConsole ? paths.hybridVsock : nil,
+            qemuBinary: config.qemuPath,
+            sharedDirectories: [SharedDirectory(tag: sharedTag, hostPath: paths.shared)])
+    }
+
+    /// Boots the VM and waits for a healthy agent. On failure everything started is torn down.
+    public static func boot(sandboxID: String, config: RuntimeConfig, logger: Logger) async throws(RuntimeError) -> SandboxVM {
+        let paths = SandboxPaths(sandboxDirectory: config.sandboxDirectory, sandboxID: sandboxID)
+        try paths.create()
+        let hypervisor: any Hypervisor
+        do {
+            hypervisor = try HypervisorFactory.make(hypervisorConfig(config, paths: paths), logger: logger)
+            try await hypervisor.start()
+        } catch {
+            paths.remove(logger: logger)
+            throw .boot(reason: error.description, consoleTail: "")
+        }
+        logger.info("sandbox \(sandboxID): VM started (\(hypervisor.kind)), waiting for the agent")
+        do {
+            let client = try await connectAgent(hypervisor, timeoutSeconds: Double(config.agentDialTimeoutSeconds), logger: logger)
+            return SandboxVM(sandboxID: sandboxID, paths: paths, hypervisor: hypervisor, client: client, logger: logger)
+        } catch {
+            await hypervisor.stop(graceSeconds: 1)
+            paths.remove(logger: logger)
+            throw error
+        }
+    }
+
+    /// Dials vsock port 1024 until `timeoutSeconds`, then health-checks (retrying on a fresh
+    /// connection) until the agent says SERVING or the same deadline passes.
+    static func connectAgent(_ hypervisor: any Hypervisor, timeoutSeconds: Double, logger: Logger) async throws(RuntimeError)
+        -> TTRPCClient
+    {
+        let deadline = ContinuousClock.now + .milliseconds(Int64(timeoutSeconds * 1000))
+        var lastError = "no attempt"
+        var attempt = 0
+        while ContinuousClock.now < deadline {
+            attempt += 1
+            if case .stopped = hypervisor.state {
+                throw .agentUnreachable(reason: "the VM stopped (\(hypervisor.state))", consoleTail: hypervisor.consoleTail)
+            }
+            let left = Double((deadline - ContinuousClock.now).components.seconds) + 0.5
+            do {
+                let stream = try await hypervisor.connectVsock(port: agentPort, timeoutSeconds: max(left, 0.5))
+                let fd = dup(stream.rawValue)
+                guard fd >= 0 else { throw RuntimeError.system(operation: "dup vsock stream", errno: errno) }
+                let client = try await TTRPCClient.connect(connectedDescriptor: fd)
+                do {
+                    let reply = try await Kata_Agent_V1_HealthClient(client).check(
+                        .init(), options: TTRPCCallOptions(timeout: .seconds(5)))
+                    if reply.status == .serving {
+                        logger.info("agent healthy after \(attempt) attempt(s)")
+                        return client
+                    }
+                    lastError = "health check answered \(reply.status)"
+                } catch {
+                    lastError = "health check: \(error)"
+                }
+                await client.close()
+            } catch {
+                lastError = "\(error)"
+            }
+            logger.debug("agent not ready (attempt \(attempt)): \(lastError)")
+            try? await Task.sleep(for: .milliseconds(200))
+        }
+        throw .agentUnreachable(
+            reason: "no healthy answer on vsock port \(agentPort) within \(Int(timeoutSeconds)) s (\(attempt) attempts; last: \(lastError))",
+            consoleTail: hypervisor.consoleTail)
+    }
+
+    /// True while the VM runs (or is paused).
+    public var isAlive: Bool {
+        if case .stopped = hypervisor.state { return false }
+        return true
+    }
+
+    /// Asks the agent to destroy the sandbox, stops the VM and removes the per-sandbox directory.
+    /// Idempotent; never throws (what fails is logged).
+    public func shutdown(destroySandbox: Bool) async {
+        if destroySandbox && isAlive {
+            do {
+                _ = try await agent.destroySandbox(.init(), options: TTRPCCallOptions(timeout: .seconds(10)))
+            } catch {
+                logger.warning("sandbox \(sandboxID): DestroySandbox: \(error)")
+            }
+        }
+        await client.close()
+        await hypervisor.stop(graceSeconds: 3)
+        paths.remove(logger: logger)
+    }
+}

@@ -1,0 +1,287 @@
+// The VM-backed sandbox behind the task service (docs/shim.md). The first container boots the VM
+// (configuration: RuntimeConfig), connects to the agent and creates the sandbox in it; each task
+// call becomes agent calls (VMSandbox+Processes.swift); Shutdown destroys the sandbox, stops the
+// VM and removes `<sandbox_dir>/<sandbox-id>/`. A VM that dies on its own ends every process with
+// status 255, so containerd is never left waiting.
+
+import AgentAPI
+import Hypervisor
+import Logging
+import Shim
+import TTRPC
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The production sandbox: one VM per shim.
+public actor VMSandbox: Sandbox {
+    enum VMState {
+        case none
+        case booting(Task<SandboxVM, any Error>)
+        case ready(SandboxVM)
+        /// The VM ended on its own; the description and console tail explain it.
+        case dead(state: String, consoleTail: String)
+        case shutDown
+    }
+
+    struct Key: Hashable {
+        var containerID: String
+        var execID: String
+    }
+
+    struct Container {
+        var spec: OCISpec
+    }
+
+    let sandboxID: String
+    let environment: [String: String]
+    var logger: Logger
+    var vmState: VMState = .none
+    var containers: [String: Container] = [:]
+    var processes: [Key: GuestProcess] = [:]
+    /// The per-sandbox directory, once a VM was booted.
+    var paths: SandboxPaths?
+
+    /// `sandboxID` names the per-sandbox directory; `environment` is where KATA_CONF_FILE is read.
+    public init(sandboxID: String, environment: [String: String], logger: Logger) {
+        self.sandboxID = sandboxID
+        self.environment = environment
+        self.logger = logger
+    }
+
+    /// The running VM, booting it first if needed (once; concurrent callers share the boot).
+    func readyVM(configPath: String?, hostname: String) async throws(RuntimeError) -> SandboxVM {
+        switch vmState {
+        case .ready(let vm): return vm
+        case .dead(let state, let tail): throw .vmGone(state: state, consoleTail: tail)
+        case .shutDown: throw .shutDown
+        case .booting(let task): return try await Self.value(of: task)
+        case .none: break
+        }
+        let (config, source) = try Self.loadConfig(configPath: configPath, environment: environment)
+        // The configuration's level, unless the shim already logs more (containerd's -debug).
+        if let level = Logger.Level(rawValue: config.logLevel), level < logger.logLevel { logger.logLevel = level }
+        logger.info("sandbox \(sandboxID): configuration from \(source); backend \(config.backend), kernel \(config.kernel)")
+        let sandboxID = self.sandboxID
+        let logger = self.logger
+        let task = Task { () async throws -> SandboxVM in
+            let vm = try await SandboxVM.boot(sandboxID: sandboxID, config: config, logger: logger)
+            do {
+                _ = try await vm.agent.createSandbox(.with {
+                    $0.sandboxID = sandboxID
+                    $0.hostname = hostname
+                    $0.storages = [.with {
+                        $0.driver = "virtio-fs"
+                        $0.source = SandboxVM.sharedTag
+                        $0.fstype = "virtiofs"
+                        $0.mountPoint = SandboxVM.guestSharedPath
+                    }]
+                }, options: TTRPCCallOptions(timeout: .seconds(30)))
+            } catch {
+                let tail = vm.hypervisor.consoleTail
+                await vm.shutdown(destroySandbox: false)
+                if let error = error as? TTRPCError {
+                    throw RuntimeError.agentCall(operation: "CreateSandbox", error)
+                }
+                throw RuntimeError.agentUnreachable(reason: "CreateSandbox: \(error)", consoleTail: tail)
+            }
+            return vm
+        }
+        vmState = .booting(task)
+        do throws(RuntimeError) {
+            let vm = try await Self.value(of: task)
+            guard case .booting = vmState else {
+                // Shut down while booting.
+                await vm.shutdown(destroySandbox: true)
+                throw RuntimeError.shutDown
+            }
+            vmState = .ready(vm)
+            paths = vm.paths
+            watch(vm)
+            return vm
+        } catch {
+            if case .booting = vmState { vmState = .none }
+            throw error
+        }
+    }
+
+    static func value(of task: Task<SandboxVM, any Error>) async throws(RuntimeError) -> SandboxVM {
+        do {
+            return try await task.value
+        } catch let error as RuntimeError {
+            throw error
+        } catch {
+            throw .boot(reason: "\(error)", consoleTail: "")
+        }
+    }
+
+    static func loadConfig(configPath: String?, environment: [String: String]) throws(RuntimeError)
+        -> (RuntimeConfig, RuntimeConfig.Source)
+    {
+        do {
+            return try RuntimeConfig.load(configPath: configPath, environment: environment)
+        } catch {
+            throw .config(error)
+        }
+    }
+
+    /// Waits for the VM to end; if nobody asked for it, every process exits with status 255.
+    private func watch(_ vm: SandboxVM) {
+        Task { [weak self] in
+            let final = await vm.hypervisor.waitForExit()
+            await self?.vmExited(vm, final: final)
+        }
+    }
+
+    private func vmExited(_ vm: SandboxVM, final: HypervisorState) async {
+        guard case .ready(let current) = vmState, current === vm else { return }
+        let tail = vm.hypervisor.consoleTail
+        logger.error("sandbox \(sandboxID): the VM ended unexpectedly (\(final))\(RuntimeError.tail(tail))")
+        vmState = .dead(state: final.description, consoleTail: tail)
+        // Pending agent calls fail now; their processes report status 255.
+        await vm.client.close()
+        for process in processes.values where process.exitStatus == nil && !process.started {
+            finish(process, status: vmGoneExitStatus)
+        }
+        await vm.shutdown(destroySandbox: false)
+    }
+
+    /// The VM for a call on an existing sandbox.
+    func currentVM() throws(RuntimeError) -> SandboxVM {
+        switch vmState {
+        case .ready(let vm): return vm
+        case .dead(let state, let tail): throw .vmGone(state: state, consoleTail: tail)
+        case .shutDown: throw .shutDown
+        case .none, .booting: throw .vmGone(state: "not started", consoleTail: "")
+        }
+    }
+
+    /// Runs an agent call, naming it in the error; a dead VM is reported as such.
+    /// `vm` defaults to the current one (Create passes the VM it just got, which may still be
+    /// finishing its boot for another caller).
+    func call<T: Sendable>(
+        _ operation: String, vm given: SandboxVM? = nil,
+        _ body: @escaping @Sendable (Kata_Agent_V1_AgentServiceClient) async throws -> T
+    ) async throws(RuntimeError) -> T {
+        let vm: SandboxVM
+        if let given { vm = given } else { vm = try currentVM() }
+        do {
+            return try await Self.withDeadline(Self.callTimeout, operation: operation, vm: vm) { try await body(vm.agent) }
+        } catch let error as RuntimeError {
+            throw error
+        } catch {
+            if let error = error as? TTRPCError, error.code == .unavailable {
+                // A dropped connection usually means the VM just died: give the VMM's exit a
+                // moment to be seen, so the error says so.
+                for _ in 0..<60 where vm.isAlive { try? await Task.sleep(for: .milliseconds(50)) }
+            }
+            if case .dead(let state, let tail) = vmState { throw .vmGone(state: state, consoleTail: tail) }
+            if !vm.isAlive { throw .vmGone(state: vm.hypervisor.state.description, consoleTail: vm.hypervisor.consoleTail) }
+            if let error = error as? TTRPCError { throw .agentCall(operation: operation, error) }
+            throw .agentCall(operation: operation, TTRPCError(.unknown, "\(error)"))
+        }
+    }
+
+    /// How long a bounded agent call (everything but the stdio long-polls and WaitProcess) may take.
+    static let callTimeout: Duration = .seconds(60)
+
+    /// Runs `body`, or fails with the agent's silence (and the console tail) after `timeout`.
+    static func withDeadline<T: Sendable>(
+        _ timeout: Duration, operation: String, vm: SandboxVM, _ body: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let value = first else {
+                throw RuntimeError.agentUnreachable(
+                    reason: "\(operation) got no answer within \(timeout.components.seconds) s", consoleTail: vm.hypervisor.consoleTail)
+            }
+            return value
+        }
+    }
+
+    /// Maps any failure to the shim's TaskError.
+    func mapped<T: Sendable>(_ body: () async throws(RuntimeError) -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch {
+            throw error.taskError
+        }
+    }
+
+    // MARK: containers
+
+    public func createContainer(_ config: ContainerConfig) async throws -> UInt32 {
+        try await mapped { () async throws(RuntimeError) -> UInt32 in
+            guard containers[config.id] == nil else { throw .alreadyExists("container \(config.id)") }
+            let vm = try await readyVM(configPath: config.configPath, hostname: config.spec.hostname ?? "")
+            guard containers[config.id] == nil else { throw .alreadyExists("container \(config.id)") }
+            try vm.paths.shareRootfs(containerID: config.id, from: config.rootfs, readOnly: config.spec.root?.readonly ?? false)
+            do throws(RuntimeError) {
+                let spec = try GuestSpec.rewrite(config.spec, containerID: config.id, paths: vm.paths, logger: logger)
+                _ = try await call("CreateContainer", vm: vm) { agent in
+                    try await agent.createContainer(.with {
+                        $0.containerID = config.id
+                        $0.ociSpecJson = .init(spec)
+                    })
+                }
+            } catch {
+                vm.paths.unshareRootfs(containerID: config.id)
+                throw error
+            }
+            containers[config.id] = Container(spec: config.spec)
+            processes[Key(containerID: config.id, execID: "")] = GuestProcess(
+                containerID: config.id, execID: "", stdio: config.stdio, execJSON: nil)
+            logger.info("container \(config.id) created in sandbox \(sandboxID)")
+            return UInt32(getpid())
+        }
+    }
+
+    public func removeContainer(containerID: String) async throws {
+        try await mapped { () async throws(RuntimeError) in
+            guard containers[containerID] != nil else { throw .noSuchContainer(containerID) }
+            if case .ready = vmState {
+                _ = try await call("RemoveContainer") { agent in
+                    try await agent.removeContainer(.with { $0.containerID = containerID })
+                }
+            }
+            for (key, process) in processes where key.containerID == containerID {
+                process.stdinPump?.cancel()
+                if process.exitStatus == nil { finish(process, status: 128 + UInt32(SIGKILL)) }
+                await process.stdio.closeAll()
+                processes[key] = nil
+            }
+            containers[containerID] = nil
+            paths?.unshareRootfs(containerID: containerID)
+        }
+    }
+
+    public func shutdown() async {
+        let previous = vmState
+        vmState = .shutDown
+        for process in processes.values where process.exitStatus == nil {
+            process.stdinPump?.cancel()
+            finish(process, status: 128 + UInt32(SIGKILL))
+        }
+        switch previous {
+        case .ready(let vm):
+            await vm.shutdown(destroySandbox: true)
+            logger.info("sandbox \(sandboxID): VM stopped, \(vm.paths.root) removed")
+        case .booting(let task):
+            if let vm = try? await task.value { await vm.shutdown(destroySandbox: true) }
+        case .none, .dead, .shutDown: break
+        }
+    }
+
+    /// Records an exit and wakes every waiter.
+    func finish(_ process: GuestProcess, status: UInt32) {
+        guard process.exitStatus == nil else { return }
+        process.exitStatus = status
+        for waiter in process.waiters { waiter.resume(returning: status) }
+        process.waiters = []
+    }
+}

@@ -1,0 +1,160 @@
+// RuntimeConfig: the TOML subset, every key, the search order, and errors that name file, key
+// and line.
+
+import Foundation
+import Hypervisor
+import Testing
+@testable import Runtime
+
+@Suite struct ConfigTests {
+    static let file = "/etc/test/configuration.toml"
+
+    @Test func everyKeyIsRead() throws {
+        let config = try RuntimeConfig.parse("""
+            # a comment
+            [hypervisor]
+            backend = "qemu"   # trailing comment
+            kernel = "/k/vmlinux"
+            initrd = '/k/initrd.cpio'
+            vcpus = 2
+            memory_mib = 1_024
+            kernel_params = "quiet  loglevel=3"
+            debug_console = true
+            qemu_path = "/opt/qemu"
+
+            [agent]
+            dial_timeout_s = 30
+            log_level = "debug"
+
+            [runtime]
+            log_level = "warning"
+            sandbox_dir = "/tmp/ks"
+            """, file: Self.file)
+        #expect(config.backend == .qemu)
+        #expect(config.kernel == "/k/vmlinux")
+        #expect(config.initrd == "/k/initrd.cpio")
+        #expect(config.vcpus == 2)
+        #expect(config.memoryMiB == 1024)
+        #expect(config.kernelParams == ["quiet", "loglevel=3"])
+        #expect(config.debugConsole)
+        #expect(config.qemuPath == "/opt/qemu")
+        #expect(config.agentDialTimeoutSeconds == 30)
+        #expect(config.agentLogLevel == "debug")
+        #expect(config.logLevel == "warning")
+        #expect(config.sandboxDirectory == "/tmp/ks")
+    }
+
+    @Test func emptyFileGivesDefaults() throws {
+        #expect(try RuntimeConfig.parse("\n# nothing\n", file: Self.file) == RuntimeConfig())
+        let defaults = RuntimeConfig()
+        #expect(defaults.backend == .auto)
+        #expect(defaults.kernel == "/usr/share/kata-swift/vmlinux")
+        #expect(defaults.initrd == "/usr/share/kata-swift/initramfs-agent.cpio")
+        #expect(defaults.sandboxDirectory == "/run/kata-swift")
+        #expect(!defaults.debugConsole)
+    }
+
+    @Test func unknownKeysAndTablesAreErrors() {
+        #expect(throws: ConfigError.unknownKey(file: Self.file, key: "hypervisor.vcpu", line: 3)) {
+            try RuntimeConfig.parse("[hypervisor]\nvcpus = 1\nvcpu = 2\n", file: Self.file)
+        }
+        #expect(throws: ConfigError.unknownKey(file: Self.file, key: "[network]", line: 2)) {
+            try RuntimeConfig.parse("\n[network]\n", file: Self.file)
+        }
+        #expect(throws: ConfigError.unknownKey(file: Self.file, key: "backend", line: 1)) {
+            try RuntimeConfig.parse("backend = \"qemu\"\n[hypervisor]\n", file: Self.file)
+        }
+    }
+
+    @Test func wrongTypesNameKeyAndExpectedType() {
+        #expect(throws: ConfigError.wrongType(file: Self.file, key: "hypervisor.vcpus", line: 2,
+                                              expected: "integer", found: "string")) {
+            try RuntimeConfig.parse("[hypervisor]\nvcpus = \"2\"\n", file: Self.file)
+        }
+        #expect(throws: ConfigError.wrongType(file: Self.file, key: "hypervisor.debug_console", line: 2,
+                                              expected: "boolean", found: "integer")) {
+            try RuntimeConfig.parse("[hypervisor]\ndebug_console = 1\n", file: Self.file)
+        }
+        let error = #expect(throws: ConfigError.self) {
+            try RuntimeConfig.parse("[agent]\ndial_timeout_s = [1]\n", file: Self.file)
+        }
+        #expect(error?.description == "configuration \(Self.file):2: agent.dial_timeout_s must be of type integer, not array")
+    }
+
+    @Test func invalidValuesAreErrors() {
+        #expect(throws: ConfigError.self) { try RuntimeConfig.parse("[hypervisor]\nbackend = \"xen\"\n", file: Self.file) }
+        #expect(throws: ConfigError.self) { try RuntimeConfig.parse("[hypervisor]\nvcpus = 0\n", file: Self.file) }
+        #expect(throws: ConfigError.self) { try RuntimeConfig.parse("[hypervisor]\nkernel = \"vmlinux\"\n", file: Self.file) }
+        #expect(throws: ConfigError.self) { try RuntimeConfig.parse("[agent]\nlog_level = \"loud\"\n", file: Self.file) }
+        let error = #expect(throws: ConfigError.self) {
+            try RuntimeConfig.parse("[hypervisor]\nmemory_mib = 16\n", file: Self.file)
+        }
+        #expect(error?.description.contains("hypervisor.memory_mib") == true)
+        #expect(error?.description.contains(Self.file + ":2") == true)
+    }
+
+    @Test(arguments: [
+        ("[hypervisor\n", 1), ("[hypervisor]\nvcpus = \n", 2), ("[hypervisor]\nkernel = \"/a\n", 2),
+        ("[a.b]\n", 1), ("[hypervisor]\nx.y = 1\n", 2), ("[hypervisor]\nvcpus = 1 2\n", 2),
+        ("[hypervisor]\nvcpus = 1.5\n", 2), ("[hypervisor]\n[hypervisor]\n", 2), ("[[x]]\n", 1),
+        ("[hypervisor]\nvcpus = 1\nvcpus = 2\n", 3), ("[runtime]\nlog_level = \"\"\"x\"\"\"\n", 2),
+        ("[hypervisor]\nkernel_params = [\"a\", 1]\n", 2), ("[hypervisor]\nkernel = \"\\q\"\n", 2),
+    ])
+    func syntaxErrorsNameTheLine(text: String, line: Int) {
+        let error = #expect(throws: ConfigError.self) { try RuntimeConfig.parse(text, file: Self.file) }
+        guard case .syntax(let file, let reported, _) = error else {
+            Issue.record("not a syntax error: \(String(describing: error))")
+            return
+        }
+        #expect(file == Self.file)
+        #expect(reported == line)
+    }
+
+    @Test func searchOrder() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ks-config-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let fromOptions = directory + "/options.toml", fromEnvironment = directory + "/env.toml"
+        try "[hypervisor]\nvcpus = 3\n".write(toFile: fromOptions, atomically: true, encoding: .utf8)
+        try "[hypervisor]\nvcpus = 4\n".write(toFile: fromEnvironment, atomically: true, encoding: .utf8)
+        let environment = [RuntimeConfig.environmentVariable: fromEnvironment]
+
+        let (a, sourceA) = try RuntimeConfig.load(configPath: fromOptions, environment: environment)
+        #expect(a.vcpus == 3)
+        #expect(sourceA == .runtimeOptions(fromOptions))
+        let (b, sourceB) = try RuntimeConfig.load(configPath: nil, environment: environment)
+        #expect(b.vcpus == 4)
+        #expect(sourceB == .environment(fromEnvironment))
+        let (c, sourceC) = try RuntimeConfig.load(configPath: "", environment: [:])
+        if access(RuntimeConfig.defaultPath, F_OK) != 0 {
+            #expect(c == RuntimeConfig())
+            #expect(sourceC == .builtIn)
+        }
+        // A file that was asked for must exist.
+        let missing = directory + "/missing.toml"
+        let error = #expect(throws: ConfigError.self) { try RuntimeConfig.load(configPath: nil, environment: [RuntimeConfig.environmentVariable: missing]) }
+        #expect(error?.description.contains(missing) == true)
+    }
+
+    @Test func shippedExampleParses() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().path
+        let config = try RuntimeConfig.read(path: root + "/docs/configuration.toml.example")
+        #expect(config.backend == .auto)
+        #expect(config.kernel == RuntimeConfig().kernel)
+    }
+
+    @Test func debugConsoleAddsCmdlineAndHybridSocket() {
+        var config = RuntimeConfig()
+        config.kernelParams = ["quiet"]
+        let paths = SandboxPaths(sandboxDirectory: "/run/kata-swift", sandboxID: "pod1")
+        let off = SandboxVM.hypervisorConfig(config, paths: paths)
+        #expect(off.hybridVsockPath == nil)
+        #expect(!off.cmdlineExtras.contains("agent.debug_console"))
+        config.debugConsole = true
+        let on = SandboxVM.hypervisorConfig(config, paths: paths)
+        #expect(on.hybridVsockPath == "/run/kata-swift/pod1/hvsock")
+        #expect(on.cmdlineExtras == ["quiet", "agent.log=info", "agent.debug_console"])
+        #expect(on.sharedDirectories == [SharedDirectory(tag: "kataShared", hostPath: "/run/kata-swift/pod1/shared")])
+    }
+}
