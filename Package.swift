@@ -100,7 +100,7 @@ let package = Package(
         .target(
             name: "Agent",
             dependencies: [
-                "AgentAPI", "TTRPC", "CShims",
+                "AgentAPI", "TTRPC", "CShims", "GuestContainers",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),

@@ -41,7 +41,8 @@ public enum KataAgent {
             GuestInit.becomeSubreaper(log: log)
         }
 
-        let server = AgentServer(startedNanos: startedNanos, log: log)
+        let server = AgentServer(
+            startedNanos: startedNanos, log: log, engine: role == .initProcess ? .guest : .host)
         let listenError = runBlocking { () async -> AgentServerError? in
             do throws(AgentServerError) {
                 try await server.listen(on: config.listen)

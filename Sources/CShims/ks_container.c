@@ -270,12 +270,14 @@ static void setup_stdio(int fd, const struct ks_ctr_config *c) {
         int src[3] = {c->stdin_fd, c->stdout_fd, c->stderr_fd};
         install_stdio(fd, src);
     }
-    // Nothing but 0-2 survives execve (the sync socket is already O_CLOEXEC).
-    if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
-        for (int i = 3; i < 4096; i++) {
-            int fl = fcntl(i, F_GETFD);
-            if (fl >= 0) (void)fcntl(i, F_SETFD, fl | FD_CLOEXEC);
-        }
+    // Nothing but 0-2 and the sync socket stays open: a child that waits at the start barrier
+    // must not hold copies of other processes' pipe ends (the agent's stdin write ends, a
+    // concurrent spawn's stdout) open, or their readers would not see EOF until it execs.
+    unsigned lo = 3, hi = (unsigned)fd;
+    if ((hi > lo && syscall(SYS_close_range, lo, hi - 1, 0U) < 0) ||
+        syscall(SYS_close_range, hi + 1, ~0U, 0U) < 0) {
+        for (int i = 3; i < 4096; i++)
+            if (i != fd) (void)close(i);
     }
 }
 

@@ -153,6 +153,11 @@ public final class Container: Sendable {
         return proc
     }
 
+    /// The exec processes started so far (not the init).
+    public func execProcesses() -> [ContainerProcess] {
+        execs.withLock { Array($0.values) }
+    }
+
     public func process(_ execID: String) throws(ContainerError) -> ContainerProcess {
         guard let p = execs.withLock({ $0[execID] }) else { throw .unknownProcess(id: id, execID: execID) }
         return p

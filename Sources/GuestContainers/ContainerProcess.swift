@@ -103,14 +103,15 @@ public final class ContainerProcess: Sendable {
     private func refresh() {
         state.withLock { s in
             if case .exited = s.status { return }
-            var code: Int32 = 0
-            let rc = ks_ctr_wait(pidfd, 1, &code)
-            if rc == 0 {
-                s.status = .exited(code)
-            } else if rc == -ECHILD {
-                // Someone else reaped it (a careless global reaper): the status is lost.
-                s.status = .exited(255)
+            let pidfd = self.pidfd
+            let code = ChildRegistry.reap(pid: pid) { () -> Int32?? in
+                var code: Int32 = 0
+                let rc = ks_ctr_wait(pidfd, 1, &code)
+                if rc == 0 { return .some(code) }
+                // Someone outside the registry reaped it: the status is lost.
+                return rc == -ECHILD ? .some(nil) : nil
             }
+            if let code { s.status = .exited(code) }
         }
     }
 
