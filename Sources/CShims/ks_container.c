@@ -357,7 +357,22 @@ static void load_seccomp(int fd, const struct ks_ctr_config *c) {
     if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0) fail(fd, KS_CTR_STEP_SECCOMP, -1);
 }
 
+// The agent blocks signals in its threads (the signal loop, libdispatch workers) and ignores
+// SIGPIPE; a container process must start with none blocked and every disposition default
+// (an ignored signal survives execve). Errors are ignored: 32/33 belong to the C library.
+static void reset_signals(void) {
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int s = 1; s < NSIG; s++)
+        if (s != SIGKILL && s != SIGSTOP) (void)sigaction(s, &dfl, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    (void)sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
 static void child_main(int fd, const struct ks_ctr_config *c) {
+    reset_signals();
     if (wait_barrier(fd) < 0) _exit(126);   // barrier 1: the parent placed us in the cgroup
     setup_stdio(fd, c);
     if (c->rootfs) setup_rootfs(fd, c);

@@ -91,6 +91,15 @@ public final class ContainerProcess: Sendable {
         }
     }
 
+    /// Waits at most `timeoutMillis` for the process to exit; its status, or nil if still running.
+    public func wait(timeoutMillis: Int32) -> Int32? {
+        if case .exited(let s) = status { return s }
+        var p = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)
+        _ = poll(&p, 1, timeoutMillis)
+        if case .exited(let s) = status { return s }
+        return nil
+    }
+
     public func resizeTerminal(rows: UInt16, cols: UInt16) throws(ContainerError) {
         guard let m = terminalMaster else {
             throw .invalidTransition(id: containerID, from: "without a terminal", operation: "resize the terminal")

@@ -76,6 +76,25 @@ struct LeakSnapshot: Equatable {
     var mounts: String
     var descriptors: Int
 
+    /// Reader threads and reaped children settle shortly after a removal: the first snapshot
+    /// (within ~3 s) that has nothing more than `before`, else the last one taken.
+    static func settled(comparedTo before: LeakSnapshot) async -> LeakSnapshot {
+        var now = take()
+        for _ in 0..<30 {
+            if now.children == before.children && now.mounts == before.mounts && now.descriptors <= before.descriptors { break }
+            try? await Task.sleep(for: .milliseconds(100))
+            now = take()
+        }
+        return now
+    }
+
+    /// fd -> target, for messages.
+    static func describeDescriptors() -> String {
+        let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+        return fds.sorted().map { "\($0)->\((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/" + $0)) ?? "?")" }
+            .joined(separator: " ")
+    }
+
     static func take() -> LeakSnapshot {
         LeakSnapshot(children: childPIDs(), mounts: (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? "",
                      descriptors: (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1)

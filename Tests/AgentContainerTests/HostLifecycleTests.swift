@@ -10,6 +10,8 @@ import Testing
 @Suite("Agent container lifecycle on the host", .serialized) struct HostLifecycleTests {
     func withAgent(_ body: (HostAgent, ContainerDriver, String) async throws -> Void) async throws {
         let agent = try await HostAgent.start()
+        // The concurrency runtime opens its timer descriptors on first use: before any snapshot.
+        try await Task.sleep(for: .milliseconds(1))
         do {
             try await body(agent, agent.driver, try BusyboxRootfs.hostPath())
         } catch {
@@ -72,11 +74,10 @@ import Testing
 
             try await d.remove(id)
             await #expect(throws: TTRPCError.self) { _ = try await d.wait(id) }
-            try await Task.sleep(for: .milliseconds(200))
-            let after = LeakSnapshot.take()
+            let after = await LeakSnapshot.settled(comparedTo: before)
             #expect(after.children == before.children, "children left")
             #expect(after.mounts == before.mounts, "mounts left")
-            #expect(after.descriptors <= before.descriptors, "descriptors \(before.descriptors) -> \(after.descriptors)")
+            #expect(after.descriptors <= before.descriptors, "descriptors \(before.descriptors) -> \(after.descriptors): \(LeakSnapshot.describeDescriptors())")
             for dir in (HostAgent.containerOptions().cgroupV1Roots ?? [:]).values {
                 #expect(access(dir + "/kata/" + id, F_OK) != 0, "cgroup \(dir)/kata/\(id) left")
             }
@@ -101,11 +102,10 @@ import Testing
             var start = Kata_Agent_V1_StartContainerRequest()
             start.containerID = id
             await #expect { _ = try await d.agent.startContainer(start) } throws: { ($0 as? TTRPCError)?.code == .notFound }
-            try await Task.sleep(for: .milliseconds(200))
-            let after = LeakSnapshot.take()
+            let after = await LeakSnapshot.settled(comparedTo: before)
             #expect(after.children == before.children)
             #expect(after.mounts == before.mounts)
-            #expect(after.descriptors <= before.descriptors, "descriptors \(before.descriptors) -> \(after.descriptors)")
+            #expect(after.descriptors <= before.descriptors, "descriptors \(before.descriptors) -> \(after.descriptors): \(LeakSnapshot.describeDescriptors())")
         }
     }
 
@@ -189,11 +189,10 @@ import Testing
             resize.column = 10
             #expect(await code { _ = try await d.agent.ttyWinResize(resize) } == .failedPrecondition)
             try await d.remove(id)
-            try await Task.sleep(for: .milliseconds(200))
-            let after = LeakSnapshot.take()
+            let after = await LeakSnapshot.settled(comparedTo: before)
             #expect(after.children == before.children)
             #expect(after.mounts == before.mounts)
-            #expect(after.descriptors <= before.descriptors, "descriptors \(before.descriptors) -> \(after.descriptors)")
+            #expect(after.descriptors <= before.descriptors, "descriptors \(before.descriptors) -> \(after.descriptors): \(LeakSnapshot.describeDescriptors())")
         }
     }
 

@@ -64,9 +64,14 @@ extension AgentService {
         -> Kata_Agent_V1_WaitProcessResponse
     {
         try await rpc(context) {
-            let p = try await process(request.containerID, request.execID)
+            let record = try await engine.registry.container(request.containerID)
             var response = Kata_Agent_V1_WaitProcessResponse()
-            response.status = try await p.wait()
+            if request.execID.isEmpty {
+                let c = record.container
+                response.status = try await BlockingThread.run { c.wait() }
+            } else {
+                response.status = try await record.process(request.execID).wait()
+            }
             return response
         }
     }
