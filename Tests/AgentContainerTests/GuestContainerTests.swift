@@ -29,6 +29,12 @@ import Testing
             let stream = try await vm.connectVsock(port: 1024, timeoutSeconds: 240)
             let client = try await TTRPCClient.connect(connectedDescriptor: dup(stream.rawValue))
             let d = ContainerDriver(agent: Kata_Agent_V1_AgentServiceClient(client))
+            // A hang in the guest shows its console instead of a silent time-out.
+            let watchdog = Task {
+                try await Task.sleep(for: .seconds(300))
+                print("agent-containers guest: still running after 300 s; console tail:\n\(vm.consoleTail)")
+            }
+            defer { watchdog.cancel() }
             try await run(d)
             try await client.close()
         } catch {
@@ -48,10 +54,12 @@ import Testing
         sandbox.sandboxID = "guest-test"
         sandbox.hostname = "kata-guest"
         _ = try await d.agent.createSandbox(sandbox)
+        print("agent-containers guest: sandbox created")
 
         let echo = try await d.run("echo", spec(["echo", "hello"]))
         #expect(echo.status == 0)
         #expect(echo.stdoutText == "hello\n")
+        print("agent-containers guest: echo \(echo.status) \(echo.stdoutText) \(echo.stderrText)")
 
         let exit7 = try await d.run("exit7", spec(["sh", "-c", "exit 7"]))
         #expect(exit7.status == 7)
