@@ -16,6 +16,8 @@ struct RunResult {
 
 struct ContainerDriver: Sendable {
     let agent: Kata_Agent_V1_AgentServiceClient
+    /// `len` of each ReadStdout/ReadStderr.
+    var readLength: UInt32 = 256 << 10
 
     func create(_ id: String, _ spec: OCISpec) async throws {
         var r = Kata_Agent_V1_CreateContainerRequest()
@@ -76,7 +78,7 @@ struct ContainerDriver: Sendable {
             var r = Kata_Agent_V1_ReadStreamRequest()
             r.containerID = id
             r.execID = exec
-            r.len = 256 << 10
+            r.len = readLength
             let data = stderr ? try await agent.readStderr(r).data : try await agent.readStdout(r).data
             if data.isEmpty { return out }
             out += data
