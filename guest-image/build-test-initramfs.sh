@@ -18,12 +18,14 @@ if file -L /bin/busybox | grep -q "dynamically linked"; then
   echo "build-test-initramfs: /bin/busybox is not static (install busybox-static)" >&2; exit 1
 fi
 
-agent_cpio=$(dirname "$out")/initramfs-agent-for-test.cpio
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+agent_cpio=$work/initramfs-agent.cpio
 "$here/build-agent-initramfs.sh" "$agent_cpio" >/dev/null
-agent=$(dirname "$agent_cpio")/kata-agent
+agent=$work/kata-agent
 
-rootfs=$(mktemp -d)
-trap 'rm -rf "$rootfs"' EXIT
+rootfs=$work/rootfs
+mkdir "$rootfs"
 chmod 755 "$rootfs"
 mkdir -p "$rootfs"/{bin,etc,proc,sys,dev,tmp,home/user,root}
 install -m 0755 /bin/busybox "$rootfs/bin/busybox"
@@ -33,5 +35,4 @@ done
 printf 'root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\n' > "$rootfs/etc/passwd"
 printf 'root:x:0:\nuser:x:1000:\n' > "$rootfs/etc/group"
 "$here/build-initramfs.sh" "$out" "$agent" "$rootfs:/test-rootfs"
-rm -f "$agent_cpio"
 echo "$out"
