@@ -100,7 +100,7 @@ let package = Package(
         .target(
             name: "Agent",
             dependencies: [
-                "AgentAPI", "TTRPC", "CShims",
+                "AgentAPI", "TTRPC", "CShims", "GuestContainers",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -182,6 +182,13 @@ let package = Package(
         // One real boot of our kernel under our VMM (minutes on hosts whose KVM emulates the guest).
         .testTarget(name: "BootKernelTests", dependencies: ["VMM", "Boot", "SystemSupport", "Devices", "VirtIO"]),
         .testTarget(name: "GuestContainersTests", dependencies: ["GuestContainers", "CShims"]),
+        // The agent's container API: in-process on this host (root), and in a QEMU/TCG guest.
+        .testTarget(
+            name: "AgentContainerTests",
+            dependencies: [
+                "Agent", "AgentAPI", "TTRPC", "GuestContainers", "Hypervisor", "SystemSupport", "CShims",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]),
         // The shim-to-agent channel end to end: our kernel and kata-agent in a VM, ttrpc over our vsock.
         .testTarget(
             name: "AgentChannelTests",

@@ -32,11 +32,12 @@ public final class AgentServer: Sendable {
     private let socketFiles = Mutex<[String]>([])
 
     /// `startedNanos`: CLOCK_BOOTTIME when main began, reported by GetGuestDetails.
-    public init(startedNanos: UInt64, log: AgentLog) {
+    /// `engine`: how containers are run (the guest's PID 1: `.guest`).
+    public init(startedNanos: UInt64, log: AgentLog, engine: EngineOptions = .host) {
         self.server = TTRPCServer()
         self.log = log
         server.register(HealthService())
-        server.register(AgentService(startedNanos: startedNanos, log: log))
+        server.register(AgentService(startedNanos: startedNanos, log: log, engine: ContainerEngine(options: engine)))
     }
 
     /// Opens every listener, in order; the first failure stops and throws.

@@ -31,6 +31,7 @@ public enum GuestInit {
         case 0: break
         case let rc: log.error("early constructor could not mount /proc: \(errnoText(-rc))")
         }
+        try GuestRoot.leaveInitialRootfs(log: log)
         try GuestMounts.mountAll(GuestMounts.bootSequence, log: log)
         attachConsoleIfNeeded(log: log)
     }

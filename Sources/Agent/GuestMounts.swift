@@ -31,9 +31,12 @@ public struct MountSpec: Sendable, Equatable {
 public enum MountError: Error, Equatable, CustomStringConvertible {
     case createDirectory(String, errno: Int32)
     case mount(MountSpec, errno: Int32)
+    /// A step of leaving the initial rootfs (GuestRoot).
+    case system(String, errno: Int32)
 
     public var description: String {
         switch self {
+        case .system(let step, let errno): "\(step): \(errnoText(errno))"
         case .createDirectory(let path, let errno): "mkdir \(path): \(errnoText(errno))"
         case .mount(let spec, let errno): "mount \(spec.fstype) on \(spec.target): \(errnoText(errno))"
         }

@@ -43,7 +43,8 @@ public enum KataAgent {
 
         // Before the ttrpc server: once the shim reaches the agent, the console is there too.
         let debugConsole = startDebugConsole(config, log: log)
-        let server = AgentServer(startedNanos: startedNanos, log: log)
+        let server = AgentServer(
+            startedNanos: startedNanos, log: log, engine: role == .initProcess ? .guest : .host)
         let listenError = runBlocking { () async -> AgentServerError? in
             do throws(AgentServerError) {
                 try await server.listen(on: config.listen)

@@ -4,6 +4,7 @@
 // ttrpc server runs on its own event-loop threads and is never blocked by reaping.
 
 import CShims
+import GuestContainers
 import Synchronization
 
 #if canImport(Glibc)
@@ -30,21 +31,14 @@ public final class Reaper: Sendable {
     }
 
     /// Waits for every child that has exited, without blocking. Returns how many were reaped.
+    /// The container engine's children are reaped under its lock and their statuses kept for
+    /// it (ChildRegistry); only the others reach the exit handler.
     @discardableResult
     public func reapExited() -> Int {
-        var count = 0
-        while true {
-            var code: Int32 = 0
-            let pid = ks_reap_one(&code)
-            if pid > 0 {
-                count += 1
-                log.debug("reaped pid \(pid), exit code \(code)")
-                let onExit = handler.withLock { $0 }
-                onExit?(pid, code)
-                continue
-            }
-            if pid < 0 && pid != -ECHILD { log.warning("waitpid: \(errnoText(-pid))") }
-            return count
+        ChildRegistry.reapExited { pid, code in
+            log.debug("reaped pid \(pid), exit code \(code)")
+            let onExit = handler.withLock { $0 }
+            onExit?(pid, code)
         }
     }
 }

@@ -270,12 +270,14 @@ static void setup_stdio(int fd, const struct ks_ctr_config *c) {
         int src[3] = {c->stdin_fd, c->stdout_fd, c->stderr_fd};
         install_stdio(fd, src);
     }
-    // Nothing but 0-2 survives execve (the sync socket is already O_CLOEXEC).
-    if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
-        for (int i = 3; i < 4096; i++) {
-            int fl = fcntl(i, F_GETFD);
-            if (fl >= 0) (void)fcntl(i, F_SETFD, fl | FD_CLOEXEC);
-        }
+    // Nothing but 0-2 and the sync socket stays open: a child that waits at the start barrier
+    // must not hold copies of other processes' pipe ends (the agent's stdin write ends, a
+    // concurrent spawn's stdout) open, or their readers would not see EOF until it execs.
+    unsigned lo = 3, hi = (unsigned)fd;
+    if ((hi > lo && syscall(SYS_close_range, lo, hi - 1, 0U) < 0) ||
+        syscall(SYS_close_range, hi + 1, ~0U, 0U) < 0) {
+        for (int i = 3; i < 4096; i++)
+            if (i != fd) (void)close(i);
     }
 }
 
@@ -355,7 +357,22 @@ static void load_seccomp(int fd, const struct ks_ctr_config *c) {
     if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0) fail(fd, KS_CTR_STEP_SECCOMP, -1);
 }
 
+// The agent blocks signals in its threads (the signal loop, libdispatch workers) and ignores
+// SIGPIPE; a container process must start with none blocked and every disposition default
+// (an ignored signal survives execve). Errors are ignored: 32/33 belong to the C library.
+static void reset_signals(void) {
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int s = 1; s < NSIG; s++)
+        if (s != SIGKILL && s != SIGSTOP) (void)sigaction(s, &dfl, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    (void)sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
 static void child_main(int fd, const struct ks_ctr_config *c) {
+    reset_signals();
     if (wait_barrier(fd) < 0) _exit(126);   // barrier 1: the parent placed us in the cgroup
     setup_stdio(fd, c);
     if (c->rootfs) setup_rootfs(fd, c);

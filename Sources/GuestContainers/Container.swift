@@ -153,6 +153,11 @@ public final class Container: Sendable {
         return proc
     }
 
+    /// The exec processes started so far (not the init).
+    public func execProcesses() -> [ContainerProcess] {
+        execs.withLock { Array($0.values) }
+    }
+
     public func process(_ execID: String) throws(ContainerError) -> ContainerProcess {
         guard let p = execs.withLock({ $0[execID] }) else { throw .unknownProcess(id: id, execID: execID) }
         return p
@@ -165,11 +170,17 @@ public final class Container: Sendable {
         try initProcess.signal(signo)
     }
 
-    /// Blocks until the init process exits; its exit code or 128+signal.
+    /// Blocks until the init process exits; its exit code or 128+signal. Exec processes are
+    /// the engine's children (CLONE_PARENT) but live in the container's pid namespace, whose
+    /// init cannot finish exiting while one of them is an unreaped zombie: reap them meanwhile.
     public func wait() -> Int32 {
-        let s = initProcess.wait()
-        status_.withLock { $0 = .stopped }
-        return s
+        while true {
+            for p in execProcesses() { _ = p.status }
+            if let s = initProcess.wait(timeoutMillis: 50) {
+                status_.withLock { $0 = .stopped }
+                return s
+            }
+        }
     }
 
     public func pause() throws(ContainerError) {
@@ -212,7 +223,7 @@ public final class Container: Sendable {
             guard force else { throw .invalidTransition(id: id, from: current.rawValue, operation: "delete") }
             try? initProcess.signal(SIGKILL)
             if current == .paused { try? cgroup?.setFrozen(false) }
-            _ = initProcess.wait()
+            _ = wait()
         }
         status_.withLock { $0 = .stopped }
         let procs = execs.withLock { e in

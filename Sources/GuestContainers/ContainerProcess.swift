@@ -91,6 +91,15 @@ public final class ContainerProcess: Sendable {
         }
     }
 
+    /// Waits at most `timeoutMillis` for the process to exit; its status, or nil if still running.
+    public func wait(timeoutMillis: Int32) -> Int32? {
+        if case .exited(let s) = status { return s }
+        var p = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)
+        _ = poll(&p, 1, timeoutMillis)
+        if case .exited(let s) = status { return s }
+        return nil
+    }
+
     public func resizeTerminal(rows: UInt16, cols: UInt16) throws(ContainerError) {
         guard let m = terminalMaster else {
             throw .invalidTransition(id: containerID, from: "without a terminal", operation: "resize the terminal")
@@ -103,14 +112,15 @@ public final class ContainerProcess: Sendable {
     private func refresh() {
         state.withLock { s in
             if case .exited = s.status { return }
-            var code: Int32 = 0
-            let rc = ks_ctr_wait(pidfd, 1, &code)
-            if rc == 0 {
-                s.status = .exited(code)
-            } else if rc == -ECHILD {
-                // Someone else reaped it (a careless global reaper): the status is lost.
-                s.status = .exited(255)
+            let pidfd = self.pidfd
+            let code = ChildRegistry.reap(pid: pid) { () -> Int32?? in
+                var code: Int32 = 0
+                let rc = ks_ctr_wait(pidfd, 1, &code)
+                if rc == 0 { return .some(code) }
+                // Someone outside the registry reaped it: the status is lost.
+                return rc == -ECHILD ? .some(nil) : nil
             }
+            if let code { s.status = .exited(code) }
         }
     }
 

@@ -80,7 +80,10 @@ enum Launcher {
         }
         var child = ks_ctr_child()
         var failure = ks_ctr_failure()
-        let rc = ks_ctr_spawn(&cfg, &child, &failure)
+        let rc = ChildRegistry.spawning { () -> (Int32, Int32?) in
+            let rc = ks_ctr_spawn(&cfg, &child, &failure)
+            return (rc, rc == 0 ? child.pid : nil)
+        }
         guard rc == 0 else {
             if rc == -EPROTO { throw setupError(id: id, failure, root: root) }
             throw .system(id: id, operation: "clone", errno: -rc)
@@ -109,7 +112,9 @@ enum Launcher {
 
     static func abort(_ pending: PendingChild) {
         var child = pending.child
+        let pid = child.pid
         ks_ctr_abort(&child)
+        ChildRegistry.forget(pid: pid)
     }
 
     private static func setupError(id: String, _ f: ks_ctr_failure, root: RootPlan?) -> ContainerError {

@@ -1,0 +1,190 @@
+// CreateContainer, StartContainer, RemoveContainer, Update, Stats, Pause, Resume, GetOOMEvent.
+import AgentAPI
+import Glibc
+import GuestContainers
+import SwiftProtobuf
+import TTRPC
+
+extension AgentService {
+    func createContainer(_ request: Kata_Agent_V1_CreateContainerRequest, context: TTRPCCallContext) async throws
+        -> Google_Protobuf_Empty
+    {
+        try await rpc(context) {
+            let id = request.containerID
+            try Self.checkID(id, field: "container_id")
+            guard request.execID.isEmpty else {
+                throw AgentError.invalidRequest(field: "exec_id", reason: "must be empty for a container's init process")
+            }
+            try await engine.registry.reserve(id)
+            do {
+                let record = try await makeContainer(id: id, request: request)
+                await engine.oom.watch(id, count: record.container.cgroup?.oomKillCount() ?? 0)
+                await engine.registry.publish(id, record)
+                log.info("container \(id) created, init pid \(record.container.initProcess.pid)")
+            } catch {
+                await engine.registry.publish(id, nil)
+                throw error
+            }
+            return Google_Protobuf_Empty()
+        }
+    }
+
+    private func makeContainer(id: String, request: Kata_Agent_V1_CreateContainerRequest) async throws -> ContainerRecord {
+        let spec = try OCISpec.decode(Array(request.ociSpecJson))
+        guard let rootfs = spec.root?.path, rootfs.hasPrefix("/") else {
+            throw AgentError.invalidRequest(
+                field: "oci_spec_json root.path", reason: "must be the container's absolute guest path, got \"\(spec.root?.path ?? "")\"")
+        }
+        let mounts = try StorageMounts.mountAll(request.storages, field: "storages")
+        do {
+            let streams = try PendingStreams()
+            let stdio = streams.childStdio
+            let options = engine.options.containers
+            let result = try await BlockingThread.run { () -> Result<Container, ContainerError> in
+                do throws(ContainerError) {
+                    return .success(try Container.create(id: id, spec: spec, rootfs: rootfs, stdio: stdio, options: options))
+                } catch {
+                    return .failure(error)
+                }
+            }
+            let container = try result.get()
+            do {
+                guard let s = try streams.finish(container.initProcess) else { throw AgentError.invalidState("no streams") }
+                let initRecord = ProcessRecord(execID: "", process: container.initProcess, streams: s)
+                return ContainerRecord(id: id, container: container, initRecord: initRecord, storageMounts: mounts)
+            } catch {
+                _ = try? await BlockingThread.run { try? container.delete(force: true) }
+                throw error
+            }
+        } catch {
+            StorageMounts.unmountAll(mounts)
+            throw error
+        }
+    }
+
+    func startContainer(_ request: Kata_Agent_V1_StartContainerRequest, context: TTRPCCallContext) async throws
+        -> Kata_Agent_V1_StartContainerResponse
+    {
+        try await rpc(context) {
+            let record = try await engine.registry.container(request.containerID)
+            let c = record.container
+            try await BlockingThread.run { () -> Result<Void, ContainerError> in
+                do throws(ContainerError) { return .success(try c.start()) } catch { return .failure(error) }
+            }.get()
+            var response = Kata_Agent_V1_StartContainerResponse()
+            response.pid = UInt32(c.initProcess.pid)
+            return response
+        }
+    }
+
+    func removeContainer(_ request: Kata_Agent_V1_RemoveContainerRequest, context: TTRPCCallContext) async throws
+        -> Google_Protobuf_Empty
+    {
+        try await rpc(context) {
+            try await removeContainer(id: request.containerID, timeoutSeconds: request.timeoutSeconds)
+            return Google_Protobuf_Empty()
+        }
+    }
+
+    /// SIGTERM and up to `timeoutSeconds` for the init to exit (0: none), then SIGKILL to every
+    /// process; the cgroup and storages go, and the container is forgotten.
+    func removeContainer(id: String, timeoutSeconds: UInt32) async throws {
+        let record = try await engine.registry.beginRemoval(id)
+        let c = record.container
+        if timeoutSeconds > 0, c.status == .running {
+            try? c.signalAll(SIGTERM)
+            let deadline = ContinuousClock.now + .seconds(Int(timeoutSeconds))
+            while c.status != .stopped, ContinuousClock.now < deadline {
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        let result = try? await BlockingThread.run { () -> Result<Void, ContainerError> in
+            if c.status != .stopped && c.status != .created { try? c.signalAll(SIGKILL) }
+            do throws(ContainerError) { return .success(try c.delete(force: true)) } catch { return .failure(error) }
+        }
+        for p in record.allProcesses() { await p.streams.stdin.close() }
+        StorageMounts.unmountAll(record.storageMounts)
+        await engine.oom.forget(id)
+        await engine.registry.finishRemoval(id)
+        log.info("container \(id) removed")
+        if case .failure(let error) = result { throw error }
+    }
+
+    func updateContainer(_ request: Kata_Agent_V1_UpdateContainerRequest, context: TTRPCCallContext) async throws
+        -> Google_Protobuf_Empty
+    {
+        try await rpc(context) {
+            let record = try await engine.registry.container(request.containerID)
+            let resources = try OCIResources.decode(Array(request.resourcesJson))
+            try record.container.update(resources)
+            return Google_Protobuf_Empty()
+        }
+    }
+
+    func statsContainer(_ request: Kata_Agent_V1_StatsContainerRequest, context: TTRPCCallContext) async throws
+        -> Kata_Agent_V1_StatsContainerResponse
+    {
+        try await rpc(context) {
+            let record = try await engine.registry.container(request.containerID)
+            let s = try record.container.stats()
+            var r = Kata_Agent_V1_StatsContainerResponse()
+            r.cpuUsageNs = (s.cpuUsageMicros ?? 0) &* 1000
+            r.memoryUsageBytes = s.memoryCurrent ?? 0
+            r.memoryLimitBytes = s.memoryMax ?? 0
+            r.pidsCurrent = s.pidsCurrent ?? 0
+            r.oomKills = s.oomKills ?? 0
+            return r
+        }
+    }
+
+    func pauseContainer(_ request: Kata_Agent_V1_PauseContainerRequest, context: TTRPCCallContext) async throws
+        -> Google_Protobuf_Empty
+    {
+        try await rpc(context) {
+            try await freeze(request.containerID, true)
+            return Google_Protobuf_Empty()
+        }
+    }
+
+    func resumeContainer(_ request: Kata_Agent_V1_ResumeContainerRequest, context: TTRPCCallContext) async throws
+        -> Google_Protobuf_Empty
+    {
+        try await rpc(context) {
+            try await freeze(request.containerID, false)
+            return Google_Protobuf_Empty()
+        }
+    }
+
+    /// The freezer waits for the cgroup to report the new state: on its own thread.
+    private func freeze(_ id: String, _ frozen: Bool) async throws {
+        let c = try await engine.registry.container(id).container
+        try await BlockingThread.run { () -> Result<Void, ContainerError> in
+            do throws(ContainerError) {
+                return .success(try frozen ? c.pause() : c.resume())
+            } catch {
+                return .failure(error)
+            }
+        }.get()
+    }
+
+    func getOOMEvent(_ request: Kata_Agent_V1_GetOOMEventRequest, context: TTRPCCallContext) async throws
+        -> Kata_Agent_V1_OOMEvent
+    {
+        try await rpc(context) {
+            var event = Kata_Agent_V1_OOMEvent()
+            event.containerID = try await engine.oom.next(engine.registry)
+            return event
+        }
+    }
+
+    /// Container and exec ids become cgroup and file names: keep them plain.
+    static func checkID(_ id: String, field: String) throws(AgentError) {
+        let ok = !id.isEmpty && id.utf8.count <= 128 && id != "." && id != ".."
+            && id.utf8.allSatisfy { c in
+                (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2D || c == 0x5F || c == 0x2E
+            }
+        guard ok else {
+            throw .invalidRequest(field: field, reason: "must be 1 to 128 characters of [A-Za-z0-9._-], got \"\(id)\"")
+        }
+    }
+}
