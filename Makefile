@@ -36,6 +36,7 @@ agent-initramfs: deps
 	guest-image/build-agent-initramfs.sh $(GUEST)/initramfs-agent.cpio
 
 build: deps
+	@scripts/drop-stale-cshims-module.sh .build
 	swift build $(SWIFT_BUILD_FLAGS) --build-tests
 
 export KATA_GUEST_KERNEL := $(abspath $(GUEST)/vmlinux)

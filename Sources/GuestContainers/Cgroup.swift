@@ -31,21 +31,16 @@ public struct Cgroup: Sendable {
         self.path = root + "/" + parts.joined(separator: "/")
     }
 
-    /// Creates the directory (and parents), enabling the controllers the resources need in each
-    /// ancestor. Returns the directories it created, deepest last, for `destroy`.
+    /// Creates the directory (and parents), enabling the memory, pids and cpu controllers in each
+    /// ancestor whether or not the spec limits them: stats (memory.current, pids.current) and a
+    /// later Update need them. Returns the directories it created, deepest last, for `destroy`.
     func create(resources: OCIResources?, root: String) throws(ContainerError) -> [String] {
         var created: [String] = []
         let rel = path.dropFirst(root.count).split(separator: "/")
         var dir = root
-        var wanted: [String] = []
-        if resources?.memory?.limit != nil { wanted.append("+memory") }
-        if resources?.cpu != nil { wanted.append("+cpu") }
-        if resources?.pids != nil { wanted.append("+pids") }
         for part in rel {
-            if !wanted.isEmpty {
-                // Best effort per controller: a missing one shows up when its limit is written.
-                for c in wanted { _ = writeFile(dir + "/cgroup.subtree_control", c) }
-            }
+            // Best effort per controller: a missing one shows up when its limit is written.
+            for c in ["+memory", "+pids", "+cpu"] { _ = writeFile(dir + "/cgroup.subtree_control", c) }
             dir += "/" + part
             if mkdir(dir, 0o755) == 0 {
                 created.append(dir)

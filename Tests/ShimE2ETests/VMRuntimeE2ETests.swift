@@ -114,7 +114,8 @@ import Testing
         #expect(tty.stdout.contains("/dev/pts/") && tty.stdout.contains("tty-ok"), "tty output: \(tty.stdout)")
         try Self.expectClean(containerd, ids: ["t1"])
 
-        let piped = try Self.shell(containerd, "printf 'one\\ntwo\\n' | CTR run --rm -i \(Self.runtime.joined(separator: " ")) \(Self.image) i1 cat")
+        // ctr 1.6 never closes a piped stdin (runc hangs on `cat` the same way): read two lines.
+        let piped = try Self.shell(containerd, "printf 'one\\ntwo\\n' | CTR run --rm \(Self.runtime.joined(separator: " ")) \(Self.image) i1 head -n 2")
         #expect(piped.status == 0, "ctr said: \(piped.stderr)")
         #expect(piped.stdout == "one\ntwo\n", "stdout: \(piped.stdout)")
         try Self.expectClean(containerd, ids: ["i1"])
@@ -147,7 +148,8 @@ import Testing
         #expect(try containerd.ctr(["task", "kill", "-s", "SIGTERM", "x1"]).status == 0)
         #expect(waitUntil(seconds: 30) { (try? containerd.ctr(["task", "ls"]).stdout.contains("STOPPED")) == true })
         let deleted = try containerd.ctr(["task", "delete", "x1"])
-        #expect(deleted.status == 143, "delete: \(deleted.status) \(deleted.stderr)")
+        // ctr 1.6 reports a non-zero exit status as a warning and exits 0 (as it does with runc).
+        #expect(deleted.status == 0 && deleted.stderr.contains("exit code 143"), "delete: \(deleted.status) \(deleted.stderr)")
         _ = try containerd.ctr(["containers", "delete", "x1"])
         try Self.expectClean(containerd, ids: ["x1"])
 
@@ -155,7 +157,7 @@ import Testing
         #expect(try containerd.ctr(["task", "kill", "-s", "SIGKILL", "k1"]).status == 0)
         #expect(waitUntil(seconds: 30) { (try? containerd.ctr(["task", "ls"]).stdout.contains("STOPPED")) == true })
         let killed = try containerd.ctr(["task", "delete", "k1"])
-        #expect(killed.status == 137, "delete: \(killed.status) \(killed.stderr)")
+        #expect(killed.status == 0 && killed.stderr.contains("exit code 137"), "delete: \(killed.status) \(killed.stderr)")
         _ = try containerd.ctr(["containers", "delete", "k1"])
         try Self.expectClean(containerd, ids: ["k1"])
     }
