@@ -9,7 +9,7 @@ BUILD := build
 GUEST := $(BUILD)/guest
 SWIFT_BUILD_FLAGS ?=
 
-.PHONY: all deps kernel initramfs agent-initramfs build test test-unit demo bench protos clean
+.PHONY: all deps kernel initramfs agent-initramfs build test test-unit demo demo-vmm bench protos clean
 
 all: build
 
@@ -49,8 +49,12 @@ export KATA_AGENT_INITRD := $(abspath $(GUEST)/initramfs-agent.cpio)
 test: kernel initramfs agent-initramfs build
 	swift test $(SWIFT_BUILD_FLAGS) --skip-build --no-parallel
 
-demo: kernel initramfs build
+demo: kernel agent-initramfs build
 	@scripts/demo.sh
+
+# Our in-process KVM VMM boots the guest kernel to /init (minutes on hosts whose KVM emulates).
+demo-vmm: kernel initramfs build
+	@scripts/demo-vmm.sh
 
 bench: kernel initramfs agent-initramfs build
 	@scripts/bench.sh

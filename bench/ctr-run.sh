@@ -21,6 +21,7 @@ cat > "$work/bin/runsc-wrapper" <<'WRAP'
 exec runsc --network=none --ignore-cgroups "$@"
 WRAP
 chmod +x "$work/bin/runsc-wrapper"
+"$here/scripts/kata-config.sh" "$work/configuration.toml" "${KATA_BACKEND:-auto}"
 shim_dir="$here/.build/debug"
 "$here/scripts/containerd-env.sh" start "$work/cd" "$shim_dir" >/dev/null
 ctr() { "$here/scripts/containerd-env.sh" ctr "$work/cd" "$@"; }
@@ -32,7 +33,7 @@ run_once() { # runtime id -> seconds
   case "$rt" in
     runc) args=(--runtime io.containerd.runc.v2) ;;
     runsc) args=(--runtime io.containerd.runc.v2 --runc-binary "$work/bin/runsc-wrapper") ;;
-    kata) args=(--runtime io.containerd.kata.v2) ;;
+    kata) args=(--runtime io.containerd.kata.v2 --runtime-config-path "$work/configuration.toml") ;;
   esac
   local t0 t1
   t0=$(date +%s%N)

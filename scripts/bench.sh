@@ -10,8 +10,11 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 runs=${BENCH_RUNS:-5}
 
-echo "== ctr run --rm <busybox> true: runc vs runsc (gVisor), median of $runs, alternated"
-bench/ctr-run.sh "$runs" runc runsc
+echo "== ctr run --rm <busybox> true: kata-swift (auto backend) vs runc vs runsc (gVisor), median of $runs, alternated"
+bench/ctr-run.sh "$runs" runc runsc kata
+
+echo "== host memory of one idle sandbox (PSS of the shim and everything under it)"
+bench/sandbox-memory.sh runc runsc kata
 
 echo "== QEMU/TCG backend: spawn to first vsock echo, and vsock echo round trips (our vhost-user vsock)"
 KS_HV_BENCH=1 swift test --skip-build --filter QEMUBenchmarkTests 2>&1 | grep -E "bench|median|round trip|passed|failed" || true

@@ -24,3 +24,11 @@ public enum HypervisorFactory {
         }
     }
 }
+
+extension Hypervisor {
+    /// What runs the guest, for logs and the demo: "kvm (in-process VMM)", "qemu (tcg)".
+    public var backendSummary: String {
+        if let qemu = self as? QEMUHypervisor { return "qemu (\(qemu.accelerator.rawValue))" }
+        return kind == .kvm ? "kvm (in-process VMM)" : kind.rawValue
+    }
+}

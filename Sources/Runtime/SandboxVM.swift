@@ -62,7 +62,7 @@ public final class SandboxVM: Sendable {
             paths.remove(logger: logger)
             throw .boot(reason: error.description, consoleTail: "")
         }
-        logger.info("sandbox \(sandboxID): VM started (\(hypervisor.kind)), waiting for the agent")
+        logger.info("sandbox \(sandboxID): VM started, hypervisor backend: \(hypervisor.backendSummary) (configured: \(config.backend)), waiting for the agent")
         do {
             let client = try await connectAgent(hypervisor, timeoutSeconds: Double(config.agentDialTimeoutSeconds), logger: logger)
             return SandboxVM(sandboxID: sandboxID, paths: paths, hypervisor: hypervisor, client: client, logger: logger)

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Host memory of one idle sandbox per runtime: the PSS of the runtime's shim and every process
+# under it (for kata: the shim, QEMU and the guest RAM QEMU touched; for runsc: the runc shim,
+# runsc's sandbox and gofer), with `sleep` idling in the container. Side by side in one run.
+#
+#   bench/sandbox-memory.sh [RUNTIME ...]   runtimes: runc runsc kata (default: runc runsc kata)
+#   KATA_CONF=FILE                           configuration for the kata runtime (default: built here)
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+runtimes=("$@"); [ ${#runtimes[@]} -gt 0 ] || runtimes=(runc runsc kata)
+bin=$(cd "$here" && swift build --show-bin-path)
+
+work=$(mktemp -d /tmp/kata-mem.XXXXXX)
+cleanup() {
+  for rt in "${runtimes[@]}"; do
+    ctr task kill -s KILL "mem-$rt" >/dev/null 2>&1 || true
+    ctr task delete "mem-$rt" >/dev/null 2>&1 || true
+    ctr containers delete "mem-$rt" >/dev/null 2>&1 || true
+  done
+  "$here/scripts/containerd-env.sh" stop "$work/cd" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+ctr() { "$here/scripts/containerd-env.sh" ctr "$work/cd" "$@"; }
+trap cleanup EXIT
+
+conf=${KATA_CONF:-$work/configuration.toml}
+[ -n "${KATA_CONF:-}" ] || "$here/scripts/kata-config.sh" "$conf"
+mkdir -p "$work/bin"
+printf '#!/bin/sh\nexec runsc --network=none --ignore-cgroups "$@"\n' > "$work/bin/runsc-wrapper"
+chmod +x "$work/bin/runsc-wrapper"
+"$here/scripts/containerd-env.sh" start "$work/cd" "$bin" >/dev/null
+python3 "$here/scripts/make-image.py" "$work/busybox.tar" docker.io/library/busybox:kata-mem sh >/dev/null
+ctr images import "$work/busybox.tar" >/dev/null
+
+descendants() { # pid -> pid and all its descendants
+  echo "$1"
+  for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do descendants "$c"; done
+}
+pss_kib() { # pids -> summed Pss in KiB
+  local sum=0 p v
+  for p in "$@"; do
+    v=$(awk '/^Pss:/ {print $2}' /proc/"$p"/smaps_rollup 2>/dev/null || echo 0)
+    sum=$((sum + ${v:-0}))
+  done
+  echo "$sum"
+}
+
+for rt in "${runtimes[@]}"; do
+  case "$rt" in
+    runc) args=(--runtime io.containerd.runc.v2) ;;
+    runsc) args=(--runtime io.containerd.runc.v2 --runc-binary "$work/bin/runsc-wrapper") ;;
+    kata) args=(--runtime io.containerd.kata.v2 --runtime-config-path "$conf") ;;
+  esac
+  ctr run -d "${args[@]}" docker.io/library/busybox:kata-mem "mem-$rt" sleep 3600 >/dev/null
+  sleep 3   # let the sandbox settle (guest boot done, runsc gofer up)
+  shim=$(pgrep -f -- "-id mem-$rt( |$)" | head -1)
+  pids=$(descendants "$shim" | sort -u)
+  kib=$(pss_kib $pids)
+  names=$(for p in $pids; do cat /proc/"$p"/comm 2>/dev/null; done | sort | uniq -c | awk '{printf "%s%s×%s", sep, $2, $1; sep=", "}')
+  printf '%-6s idle sandbox PSS %7.1f MiB  (%s)\n' "$rt" "$(echo "$kib/1024" | bc -l)" "$names"
+  echo "$rt $kib" >> "$work/results"
+  ctr task kill -s KILL "mem-$rt" >/dev/null 2>&1 || true
+  for _ in $(seq 1 50); do ctr task ls 2>/dev/null | grep -q "mem-$rt .*RUNNING" || break; sleep 0.1; done
+  ctr task delete "mem-$rt" >/dev/null 2>&1 || true
+  ctr containers delete "mem-$rt" >/dev/null 2>&1 || true
+done
+if grep -q '^runsc ' "$work/results" && grep -q '^kata ' "$work/results"; then
+  k=$(awk '$1=="kata" {print $2}' "$work/results"); s=$(awk '$1=="runsc" {print $2}' "$work/results")
+  printf 'kata / runsc idle sandbox memory: %.2f\n' "$(echo "$k/$s" | bc -l)"
+fi
