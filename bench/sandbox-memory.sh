@@ -56,7 +56,8 @@ for rt in "${runtimes[@]}"; do
   shim=$(pgrep -f -- "-id mem-$rt( |$)" | head -1)
   pids=$(descendants "$shim" | sort -u)
   kib=$(pss_kib $pids)
-  names=$(for p in $pids; do cat /proc/"$p"/comm 2>/dev/null; done | sort | uniq -c | awk '{printf "%s%s×%s", sep, $2, $1; sep=", "}')
+  names=$(for p in $pids; do printf '%s %s\n' "$(cat /proc/"$p"/comm 2>/dev/null)" "$(pss_kib "$p")"; done |
+    awk '{n[$1]++; k[$1]+=$2} END {for (c in n) {printf "%s%s×%d %.1f MiB", sep, c, n[c], k[c]/1024; sep=", "}}')
   printf '%-6s idle sandbox PSS %7.1f MiB  (%s)\n' "$rt" "$(echo "$kib/1024" | bc -l)" "$names"
   echo "$rt $kib" >> "$work/results"
   ctr task kill -s KILL "mem-$rt" >/dev/null 2>&1 || true
