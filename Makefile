@@ -9,7 +9,7 @@ BUILD := build
 GUEST := $(BUILD)/guest
 SWIFT_BUILD_FLAGS ?=
 
-.PHONY: all deps kernel initramfs agent-initramfs build test test-unit demo demo-vmm bench protos clean
+.PHONY: all deps kernel initramfs agent-initramfs test-initramfs build test test-unit demo demo-vmm bench protos clean
 
 all: build
 
@@ -35,6 +35,10 @@ initramfs: deps $(GUEST)/initramfs-marker.cpio
 agent-initramfs: deps
 	guest-image/build-agent-initramfs.sh $(GUEST)/initramfs-agent.cpio
 
+# The agent initramfs plus a busybox rootfs at /test-rootfs, for the guest container tests.
+test-initramfs: agent-initramfs
+	guest-image/build-test-initramfs.sh $(GUEST)/initramfs-agent-test.cpio
+
 build: deps
 	@scripts/drop-stale-cshims-module.sh .build
 	swift build $(SWIFT_BUILD_FLAGS) --build-tests
@@ -42,11 +46,12 @@ build: deps
 export KATA_GUEST_KERNEL := $(abspath $(GUEST)/vmlinux)
 export KATA_GUEST_INITRD := $(abspath $(GUEST)/initramfs-marker.cpio)
 export KATA_AGENT_INITRD := $(abspath $(GUEST)/initramfs-agent.cpio)
+export KATA_AGENT_TEST_INITRD := $(abspath $(GUEST)/initramfs-agent-test.cpio)
 
 # Every test: unit tests, KVM tiny guests, one real boot of our kernel, containerd end to end.
 # Serially: many tests block a thread on real processes, VMs and sockets, and on 2 cores Swift
 # Testing's parallel runs would let two such tests starve the async ones of the cooperative pool.
-test: kernel initramfs agent-initramfs build
+test: kernel initramfs agent-initramfs test-initramfs build
 	swift test $(SWIFT_BUILD_FLAGS) --skip-build --no-parallel
 
 demo: kernel agent-initramfs build

@@ -38,6 +38,8 @@ let package = Package(
             dependencies: ["GuestMemory", .product(name: "Logging", package: "swift-log")]),
         // A fake virtio driver (like rust-vmm's MockSplitQueue) for tests of queues and devices.
         .target(name: "VirtIOTestSupport", dependencies: ["VirtIO", "GuestMemory"]),
+        // Tests only: where the guest kernel and agent initramfs images come from.
+        .target(name: "GuestImageTestSupport"),
         // Device models: serial, i8042, boot timer, virtio vsock, rng and fs (over our FUSE server).
         .target(
             name: "Devices",
@@ -187,13 +189,13 @@ let package = Package(
             name: "AgentContainerTests",
             dependencies: [
                 "Agent", "AgentAPI", "TTRPC", "GuestContainers", "Hypervisor", "SystemSupport", "CShims",
-                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                "GuestImageTestSupport", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]),
         // The shim-to-agent channel end to end: our kernel and kata-agent in a VM, ttrpc over our vsock.
         .testTarget(
             name: "AgentChannelTests",
             dependencies: [
-                "Hypervisor", "AgentAPI", "TTRPC", "SystemSupport", "CShims",
+                "Hypervisor", "AgentAPI", "TTRPC", "SystemSupport", "CShims", "GuestImageTestSupport",
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]),
     ]

@@ -8,6 +8,7 @@
 import AgentAPI
 import CShims
 import Glibc
+import GuestImageTestSupport
 import Hypervisor
 import NIOPosix
 import SystemSupport
@@ -149,51 +150,11 @@ func shimResult(_ rc: Int32) throws -> Int32 {
     return rc
 }
 
-/// The guest kernel and the agent's initramfs: $KATA_GUEST_KERNEL / $KATA_AGENT_INITRD (set by
-/// `make test`), else built by the guest-image scripts (cached kernel; incremental agent build).
+/// The guest kernel and the agent's initramfs (GuestImageTestSupport).
 enum AgentImage {
-    struct Paths { var kernel: String; var initrd: String }
-
-    static func paths() throws -> Paths {
-        let root = repoRoot()
-        let kernel = try env("KATA_GUEST_KERNEL") ?? (shell("\(root)/guest-image/build-kernel.sh 2>/dev/null | tail -1") + "/vmlinux")
-        var initrd = env("KATA_AGENT_INITRD") ?? ""
-        if initrd.isEmpty || access(initrd, R_OK) != 0 {
-            initrd = "/tmp/kata-swift-agent-channel-initrd.cpio"
-            _ = try shell("\(root)/guest-image/build-agent-initramfs.sh \(initrd) >/dev/null 2>&1 && echo ok")
-        }
-        guard access(kernel, R_OK) == 0, access(initrd, R_OK) == 0 else {
-            throw ImageError(description: "guest kernel (\(kernel)) or agent initramfs (\(initrd)) missing")
-        }
-        return Paths(kernel: kernel, initrd: initrd)
-    }
-
-    static func env(_ name: String) -> String? {
-        guard let value = getenv(name) else { return nil }
-        let s = String(cString: value)
-        return s.isEmpty ? nil : s
-    }
-
-    static func repoRoot() -> String {
-        var parts = #filePath.split(separator: "/", omittingEmptySubsequences: false)
-        parts.removeLast(3)  // Tests/AgentChannelTests/<file>
-        return parts.joined(separator: "/")
-    }
-
-    struct ImageError: Error, CustomStringConvertible { var description: String }
-
-    static func shell(_ command: String) throws -> String {
-        guard let pipe = popen(command, "r") else { throw ImageError(description: "cannot run \(command)") }
-        var output: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = fread(&buffer, 1, buffer.count, pipe)
-            if n == 0 { break }
-            output += buffer[..<n]
-        }
-        guard pclose(pipe) == 0 else { throw ImageError(description: "\(command) failed") }
-        var s = String(decoding: output, as: UTF8.self)
-        while s.last == "\n" || s.last == " " { s.removeLast() }
-        return s
-    }
+    typealias Paths = GuestImagePaths
+    typealias ImageError = GuestImageError
+    static func paths() throws -> Paths { try GuestImages.agent() }
+    static func repoRoot() -> String { GuestImages.repoRoot() }
+    static func shell(_ command: String) throws -> String { try GuestImages.shell(command) }
 }

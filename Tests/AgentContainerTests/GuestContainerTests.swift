@@ -4,6 +4,7 @@
 import AgentAPI
 import Foundation
 import Glibc
+import GuestImageTestSupport
 import GuestContainers
 import Hypervisor
 import SystemSupport
@@ -151,51 +152,7 @@ import Testing
     }
 }
 
-/// Guest kernel and the test initramfs: $KATA_GUEST_KERNEL / $KATA_AGENT_TEST_INITRD, else built
-/// by the guest-image scripts (cached kernel; incremental agent build).
+/// The guest kernel and the agent initramfs with /test-rootfs (GuestImageTestSupport).
 enum TestImage {
-    struct Paths { var kernel: String; var initrd: String }
-
-    static func paths() throws -> Paths {
-        let root = repoRoot()
-        let kernel = try env("KATA_GUEST_KERNEL") ?? (shell("\(root)/guest-image/build-kernel.sh 2>/dev/null | tail -1") + "/vmlinux")
-        var initrd = env("KATA_AGENT_TEST_INITRD") ?? ""
-        if initrd.isEmpty || access(initrd, R_OK) != 0 {
-            initrd = "/tmp/kata-swift-agent-test-initrd.cpio"
-            _ = try shell("\(root)/guest-image/build-test-initramfs.sh \(initrd) >/dev/null 2>&1 && echo ok")
-        }
-        guard access(kernel, R_OK) == 0, access(initrd, R_OK) == 0 else {
-            throw ImageError(description: "guest kernel (\(kernel)) or test initramfs (\(initrd)) missing")
-        }
-        return Paths(kernel: kernel, initrd: initrd)
-    }
-
-    static func env(_ name: String) -> String? {
-        guard let value = getenv(name) else { return nil }
-        let s = String(cString: value)
-        return s.isEmpty ? nil : s
-    }
-
-    static func repoRoot() -> String {
-        var parts = #filePath.split(separator: "/", omittingEmptySubsequences: false)
-        parts.removeLast(3)
-        return parts.joined(separator: "/")
-    }
-
-    struct ImageError: Error, CustomStringConvertible { var description: String }
-
-    static func shell(_ command: String) throws -> String {
-        guard let pipe = popen(command, "r") else { throw ImageError(description: "cannot run \(command)") }
-        var output: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = fread(&buffer, 1, buffer.count, pipe)
-            if n == 0 { break }
-            output += buffer[..<n]
-        }
-        guard pclose(pipe) == 0 else { throw ImageError(description: "\(command) failed") }
-        var s = String(decoding: output, as: UTF8.self)
-        while s.last == "\n" || s.last == " " { s.removeLast() }
-        return s
-    }
+    static func paths() throws -> GuestImagePaths { try GuestImages.agentWithTestRootfs() }
 }
