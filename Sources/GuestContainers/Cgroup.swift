@@ -34,7 +34,7 @@ public struct Cgroup: Sendable {
     /// Creates the directory (and parents), enabling the memory, pids and cpu controllers in each
     /// ancestor whether or not the spec limits them: stats (memory.current, pids.current) and a
     /// later Update need them. Returns the directories it created, deepest last, for `destroy`.
-    func create(resources: OCIResources?, root: String) throws(ContainerError) -> [String] {
+    func create(root: String) throws(ContainerError) -> [String] {
         var created: [String] = []
         let rel = path.dropFirst(root.count).split(separator: "/")
         var dir = root

@@ -67,7 +67,7 @@ public final class Container: Sendable {
             cgroup = cg
         } else if let cgroupRoot = options.cgroupRoot {
             let cg = try Cgroup(id: id, root: cgroupRoot, cgroupsPath: spec.linux?.cgroupsPath)
-            dirs = try cg.create(resources: spec.linux?.resources, root: cgroupRoot)
+            dirs = try cg.create(root: cgroupRoot)
             cgroup = cg
         }
         if let cg = cgroup {
