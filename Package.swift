@@ -102,7 +102,7 @@ let package = Package(
         .target(
             name: "Agent",
             dependencies: [
-                "AgentAPI", "TTRPC", "CShims", "GuestContainers",
+                "AgentAPI", "TTRPC", "CShims", "GuestContainers", "SystemSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),

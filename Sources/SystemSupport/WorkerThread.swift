@@ -21,12 +21,39 @@ public final class WorkerThread: Sendable {
 
     /// Starts `body` on a new thread named `name` (at most 15 characters are kept).
     public init(name: String, _ body: @escaping @Sendable () -> Void) throws(Errno) {
+        let thread = try Self.spawn(name: name, body)
+        state.withLock { $0.thread = thread }
+    }
+
+    /// Starts `body` on a new detached thread named `name`: nobody joins it; it ends with `body`.
+    public static func detach(name: String, _ body: @escaping @Sendable () -> Void) throws(Errno) {
+        pthread_detach(try spawn(name: name, body))
+    }
+
+    /// Runs blocking `body` on a thread of its own and suspends, without holding a thread of the
+    /// concurrency pool, until it returns; the thread is joined before its result is handed back.
+    public static func run<T: Sendable>(name: String, _ body: @escaping @Sendable () -> T) async throws(Errno) -> T {
+        let result = Mutex<T?>(nil)
+        let (done, finished) = AsyncStream<Void>.makeStream()
+        let thread = try WorkerThread(name: name) {
+            let value = body()
+            result.withLock { $0 = value }
+            finished.finish()
+        }
+        for await _ in done {}
+        thread.join()  // also when a cancelled task left the loop early: `body` has then returned
+        guard let value = result.withLock({ $0 }) else { preconditionFailure("WorkerThread.run: \(name) returned no value") }
+        return value
+    }
+
+    private static func spawn(name: String, _ body: @escaping @Sendable () -> Void) throws(Errno) -> pthread_t {
         let box = Unmanaged.passRetained(Box {
             _ = ks_set_thread_name(String(name.prefix(15)))
             body()
         }).toOpaque()
         var thread = pthread_t()
         let rc = pthread_create(&thread, nil, { arg in
+            // SAFETY: arg is the retained Box passed below; taken back exactly once here.
             guard let arg else { return nil }
             Unmanaged<Box>.fromOpaque(arg).takeRetainedValue().body()
             return nil
@@ -35,7 +62,7 @@ public final class WorkerThread: Sendable {
             Unmanaged<Box>.fromOpaque(box).release()
             throw Errno(rawValue: rc)
         }
-        state.withLock { $0.thread = thread }
+        return thread
     }
 
     /// Waits for the thread to end; later calls return at once. Never call from the thread itself.
