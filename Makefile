@@ -9,7 +9,7 @@ BUILD := build
 GUEST := $(BUILD)/guest
 SWIFT_BUILD_FLAGS ?=
 
-.PHONY: all deps kernel initramfs agent-initramfs test-initramfs build test test-unit demo demo-vmm bench protos clean
+.PHONY: all deps kernel initramfs agent-initramfs test-initramfs nested-host build test test-unit test-nested bench-nested demo demo-vmm bench protos clean
 
 all: build
 
@@ -39,6 +39,10 @@ agent-initramfs: deps
 test-initramfs: agent-initramfs
 	guest-image/build-test-initramfs.sh $(GUEST)/initramfs-agent-test.cpio
 
+# The nested KVM host's L1 kernel, modules and initramfs (Debian's linux-image, cached by version).
+nested-host: deps
+	@scripts/nested-kvm.sh prepare
+
 build: deps
 	@scripts/drop-stale-cshims-module.sh .build
 	swift build $(SWIFT_BUILD_FLAGS) --build-tests
@@ -48,11 +52,17 @@ export KATA_GUEST_INITRD := $(abspath $(GUEST)/initramfs-marker.cpio)
 export KATA_AGENT_INITRD := $(abspath $(GUEST)/initramfs-agent.cpio)
 export KATA_AGENT_TEST_INITRD := $(abspath $(GUEST)/initramfs-agent-test.cpio)
 
-# Every test: unit tests, KVM tiny guests, one real boot of our kernel, containerd end to end.
+# Every test: unit tests, KVM tiny guests, one real boot of our kernel, containerd end to end,
+# and (NestedKVMTests) our VMM end to end on a real KVM inside the nested KVM host.
 # Serially: many tests block a thread on real processes, VMs and sockets, and on 2 cores Swift
 # Testing's parallel runs would let two such tests starve the async ones of the cooperative pool.
-test: kernel initramfs agent-initramfs test-initramfs build
+test: kernel initramfs agent-initramfs test-initramfs nested-host build
 	swift test $(SWIFT_BUILD_FLAGS) --skip-build --no-parallel
+
+# Everything that needs a real KVM, inside the nested KVM host: the containerd e2e suite, the
+# agent channel and the debug console on our in-process VMM (docs/nested-kvm.md).
+test-nested: kernel agent-initramfs nested-host build
+	scripts/nested-kvm.sh run --timeout 5000 -- scripts/nested-tests.sh all
 
 demo: kernel agent-initramfs build
 	@scripts/demo.sh

@@ -33,8 +33,11 @@ public enum MPTable {
         }
         put(UInt8(1)); put(UInt8(0)); putText("ISA", 6); entries += 1
         put(UInt8(2)); put(ioapicID); put(UInt8(0x11)); put(UInt8(1)); put(ioapicAddress); entries += 1
+        // Every ISA line is a plain vectored interrupt (type 0) on the IOAPIC pin of its number.
+        // Listing IRQ 0 as ExtINT leaves the kernel's check_timer without a timer pin, and on a
+        // real KVM setup_IO_APIC then dereferences an empty entry (NULL pointer oops).
         for irq in 0..<irqCount {
-            put(UInt8(3)); put(UInt8(irq == 0 ? 3 : 0)); put(UInt16(0)); put(UInt8(0)); put(UInt8(irq))
+            put(UInt8(3)); put(UInt8(0)); put(UInt16(0)); put(UInt8(0)); put(UInt8(irq))
             put(ioapicID); put(UInt8(irq))
             entries += 1
         }

@@ -71,10 +71,14 @@ extension GuestMemory {
         }
     }
 
-    /// Copies `bytes` into guest memory at `address`.
+    /// Copies `bytes` into guest memory at `address`: one memcpy for contiguous collections
+    /// (arrays and their slices: kernel and initrd images), element by element otherwise.
     public func write(_ bytes: some Collection<UInt8>, at address: GuestAddress) throws {
         try withUnsafeMutableBytes(at: address, count: bytes.count) { dst in
-            _ = dst.initializeMemory(as: UInt8.self, from: bytes)
+            let copied: Void? = bytes.withContiguousStorageIfAvailable { src in
+                dst.copyMemory(from: UnsafeRawBufferPointer(src))
+            }
+            if copied == nil { _ = dst.initializeMemory(as: UInt8.self, from: bytes) }
         }
     }
 

@@ -3,8 +3,14 @@ import KVM
 
 /// Why a VM stopped.
 public enum StopReason: Equatable, Sendable, CustomStringConvertible {
-    /// The guest asked for a reset (i8042 0xfe, or a triple fault / KVM shutdown exit): our "reboot".
+    /// The guest asked for a reset through the i8042 (0xfe on port 0x64): a Linux guest's
+    /// `reboot` with `reboot=k`, and its reboot after a panic with `panic=-1`.
     case reset
+    /// KVM reported a shutdown exit: the guest triple-faulted (or the CPU reset itself). The
+    /// vCPU's registers at that moment, once the vCPU loop has read them.
+    case tripleFault(vcpu: Int, registers: String?)
+    /// The guest kernel panicked: its console printed "Kernel panic - not syncing: <message>".
+    case guestPanic(String)
     /// KVM reported a system event (PSCI-like shutdown/reset/crash), with its type.
     case systemEvent(UInt32)
     /// HLT reached userspace (only without the in-kernel irqchip): the tiny-guest "done".
@@ -22,7 +28,10 @@ public enum StopReason: Equatable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .reset: "guest reset (reboot or triple fault)"
+        case .reset: "guest reset (reboot through the i8042)"
+        case .tripleFault(let vcpu, let registers):
+            "triple fault on vCPU \(vcpu) (KVM shutdown exit)" + (registers.map { ": " + $0 } ?? "")
+        case .guestPanic(let message): "guest kernel panic: \(message)"
         case .systemEvent(let t): "KVM system event \(t)"
         case .halted: "guest halted"
         case .stopRequested: "stopped by the host"
@@ -81,7 +90,7 @@ public func handle(_ exit: VcpuExit, pio: Bus, mmio: Bus) -> VcpuAction {
         guard let (device, offset) = mmio.resolve(address, size: data.count) else { return .resume }
         return device.write(offset: offset, data: data) == .resetRequested ? .stop(.reset) : .resume
     case .hlt: return .stop(.halted)
-    case .shutdown: return .stop(.reset)
+    case .shutdown: return .stop(.tripleFault(vcpu: -1, registers: nil))  // the vCPU loop fills both in
     case .systemEvent(let type): return .stop(.systemEvent(type))
     case .failEntry(let reason): return .stop(.failEntry(reason))
     case .internalError(1, let instruction) where instruction.first == 0xcc:

@@ -62,6 +62,7 @@ public final class VirtualMachine: Sendable {
     private let started = Atomic<Bool>(false)
     private let stopping = Atomic<Bool>(false)
     let pauseControl: PauseControl
+    private let panicWatch: PanicWatch
 
     public init(config: VMConfig, kvm: Kvm? = nil) throws(VMMError) {
         let kvm = try wrap { () throws(KVMError) -> Kvm in
@@ -99,7 +100,13 @@ public final class VirtualMachine: Sendable {
 
         // Legacy devices.
         let irqchip = config.irqchip
-        serial = Serial8250(output: config.consoleOutput, interrupt: { [vm] in
+        let consoleOutput = config.consoleOutput
+        let panicWatch = PanicWatch()
+        self.panicWatch = panicWatch
+        serial = Serial8250(output: { bytes in
+            consoleOutput(bytes)
+            panicWatch.feed(bytes)
+        }, interrupt: { [vm] in
             guard irqchip else { return }
             try? vm.setIRQLine(Layout.serialIRQ, high: true)
             try? vm.setIRQLine(Layout.serialIRQ, high: false)
@@ -174,6 +181,7 @@ public final class VirtualMachine: Sendable {
         } catch {
             throw .virtioSetup(device: -1, error)
         }
+        panicWatch.onPanic { [weak self] message in self?.stop(.guestPanic(message)) }
     }
 
     /// Starts one thread per vCPU.
@@ -246,6 +254,9 @@ public final class VirtualMachine: Sendable {
                     stop(.runFailed("\(error)"))
                     return
                 }
+            case .stop(.tripleFault):
+                stop(.tripleFault(vcpu: vcpu.id, registers: RegisterDump.summary(vcpu)))
+                return
             case .stop(let reason):
                 stop(reason)
                 return

@@ -7,9 +7,10 @@ import VMM
 
 /// `kata-ctl boot`: boots a kernel in our in-process VMM with the console on stdout/stdin.
 ///
-/// Exit status: 0 the guest rebooted or shut down (how a guest ends: `reboot -f`, triple fault),
-/// 1 setup error, 2 the guest halted, 3 KVM could not run the guest (emulation failure, entry
-/// failure, unhandled exit), 4 stopped by the host (timeout).
+/// Exit status: 0 the guest rebooted or shut down (how a guest ends: `reboot -f`), or printed the
+/// `--stop-on` text; 1 setup error, 2 the guest halted, 3 KVM could not run the guest (emulation
+/// failure, entry failure, unhandled exit), 4 stopped by the host (timeout), 5 the guest kernel
+/// panicked, 6 the guest triple-faulted (its registers are printed).
 struct BootCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "boot", abstract: "Boot a kernel in the in-process KVM VMM and print its console.")
@@ -99,6 +100,8 @@ struct BootCommand: ParsableCommand {
         case .halted: 2
         case .failEntry, .internalError, .unhandledExit, .runFailed: 3
         case .stopRequested: 4
+        case .guestPanic: 5
+        case .tripleFault: 6
         }
     }
 

@@ -68,6 +68,21 @@ import Testing
     #expect(throws: BootError.tooManyVcpus(64)) { try MPTable.bytes(vcpus: 64) }
 }
 
+/// Linux's check_timer finds the timer through the IRQ 0 entry: listed as ExtINT (type 3) it has
+/// no IOAPIC pin, and on a real KVM setup_IO_APIC oopsed on the empty entry.
+@Test func mpTableRoutesEveryISAIRQAsAVectoredInterruptOnItsOwnPin() throws {
+    for vcpus in [1, 2] {
+        let table = Array(try MPTable.bytes(vcpus: vcpus)[16...])
+        let first = 44 + 20 * vcpus + 8 + 8  // header, processors, bus, IOAPIC
+        for irq in 0..<24 {
+            let entry = Array(table[(first + 8 * irq)..<(first + 8 * irq + 8)])
+            #expect(entry[0] == 3, "entry \(irq) is an I/O interrupt assignment")
+            #expect(entry[1] == 0, "IRQ \(irq) is a vectored interrupt (mp_INT), not ExtINT")
+            #expect(entry[5] == UInt8(irq) && entry[7] == UInt8(irq), "IRQ \(irq) goes to IOAPIC pin \(irq)")
+        }
+    }
+}
+
 @Test func pvhSetupWritesStartInfoCmdlineInitrdAndMemoryMap() throws {
     let memory = HeapGuestMemory(size: 64 << 20)
     let image = Synthetic.elf(payload: marker, pvhEntry: 0x100004)

@@ -24,6 +24,8 @@ import Testing
         let configPath = "/tmp/ks-e2e-\(name)-\(getpid()).toml"
         try """
             [hypervisor]
+            backend = "\(backend)"
+            vcpus = \(vcpus)
             kernel = "\(kernel)"
             initrd = "\(initrd)"
             [agent]
@@ -38,6 +40,23 @@ import Testing
     }
 
     static var sandboxRoot: String { "/run/kata-swift-e2e-\(getpid())" }
+
+    /// The backend every case runs on: KATA_E2E_BACKEND (the nested KVM host sets `kvm`), else
+    /// `auto`, which picks QEMU/TCG on a host whose KVM runs no guest userspace.
+    static var backend: String {
+        ProcessInfo.processInfo.environment["KATA_E2E_BACKEND"].flatMap { $0.isEmpty ? nil : $0 } ?? "auto"
+    }
+
+    /// vCPUs per sandbox: KATA_E2E_VCPUS, else 1.
+    static var vcpus: Int { ProcessInfo.processInfo.environment["KATA_E2E_VCPUS"].flatMap { Int($0) } ?? 1 }
+
+    /// With an explicit backend, the shim's log must name it for the sandbox that just ran.
+    static func expectBackendLogged(_ containerd: ContainerdHarness, sourceLocation: SourceLocation = #_sourceLocation) {
+        guard backend != "auto" else { return }
+        let wanted = backend == "kvm" ? "hypervisor backend: kvm (in-process VMM)" : "hypervisor backend: \(backend)"
+        #expect(containerd.containerdLog().contains(wanted), "the shim's log does not say '\(wanted)'",
+                sourceLocation: sourceLocation)
+    }
 
     /// QEMU processes started for this test run's sandboxes.
     static func qemuProcesses() -> [Int32] {
@@ -87,10 +106,12 @@ import Testing
         try await Task.sleep(for: .milliseconds(300))
 
         let t0 = Date()
-        let run = try containerd.ctr(["run", "--rm"] + Self.runtime + [Self.image, "r1", "sh", "-c", "echo hello from $(uname -r)"])
+        let run = try containerd.ctr(["run", "--rm"] + Self.runtime + [Self.image, "r1", "sh", "-c", "echo hello from $(uname -r) on $(nproc) CPUs"])
         print("BENCH e2e: ctr run --rm (VM boot + echo): \(String(format: "%.2f", Date().timeIntervalSince(t0))) s")
         #expect(run.status == 0, "ctr said: \(run.stderr)")
         #expect(run.stdout.hasPrefix("hello from ") && run.stdout.contains("-kata-swift"), "stdout: \(run.stdout)")
+        #expect(run.stdout.contains(" on \(Self.vcpus) CPUs"), "the guest should see \(Self.vcpus) vCPUs: \(run.stdout)")
+        Self.expectBackendLogged(containerd)
         try Self.expectClean(containerd, ids: ["r1"])
 
         let failed = try containerd.ctr(["run", "--rm"] + Self.runtime + [Self.image, "r2", "sh", "-c", "exit 7"])

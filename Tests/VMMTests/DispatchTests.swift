@@ -68,7 +68,7 @@ final class RecordingDevice: BusDevice {
     let pio = Bus()
     try pio.register(RecordingDevice(resetOnWrite: true), base: 0x64, length: 1)
     #expect(handle(.ioOut(port: 0x64, size: 1, data: [0xfe]), pio: pio, mmio: Bus()) == .stop(.reset))
-    #expect(handle(.shutdown, pio: pio, mmio: Bus()) == .stop(.reset))
+    #expect(handle(.shutdown, pio: pio, mmio: Bus()) == .stop(.tripleFault(vcpu: -1, registers: nil)))
     #expect(handle(.hlt, pio: pio, mmio: Bus()) == .stop(.halted))
     #expect(handle(.systemEvent(type: 1), pio: pio, mmio: Bus()) == .stop(.systemEvent(1)))
     #expect(handle(.internalError(suberror: 1, instruction: [0x0f, 0x01, 0xca]), pio: pio, mmio: Bus()) == .stop(.internalError(1, [0x0f, 0x01, 0xca])))

@@ -59,6 +59,43 @@ struct TinyVMTests {
         #expect(throws: VMMError.alreadyStarted) { try vm.start() }
     }
 
+    @Test func tripleFaultStopsTheVMWithTheVcpuRegisters() throws {
+        let vm = try makeVM([
+            0xfa,                          // cli
+            0x0f, 0x01, 0x1e, 0x11, 0x10,  // lidt [0x1011]    (limit 0)
+            0x0f, 0x20, 0xc0,              // mov eax, cr0
+            0x0c, 0x01,                    // or al, 1
+            0x0f, 0x22, 0xc0,              // mov cr0, eax     (protected mode honours the IDT limit)
+            0x0f, 0x0b,                    // ud2: no IDT entry -> #GP -> #DF -> triple fault
+            0xf4,                          // hlt (never reached)
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // 0x1011: IDTR, limit 0, base 0
+        ])
+        try vm.start()
+        let reason = vm.wait()
+        guard case .tripleFault(let vcpu, let registers?) = reason else {
+            Issue.record("expected a triple fault with registers, got \(reason)")
+            return
+        }
+        #expect(vcpu == 0)
+        #expect(registers.contains("rip=0x") && registers.contains("cr0="), "\(registers)")
+    }
+
+    @Test(.timeLimit(.minutes(1))) func aKernelPanicOnTheConsoleStopsTheVMAsAPanic() throws {
+        let message = Array("Kernel panic - not syncing: VFS: Unable to mount root fs\nmore\n".utf8)
+        let vm = try makeVM([
+            0xbe, 0x10, 0x10,  // mov si, 0x1010 (the message)
+            0xba, 0xf8, 0x03,  // mov dx, 0x3f8
+            0xac,              // next: lodsb
+            0x84, 0xc0,        // test al, al
+            0x74, 0x03,        // jz done
+            0xee,              // out dx, al
+            0xeb, 0xf8,        // jmp next
+            0xeb, 0xfe,        // done: jmp $ (a panicked kernel spins; the VMM must stop it)
+        ] + message + [0])
+        try vm.start()
+        #expect(vm.wait() == .guestPanic("VFS: Unable to mount root fs"))
+    }
+
     @Test func bootTimerIsWiredAtItsLayoutAddress() throws {
         let vm = try makeVM([0xf4])
         #expect(handle(.mmioWrite(address: Layout.bootTimerMMIO, data: [123]), pio: vm.pio, mmio: vm.mmio) == .resume)

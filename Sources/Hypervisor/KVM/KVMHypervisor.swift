@@ -202,10 +202,15 @@ public final class KVMHypervisor: Hypervisor {
         locked.withLock { s in
             s.phase = .stopped(exitCode: Self.exitCode(reason), requested: s.stopRequested)
         }
-        logger.debug("kvm: VM ended: \(reason)")
+        if Self.exitCode(reason) == 0 {
+            logger.debug("kvm: VM ended: \(reason)")
+        } else {
+            logger.error("kvm: VM ended: \(reason)")
+        }
     }
 
-    /// Like a VMM process's status: 0 for a guest reboot/poweroff or a requested stop, 1 otherwise.
+    /// Like a VMM process's status: 0 for a guest reboot/poweroff or a requested stop, 1 otherwise
+    /// (a panic, a triple fault, a KVM failure).
     static func exitCode(_ reason: StopReason) -> Int32 {
         switch reason {
         case .reset, .stopRequested, .systemEvent(1), .systemEvent(2): 0

@@ -1,0 +1,67 @@
+// The nested KVM host (scripts/nested-kvm.sh, docs/nested-kvm.md): an L1 Linux under QEMU/TCG
+// with an emulated SVM CPU, whose kvm_amd gives a real KVM. Its own contract (status, streams,
+// deadline, nothing left behind), then our in-process VMM end to end inside it
+// (scripts/nested-tests.sh ci: the agent over vsock, ctr run --rm through containerd on backend
+// kvm with 2 vCPUs). Not run inside L1 itself.
+
+import Foundation
+import Testing
+
+@Suite(.serialized, .enabled(if: NestedKVM.canRun, "needs /dev/kvm and qemu-system-x86_64, and not to be inside L1 already"))
+struct NestedKVMTests {
+    @Test(.timeLimit(.minutes(5)))
+    func runsACommandInL1WithItsStreamsAndExitStatus() throws {
+        let uname = try NestedKVM.run(["uname", "-r"])
+        #expect(uname.status == 0, "stderr: \(uname.stderr)")
+        #expect(uname.stdout.hasPrefix("6.") && uname.stdout.hasSuffix("-amd64\n"), "L1's release: \(uname.stdout)")
+        #expect(uname.stdout != (try runCommand(["uname", "-r"]).stdout), "uname ran on the host, not in L1")
+
+        let three = try NestedKVM.run(["sh", "-c", "echo to-out; echo to-err >&2; test -c /dev/kvm && cd \(repositoryRoot) && test -f Package.swift && exit 3"])
+        #expect(three.status == 3, "stderr: \(three.stderr)")
+        #expect(three.stdout == "to-out\n")
+        #expect(three.stderr.contains("to-err\n"))
+        try NestedKVM.expectNothingLeft()
+    }
+
+    @Test(.timeLimit(.minutes(5)))
+    func aHangingL1IsKilledByItsDeadline() throws {
+        let hung = try NestedKVM.run(["--timeout", "40", "--", "sleep", "600"], raw: true)
+        #expect(hung.status == 124)
+        #expect(hung.stderr.contains("did not finish within 40 s; killed it"), "stderr: \(hung.stderr)")
+        try NestedKVM.expectNothingLeft()
+    }
+
+    @Test(.timeLimit(.minutes(30)))
+    func ourVMMRunsTheAgentAndContainersOnARealKVM() throws {
+        let t0 = Date()
+        let result = try NestedKVM.run(["--timeout", "1500", "--", repositoryRoot + "/scripts/nested-tests.sh", "ci"], raw: true)
+        print("nested: scripts/nested-tests.sh ci took \(Int(Date().timeIntervalSince(t0))) s (L1 boot included)")
+        print(result.stdout.split(separator: "\n").map { "nested| " + $0 }.joined(separator: "\n"))
+        #expect(result.status == 0, "inside L1: \(result.stderr.suffix(6000))")
+        #expect(result.stdout.contains("nested-tests: ci passed, nothing left in L1"))
+        try NestedKVM.expectNothingLeft()
+    }
+}
+
+enum NestedKVM {
+    static var canRun: Bool {
+        ProcessInfo.processInfo.environment["NESTED_KVM_L1"] == nil && access("/dev/kvm", R_OK | W_OK) == 0
+            && access("/usr/bin/qemu-system-x86_64", X_OK) == 0
+    }
+
+    /// `scripts/nested-kvm.sh run -- ARGS`, or `run ARGS` when `raw` (ARGS carry their own `--`).
+    static func run(_ arguments: [String], raw: Bool = false) throws -> CommandResult {
+        try runCommand([repositoryRoot + "/scripts/nested-kvm.sh", "run"] + (raw ? arguments : ["--"] + arguments))
+    }
+
+    /// No L1 (QEMU with a nested-kvm job) and no job directory left on the host.
+    static func expectNothingLeft(sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let l1 = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }.filter { pid in
+            let cmdline = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
+            return cmdline.contains("nestedkvm.job=")
+        }
+        #expect(l1.isEmpty, "L1 QEMU left: \(l1)", sourceLocation: sourceLocation)
+        let jobs = ((try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? []).filter { $0.hasPrefix("nested-kvm.") }
+        #expect(jobs.isEmpty, "job directories left in /tmp: \(jobs)", sourceLocation: sourceLocation)
+    }
+}
