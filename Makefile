@@ -64,6 +64,12 @@ test: kernel initramfs agent-initramfs test-initramfs nested-host build
 test-nested: kernel agent-initramfs nested-host build
 	scripts/nested-kvm.sh run --timeout 5000 -- scripts/nested-tests.sh all
 
+# Our VMM against QEMU-KVM on a real KVM (boot, exits, RSS; ctr run with kvm, qemu and runc),
+# inside the nested KVM host; docs/performance.md.
+bench-nested: kernel initramfs agent-initramfs nested-host build
+	swift build -c release --product kata-ctl
+	scripts/nested-kvm.sh run --timeout 5000 -- bench/nested.sh 5
+
 demo: kernel agent-initramfs build
 	@scripts/demo.sh
 

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # `ctr run --rm <image> true` per runtime, side by side in one run, alternated, median of N.
 #
-#   bench/ctr-run.sh [N] [RUNTIME ...]      runtimes: runc runsc kata (default: all that work here)
+#   bench/ctr-run.sh [N] [RUNTIME ...]      runtimes: runc runsc kata kata-kvm kata-qemu
+#
+# kata uses the backend `auto` picks (or $KATA_BACKEND); kata-kvm and kata-qemu force our VMM and
+# QEMU (which uses KVM where the host's KVM runs a guest userspace, TCG elsewhere).
 #
 # Uses a containerd of its own (scripts/containerd-env.sh) and the offline busybox image.
 # runsc (gVisor) has no containerd shim in Debian; it runs under the runc shim through a wrapper
@@ -22,6 +25,8 @@ exec runsc --network=none --ignore-cgroups "$@"
 WRAP
 chmod +x "$work/bin/runsc-wrapper"
 "$here/scripts/kata-config.sh" "$work/configuration.toml" "${KATA_BACKEND:-auto}"
+"$here/scripts/kata-config.sh" "$work/kvm.toml" kvm
+"$here/scripts/kata-config.sh" "$work/qemu.toml" qemu
 shim_dir="$here/.build/debug"
 "$here/scripts/containerd-env.sh" start "$work/cd" "$shim_dir" >/dev/null
 ctr() { "$here/scripts/containerd-env.sh" ctr "$work/cd" "$@"; }
@@ -34,6 +39,8 @@ run_once() { # runtime id -> seconds
     runc) args=(--runtime io.containerd.runc.v2) ;;
     runsc) args=(--runtime io.containerd.runc.v2 --runc-binary "$work/bin/runsc-wrapper") ;;
     kata) args=(--runtime io.containerd.kata.v2 --runtime-config-path "$work/configuration.toml") ;;
+    kata-kvm) args=(--runtime io.containerd.kata.v2 --runtime-config-path "$work/kvm.toml") ;;
+    kata-qemu) args=(--runtime io.containerd.kata.v2 --runtime-config-path "$work/qemu.toml") ;;
   esac
   local t0 t1
   t0=$(date +%s%N)
@@ -53,6 +60,6 @@ base=""
 for rt in "${runtimes[@]}"; do
   m=$(echo "${samples[$rt]}" | median)
   [ -n "$base" ] || base=$m
-  printf '%-6s median %7.1f ms  (n=%d, samples ms: %s)  ratio to %s: %.2f\n' "$rt" "$(echo "$m/1000" | bc -l)" "$n" \
+  printf '%-9s median %7.1f ms  (n=%d, samples ms: %s)  ratio to %s: %.2f\n' "$rt" "$(echo "$m/1000" | bc -l)" "$n" \
     "$(for s in ${samples[$rt]}; do printf '%.0f ' "$(echo "$s/1000" | bc -l)"; done)" "${runtimes[0]}" "$(echo "$m/$base" | bc -l)"
 done

@@ -88,6 +88,9 @@ mount -t proc proc $r/proc; mount -t sysfs sysfs $r/sys; mount -t devtmpfs devtm
 mkdir -p $r/dev/pts $r/dev/shm; mount -t devpts -o newinstance,ptmxmode=0666 devpts $r/dev/pts; mount -t tmpfs tmpfs $r/dev/shm
 mount -t cgroup2 cgroup2 $r/sys/fs/cgroup 2>/dev/null || true
 for d in run var/lib/containerd; do [ -L $r/$d ] || { mkdir -p $r/$d; mount -t tmpfs -o mode=0755 tmpfs $r/$d; }; done
+# A fresh /tmp too (overlayfs cannot be the upper layer of containerd's snapshots), with the job
+# directory bound back in.
+mount -t tmpfs -o mode=1777 tmpfs $r/tmp && mkdir -p $r$job && mount --bind /mnt/root$job $r$job
 ip link set lo up 2>/dev/null
 [ -c /dev/kvm ] || fail "no /dev/kvm after loading kvm_amd"
 for t in 1 2; do stty -F /dev/ttyS$t raw -echo; done
@@ -132,10 +135,10 @@ run() {
   }
   trap cleanup EXIT
   trap 'exit 130' INT TERM
-  qemu-system-x86_64 -accel tcg -cpu qemu64,+svm,+npt -m "$mem" -smp "$cpus" \
+  qemu-system-x86_64 -accel tcg -cpu ${NESTED_KVM_CPU:-max} -m "$mem" -smp "$cpus" \
     -M pc -nodefaults -no-reboot -nographic -no-user-config \
     -kernel "$l1/vmlinuz" -initrd "$l1/initramfs.cpio" \
-    -append "console=ttyS0 panic=-1 quiet loglevel=4 nestedkvm.job=$job" \
+    -append "console=ttyS0 panic=-1 quiet loglevel=4 no5lvl nestedkvm.job=$job" \
     -chardev file,id=console,path="$job/console.log" -serial chardev:console \
     -chardev file,id=out,path=/dev/stdout,append=on -serial chardev:out \
     -chardev file,id=err,path=/dev/stderr,append=on -serial chardev:err \

@@ -100,8 +100,13 @@ public final class Kvm: Sendable {
         max(0, ioctl(fd.rawValue, KS_KVM_CHECK_EXTENSION, capability))
     }
 
-    /// The largest number of vCPUs KVM recommends (KVM_CAP_NR_VCPUS).
+    /// The number of vCPUs KVM recommends (KVM_CAP_NR_VCPUS: the host's online CPUs). Advice:
+    /// more vCPUs than host CPUs run, overcommitted.
     public var recommendedVcpus: Int { Int(max(1, checkExtension(KVM_CAP_NR_VCPUS))) }
+
+    /// The most vCPUs one VM may have (KVM_CAP_MAX_VCPUS; the recommended count where the
+    /// kernel does not say).
+    public var maxVcpus: Int { Int(max(checkExtension(KVM_CAP_MAX_VCPUS), checkExtension(KVM_CAP_NR_VCPUS), 1)) }
 
     public func vcpuMmapSize() throws(KVMError) -> Int {
         let size = ioctl(fd.rawValue, KS_KVM_GET_VCPU_MMAP_SIZE)

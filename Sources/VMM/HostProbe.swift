@@ -14,8 +14,9 @@ public enum HostProbe {
     }
 
     /// Runs `popcnt` in 64-bit long mode. On VT-x/AMD-V hardware it executes natively; on a KVM
-    /// that emulates guest kernel code (this project's CI host, DESIGN.md section 6) the emulator
-    /// has no POPCNT and reports an emulation failure.
+    /// that emulates guest kernel code (our build hosts, docs/vmm.md) the emulator has no POPCNT
+    /// and reports an emulation failure. A CPU without POPCNT (QEMU's `qemu64` model, say) raises
+    /// #UD itself, which in this IDT-less guest ends as a triple fault: the CPU ran the guest.
     public static func probeLongModeInstructions(kvm: Kvm? = nil) throws(VMMError) -> Outcome {
         let code: [UInt8] = [
             0xbb, 0xff, 0x00, 0x00, 0x00,  // mov ebx, 0xff
@@ -46,12 +47,14 @@ public enum HostProbe {
             throw .boot(.memory(.outOfBounds(address: GuestAddress(entry), length: UInt64(code.count))))
         }
         let boot = BootCPUState(mode: .long64, entry: entry, rsi: 0, rbx: 0, rsp: Layout.bootStackPointer, gdt: gdt)
+        let supported = try wrap { () throws(KVMError) in try kvm.supportedCPUID() }
+        let hasPopcnt = supported.contains { $0.function == 1 && $0.index == 0 && $0.ecx & (1 << 23) != 0 }
         let vcpu = try wrap { () throws(KVMError) in
             try vm.setUserMemoryRegion(slot: 0, guestAddress: 0, size: size, hostAddress: memory.hostAddress(ofRegion: 0))
             try vm.setIdentityMapAddress(Layout.kvmIdentityMapStart)
             try vm.setTSSAddress(Layout.kvmTSSStart)
             let vcpu = try vm.createVcpu(id: 0)
-            try vcpu.setCPUID(CPUTemplate.host.apply(to: try kvm.supportedCPUID(), vcpu: 0, of: 1))
+            try vcpu.setCPUID(CPUTemplate.host.apply(to: supported, vcpu: 0, of: 1))
             try VcpuSetup.configure(vcpu, boot: boot)
             return vcpu
         }
@@ -60,6 +63,7 @@ public enum HostProbe {
             switch exit {
             case .interrupted: continue
             case .ioOut(0x10, 1, [8]): return .native
+            case .shutdown where !hasPopcnt: return .native
             default: return .emulated("\(exit)")
             }
         }

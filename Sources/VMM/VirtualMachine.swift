@@ -69,7 +69,7 @@ public final class VirtualMachine: Sendable {
             if let kvm { return kvm }
             return try Kvm()
         }
-        let maxVcpus = kvm.recommendedVcpus
+        let maxVcpus = kvm.maxVcpus
         guard config.vcpus >= 1, config.vcpus <= maxVcpus else {
             throw .invalidVcpuCount(requested: config.vcpus, maximum: maxVcpus)
         }

@@ -56,6 +56,8 @@ import Testing
             try await loop.scheduleTask(in: .milliseconds(1)) {}.futureResult.get()
         }
         try await Task.sleep(for: .milliseconds(1))
+        // The runtime keeps one timerfd per clock it has armed (continuous and suspending).
+        try await Task.sleep(for: .milliseconds(1), clock: SuspendingClock())
         let fdsBefore = Self.openDescriptors()
         let listBefore = Self.describeDescriptors()
         print("agent-channel: backend \(vm.kind), kernel \(paths.kernel), initrd \(paths.initrd)")

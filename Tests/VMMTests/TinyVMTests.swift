@@ -111,6 +111,23 @@ struct TinyVMTests {
                 memorySize: 1 << 20, payload: .linux(kernel: [], initrd: nil, cmdline: Cmdline())))
         }
     }
+
+    /// KVM's recommended count (the host's CPUs) is advice: a 2-vCPU guest on a 1-CPU host
+    /// (the nested KVM host) runs overcommitted. Only KVM_CAP_MAX_VCPUS is a limit.
+    @Test func moreVcpusThanHostCPUsAreAllowedUpToKVMsMaximum() throws {
+        let kvm = try Kvm()
+        #expect(kvm.maxVcpus >= kvm.recommendedVcpus)
+        guard kvm.maxVcpus > kvm.recommendedVcpus else { return }
+        let vcpus = kvm.recommendedVcpus + 1
+        #expect(throws: Never.self) {
+            _ = try VirtualMachine(config: VMConfig(
+                memorySize: 1 << 20, vcpus: vcpus, payload: .realMode(code: [0xf4], address: 0x1000)), kvm: kvm)
+        }
+        #expect(throws: VMMError.invalidVcpuCount(requested: kvm.maxVcpus + 1, maximum: kvm.maxVcpus)) {
+            try VirtualMachine(config: VMConfig(
+                memorySize: 1 << 20, vcpus: kvm.maxVcpus + 1, payload: .realMode(code: [0xf4], address: 0x1000)), kvm: kvm)
+        }
+    }
 }
 
 /// A tiny one-shot thread helper for tests: runs `body` after a short delay.

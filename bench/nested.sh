@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Our VMM against QEMU-KVM on a real KVM, side by side in one run. Runs INSIDE the nested KVM host
+# (`make bench-nested` = scripts/nested-kvm.sh run -- bench/nested.sh ROUNDS):
+#   1. boot to the init marker: our VMM (release kata-ctl boot) vs QEMU -M microvm and -M pc (PVH),
+#      same kernel, initramfs and command line: time, KVM exits, peak RSS (bench/nested-boot.py);
+#   2. `ctr run --rm busybox true` through containerd with runc, our shim on backend kvm, and our
+#      shim on backend qemu (QEMU with -accel kvm here) (bench/ctr-run.sh).
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+rounds=${1:-5}
+[ -c /dev/kvm ] || { echo "bench/nested.sh: no /dev/kvm: run it inside scripts/nested-kvm.sh" >&2; exit 1; }
+kata_ctl=$here/.build/release/kata-ctl
+[ -x "$kata_ctl" ] || { echo "bench/nested.sh: $kata_ctl is missing (make bench-nested builds it)" >&2; exit 1; }
+echo "bench-nested: L1 $(uname -r), $(nproc) CPU(s); $rounds rounds, alternated"
+echo
+echo "## Boot to the init marker (our VMM vs QEMU-KVM)"
+python3 "$here/bench/nested-boot.py" "$rounds" "$kata_ctl" "$here/build/guest/vmlinux" "$here/build/guest/initramfs-marker.cpio"
+echo
+echo "## ctr run --rm busybox true (medians of $rounds)"
+"$here/bench/ctr-run.sh" "$rounds" runc kata-kvm kata-qemu
