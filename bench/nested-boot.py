@@ -34,13 +34,13 @@ def tracefs():
     if not os.path.exists(f"{TRACE}/events/kvm"):
         subprocess.run(["mount", "-t", "tracefs", "nodev", TRACE], check=False)
     for event in EVENTS.values():
-        with open(f"{TRACE}/events/{event}/trigger", "w") as f:
+        with open(f"{TRACE}/events/{event}/trigger", "a") as f:  # append: O_TRUNC would drop every trigger
             f.write(HIST)
 
 
 def clear_counts():
     for event in EVENTS.values():
-        with open(f"{TRACE}/events/{event}/trigger", "w") as f:
+        with open(f"{TRACE}/events/{event}/trigger", "a") as f:  # append: O_TRUNC would drop every trigger
             f.write(HIST + ":clear")
 
 
@@ -58,10 +58,9 @@ def run(argv, timeout=300):
     clear_counts()
     start = time.monotonic()
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    seen, marker_at, tail = b"", None, b""
-    os.set_blocking(proc.stdout.fileno(), True)
+    seen, marker_at = b"", None
     while marker_at is None:
-        chunk = proc.stdout.read1(65536) if hasattr(proc.stdout, "read1") else os.read(proc.stdout.fileno(), 65536)
+        chunk = os.read(proc.stdout.fileno(), 65536)
         if not chunk:
             break
         seen = (seen + chunk)[-4096:]
@@ -70,17 +69,23 @@ def run(argv, timeout=300):
         if time.monotonic() - start > timeout:
             break
     # The marker init reboots at once: our VMM stops (reboot=k), QEMU exits (-no-reboot).
+    os.set_blocking(proc.stdout.fileno(), False)
     deadline = time.monotonic() + 20
-    while proc.poll() is None and time.monotonic() < deadline:
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() > deadline:
+            proc.kill()
+            _, status, usage = os.wait4(proc.pid, 0)
+            break
         try:
-            proc.stdout.read1(65536)
-        except Exception:
+            os.read(proc.stdout.fileno(), 65536)  # keep the console pipe from filling up
+        except BlockingIOError:
             pass
         time.sleep(0.01)
-    if proc.poll() is None:
-        proc.kill()
-    _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = status
+    proc.stdout.close()
     counts = read_counts()
     if marker_at is None:
         tail = seen[-400:].decode(errors="replace")
