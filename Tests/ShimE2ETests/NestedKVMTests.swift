@@ -11,6 +11,7 @@ import Testing
 struct NestedKVMTests {
     @Test(.timeLimit(.minutes(5)))
     func runsACommandInL1WithItsStreamsAndExitStatus() throws {
+        let before = NestedKVM.jobDirectories()
         let uname = try NestedKVM.run(["uname", "-r"])
         #expect(uname.status == 0, "stderr: \(uname.stderr)")
         #expect(uname.stdout.hasPrefix("6.") && uname.stdout.hasSuffix("-amd64\n"), "L1's release: \(uname.stdout)")
@@ -20,26 +21,28 @@ struct NestedKVMTests {
         #expect(three.status == 3, "stderr: \(three.stderr)")
         #expect(three.stdout == "to-out\n")
         #expect(three.stderr.contains("to-err\n"))
-        try NestedKVM.expectNothingLeft()
+        try NestedKVM.expectNothingLeft(besides: before)
     }
 
     @Test(.timeLimit(.minutes(5)))
     func aHangingL1IsKilledByItsDeadline() throws {
+        let before = NestedKVM.jobDirectories()
         let hung = try NestedKVM.run(["--timeout", "40", "--", "sleep", "600"], raw: true)
         #expect(hung.status == 124)
         #expect(hung.stderr.contains("did not finish within 40 s; killed it"), "stderr: \(hung.stderr)")
-        try NestedKVM.expectNothingLeft()
+        try NestedKVM.expectNothingLeft(besides: before)
     }
 
     @Test(.timeLimit(.minutes(30)))
     func ourVMMRunsTheAgentAndContainersOnARealKVM() throws {
+        let before = NestedKVM.jobDirectories()
         let t0 = Date()
         let result = try NestedKVM.run(["--timeout", "1500", "--", repositoryRoot + "/scripts/nested-tests.sh", "ci"], raw: true)
         print("nested: scripts/nested-tests.sh ci took \(Int(Date().timeIntervalSince(t0))) s (L1 boot included)")
         print(result.stdout.split(separator: "\n").map { "nested| " + $0 }.joined(separator: "\n"))
         #expect(result.status == 0, "inside L1: \(result.stderr.suffix(6000))")
         #expect(result.stdout.contains("nested-tests: ci passed, nothing left in L1"))
-        try NestedKVM.expectNothingLeft()
+        try NestedKVM.expectNothingLeft(besides: before)
     }
 }
 
@@ -54,14 +57,19 @@ enum NestedKVM {
         try runCommand([repositoryRoot + "/scripts/nested-kvm.sh", "run"] + (raw ? arguments : ["--"] + arguments))
     }
 
-    /// No L1 (QEMU with a nested-kvm job) and no job directory left on the host.
-    static func expectNothingLeft(sourceLocation: SourceLocation = #_sourceLocation) throws {
+    /// The job directories in /tmp now.
+    static func jobDirectories() -> Set<String> {
+        Set(((try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? []).filter { $0.hasPrefix("nested-kvm.") })
+    }
+
+    /// No L1 (QEMU with a nested-kvm job) and no new job directory left on the host.
+    static func expectNothingLeft(besides before: Set<String>, sourceLocation: SourceLocation = #_sourceLocation) throws {
         let l1 = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }.filter { pid in
             let cmdline = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
             return cmdline.contains("nestedkvm.job=")
         }
         #expect(l1.isEmpty, "L1 QEMU left: \(l1)", sourceLocation: sourceLocation)
-        let jobs = ((try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? []).filter { $0.hasPrefix("nested-kvm.") }
+        let jobs = jobDirectories().subtracting(before)
         #expect(jobs.isEmpty, "job directories left in /tmp: \(jobs)", sourceLocation: sourceLocation)
     }
 }
