@@ -58,12 +58,13 @@ public struct SandboxPaths: Sendable, Equatable {
             removeTree(containerDirectory(containerID))
             throw .system(operation: "bind-mount \(source) on \(target)", errno: code)
         }
-        if readOnly {
-            guard mount("", target, "", UInt(MS_REMOUNT | MS_BIND | MS_RDONLY), nil) == 0 else {
-                let code = errno
-                unshareRootfs(containerID: containerID)
-                throw .system(operation: "remount \(target) read-only", errno: code)
-            }
+        // The guest may write the rootfs, and image layers may hold device nodes and setuid files:
+        // through the share, a host device node must not open and a setuid bit must not count.
+        let flags = MS_REMOUNT | MS_BIND | MS_NODEV | MS_NOSUID | (readOnly ? MS_RDONLY : 0)
+        guard mount("", target, "", UInt(flags), nil) == 0 else {
+            let code = errno
+            unshareRootfs(containerID: containerID)
+            throw .system(operation: "remount \(target) nodev,nosuid\(readOnly ? ",ro" : "")", errno: code)
         }
     }
 
