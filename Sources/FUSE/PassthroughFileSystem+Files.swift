@@ -56,7 +56,7 @@ extension PassthroughFileSystem {
         do throws(FUSEErrno) {
             fd = try checkShim {
                 ks_fuse_openat2(dir.fd, name.cString, UInt64(hostFlags | O_CREAT | O_EXCL | O_NOFOLLOW | O_NONBLOCK),
-                                UInt64(mode & 0o7777), Self.lookupResolve)
+                                UInt64(Self.permittedMode(mode, directory: false)), Self.lookupResolve)
             }
         } catch {
             guard error == FUSEErrno(EEXIST), Int32(bitPattern: flags) & O_EXCL == 0 else { throw error }
