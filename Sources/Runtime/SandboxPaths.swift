@@ -7,6 +7,7 @@
 // crosses into another file system, so a leftover bind mount can never cost a rootfs its files.
 
 import Logging
+import Shim
 import SystemSupport
 #if canImport(Glibc)
 import Glibc
@@ -21,7 +22,9 @@ public struct SandboxPaths: Sendable, Equatable {
     /// in a Unix socket address (108 bytes), else a short per-process directory.
     public let vmDirectory: String
 
-    public init(sandboxDirectory: String, sandboxID: String) {
+    /// The sandbox ID names a directory: it must pass containerd's identifier rule.
+    public init(sandboxDirectory: String, sandboxID: String) throws(RuntimeError) {
+        guard Identifier.isValid(sandboxID) else { throw .invalidIdentifier(Identifier.problem("sandbox id", sandboxID)) }
         root = sandboxDirectory + "/" + sandboxID
         // QEMU's longest socket name below the directory is "/vhost-vsock.sock".
         vmDirectory = root.utf8.count + 20 < 108 ? root : sandboxDirectory + "/vm-\(getpid())"
@@ -50,6 +53,9 @@ public struct SandboxPaths: Sendable, Equatable {
     /// (and read-only when asked). The share is guest-writable: an existing name on the way that
     /// is a symlink is refused, and the mount goes through /proc/self/fd of the opened directory.
     func shareRootfs(containerID: String, from source: String, readOnly: Bool) throws(RuntimeError) {
+        guard Identifier.isValid(containerID) else {
+            throw .invalidIdentifier(Identifier.problem("container id", containerID))
+        }
         let target = hostRootfs(containerID)
         let container: FileDescriptor
         let mountPoint: FileDescriptor

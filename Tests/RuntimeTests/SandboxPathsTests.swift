@@ -150,3 +150,15 @@ final class ScratchSandbox {
         #expect(ScratchSandbox.names(outside) == ["f0", "f1", "f2"])
     }
 }
+
+@Suite struct SandboxIdentifierTests {
+    @Test func sandboxAndContainerIDsMustBeIdentifiers() throws {
+        #expect(throws: RuntimeError.self) { try SandboxPaths(sandboxDirectory: "/run/kata-swift", sandboxID: "../../etc") }
+        #expect(throws: RuntimeError.self) { try SandboxPaths(sandboxDirectory: "/run/kata-swift", sandboxID: "a/b") }
+        let sandbox = try ScratchSandbox()
+        #expect(throws: RuntimeError.self) {
+            try sandbox.paths.shareRootfs(containerID: "../../../escape", from: sandbox.rootfs, readOnly: false)
+        }
+        #expect(!FileManager.default.fileExists(atPath: sandbox.base + "/sandboxes/escape"))
+    }
+}
