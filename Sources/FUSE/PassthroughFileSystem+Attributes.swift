@@ -10,10 +10,11 @@ enum XattrReply: Equatable {
 }
 
 extension PassthroughFileSystem {
-    /// Attributes a guest may not set or remove: overlayfs metadata would redirect a host overlay
-    /// built on this directory.
+    /// Attributes a guest may not set or remove: security.* (file capabilities, LSM labels the
+    /// host acts on), trusted.* (host root's own metadata, overlayfs's included) and user.overlay.*
+    /// (a host overlay built on this directory must not be redirected by the guest).
     static func isProtectedXattr(_ name: String) -> Bool {
-        name.hasPrefix("trusted.overlay.") || name.hasPrefix("user.overlay.")
+        name.hasPrefix("security.") || name.hasPrefix("trusted.") || name.hasPrefix("user.overlay.")
     }
 
     func getxattr(_ nodeID: UInt64, name: FUSEText, size: UInt32) throws(FUSEErrno) -> XattrReply {

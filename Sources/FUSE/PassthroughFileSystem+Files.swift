@@ -19,8 +19,23 @@ extension PassthroughFileSystem {
         guard !inode.isSymlink else { throw .loop }
         // Device nodes, FIFOs and sockets are the guest kernel's business, never opened on the host.
         guard inode.isRegular else { throw .notPermitted }
-        let fd = try check { openat(procSelfFD, Self.procName(inode), Self.hostOpenFlags(flags)) }
-        return try addFile(OpenFile(fd: fd, isDirectory: false))
+        let hostFlags = Self.hostOpenFlags(flags)
+        let fd = try check { openat(procSelfFD, Self.procName(inode), hostFlags | O_NONBLOCK) }
+        return try addFile(try Self.regularFile(fd, hostFlags: hostFlags))
+    }
+
+    /// Takes `fd` (opened with O_NONBLOCK, so a FIFO could not block us) as an open file if fstat
+    /// says it is a regular file, and gives it back the guest's own O_NONBLOCK setting; anything
+    /// else is closed and refused (EPERM): the guest never reaches a host device or FIFO.
+    static func regularFile(_ fd: Int32, hostFlags: Int32) throws(FUSEErrno) -> OpenFile {
+        let file = OpenFile(fd: fd, isDirectory: false)
+        var st = Glibc.stat()
+        _ = try check { fstat(fd, &st) }
+        guard st.st_mode & S_IFMT == S_IFREG else { throw .notPermitted }
+        if hostFlags & O_NONBLOCK == 0 {
+            _ = try check { fcntl(fd, F_SETFL, hostFlags & ~O_NONBLOCK) }
+        }
+        return file
     }
 
     public func opendir(_ nodeID: UInt64) throws(FUSEErrno) -> UInt64 {
@@ -29,17 +44,54 @@ extension PassthroughFileSystem {
         return try addFile(OpenFile(fd: fd, isDirectory: true))
     }
 
+    /// CREATE makes a new regular file (O_EXCL, so an existing name never opens whatever it is).
+    /// When the name exists and the guest did not ask for O_EXCL, it is opened as OPEN would:
+    /// regular files only.
     public func create(parent: UInt64, name: FUSEName, flags: UInt32, mode: UInt32, caller: FUSECaller)
         throws(FUSEErrno) -> (nodeID: UInt64, attr: stat, fh: UInt64)
     {
         let dir = try directory(parent)
-        var hostFlags = Self.hostOpenFlags(flags) | O_CREAT | O_NOFOLLOW
-        if Int32(bitPattern: flags) & O_EXCL != 0 { hostFlags |= O_EXCL }
-        let fd = try checkShim {
-            ks_fuse_openat2(dir.fd, name.cString, UInt64(hostFlags), UInt64(mode & 0o7777), Self.lookupResolve)
+        let hostFlags = Self.hostOpenFlags(flags)
+        let fd: Int32
+        do throws(FUSEErrno) {
+            fd = try checkShim {
+                ks_fuse_openat2(dir.fd, name.cString, UInt64(hostFlags | O_CREAT | O_EXCL | O_NOFOLLOW | O_NONBLOCK),
+                                UInt64(Self.permittedMode(mode, directory: false)), Self.lookupResolve)
+            }
+        } catch {
+            guard error == FUSEErrno(EEXIST), Int32(bitPattern: flags) & O_EXCL == 0 else { throw error }
+            return try openExisting(name, in: dir, flags: flags)
         }
-        let file = OpenFile(fd: fd, isDirectory: false)
+        let file = try Self.regularFile(fd, hostFlags: hostFlags)
         let (nodeID, st) = try settle(name, in: dir, mode: mode, caller: caller)
+        return try handing(file, for: nodeID, st)
+    }
+
+    /// CREATE of a name that exists: a lookup plus OPEN (which refuses all but regular files).
+    private func openExisting(_ name: FUSEName, in dir: Inode, flags: UInt32) throws(FUSEErrno)
+        -> (nodeID: UInt64, attr: stat, fh: UInt64)
+    {
+        let (nodeID, _) = try lookupRecord(name, in: dir)
+        let fh: UInt64
+        do throws(FUSEErrno) {
+            fh = try open(nodeID, flags: flags)
+        } catch {
+            forget(nodeID, lookups: 1)
+            throw error
+        }
+        do throws(FUSEErrno) {
+            return (nodeID, try getattr(nodeID, fh: fh), fh)  // after O_TRUNC
+        } catch {
+            release(fh)
+            forget(nodeID, lookups: 1)
+            throw error
+        }
+    }
+
+    /// Records `file` for a node just looked up; drops that lookup again if it cannot.
+    private func handing(_ file: OpenFile, for nodeID: UInt64, _ st: stat) throws(FUSEErrno)
+        -> (nodeID: UInt64, attr: stat, fh: UInt64)
+    {
         do throws(FUSEErrno) {
             return (nodeID, st, try addFile(file))
         } catch {

@@ -9,7 +9,7 @@ extension PassthroughFileSystem {
         throws(FUSEErrno) -> (nodeID: UInt64, attr: stat)
     {
         let dir = try directory(parent)
-        _ = try check { mkdirat(dir.fd, name.cString, mode_t(mode & 0o7777)) }
+        _ = try check { mkdirat(dir.fd, name.cString, Self.permittedMode(mode, directory: true)) }
         return try settle(name, in: dir, mode: mode, caller: caller)
     }
 
@@ -25,7 +25,7 @@ extension PassthroughFileSystem {
         default: throw .invalid
         }
         let device = dev_t(decodeDevice(rdev))
-        _ = try check { mknodat(dir.fd, name.cString, type | mode_t(mode & 0o7777), device) }
+        _ = try check { mknodat(dir.fd, name.cString, type | Self.permittedMode(mode, directory: false), device) }
         return try settle(name, in: dir, mode: mode, caller: caller)
     }
 
@@ -85,8 +85,16 @@ extension PassthroughFileSystem {
         return Array(buffer[..<count])
     }
 
+    /// Permission bits a guest may give a host file: never setuid, and setgid only on a directory
+    /// (where it means "new entries inherit the group", not a privilege).
+    static func permittedMode(_ mode: UInt32, directory: Bool) -> mode_t {
+        let bits = mode_t(mode & 0o7777) & ~S_ISUID
+        return directory ? bits : bits & ~S_ISGID
+    }
+
     /// After a creation: looks the new name up, gives it the caller's ownership (root only) and the
-    /// exact requested permission bits (the host process's umask must not strip what the guest asked).
+    /// requested permission bits as permitted (the host process's umask must not strip what the
+    /// guest asked; `permittedMode` strips what it may not have).
     func settle(_ name: FUSEName, in dir: Inode, mode: UInt32?, caller: FUSECaller) throws(FUSEErrno)
         -> (nodeID: UInt64, attr: stat)
     {
@@ -102,7 +110,7 @@ extension PassthroughFileSystem {
         }
         if let mode, !inode.isSymlink {
             let inherited = inode.isDirectory ? st.st_mode & S_ISGID : 0
-            let wanted = mode_t(mode & 0o7777) | inherited
+            let wanted = Self.permittedMode(mode, directory: inode.isDirectory) | inherited
             if st.st_mode & 0o7777 != wanted {
                 _ = try check { fchmodat(procSelfFD, Self.procName(inode), wanted, 0) }
                 st = try Self.stat(inode.fd)

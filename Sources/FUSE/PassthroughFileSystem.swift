@@ -182,7 +182,7 @@ public final class PassthroughFileSystem: Sendable {
         let inode = try inode(nodeID)
         let handle = request.valid & FUSEProtocol.fattrFH != 0 ? try file(request.fh) : nil
         if request.valid & FUSEProtocol.fattrMode != 0 {
-            let mode = mode_t(request.mode & 0o7777)
+            let mode = Self.permittedMode(request.mode, directory: inode.isDirectory)
             if let handle {
                 _ = try check { fchmod(handle.fd, mode) }
             } else {

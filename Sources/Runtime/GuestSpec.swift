@@ -8,6 +8,7 @@
 import Foundation
 import Logging
 import Shim
+import SystemSupport
 
 enum GuestSpec {
     /// Largest bind-mounted file copied into the share.
@@ -48,18 +49,24 @@ enum GuestSpec {
         return Array(data)
     }
 
-    /// Copies a small regular file into `mounts/`; returns its guest path, or nil.
+    /// Copies a small regular file into `mounts/`; returns its guest path, or nil. The share is
+    /// guest-writable, so `mounts` must be a real directory (a symlink there is refused) and the
+    /// file is created anew with O_EXCL|O_NOFOLLOW after unlinking whatever held its name.
     private static func copyFile(_ source: String, index: Int, containerID: String, paths: SandboxPaths) -> String? {
         guard let attributes = try? FileManager.default.attributesOfItem(atPath: source),
               attributes[.type] as? FileAttributeType == .typeRegular,
               let size = attributes[.size] as? Int, size <= maxCopiedFile,
               let contents = FileManager.default.contents(atPath: source)
         else { return nil }
-        let directory = paths.containerDirectory(containerID) + "/mounts"
         let name = "\(index)-" + (source.split(separator: "/").last.map(String.init) ?? "file")
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            try contents.write(to: URL(fileURLWithPath: directory + "/" + name))
+        do throws(Errno) {
+            let container = try paths.openDirectory(paths.containerDirectory(containerID))
+            let mounts = try SandboxPaths.makeDirectory("mounts", in: container)
+            unlinkat(mounts.rawValue, name, 0)
+            let fd = try retryingSyscall {
+                openat(mounts.rawValue, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
+            }
+            try FileDescriptor(owning: fd).writeAll(contents)
         } catch {
             return nil
         }

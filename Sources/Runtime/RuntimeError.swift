@@ -22,6 +22,8 @@ public enum RuntimeError: Error, CustomStringConvertible {
     case noSuchProcess(containerID: String, execID: String)
     case alreadyExists(String)
     case invalidSpec(String)
+    /// A sandbox or container ID that must not name a path (containerd's identifier rule).
+    case invalidIdentifier(String)
     case shutDown
     case system(operation: String, errno: Int32)
 
@@ -37,6 +39,7 @@ public enum RuntimeError: Error, CustomStringConvertible {
         case .noSuchProcess(let id, let exec): "kata-swift: container \(id) has no exec process \(exec)"
         case .alreadyExists(let what): "kata-swift: \(what) already exists"
         case .invalidSpec(let why): "kata-swift: container spec: \(why)"
+        case .invalidIdentifier(let message): "kata-swift: \(message)"
         case .shutDown: "kata-swift: the sandbox is shut down"
         case .system(let operation, let code): "kata-swift: \(operation): \(String(cString: strerror(code)))"
         }
@@ -54,7 +57,7 @@ public enum RuntimeError: Error, CustomStringConvertible {
         switch self {
         case .noSuchContainer, .noSuchProcess: TaskError(.notFound, description)
         case .alreadyExists: TaskError(.alreadyExists, description)
-        case .invalidSpec, .config: TaskError(.invalidArgument, description)
+        case .invalidSpec, .invalidIdentifier, .config: TaskError(.invalidArgument, description)
         case .shutDown: TaskError(.failedPrecondition, description)
         case .boot, .agentUnreachable, .vmGone: TaskError(.unavailable, description)
         case .agentCall(_, let error):

@@ -7,6 +7,8 @@
 // crosses into another file system, so a leftover bind mount can never cost a rootfs its files.
 
 import Logging
+import Shim
+import SystemSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -20,7 +22,9 @@ public struct SandboxPaths: Sendable, Equatable {
     /// in a Unix socket address (108 bytes), else a short per-process directory.
     public let vmDirectory: String
 
-    public init(sandboxDirectory: String, sandboxID: String) {
+    /// The sandbox ID names a directory: it must pass containerd's identifier rule.
+    public init(sandboxDirectory: String, sandboxID: String) throws(RuntimeError) {
+        guard Identifier.isValid(sandboxID) else { throw .invalidIdentifier(Identifier.problem("sandbox id", sandboxID)) }
         root = sandboxDirectory + "/" + sandboxID
         // QEMU's longest socket name below the directory is "/vhost-vsock.sock".
         vmDirectory = root.utf8.count + 20 < 108 ? root : sandboxDirectory + "/vm-\(getpid())"
@@ -45,26 +49,46 @@ public struct SandboxPaths: Sendable, Equatable {
         String(root[..<(root.lastIndex(of: "/") ?? root.endIndex)])
     }
 
-    /// Creates `<shared>/containers/<cid>/rootfs` and bind-mounts `hostRootfs` onto it.
+    /// Creates `<shared>/containers/<cid>/rootfs` and bind-mounts `source` onto it, nodev,nosuid
+    /// (and read-only when asked). The share is guest-writable: an existing name on the way that
+    /// is a symlink is refused, and the mount goes through /proc/self/fd of the opened directory.
     func shareRootfs(containerID: String, from source: String, readOnly: Bool) throws(RuntimeError) {
-        let target = hostRootfs(containerID)
-        for directory in [containerDirectory(containerID), target] {
-            guard mkdir(directory, 0o700) == 0 || errno == EEXIST else {
-                throw .system(operation: "mkdir \(directory)", errno: errno)
-            }
+        guard Identifier.isValid(containerID) else {
+            throw .invalidIdentifier(Identifier.problem("container id", containerID))
         }
-        guard mount(source, target, "none", UInt(MS_BIND | MS_REC), nil) == 0 else {
+        let target = hostRootfs(containerID)
+        let container: FileDescriptor
+        let mountPoint: FileDescriptor
+        do throws(Errno) {
+            container = try Self.makeDirectory(containerID, in: try openDirectory(shared + "/containers"))
+            mountPoint = try Self.makeDirectory("rootfs", in: container)
+        } catch {
+            throw .system(operation: "create \(target) (no symlinks)", errno: error.rawValue)
+        }
+        guard mount(source, Self.procPath(mountPoint), "none", UInt(MS_BIND | MS_REC), nil) == 0 else {
             let code = errno
             removeTree(containerDirectory(containerID))
             throw .system(operation: "bind-mount \(source) on \(target)", errno: code)
         }
-        if readOnly {
-            guard mount("", target, "", UInt(MS_REMOUNT | MS_BIND | MS_RDONLY), nil) == 0 else {
-                let code = errno
-                unshareRootfs(containerID: containerID)
-                throw .system(operation: "remount \(target) read-only", errno: code)
-            }
+        do throws(Errno) {
+            try Self.restrictMount(of: source, at: container, readOnly: readOnly)
+        } catch {
+            unshareRootfs(containerID: containerID)
+            throw .system(operation: "remount \(target) nodev,nosuid\(readOnly ? ",ro" : "")", errno: error.rawValue)
         }
+    }
+
+    /// Remounts the bind mount at `container`/rootfs nodev,nosuid(,ro): the guest may write the
+    /// rootfs, and image layers may hold device nodes and setuid files. Reopens "rootfs" (the
+    /// descriptor the mount was made through names the directory underneath) and checks that it
+    /// is `source`'s directory before remounting it.
+    private static func restrictMount(of source: String, at container: FileDescriptor, readOnly: Bool) throws(Errno) {
+        let mounted = try container.openDirectory("rootfs")
+        let root = try mounted.status()
+        let expected = try FileDescriptor.open(source, O_RDONLY | O_DIRECTORY).status()
+        guard root.st_dev == expected.st_dev, root.st_ino == expected.st_ino else { throw Errno(rawValue: EXDEV) }
+        let flags = MS_REMOUNT | MS_BIND | MS_NODEV | MS_NOSUID | (readOnly ? MS_RDONLY : 0)
+        _ = try retryingSyscall { mount("", procPath(mounted), "", UInt(flags), nil) }
     }
 
     /// Unmounts and removes a container's part of the shared directory.
@@ -118,37 +142,8 @@ public struct SandboxPaths: Sendable, Equatable {
 
     static func unmountAll(below directory: String) {
         for point in mountPoints(below: directory) {
-            if umount2(point, 0) != 0 { _ = umount2(point, Int32(MNT_DETACH)) }
-        }
-    }
-
-    /// Removes `path` recursively without following symlinks or crossing into other file systems
-    /// (a mount point still there is left alone, and so is everything under it).
-    func removeTree(_ path: String) {
-        var top = stat()
-        guard lstat(path, &top) == 0 else { return }
-        Self.remove(path, device: top.st_dev)
-    }
-
-    private static func remove(_ path: String, device: dev_t) {
-        var st = stat()
-        guard lstat(path, &st) == 0 else { return }
-        guard st.st_dev == device else { return }
-        if (st.st_mode & S_IFMT) == S_IFDIR {
-            if let dir = opendir(path) {
-                var names: [String] = []
-                while let entry = readdir(dir) {
-                    let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                        String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-                    }
-                    if name != "." && name != ".." { names.append(name) }
-                }
-                closedir(dir)
-                for name in names { remove(path + "/" + name, device: device) }
-            }
-            rmdir(path)
-        } else {
-            unlink(path)
+            let noFollow = Int32(UMOUNT_NOFOLLOW)
+            if umount2(point, noFollow) != 0 { _ = umount2(point, Int32(MNT_DETACH) | noFollow) }
         }
     }
 }

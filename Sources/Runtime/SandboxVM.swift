@@ -52,7 +52,7 @@ public final class SandboxVM: Sendable {
 
     /// Boots the VM and waits for a healthy agent. On failure everything started is torn down.
     public static func boot(sandboxID: String, config: RuntimeConfig, logger: Logger) async throws(RuntimeError) -> SandboxVM {
-        let paths = SandboxPaths(sandboxDirectory: config.sandboxDirectory, sandboxID: sandboxID)
+        let paths = try SandboxPaths(sandboxDirectory: config.sandboxDirectory, sandboxID: sandboxID)
         try paths.create()
         let hypervisor: any Hypervisor
         do {

@@ -110,6 +110,7 @@ public struct ShimFlags: Equatable, Sendable {
         if action == .version { return }
         if namespace.isEmpty { throw .missingFlag("namespace") }
         if id.isEmpty { throw .missingFlag("id") }
+        if !Identifier.isValid(id) { throw .invalidIdentifier(id) }
         if action != .delete && address.isEmpty { throw .missingFlag("address") }
     }
 }
@@ -123,6 +124,7 @@ public enum ShimFlagsError: Error, Equatable, CustomStringConvertible {
     case unknownAction(String)
     case unexpectedArgument(String)
     case missingFlag(String)
+    case invalidIdentifier(String)
 
     public var description: String {
         switch self {
@@ -133,6 +135,7 @@ public enum ShimFlagsError: Error, Equatable, CustomStringConvertible {
         case .unknownAction(let action): "unknown action \"\(action)\" (expected start or delete)"
         case .unexpectedArgument(let argument): "unexpected argument \"\(argument)\""
         case .missingFlag(let name): "missing required flag -\(name)"
+        case .invalidIdentifier(let id): Identifier.problem("-id", id)
         }
     }
 }

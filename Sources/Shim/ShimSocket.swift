@@ -1,6 +1,7 @@
 // The shim's ttrpc socket: `unix:///run/containerd/s/<sha256 hex of address/namespace/group>`,
 // as containerd 1.6's runtime/v2/shim/util_unix.go names it (a bundle path is too long for
-// sun_path). Created by `start` (mode 0600), served by the daemon, removed by whoever ends it.
+// sun_path). Created by `start` (mode 0600 from bind on, never wider), served by the daemon,
+// removed by whoever ends it.
 
 import CShims
 #if canImport(Glibc)
@@ -13,7 +14,6 @@ public enum SocketError: Error, Equatable, CustomStringConvertible {
     case pathTooLong(String)
     case createDirectory(path: String, errno: Int32)
     case listen(path: String, errno: Int32)
-    case chmod(path: String, errno: Int32)
     case connect(path: String, errno: Int32)
 
     public var description: String {
@@ -22,7 +22,6 @@ public enum SocketError: Error, Equatable, CustomStringConvertible {
         case .pathTooLong(let path): "socket path \(path) is \(path.utf8.count) bytes, longer than sun_path allows (107)"
         case .createDirectory(let path, let errno): "create socket directory \(path): \(errnoText(errno))"
         case .listen(let path, let errno): "listen on \(path): \(errnoText(errno))"
-        case .chmod(let path, let errno): "chmod 0600 \(path): \(errnoText(errno))"
         case .connect(let path, let errno): "connect to \(path): \(errnoText(errno))"
         }
     }
@@ -52,7 +51,7 @@ public struct ShimSocket: Equatable, Sendable {
 
     public var address: String { "unix://" + path }
 
-    /// Creates the parent directory, listens (close-on-exec), and restricts the socket to its owner.
+    /// Creates the parent directory and listens (close-on-exec) on a socket file created 0600.
     public func listen() throws(SocketError) -> Int32 {
         guard path.utf8.count < 108 else { throw .pathTooLong(path) }
         try makeDirectories(parentDirectory)
@@ -60,12 +59,6 @@ public struct ShimSocket: Equatable, Sendable {
         guard fd >= 0 else {
             if fd == -ENAMETOOLONG { throw .pathTooLong(path) }
             throw .listen(path: path, errno: -fd)
-        }
-        guard chmod(path, 0o600) == 0 else {
-            let code = errno
-            close(fd)
-            unlink(path)
-            throw .chmod(path: path, errno: code)
         }
         return fd
     }

@@ -31,6 +31,7 @@ extension TaskService {
     /// Adds an exec process (not started); `specJSON` is the OCI process containerd sent.
     public func exec(_ key: ProcessKey, specJSON: [UInt8], stdio request: StdioRequest) async throws {
         guard let execID = key.execID else { throw TaskError.invalidArgument("exec id is empty") }
+        guard Identifier.isValid(execID) else { throw TaskError.invalidArgument(Identifier.problem("exec id", execID)) }
         let container = try container(key.containerID)
         guard container.execs[execID] == nil else {
             throw TaskError.alreadyExists("exec \(execID) already exists in container \(key.containerID)")

@@ -76,6 +76,9 @@ public actor TaskService {
 
     public func create(_ request: CreateRequest) async throws -> UInt32 {
         guard !request.id.isEmpty else { throw TaskError.invalidArgument("container id is empty") }
+        guard Identifier.isValid(request.id) else {
+            throw TaskError.invalidArgument(Identifier.problem("container id", request.id))
+        }
         guard containers[request.id] == nil else { throw TaskError.alreadyExists("container \(request.id) already exists") }
         guard request.checkpoint.isEmpty else {
             throw TaskError.unimplemented("kata-swift: restoring from a checkpoint is not supported")

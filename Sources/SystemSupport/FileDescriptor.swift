@@ -49,9 +49,21 @@ public final class FileDescriptor: Sendable, CustomStringConvertible {
 
     /// Size in bytes from fstat.
     public func size() throws(Errno) -> Int {
+        Int(try status().st_size)
+    }
+
+    /// fstat(2).
+    public func status() throws(Errno) -> stat {
         var st = stat()
         _ = try retryingSyscall { fstat(rawValue, &st) }
-        return Int(st.st_size)
+        return st
+    }
+
+    /// Opens the directory `name` (one component) below this directory descriptor, following no
+    /// symlink: a symlink there fails with ELOOP or ENOTDIR.
+    public func openDirectory(_ name: UnsafePointer<CChar>) throws(Errno) -> FileDescriptor {
+        let fd = try retryingSyscall { openat(rawValue, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
+        return FileDescriptor(owning: fd)
     }
 
     /// Reads `count` bytes at `offset` (pread loop); fewer only at end of file.

@@ -14,8 +14,8 @@ public final class MappedGuestMemory: GuestMemory, @unchecked Sendable {
     private let bases: [UnsafeMutableRawPointer]
     public let regions: [GuestRegion]
 
-    /// Maps each region from its fd (same order). Regions must be non-empty and must not overlap
-    /// in guest space. Does not take ownership of the fds (the mappings outlive them).
+    /// Maps each region from its fd (same order). Regions must be non-empty, must not overlap in
+    /// guest space, and must lie within their fd's size (fstat), so no access can fault. Does not take ownership of the fds (the mappings outlive them).
     public init(_ table: [VhostUserMemoryRegion], fds: [Int32]) throws(VhostUserError) {
         guard table.count == fds.count, !table.isEmpty else {
             throw .badFDCount(request: .setMemTable, expected: table.count, received: fds.count)
@@ -35,6 +35,13 @@ public final class MappedGuestMemory: GuestMemory, @unchecked Sendable {
             else {
                 unmapAll()
                 throw .badMemoryTable("region at 0x\(String(region.guestAddress, radix: 16)) of \(region.size) bytes is empty, overlaps or overflows")
+            }
+            // A mapping past the end of its file raises SIGBUS on access: refuse it up front.
+            var st = stat()
+            guard fstat(fds[i], &st) == 0, st.st_size >= 0, length <= UInt64(st.st_size) else {
+                let held = fstat(fds[i], &st) == 0 ? "\(st.st_size) bytes" : "no size (\(Errno.current))"
+                unmapAll()
+                throw .badMemoryTable("region at 0x\(String(region.guestAddress, radix: 16)) needs \(length) bytes of its fd, which holds \(held)")
             }
             var pointer: UnsafeMutableRawPointer?
             let rc = ks_hv_mmap_shared(fds[i], length, 0, &pointer)

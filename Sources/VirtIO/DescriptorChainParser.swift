@@ -4,8 +4,11 @@ import GuestMemory
 ///
 /// Rules (virtio 1.x, 2.7.5): every index below its table's size; at most one table's worth of
 /// descriptors per table (more means a loop); each buffer wholly inside guest RAM without
-/// overflow; indirect tables non-empty, a multiple of 16 bytes, inside RAM, not nested and not
-/// combined with NEXT; readable buffers before writable ones; at most 4 GiB in total.
+/// overflow; indirect tables non-empty, a multiple of 16 bytes, no more entries than the queue
+/// size, inside RAM, not nested and not combined with NEXT; no more buffers in a chain than the
+/// queue size ("A driver MUST NOT create a descriptor chain longer than the Queue Size");
+/// readable buffers before writable ones; at most 4 GiB in total. The size limits are checked
+/// before anything is read or kept, so one descriptor cannot cost more than a queue's worth.
 enum DescriptorChainParser {
     static let maxChainBytes: UInt64 = 1 << 32
 
@@ -36,6 +39,9 @@ enum DescriptorChainParser {
                 guard length > 0, UInt64(length) % SplitQueueLayout.descriptorSize == 0 else {
                     throw .invalidIndirectLength(length: length)
                 }
+                guard UInt64(length) / SplitQueueLayout.descriptorSize <= UInt64(queueSize) else {
+                    throw .indirectTableTooLarge(length: length, queueSize: queueSize)
+                }
                 let address = GuestAddress(descriptor.address)
                 try checkBuffer(address, UInt64(length), memory)
                 tableAddress = address
@@ -46,6 +52,9 @@ enum DescriptorChainParser {
                 continue
             }
 
+            guard chain.readable.count + chain.writable.count < Int(queueSize) else {
+                throw .chainLongerThanQueue(head: head, queueSize: queueSize)
+            }
             let address = GuestAddress(descriptor.address)
             try checkBuffer(address, UInt64(descriptor.length), memory)
             total += UInt64(descriptor.length)

@@ -23,6 +23,10 @@ public enum QueueError: Error, Equatable, Sendable, CustomStringConvertible {
     case bufferOutsideMemory(address: GuestAddress, length: UInt64)
     /// An indirect table's length is zero or not a multiple of 16.
     case invalidIndirectLength(length: UInt32)
+    /// An indirect table with more entries than the queue size.
+    case indirectTableTooLarge(length: UInt32, queueSize: UInt16)
+    /// A chain (direct and indirect descriptors together) with more buffers than the queue size.
+    case chainLongerThanQueue(head: UInt16, queueSize: UInt16)
     /// An indirect descriptor inside an indirect table.
     case nestedIndirect
     /// An indirect descriptor that also has VIRTQ_DESC_F_NEXT.
@@ -49,6 +53,8 @@ public enum QueueError: Error, Equatable, Sendable, CustomStringConvertible {
         case .chainTooLong(let h): "descriptor chain from head \(h) exceeds 4 GiB"
         case .bufferOutsideMemory(let a, let n): "descriptor buffer \(a)+\(n) outside guest RAM"
         case .invalidIndirectLength(let n): "indirect table length \(n) is zero or not a multiple of 16"
+        case .indirectTableTooLarge(let n, let q): "indirect table of \(n) bytes holds more than queue size \(q) descriptors"
+        case .chainLongerThanQueue(let h, let q): "descriptor chain from head \(h) is longer than queue size \(q)"
         case .nestedIndirect: "indirect descriptor inside an indirect table"
         case .indirectWithNext: "indirect descriptor with NEXT flag"
         case .indirectNotNegotiated: "indirect descriptor without VIRTIO_RING_F_INDIRECT_DESC"

@@ -191,7 +191,7 @@ import Testing
             share.call(.setattr, node: file.nodeID, args: Args().u32(valid).u32(0).u64(fh).u64(size).u64(0)
                 .u64(0).u64(mtime).u64(0).u32(0).u32(0).u32(0).u32(mode).u32(0).u32(uid).u32(gid).u32(0))
         }
-        #expect(setattr(1 << 0, mode: 0o4711).attrMode & 0o7777 == 0o4711)
+        #expect(setattr(1 << 0, mode: 0o1711).attrMode & 0o7777 == 0o1711)
         let owned = setattr((1 << 1) | (1 << 2), uid: 123, gid: 456)
         #expect(owned.error == 0 && owned.attrUID == 123)
         #expect(setattr(1 << 3, size: 4).attrSize == 4)

@@ -28,9 +28,9 @@ import Testing
             qmpSocket: "/run/x/q.sock", tscKHz: nil)
         let args = command.arguments
         #expect(args.contains("socket,id=fs0,path=/run/x/fs0.sock"))
-        #expect(args.contains("vhost-user-fs-device,chardev=fs0,tag=kataShared"))
-        #expect(args.contains("vhost-user-fs-device,chardev=fs1,tag=a,,b"))
-        #expect(args.firstIndex(of: "vhost-user-fs-device,chardev=fs0,tag=kataShared")! < args.firstIndex(of: "-kernel")!)
+        #expect(args.contains("vhost-user-fs-device,chardev=fs0,tag=kataShared,queue-size=1024"))
+        #expect(args.contains("vhost-user-fs-device,chardev=fs1,tag=a,,b,queue-size=1024"))
+        #expect(args.firstIndex(of: "vhost-user-fs-device,chardev=fs0,tag=kataShared,queue-size=1024")! < args.firstIndex(of: "-kernel")!)
     }
 
     @Test func tscRateComesFromCpuinfo() {

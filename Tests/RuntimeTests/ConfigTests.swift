@@ -144,10 +144,10 @@ import Testing
         #expect(config.kernel == RuntimeConfig().kernel)
     }
 
-    @Test func debugConsoleAddsCmdlineAndHybridSocket() {
+    @Test func debugConsoleAddsCmdlineAndHybridSocket() throws {
         var config = RuntimeConfig()
         config.kernelParams = ["quiet"]
-        let paths = SandboxPaths(sandboxDirectory: "/run/kata-swift", sandboxID: "pod1")
+        let paths = try SandboxPaths(sandboxDirectory: "/run/kata-swift", sandboxID: "pod1")
         let off = SandboxVM.hypervisorConfig(config, paths: paths)
         #expect(off.hybridVsockPath == nil)
         #expect(!off.cmdlineExtras.contains("agent.debug_console"))

@@ -99,6 +99,56 @@ import VirtIOTestSupport
         expectBroken(.bufferOutsideMemory(address: GuestAddress(0x40000 - 16), length: 32))
     }
 
+    @Test mutating func indirectTableWithMoreEntriesThanTheQueue() throws {
+        // Nine chained entries for a queue of eight: the old parser walked them all.
+        let table = driver.allocate(9 * 16, alignment: 16)
+        let data = driver.allocate(4)
+        for i in 0..<9 {
+            try driver.writeDescriptor(
+                .init(address: data.rawValue, length: 4, flags: i < 8 ? DescriptorFlag.next : 0, next: UInt16(i + 1)),
+                at: UInt16(i), table: table)
+        }
+        try driver.writeDescriptor(.init(address: table.rawValue, length: 9 * 16, flags: DescriptorFlag.indirect, next: 0), at: 0)
+        try driver.publish(head: 0)
+        expectBroken(.indirectTableTooLarge(length: 9 * 16, queueSize: 8))
+    }
+
+    @Test func hugeIndirectTableIsRefusedBeforeItIsRead() throws {
+        // A 4 GiB table in 16 GiB of claimed RAM, none of it backed: refused from its length
+        // alone (the old parser went on to read it and would walk up to 268 million entries).
+        let large = LargeRegionMemory(backing: memory, claimedSize: 16 << 30)
+        let bigDriver = try FakeVirtqueueDriver(memory: large, size: 8, base: GuestAddress(0x1000))
+        var bigQueue = bigDriver.makeQueue()
+        try bigDriver.writeDescriptor(.init(address: 1 << 32, length: 0xffff_fff0, flags: DescriptorFlag.indirect, next: 0), at: 0)
+        try bigDriver.publish(head: 0)
+        #expect(throws: QueueError.indirectTableTooLarge(length: 0xffff_fff0, queueSize: 8)) {
+            _ = try bigQueue.popAvailable(memory: large)
+        }
+    }
+
+    @Test mutating func directDescriptorsPlusAnIndirectTableLongerThanTheQueue() throws {
+        // Three direct buffers, then a full table of eight: eleven buffers for a queue of eight.
+        let table = driver.allocate(8 * 16, alignment: 16)
+        let data = driver.allocate(4)
+        for i in 0..<8 {
+            try driver.writeDescriptor(
+                .init(address: data.rawValue, length: 4, flags: i < 7 ? DescriptorFlag.next : 0, next: UInt16(i + 1)),
+                at: UInt16(i), table: table)
+        }
+        for i in 0..<3 {
+            try driver.writeDescriptor(.init(address: data.rawValue, length: 4, flags: DescriptorFlag.next, next: UInt16(i + 1)), at: UInt16(i))
+        }
+        try driver.writeDescriptor(.init(address: table.rawValue, length: 8 * 16, flags: DescriptorFlag.indirect, next: 0), at: 3)
+        try driver.publish(head: 0)
+        expectBroken(.chainLongerThanQueue(head: 0, queueSize: 8))
+    }
+
+    @Test mutating func indirectTableAsLongAsTheQueueIsAccepted() throws {
+        let placed = try driver.addIndirect((0..<8).map { _ in .readable([1]) })
+        let chain = try queue.popAvailable(memory: memory)
+        #expect(chain?.head == placed.head && chain?.readable.count == 8)
+    }
+
     @Test mutating func indirectWithNextFlag() throws {
         let table = driver.allocate(16, alignment: 16)
         try driver.writeDescriptor(

@@ -7,7 +7,9 @@
 
 #include <sys/types.h>
 
-/// Creates a close-on-exec Unix stream socket listening on `path` (backlog 128).
+/// Creates a close-on-exec Unix stream socket listening on `path` (backlog 128). The socket file
+/// is created with mode 0600: the socket is fchmod'ed before bind, and Linux gives the new file
+/// the socket inode's mode (less the umask), so there is no moment at which others may connect.
 /// -ENAMETOOLONG if `path` does not fit sockaddr_un.sun_path.
 int ks_shim_unix_listen(const char *path);
 

@@ -44,6 +44,8 @@ public final class VirtioFsDevice: VirtioDevice {
     private var memory: (any GuestMemory)?
     private var interrupt: (any InterruptTrigger)?
     private let logger: Logger
+    /// Every line below is triggered by the guest: rate-limited.
+    private var guestLog = GuestLogLimiter()
 
     public init(
         tag: String, server: FUSEServer, requestQueues: Int = 1, logger: Logger = Logger(label: "kata-swift.virtio-fs")
@@ -111,7 +113,7 @@ public final class VirtioFsDevice: VirtioDevice {
     /// Runs one request; returns the bytes written into the chain's writable buffers.
     private func serve(_ chain: DescriptorChain, _ memory: any GuestMemory) -> UInt32 {
         guard chain.readable.count + chain.writable.count <= ChainBuffers.maxSegments else {
-            logger.warning("virtio-fs: chain \(chain.head) has \(chain.readable.count + chain.writable.count) buffers")
+            guestLog.log(logger, .warning, "virtio-fs: chain \(chain.head) has \(chain.readable.count + chain.writable.count) buffers")
             return errorReply(FUSEErrno.tooBig, for: chain, memory)
         }
         let outcome: FUSEOutcome
@@ -121,7 +123,7 @@ public final class VirtioFsDevice: VirtioDevice {
             }
         } catch {
             // Only if guest RAM changed under a validated chain.
-            logger.error("virtio-fs: chain \(chain.head): \(error)")
+            guestLog.log(logger, .error, "virtio-fs: chain \(chain.head): \(error)")
             return 0
         }
         switch outcome {
@@ -132,7 +134,7 @@ public final class VirtioFsDevice: VirtioDevice {
             return 0
         case .replyBufferTooSmall:
             unanswerableRequests += 1
-            logger.warning("virtio-fs: chain \(chain.head) has \(chain.writableLength) writable bytes, less than a reply header")
+            guestLog.log(logger, .warning, "virtio-fs: chain \(chain.head) has \(chain.writableLength) writable bytes, less than a reply header")
             return 0
         }
     }
@@ -152,7 +154,7 @@ public final class VirtioFsDevice: VirtioDevice {
     }
 
     private func queueBroke(_ index: Int, _ error: QueueError) {
-        logger.error("virtio-fs queue \(index): \(error)")
+        guestLog.log(logger, .error, "virtio-fs queue \(index): \(error)")
         interrupt?.signalNeedsReset()
     }
 }

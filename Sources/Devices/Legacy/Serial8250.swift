@@ -18,6 +18,8 @@ public final class Serial8250: BusDevice {
     static let mcrLoopback: UInt8 = 0x10
     /// Input is dropped beyond this many pending bytes (the guest is not reading).
     public static let inputCapacity = 4096
+    /// Loopback bytes are dropped beyond this many pending bytes: a real 16550's receive FIFO.
+    public static let loopbackFIFO = 16
 
     struct State {
         var interruptEnable: UInt8 = 0
@@ -28,10 +30,9 @@ public final class Serial8250: BusDevice {
         var divisorHigh: UInt8 = 0
         var fifoControl: UInt8 = 0
         var transmitEmptyPending = false
-        var input: [UInt8] = []
-        var inputHead = 0
+        var input = ByteRing(capacity: Serial8250.inputCapacity)
 
-        var hasInput: Bool { inputHead < input.count }
+        var hasInput: Bool { !input.isEmpty }
 
         var identification: UInt8 {
             if hasInput && interruptEnable & Serial8250.ierReceivedData != 0 { return Serial8250.iirReceivedData }
@@ -43,6 +44,8 @@ public final class Serial8250: BusDevice {
     }
 
     private let state = Mutex(State())
+    /// Memory held for received bytes (tests: it must not grow with traffic).
+    var inputStorageSize: Int { state.withLock { $0.input.storageSize } }
     private let output: @Sendable ([UInt8]) -> Void
     private let interrupt: @Sendable () -> Void
 
@@ -57,12 +60,9 @@ public final class Serial8250: BusDevice {
     /// Queues bytes for the guest to read and interrupts it if it asked for receive interrupts.
     public func enqueueInput(_ bytes: [UInt8]) {
         let raise = state.withLock { s -> Bool in
-            if s.inputHead > 0 && s.inputHead == s.input.count {
-                s.input.removeAll(keepingCapacity: true)
-                s.inputHead = 0
+            for byte in bytes {
+                guard s.input.append(byte) else { break }
             }
-            let room = max(0, Self.inputCapacity - (s.input.count - s.inputHead))
-            s.input.append(contentsOf: bytes.prefix(room))
             return s.identification == Self.iirReceivedData
         }
         if raise { interrupt() }
@@ -75,9 +75,7 @@ public final class Serial8250: BusDevice {
             switch Int(offset) {
             case Self.data where dlab: return s.divisorLow
             case Self.data:
-                guard s.hasInput else { return 0 }
-                let byte = s.input[s.inputHead]
-                s.inputHead += 1
+                guard let byte = s.input.popFirst() else { return 0 }
                 raise = s.hasInput && s.identification == Self.iirReceivedData
                 return byte
             case Self.interruptEnable where dlab: return s.divisorHigh
@@ -115,7 +113,7 @@ public final class Serial8250: BusDevice {
             case Self.data where dlab: s.divisorLow = value
             case Self.data:
                 if s.modemControl & Self.mcrLoopback != 0 {
-                    if s.input.count - s.inputHead < Self.inputCapacity { s.input.append(value) }
+                    if s.input.count < Self.loopbackFIFO { _ = s.input.append(value) }
                 } else {
                     transmitted = value
                 }
@@ -136,5 +134,34 @@ public final class Serial8250: BusDevice {
         if let transmitted { output([transmitted]) }
         if raise { interrupt() }
         return .done
+    }
+}
+
+/// Bytes waiting for the guest: a ring of fixed capacity that never grows or needs compacting.
+struct ByteRing {
+    private var storage: [UInt8]
+    private var head = 0
+    private(set) var count = 0
+
+    init(capacity: Int) { storage = [UInt8](repeating: 0, count: capacity) }
+
+    var isEmpty: Bool { count == 0 }
+    /// The bytes of memory the ring holds, whatever has passed through it.
+    var storageSize: Int { storage.count }
+
+    /// Appends `byte` unless the ring is full; false when it was dropped.
+    mutating func append(_ byte: UInt8) -> Bool {
+        guard count < storage.count else { return false }
+        storage[(head + count) % storage.count] = byte
+        count += 1
+        return true
+    }
+
+    mutating func popFirst() -> UInt8? {
+        guard count > 0 else { return nil }
+        let byte = storage[head]
+        head = (head + 1) % storage.count
+        count -= 1
+        return byte
     }
 }

@@ -46,6 +46,8 @@ public final class RngDevice: VirtioDevice {
     private var memory: (any GuestMemory)?
     private var interrupt: (any InterruptTrigger)?
     private let logger: Logger
+    /// Every line below is triggered by the guest: rate-limited.
+    private var guestLog = GuestLogLimiter()
 
     public init(
         entropy: @escaping @Sendable (Int) -> [UInt8] = HostEntropy.bytes,
@@ -72,10 +74,10 @@ public final class RngDevice: VirtioDevice {
                 completed = true
             }
         } catch let error as QueueError {
-            logger.error("rng queue: \(error)")
+            guestLog.log(logger, .error, "rng queue: \(error)")
             interrupt?.signalNeedsReset()
         } catch {
-            logger.error("rng: writing entropy: \(error)")
+            guestLog.log(logger, .error, "rng: writing entropy: \(error)")
         }
         if completed, queues[0].needsNotification(memory: memory) { interrupt?.trigger(.usedBuffer) }
     }

@@ -29,6 +29,8 @@ public final class VsockDevice: VirtioDevice {
     private var memory: (any GuestMemory)?
     private var interrupt: (any InterruptTrigger)?
     private let logger: Logger
+    /// Every line below is triggered by the guest: rate-limited.
+    private var guestLog = GuestLogLimiter()
 
     public init(guestCID: UInt64, backend: some VsockBackend, logger: Logger = Logger(label: "kata-swift.vsock")) {
         self.guestCID = guestCID
@@ -117,15 +119,15 @@ public final class VsockDevice: VirtioDevice {
             let bytes = try? chain.read(from: memory, count: VsockHeader.size),
             let header = VsockHeader(bytes: bytes)
         else {
-            logger.warning("vsock TX: chain \(chain.head) holds \(available) bytes, less than a header")
+            guestLog.log(logger, .warning, "vsock TX: chain \(chain.head) holds \(available) bytes, less than a header")
             return nil
         }
         guard header.length <= UInt32(Self.maxPayload), UInt64(header.length) <= available - UInt64(VsockHeader.size) else {
-            logger.warning("vsock TX: header length \(header.length) vs \(available - UInt64(VsockHeader.size)) payload bytes")
+            guestLog.log(logger, .warning, "vsock TX: header length \(header.length) vs \(available - UInt64(VsockHeader.size)) payload bytes")
             return nil
         }
         guard header.sourceCID == guestCID, header.destinationCID == VsockHeader.hostCID else {
-            logger.warning("vsock TX: CIDs \(header.sourceCID) -> \(header.destinationCID) refused")
+            guestLog.log(logger, .warning, "vsock TX: CIDs \(header.sourceCID) -> \(header.destinationCID) refused")
             return nil
         }
         let payload: [UInt8]
@@ -175,10 +177,10 @@ public final class VsockDevice: VirtioDevice {
                 do {
                     used = UInt32(try chain.write(packet.header.bytes + packet.payload, to: memory))
                 } catch {
-                    logger.error("vsock RX: writing chain \(chain.head): \(error)")
+                    guestLog.log(logger, .error, "vsock RX: writing chain \(chain.head): \(error)")
                 }
             } else {
-                logger.warning("vsock RX: chain \(chain.head) has \(capacity) writable bytes, less than a header")
+                guestLog.log(logger, .warning, "vsock RX: chain \(chain.head) has \(capacity) writable bytes, less than a header")
             }
             do {
                 try queues[rx].addUsed(head: chain.head, length: used, memory: memory)
@@ -206,7 +208,7 @@ public final class VsockDevice: VirtioDevice {
     }
 
     private func queueBroke(_ index: Int, _ error: QueueError) {
-        logger.error("vsock queue \(index): \(error)")
+        guestLog.log(logger, .error, "vsock queue \(index): \(error)")
         interrupt?.signalNeedsReset()
     }
 }

@@ -3,7 +3,9 @@
 /// QEMU 7.2's vhost-user-vsock-device has no guest-cid property: the guest reads its CID from
 /// our backend's config space (GET_CONFIG), so `guestCID` goes to our device model only.
 /// Each virtio-fs share is a vhost-user-fs-device (virtio-mmio) whose tag QEMU puts in the
-/// device's config space itself; one request queue (QEMU's default).
+/// device's config space itself; one request queue (QEMU's default) of 1024 entries: our parser
+/// refuses chains longer than the queue size (virtio 2.7.5.3.1), and we let the guest's FUSE
+/// requests reach 256 pages plus headers (max_pages 256), more than QEMU's default of 128.
 struct QEMUCommand: Equatable, Sendable {
     /// One vhost-user-fs-device: the tag the guest mounts by and our backend's socket.
     struct VirtioFs: Equatable, Sendable {
@@ -80,7 +82,7 @@ struct QEMUCommand: Equatable, Sendable {
         for (index, share) in virtioFs.enumerated() {
             a += [
                 "-chardev", "socket,id=fs\(index),path=\(Self.escaped(share.socket))",
-                "-device", "vhost-user-fs-device,chardev=fs\(index),tag=\(Self.escaped(share.tag))",
+                "-device", "vhost-user-fs-device,chardev=fs\(index),tag=\(Self.escaped(share.tag)),queue-size=1024",
             ]
         }
         a += ["-kernel", kernelPath, "-append", cmdline]

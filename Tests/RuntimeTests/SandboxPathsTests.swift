@@ -1,0 +1,164 @@
+// The sandbox's host directory while a hostile guest writes the share: the rootfs bind mount is
+// nodev,nosuid, and host-side removal never leaves the tree (needs root: mount, mknod).
+
+import Foundation
+import Glibc
+import Logging
+import Shim
+import Synchronization
+import Testing
+@testable import Runtime
+
+/// A scratch sandbox directory with one container's bundle rootfs beside it.
+final class ScratchSandbox {
+    let base: String
+    let paths: SandboxPaths
+    var rootfs: String { base + "/bundle-rootfs" }
+
+    init() throws {
+        var template = Array("/tmp/sandbox-paths-XXXXXX".utf8CString)
+        guard mkdtemp(&template) != nil else { throw RuntimeError.system(operation: "mkdtemp", errno: errno) }
+        base = String(cString: template)
+        paths = try SandboxPaths(sandboxDirectory: base + "/sandboxes", sandboxID: "pod1")
+        try paths.create()
+        guard mkdir(rootfs, 0o755) == 0 else { throw RuntimeError.system(operation: "mkdir", errno: errno) }
+    }
+
+    deinit {
+        SandboxPaths.unmountAll(below: base)
+        try? FileManager.default.removeItem(atPath: base)
+    }
+
+    /// A host directory outside the sandbox holding files "f0"..."f<count-1>" (what must survive).
+    func outside(_ name: String, files count: Int = 3) -> String {
+        let directory = base + "/" + name
+        mkdir(directory, 0o755)
+        for i in 0..<count { FileManager.default.createFile(atPath: directory + "/f\(i)", contents: Data("keep".utf8)) }
+        return directory
+    }
+
+    static func names(_ directory: String) -> Set<String> {
+        Set((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [])
+    }
+
+    static func mountOptions(_ point: String) -> [String] {
+        guard let text = try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8) else { return [] }
+        let line = text.split(separator: "\n").last { $0.split(separator: " ").dropFirst().first.map(String.init) == point }
+        return line.map { $0.split(separator: " ")[3].split(separator: ",").map(String.init) } ?? []
+    }
+}
+
+@Suite(.serialized) struct SandboxPathsTests {
+    @Test func sharedRootfsIsNodevAndNosuid() throws {
+        let sandbox = try ScratchSandbox()
+        try #require(mknod(sandbox.rootfs + "/null", S_IFCHR | 0o666, 0x103) == 0, "needs root")
+        try sandbox.paths.shareRootfs(containerID: "c1", from: sandbox.rootfs, readOnly: false)
+        let target = sandbox.paths.hostRootfs("c1")
+        let options = ScratchSandbox.mountOptions(target)
+        #expect(options.contains("nodev") && options.contains("nosuid") && options.contains("rw"), "\(options)")
+        // The device node is still there, but it does not open through the share.
+        let fd = open(target + "/null", O_RDWR)
+        #expect(fd < 0 && errno == EACCES)
+        if fd >= 0 { close(fd) }
+        try sandbox.paths.shareRootfs(containerID: "c2", from: sandbox.rootfs, readOnly: true)
+        let readOnly = ScratchSandbox.mountOptions(sandbox.paths.hostRootfs("c2"))
+        #expect(readOnly.contains("ro") && readOnly.contains("nodev") && readOnly.contains("nosuid"), "\(readOnly)")
+    }
+
+    @Test func removalDoesNotFollowASymlinkInTheTree() throws {
+        let sandbox = try ScratchSandbox()
+        let outside = sandbox.outside("outside")
+        let container = sandbox.paths.containerDirectory("c1")
+        #expect(mkdir(container, 0o755) == 0 && mkdir(container + "/d", 0o755) == 0)
+        #expect(symlink(outside, container + "/link") == 0 && symlink(outside, container + "/d/link") == 0)
+        sandbox.paths.unshareRootfs(containerID: "c1")
+        #expect(!FileManager.default.fileExists(atPath: container))
+        #expect(ScratchSandbox.names(outside) == ["f0", "f1", "f2"])
+    }
+
+    @Test func removalDoesNotFollowASymlinkAboveIt() throws {
+        // The guest replaced shared/containers with a symlink to a host directory holding "c1".
+        let sandbox = try ScratchSandbox()
+        let outside = sandbox.outside("outside")
+        let victim = sandbox.outside("outside/c1")
+        let containers = sandbox.paths.shared + "/containers"
+        #expect(rename(containers, containers + ".old") == 0 && symlink(outside, containers) == 0)
+        sandbox.paths.unshareRootfs(containerID: "c1")
+        #expect(ScratchSandbox.names(victim) == ["f0", "f1", "f2"])
+    }
+
+    @Test func removalWhileTheGuestSwapsADirectoryForASymlink() throws {
+        let sandbox = try ScratchSandbox()
+        let files = 40
+        let outside = sandbox.outside("outside", files: files)
+        let container = sandbox.paths.containerDirectory("c1")
+        for _ in 0..<30 {
+            mkdir(container, 0o755)
+            _ = sandbox.outside("sandboxes/pod1/shared/containers/c1/d", files: files)
+            symlink(outside, container + "/dlink")
+            let stop = Atomic(false)
+            let swapper = Thread {
+                while !stop.load(ordering: .relaxed) {
+                    rename(container + "/d", container + "/d.real")
+                    rename(container + "/dlink", container + "/d")
+                    rename(container + "/d", container + "/dlink")
+                    rename(container + "/d.real", container + "/d")
+                }
+            }
+            swapper.start()
+            sandbox.paths.removeTree(container)
+            stop.store(true, ordering: .relaxed)
+            while !swapper.isFinished { usleep(1000) }
+            sandbox.paths.removeTree(container)
+            try #require(ScratchSandbox.names(outside).count == files, "files outside the share were removed")
+        }
+    }
+
+    @Test func shareRootfsRefusesASymlinkedContainerDirectory() throws {
+        let sandbox = try ScratchSandbox()
+        let outside = sandbox.outside("outside")
+        #expect(symlink(outside, sandbox.paths.containerDirectory("c1")) == 0)
+        #expect(throws: RuntimeError.self) {
+            try sandbox.paths.shareRootfs(containerID: "c1", from: sandbox.rootfs, readOnly: false)
+        }
+        #expect(SandboxPaths.mountPoints(below: outside).isEmpty)
+        #expect(ScratchSandbox.names(outside) == ["f0", "f1", "f2"])
+    }
+
+    @Test func copiedBindMountFilesDoNotGoThroughPlantedSymlinks() throws {
+        let sandbox = try ScratchSandbox()
+        let outside = sandbox.outside("outside")
+        let hosts = sandbox.base + "/hosts"
+        FileManager.default.createFile(atPath: hosts, contents: Data("127.0.0.1 pod\n".utf8))
+        let spec = try OCISpec(json: Array("""
+            {"ociVersion":"1.0.2","root":{"path":"rootfs"},"mounts":[
+              {"destination":"/etc/hosts","type":"bind","source":"\(hosts)","options":["rbind"]}]}
+            """.utf8))
+        let logger = Logger(label: "test")
+        // A symlink planted where the copy goes: replaced by a fresh file, the target untouched.
+        let mounts = sandbox.paths.containerDirectory("c1") + "/mounts"
+        #expect(mkdir(sandbox.paths.containerDirectory("c1"), 0o755) == 0 && mkdir(mounts, 0o755) == 0)
+        #expect(symlink(outside + "/f0", mounts + "/0-hosts") == 0)
+        let rewritten = String(decoding: try GuestSpec.rewrite(spec, containerID: "c1", paths: sandbox.paths, logger: logger), as: UTF8.self)
+        #expect(rewritten.contains("mounts\\/0-hosts") || rewritten.contains("mounts/0-hosts"))
+        #expect((try? String(contentsOfFile: outside + "/f0", encoding: .utf8)) == "keep")
+        #expect((try? String(contentsOfFile: mounts + "/0-hosts", encoding: .utf8)) == "127.0.0.1 pod\n")
+        // The mounts directory itself a symlink: the bind mount is dropped, nothing written outside.
+        #expect(mkdir(sandbox.paths.containerDirectory("c2"), 0o755) == 0)
+        #expect(symlink(outside, sandbox.paths.containerDirectory("c2") + "/mounts") == 0)
+        _ = try GuestSpec.rewrite(spec, containerID: "c2", paths: sandbox.paths, logger: logger)
+        #expect(ScratchSandbox.names(outside) == ["f0", "f1", "f2"])
+    }
+}
+
+@Suite struct SandboxIdentifierTests {
+    @Test func sandboxAndContainerIDsMustBeIdentifiers() throws {
+        #expect(throws: RuntimeError.self) { try SandboxPaths(sandboxDirectory: "/run/kata-swift", sandboxID: "../../etc") }
+        #expect(throws: RuntimeError.self) { try SandboxPaths(sandboxDirectory: "/run/kata-swift", sandboxID: "a/b") }
+        let sandbox = try ScratchSandbox()
+        #expect(throws: RuntimeError.self) {
+            try sandbox.paths.shareRootfs(containerID: "../../../escape", from: sandbox.rootfs, readOnly: false)
+        }
+        #expect(!FileManager.default.fileExists(atPath: sandbox.base + "/sandboxes/escape"))
+    }
+}
