@@ -89,8 +89,12 @@ mkdir -p $r/dev/pts $r/dev/shm; mount -t devpts -o newinstance,ptmxmode=0666 dev
 mount -t cgroup2 cgroup2 $r/sys/fs/cgroup 2>/dev/null || true
 for d in run var/lib/containerd; do [ -L $r/$d ] || { mkdir -p $r/$d; mount -t tmpfs -o mode=0755 tmpfs $r/$d; }; done
 # A fresh /tmp too (overlayfs cannot be the upper layer of containerd's snapshots), with the job
-# directory bound back in.
+# directory bound back in, and the caller's directory when it lies below /tmp (writable, on the
+# overlay).
+cwd=$(cat /mnt/root$job/cwd)
+mkdir -p /mnt/hosttmp && mount --bind $r/tmp /mnt/hosttmp
 mount -t tmpfs -o mode=1777 tmpfs $r/tmp && mkdir -p $r$job && mount --bind /mnt/root$job $r$job
+case "$cwd" in /tmp/?*) mkdir -p "$r$cwd" && mount --bind "/mnt/hosttmp${cwd#/tmp}" "$r$cwd" ;; esac
 ip link set lo up 2>/dev/null
 [ -c /dev/kvm ] || fail "no /dev/kvm after loading kvm_amd"
 for t in 1 2; do stty -F /dev/ttyS$t raw -echo; done
@@ -127,6 +131,7 @@ run() {
     printf 'cd %q || exit 125\n' "$PWD"
     printf 'exec'; printf ' %q' "$@"; printf '\n'
   } > "$job/job.sh"
+  printf '%s' "$PWD" > "$job/cwd"
   : > "$job/status"
   local qemu_pid= rc
   cleanup() {
