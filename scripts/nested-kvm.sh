@@ -13,9 +13,9 @@
 #
 # The L1 kernel and modules come from Debian's linux-image package (downloaded, unpacked, never
 # installed), cached under $KATA_CACHE keyed by the package version and this recipe.
+# L1's CPU is TCG's `max` model (SVM, NPT); NESTED_KVM_CPU names another (e.g. qemu64,+svm,+npt).
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
 cache_root=${KATA_CACHE:-/var/cache/kata-swift}
 # Bump when a change to this script changes what `prepare` builds.
 recipe=2
