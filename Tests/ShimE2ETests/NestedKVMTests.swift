@@ -33,12 +33,19 @@ struct NestedKVMTests {
         try NestedKVM.expectNothingLeft(besides: before)
     }
 
-    @Test(.timeLimit(.minutes(30)))
+    /// One retry, only for a run the deadline killed: about one ci run in five on our 2-core
+    /// machines has hung inside L1 after a passing `ctr run` (cause not yet found, docs/nested-kvm.md);
+    /// the hang is printed, and the retry must pass. Any other failure fails at once.
+    @Test(.timeLimit(.minutes(20)))
     func ourVMMRunsTheAgentAndContainersOnARealKVM() throws {
         let before = NestedKVM.jobDirectories()
-        let t0 = Date()
-        let result = try NestedKVM.run(["--timeout", "1500", "--", repositoryRoot + "/scripts/nested-tests.sh", "ci"], raw: true)
-        print("nested: scripts/nested-tests.sh ci took \(Int(Date().timeIntervalSince(t0))) s (L1 boot included)")
+        var result = try NestedKVM.runCI()
+        if result.status == 124 {
+            print("nested: ATTENTION: the ci run hung inside L1 and was killed by its deadline; retrying once. Its output:")
+            print(result.stdout.split(separator: "\n").map { "nested(hung)| " + $0 }.joined(separator: "\n"))
+            print(result.stderr.split(separator: "\n").suffix(40).map { "nested(hung)! " + $0 }.joined(separator: "\n"))
+            result = try NestedKVM.runCI()
+        }
         print(result.stdout.split(separator: "\n").map { "nested| " + $0 }.joined(separator: "\n"))
         #expect(result.status == 0, "inside L1: \(result.stderr.suffix(6000))")
         #expect(result.stdout.contains("nested-tests: ci passed, nothing left in L1"))
@@ -50,6 +57,14 @@ enum NestedKVM {
     static var canRun: Bool {
         ProcessInfo.processInfo.environment["NESTED_KVM_L1"] == nil && access("/dev/kvm", R_OK | W_OK) == 0
             && access("/usr/bin/qemu-system-x86_64", X_OK) == 0
+    }
+
+    /// `scripts/nested-tests.sh ci` inside L1, with a deadline well above its usual 70-80 s.
+    static func runCI() throws -> CommandResult {
+        let t0 = Date()
+        let result = try run(["--timeout", "420", "--", repositoryRoot + "/scripts/nested-tests.sh", "ci"], raw: true)
+        print("nested: scripts/nested-tests.sh ci took \(Int(Date().timeIntervalSince(t0))) s (L1 boot included), status \(result.status)")
+        return result
     }
 
     /// `scripts/nested-kvm.sh run -- ARGS`, or `run ARGS` when `raw` (ARGS carry their own `--`).
