@@ -99,15 +99,21 @@ import VirtIOTestSupport
         expectBroken(.bufferOutsideMemory(address: GuestAddress(0x40000 - 16), length: 32))
     }
 
-    @Test mutating func indirectTableWithMoreEntriesThanTheQueue() throws {
-        // Nine chained entries for a queue of eight: the old parser walked them all.
-        let table = driver.allocate(9 * 16, alignment: 16)
+    /// An indirect table of `entries` 4-byte buffers chained in order; returns it and the buffer.
+    mutating func writeChainedTable(entries: Int) throws -> (table: GuestAddress, data: GuestAddress) {
+        let table = driver.allocate(UInt32(entries) * 16, alignment: 16)
         let data = driver.allocate(4)
-        for i in 0..<9 {
+        for i in 0..<entries {
             try driver.writeDescriptor(
-                .init(address: data.rawValue, length: 4, flags: i < 8 ? DescriptorFlag.next : 0, next: UInt16(i + 1)),
+                .init(address: data.rawValue, length: 4, flags: i < entries - 1 ? DescriptorFlag.next : 0, next: UInt16(i + 1)),
                 at: UInt16(i), table: table)
         }
+        return (table, data)
+    }
+
+    @Test mutating func indirectTableWithMoreEntriesThanTheQueue() throws {
+        // Nine chained entries for a queue of eight: the old parser walked them all.
+        let (table, _) = try writeChainedTable(entries: 9)
         try driver.writeDescriptor(.init(address: table.rawValue, length: 9 * 16, flags: DescriptorFlag.indirect, next: 0), at: 0)
         try driver.publish(head: 0)
         expectBroken(.indirectTableTooLarge(length: 9 * 16, queueSize: 8))
@@ -128,13 +134,7 @@ import VirtIOTestSupport
 
     @Test mutating func directDescriptorsPlusAnIndirectTableLongerThanTheQueue() throws {
         // Three direct buffers, then a full table of eight: eleven buffers for a queue of eight.
-        let table = driver.allocate(8 * 16, alignment: 16)
-        let data = driver.allocate(4)
-        for i in 0..<8 {
-            try driver.writeDescriptor(
-                .init(address: data.rawValue, length: 4, flags: i < 7 ? DescriptorFlag.next : 0, next: UInt16(i + 1)),
-                at: UInt16(i), table: table)
-        }
+        let (table, data) = try writeChainedTable(entries: 8)
         for i in 0..<3 {
             try driver.writeDescriptor(.init(address: data.rawValue, length: 4, flags: DescriptorFlag.next, next: UInt16(i + 1)), at: UInt16(i))
         }
