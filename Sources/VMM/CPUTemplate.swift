@@ -6,7 +6,7 @@ public enum CPUTemplate: String, Sendable, CaseIterable {
     /// Everything KVM supports: for hosts where guest code runs natively (VT-x/AMD-V).
     case host
     /// For hosts whose KVM runs guest kernel code in an instruction emulator (measured here:
-    /// DESIGN.md section 6). Hides what that emulator fails on: CMPXCHG16B, POPCNT, XSAVE and
+    /// docs/vmm.md). Hides what that emulator fails on: CMPXCHG16B, POPCNT, XSAVE and
     /// the AVX family that depends on it, SMEP/SMAP (CLAC/STAC), and PCID/INVPCID, RDRAND/RDSEED.
     case emulated
 
