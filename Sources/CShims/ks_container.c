@@ -9,6 +9,7 @@
 #include <grp.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
+#include <linux/nsfs.h>
 #include <linux/seccomp.h>
 #include <sched.h>
 #include <seccomp.h>
@@ -412,13 +413,14 @@ int ks_ctr_spawn(const struct ks_ctr_config *cfg, struct ks_ctr_child *out, stru
         close(sv[1]);
     } else {
         // setns(CLONE_NEWPID) affects only later children, and a multithreaded process cannot
-        // join a mount namespace: an intermediate child joins, then clones with CLONE_PARENT.
+        // join a mount namespace: an intermediate child joins, then clones with CLONE_PARENT
+        // (and the new namespaces a container asks for besides the ones it joins).
         pid_t mid = clone3_fork(0);
         if (mid == 0) {
             close(sv[0]);
             for (int i = 0; i < cfg->ns_count; i++)
                 if (setns(cfg->ns_fds[i], 0) < 0) fail(sv[1], KS_CTR_STEP_SETNS, i);
-            pid_t g = clone3_fork(CLONE_PARENT);
+            pid_t g = clone3_fork(CLONE_PARENT | cfg->clone_flags);
             if (g == 0) child_main(sv[1], cfg);
             if (g < 0) fail(sv[1], KS_CTR_STEP_CLONE, -1);
             send_report(sv[1], MSG_PID, 0, 0, g);
@@ -521,6 +523,17 @@ int ks_ctr_wait(int pidfd, int nohang, int *status) {
 int ks_ctr_set_winsize(int fd, uint16_t rows, uint16_t cols) {
     struct winsize ws = {rows, cols, 0, 0};
     return ioctl(fd, TIOCSWINSZ, &ws) < 0 ? -errno : 0;
+}
+
+int ks_ctr_open_ns_path(const char *path, const char *type) {
+    int want = !strcmp(type, "ipc") ? CLONE_NEWIPC : !strcmp(type, "uts") ? CLONE_NEWUTS
+             : !strcmp(type, "pid") ? CLONE_NEWPID : !strcmp(type, "mnt") ? CLONE_NEWNS : 0;
+    if (!want) return -EINVAL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    int got = ioctl(fd, NS_GET_NSTYPE);
+    if (got != want) { close(fd); return -EINVAL; }
+    return fd;
 }
 
 int ks_ctr_open_ns(int pid, const char *name) {

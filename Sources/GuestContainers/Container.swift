@@ -80,7 +80,9 @@ public final class Container: Sendable {
         }
         var pending: PendingChild
         do {
-            pending = try Launcher.spawn(id: id, process: plan, root: root, namespaceFDs: [], stdio: stdio)
+            let joined = try openNamespaces(ns.joins, id: id)
+            defer { for fd in joined { close(fd) } }
+            pending = try Launcher.spawn(id: id, process: plan, root: root, namespaceFDs: joined, stdio: stdio)
         } catch {
             cgroup?.destroy(created: dirs)
             throw error
@@ -95,6 +97,23 @@ public final class Container: Sendable {
         }
         let initProcess = ContainerProcess(containerID: id, execID: nil, pending: pending)
         return Container(id: id, initProcess: initProcess, cgroup: cgroup, cgroupDirs: dirs, seccomp: bpf)
+    }
+
+    /// Opens the namespaces a new container joins; each must be a namespace of its type.
+    private static func openNamespaces(_ joins: [(type: String, path: String)], id: String) throws(ContainerError) -> [Int32] {
+        var fds: [Int32] = []
+        for (i, join) in joins.enumerated() {
+            let fd = ks_ctr_open_ns_path(join.path, join.type)
+            guard fd >= 0 else {
+                for fd in fds { close(fd) }
+                if fd == -Int32(EINVAL) {
+                    throw .invalidSpec(field: "linux.namespaces", reason: "\(join.path) is not a \(join.type) namespace (join \(i))")
+                }
+                throw .system(id: id, operation: "open \(join.path)", errno: -fd)
+            }
+            fds.append(fd)
+        }
+        return fds
     }
 
     public var status: Status {

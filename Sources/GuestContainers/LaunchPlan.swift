@@ -112,8 +112,8 @@ enum SpecValidation {
         let masked = try containerPaths(spec.linux?.maskedPaths ?? [], field: "linux.maskedPaths")
         let readonly = try containerPaths(spec.linux?.readonlyPaths ?? [], field: "linux.readonlyPaths")
         if let h = spec.hostname {
-            guard namespaceFlags.flags & namespaceFlags.uts != 0 else {
-                throw .invalidSpec(field: "hostname", reason: "needs a new uts namespace in linux.namespaces")
+            guard namespaceFlags.hasUTS else {
+                throw .invalidSpec(field: "hostname", reason: "needs a uts namespace in linux.namespaces")
             }
             guard h.utf8.count <= 64, !h.utf8.contains(0) else {
                 throw .invalidSpec(field: "hostname", reason: "must be at most 64 bytes without NUL")
@@ -175,29 +175,50 @@ enum SpecValidation {
     }
 }
 
-/// linux.namespaces as clone flags.
+/// linux.namespaces as clone flags, plus the namespaces joined by path (a pod's containers join
+/// the ipc and uts namespaces of its sandbox container, and its pid namespace when the pod shares
+/// one; the runtime rewrites those paths to `/proc/<guest pid>/ns/<type>`, docs/kubernetes.md).
 struct NamespaceFlags {
     var flags: UInt64 = 0
     let uts: UInt64
+    /// Paths to join, in the order they are joined (setns before the container's clone).
+    var joins: [(type: String, path: String)] = []
+
+    /// The uts namespace is the container's own or one it joins: hostname may be set.
+    var hasUTS: Bool { flags & uts != 0 || joins.contains { $0.type == "uts" } }
 
     static func parse(_ namespaces: [OCINamespace]?, clone: CloneFlagValues) throws(ContainerError) -> NamespaceFlags {
         var r = NamespaceFlags(uts: clone.uts)
+        var seen: Set<String> = []
         for (i, ns) in (namespaces ?? []).enumerated() {
             let field = "linux.namespaces[\(i)]"
-            if let path = ns.path, !path.isEmpty {
-                throw .invalidSpec(field: "\(field).path", reason: "joining an existing namespace is not supported yet")
+            guard seen.insert(ns.type).inserted else {
+                throw .invalidSpec(field: "\(field).type", reason: "\(ns.type) is listed twice")
             }
+            let path = ns.path.flatMap { $0.isEmpty ? nil : $0 }
+            let flag: UInt64
             switch ns.type {
-            case "mount": r.flags |= clone.mount
-            case "pid": r.flags |= clone.pid
-            case "uts": r.flags |= clone.uts
-            case "ipc": r.flags |= clone.ipc
-            case "network", "cgroup": break  // network: shared with the VM; cgroup: not yet (docs/containers.md)
+            case "mount": flag = clone.mount
+            case "pid": flag = clone.pid
+            case "uts": flag = clone.uts
+            case "ipc": flag = clone.ipc
+            case "network", "cgroup": continue  // network: the VM's own; cgroup: not yet (docs/containers.md)
             case "user", "time":
                 throw .invalidSpec(field: "\(field).type", reason: "\(ns.type) namespaces are not supported")
             default:
                 throw .invalidSpec(field: "\(field).type", reason: "unknown namespace type \"\(ns.type)\"")
             }
+            guard let path else {
+                r.flags |= flag
+                continue
+            }
+            guard ns.type != "mount" else {
+                throw .invalidSpec(field: "\(field).path", reason: "a container needs a mount namespace of its own")
+            }
+            guard path.hasPrefix("/"), !SpecValidation.hasDotDot(path), !path.utf8.contains(0), path.utf8.count < 4000 else {
+                throw .invalidSpec(field: "\(field).path", reason: "must be an absolute path without '..', got \"\(path)\"")
+            }
+            r.joins.append((ns.type, path))
         }
         guard r.flags & clone.mount != 0 else {
             throw .invalidSpec(field: "linux.namespaces", reason: "a mount namespace is required")

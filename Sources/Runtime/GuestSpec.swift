@@ -1,7 +1,11 @@
-// The OCI spec as the guest sees it (the helpers' contract): `root.path` points into the shared
-// directory (`/run/kata-containers/shared/containers/<cid>/rootfs`), and bind mounts of host paths,
-// which the guest cannot reach, are copied into `<shared>/containers/<cid>/mounts/` when they are
-// small regular files (CRI's /etc/hosts, /etc/resolv.conf, /etc/hostname) and dropped otherwise.
+// The OCI spec as the guest sees it (the helpers' contract, docs/kubernetes.md):
+// - `root.path` points into the shared directory (`/run/kata-containers/shared/containers/<cid>/rootfs`);
+// - bind mounts of host files and directories reach the guest through the share
+//   (SandboxPaths+Mounts), read-only where the mount says so; a pod's /dev/shm is the guest's
+//   pod-wide tmpfs instead; sockets and devices, which cannot cross the VM boundary, are dropped;
+// - namespace paths name host namespaces, which mean nothing in the guest: the network
+//   namespace is the VM's own, and a pod's container joins the ipc, uts (and shared pid)
+//   namespaces of the pod's sandbox container, by its guest pid.
 // Exec processes are the container's `process` with the exec's own fields laid over it, as `ctr
 // task exec` builds them.
 
@@ -11,11 +15,19 @@ import Shim
 import SystemSupport
 
 enum GuestSpec {
-    /// Largest bind-mounted file copied into the share.
-    static let maxCopiedFile = 1 << 20
+    /// The pod a container belongs to, as far as the rewrite needs it.
+    struct Pod {
+        /// The guest pid of the pod sandbox container's init, for containers joining a CRI pod.
+        var sandboxGuestPID: Int32?
+        /// The container is part of a CRI pod (its sandbox or one of its containers).
+        var isCRI: Bool
+    }
+
+    /// The guest's pod-wide /dev/shm (a tmpfs the agent mounts at CreateSandbox).
+    static let guestPodShm = "/run/kata-containers/sandbox/shm"
 
     /// The rewritten config.json for the agent.
-    static func rewrite(_ spec: OCISpec, containerID: String, paths: SandboxPaths, logger: Logger) throws(RuntimeError) -> [UInt8] {
+    static func rewrite(_ spec: OCISpec, containerID: String, paths: SandboxPaths, pod: Pod, logger: Logger) throws(RuntimeError) -> [UInt8] {
         guard var document = (try? JSONSerialization.jsonObject(with: Data(spec.json))) as? [String: Any] else {
             throw .invalidSpec("config.json is not a JSON object")
         }
@@ -23,25 +35,11 @@ enum GuestSpec {
         root["path"] = SandboxPaths.guestRootfs(containerID)
         document["root"] = root
         if let mounts = document["mounts"] as? [[String: Any]] {
-            var kept: [[String: Any]] = []
-            for (index, mount) in mounts.enumerated() {
-                let options = mount["options"] as? [String] ?? []
-                let isBind = (mount["type"] as? String) == "bind" || options.contains("bind") || options.contains("rbind")
-                guard isBind, let source = mount["source"] as? String else {
-                    kept.append(mount)
-                    continue
-                }
-                let destination = mount["destination"] as? String ?? "?"
-                if let guestSource = copyFile(source, index: index, containerID: containerID, paths: paths) {
-                    var copy = mount
-                    copy["source"] = guestSource
-                    kept.append(copy)
-                    logger.debug("container \(containerID): bind mount \(source) -> \(destination) copied into the share")
-                } else {
-                    logger.warning("container \(containerID): dropping bind mount \(source) -> \(destination): host path not reachable in the guest")
-                }
-            }
-            document["mounts"] = kept
+            document["mounts"] = try rewriteMounts(mounts, containerID: containerID, paths: paths, pod: pod, logger: logger)
+        }
+        if var linux = document["linux"] as? [String: Any], let namespaces = linux["namespaces"] as? [[String: Any]] {
+            linux["namespaces"] = try rewriteNamespaces(namespaces, pod: pod)
+            document["linux"] = linux
         }
         guard let data = try? JSONSerialization.data(withJSONObject: document) else {
             throw .invalidSpec("cannot encode the rewritten spec")
@@ -49,28 +47,62 @@ enum GuestSpec {
         return Array(data)
     }
 
-    /// Copies a small regular file into `mounts/`; returns its guest path, or nil. The share is
-    /// guest-writable, so `mounts` must be a real directory (a symlink there is refused) and the
-    /// file is created anew with O_EXCL|O_NOFOLLOW after unlinking whatever held its name.
-    private static func copyFile(_ source: String, index: Int, containerID: String, paths: SandboxPaths) -> String? {
-        guard let attributes = try? FileManager.default.attributesOfItem(atPath: source),
-              attributes[.type] as? FileAttributeType == .typeRegular,
-              let size = attributes[.size] as? Int, size <= maxCopiedFile,
-              let contents = FileManager.default.contents(atPath: source)
-        else { return nil }
-        let name = "\(index)-" + (source.split(separator: "/").last.map(String.init) ?? "file")
-        do throws(Errno) {
-            let container = try paths.openDirectory(paths.containerDirectory(containerID))
-            let mounts = try SandboxPaths.makeDirectory("mounts", in: container)
-            unlinkat(mounts.rawValue, name, 0)
-            let fd = try retryingSyscall {
-                openat(mounts.rawValue, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
+    static func rewriteMounts(
+        _ mounts: [[String: Any]], containerID: String, paths: SandboxPaths, pod: Pod, logger: Logger
+    ) throws(RuntimeError) -> [[String: Any]] {
+        var kept: [[String: Any]] = []
+        for (index, mount) in mounts.enumerated() {
+            let options = mount["options"] as? [String] ?? []
+            let isBind = (mount["type"] as? String) == "bind" || options.contains("bind") || options.contains("rbind")
+            guard isBind, let source = mount["source"] as? String else {
+                kept.append(mount)
+                continue
             }
-            try FileDescriptor(owning: fd).writeAll(contents)
-        } catch {
-            return nil
+            let destination = mount["destination"] as? String ?? "?"
+            var copy = mount
+            if pod.isCRI && destination == "/dev/shm" {
+                copy["source"] = guestPodShm
+                kept.append(copy)
+                continue
+            }
+            let base = source.split(separator: "/").last.map(String.init) ?? "root"
+            let name = "\(index)-" + (base == "." || base == ".." ? "mount" : base)
+            do throws(RuntimeError) {
+                _ = try paths.shareMount(containerID: containerID, name: name, source: source, readOnly: options.contains("ro"))
+            } catch .system(_, let code) where code == ENOTSUP {
+                logger.warning("container \(containerID): dropping bind mount \(source) -> \(destination): only files and directories reach the guest")
+                continue
+            }
+            copy["source"] = SandboxPaths.guestMount(containerID, name: name)
+            kept.append(copy)
+            logger.debug("container \(containerID): bind mount \(source) -> \(destination) through the share")
         }
-        return SandboxVM.guestSharedPath + "/containers/" + containerID + "/mounts/" + name
+        return kept
+    }
+
+    static func rewriteNamespaces(_ namespaces: [[String: Any]], pod: Pod) throws(RuntimeError) -> [[String: Any]] {
+        var out: [[String: Any]] = []
+        for namespace in namespaces {
+            var copy = namespace
+            let type = namespace["type"] as? String ?? ""
+            guard let path = namespace["path"] as? String, !path.isEmpty else {
+                out.append(copy)
+                continue
+            }
+            switch type {
+            case "network":
+                copy["path"] = nil  // the pod's network namespace is the VM's
+            case "ipc", "uts", "pid":
+                guard let pid = pod.sandboxGuestPID else {
+                    throw .invalidSpec("joining the \(type) namespace \(path): this container belongs to no running pod sandbox in the VM")
+                }
+                copy["path"] = "/proc/\(pid)/ns/\(type)"
+            default:
+                throw .invalidSpec("joining the host \(type) namespace \(path) is not possible from a VM")
+            }
+            out.append(copy)
+        }
+        return out
     }
 
     /// The exec's process JSON: the container's `process`, with the exec's fields laid over it.

@@ -2,6 +2,7 @@
 //   <sandbox_dir>/<sandbox-id>/            mode 0700
 //     shared/                               served to the guest over virtio-fs (tag kataShared)
 //       containers/<cid>/rootfs             bind mount of the container's <bundle>/rootfs
+//       containers/<cid>/mounts/<i>-<name>  bind mounts of host paths the spec mounts (+Mounts)
 //     hvsock                                hybrid vsock socket (debug console on only)
 // Removal unmounts everything below the directory first (deepest first, lazily) and never
 // crosses into another file system, so a leftover bind mount can never cost a rootfs its files.
@@ -79,16 +80,10 @@ public struct SandboxPaths: Sendable, Equatable {
     }
 
     /// Remounts the bind mount at `container`/rootfs nodev,nosuid(,ro): the guest may write the
-    /// rootfs, and image layers may hold device nodes and setuid files. Reopens "rootfs" (the
-    /// descriptor the mount was made through names the directory underneath) and checks that it
-    /// is `source`'s directory before remounting it.
+    /// rootfs, and image layers may hold device nodes and setuid files.
     private static func restrictMount(of source: String, at container: FileDescriptor, readOnly: Bool) throws(Errno) {
-        let mounted = try container.openDirectory("rootfs")
-        let root = try mounted.status()
         let expected = try FileDescriptor.open(source, O_RDONLY | O_DIRECTORY).status()
-        guard root.st_dev == expected.st_dev, root.st_ino == expected.st_ino else { throw Errno(rawValue: EXDEV) }
-        let flags = MS_REMOUNT | MS_BIND | MS_NODEV | MS_NOSUID | (readOnly ? MS_RDONLY : 0)
-        _ = try retryingSyscall { mount("", procPath(mounted), "", UInt(flags), nil) }
+        try restrictMount("rootfs", in: container, expected: expected, readOnly: readOnly)
     }
 
     /// Unmounts and removes a container's part of the shared directory.

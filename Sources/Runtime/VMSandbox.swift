@@ -75,6 +75,13 @@ public actor VMSandbox: Sandbox {
                         $0.source = SandboxVM.sharedTag
                         $0.fstype = "virtiofs"
                         $0.mountPoint = SandboxVM.guestSharedPath
+                    }, .with {
+                        // The pod's /dev/shm (CRI containers bind it, GuestSpec), in guest memory.
+                        $0.driver = "local"
+                        $0.source = "shm"
+                        $0.fstype = "tmpfs"
+                        $0.options = ["nosuid", "nodev", "noexec", "mode=1777", "size=\(Self.podShmBytes)"]
+                        $0.mountPoint = GuestSpec.guestPodShm
                     }]
                 }, options: TTRPCCallOptions(timeout: .seconds(30)))
             } catch {
@@ -182,6 +189,9 @@ public actor VMSandbox: Sandbox {
         }
     }
 
+    /// The size of a pod's /dev/shm: containerd's default for a CRI sandbox (64 MiB).
+    static let podShmBytes = 64 << 20
+
     /// How long a bounded agent call (everything but the stdio long-polls and WaitProcess) may take.
     static let callTimeout: Duration = .seconds(60)
 
@@ -220,9 +230,12 @@ public actor VMSandbox: Sandbox {
             guard containers[config.id] == nil else { throw .alreadyExists("container \(config.id)") }
             let vm = try await readyVM(configPath: config.configPath, hostname: config.spec.hostname ?? "")
             guard containers[config.id] == nil else { throw .alreadyExists("container \(config.id)") }
-            try vm.paths.shareRootfs(containerID: config.id, from: config.rootfs, readOnly: config.spec.root?.readonly ?? false)
+            // Shared writable, as runc finds it: the guest creates the mount points first and
+            // makes the root read-only last when the spec asks (root.readonly).
+            try vm.paths.shareRootfs(containerID: config.id, from: config.rootfs, readOnly: false)
             do throws(RuntimeError) {
-                let spec = try GuestSpec.rewrite(config.spec, containerID: config.id, paths: vm.paths, logger: logger)
+                let spec = try GuestSpec.rewrite(
+                    config.spec, containerID: config.id, paths: vm.paths, pod: pod(of: config.spec), logger: logger)
                 _ = try await call("CreateContainer", vm: vm) { agent in
                     try await agent.createContainer(.with {
                         $0.containerID = config.id
@@ -238,6 +251,18 @@ public actor VMSandbox: Sandbox {
                 containerID: config.id, execID: "", stdio: config.stdio, execJSON: nil)
             logger.info("container \(config.id) created in sandbox \(sandboxID)")
             return UInt32(getpid())
+        }
+    }
+
+    /// The CRI pod a container belongs to: its sandbox container's guest pid, once started.
+    func pod(of spec: OCISpec) -> GuestSpec.Pod {
+        switch spec.criRole {
+        case .single: return GuestSpec.Pod(sandboxGuestPID: nil, isCRI: false)
+        case .sandbox: return GuestSpec.Pod(sandboxGuestPID: nil, isCRI: true)
+        case .container(let sandboxID):
+            let initProcess = processes[Key(containerID: sandboxID, execID: "")]
+            let pid = initProcess.flatMap { $0.started && $0.exitStatus == nil && $0.guestPID > 0 ? Int32($0.guestPID) : nil }
+            return GuestSpec.Pod(sandboxGuestPID: pid, isCRI: true)
         }
     }
 

@@ -1,3 +1,4 @@
+import CShims
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -16,6 +17,10 @@ public final class FileDescriptor: Sendable, CustomStringConvertible {
         precondition(rawValue >= 0, "FileDescriptor: negative descriptor \(rawValue)")
         self.rawValue = rawValue
     }
+
+    /// O_PATH, which Glibc's Swift overlay does not export: a descriptor naming a file without
+    /// opening it (for fstat, *at calls and /proc/self/fd paths).
+    public static let pathOnly: Int32 = ks_fuse_o_path
 
     /// Opens `path` with `flags` (O_CLOEXEC is always added).
     public static func open(_ path: String, _ flags: Int32, mode: mode_t = 0) throws(Errno) -> FileDescriptor {

@@ -75,7 +75,7 @@ import Testing
             try await d.remove(id)
             await #expect(throws: TTRPCError.self) { _ = try await d.wait(id) }
             let after = await LeakSnapshot.settled(comparedTo: before)
-            #expect(after.children == before.children, "children left")
+            #expect(after.leftChildren(since: before).isEmpty, "children left")
             #expect(after.mounts == before.mounts, "mounts left")
             #expect(after.descriptors <= before.descriptors, "descriptors \(before.descriptors) -> \(after.descriptors): \(LeakSnapshot.describeDescriptors())")
             for dir in (HostAgent.containerOptions().cgroupV1Roots ?? [:]).values {
@@ -103,7 +103,7 @@ import Testing
             start.containerID = id
             await #expect { _ = try await d.agent.startContainer(start) } throws: { ($0 as? TTRPCError)?.code == .notFound }
             let after = await LeakSnapshot.settled(comparedTo: before)
-            #expect(after.children == before.children)
+            #expect(after.leftChildren(since: before).isEmpty, "children left: \(after.leftChildren(since: before))")
             #expect(after.mounts == before.mounts)
             #expect(after.descriptors <= before.descriptors, "descriptors \(before.descriptors) -> \(after.descriptors): \(LeakSnapshot.describeDescriptors())")
         }
@@ -190,7 +190,7 @@ import Testing
             #expect(await code { _ = try await d.agent.ttyWinResize(resize) } == .failedPrecondition)
             try await d.remove(id)
             let after = await LeakSnapshot.settled(comparedTo: before)
-            #expect(after.children == before.children)
+            #expect(after.leftChildren(since: before).isEmpty, "children left: \(after.leftChildren(since: before))")
             #expect(after.mounts == before.mounts)
             #expect(after.descriptors <= before.descriptors, "descriptors \(before.descriptors) -> \(after.descriptors): \(LeakSnapshot.describeDescriptors())")
         }

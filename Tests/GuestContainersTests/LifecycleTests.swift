@@ -47,6 +47,49 @@ import Testing
         #expect(c.wait() == 137)
     }
 
+    /// A pod's container joins its sandbox container's ipc and uts namespaces by path (and gets
+    /// a pid and mount namespace of its own); a path that is not such a namespace is refused.
+    @Test func podContainerJoinsTheSandboxContainersNamespaces() throws {
+        let sandbox = try Container.create(
+            id: Fixture.uniqueID("pod"), spec: Fixture.spec(["sleep", "100"], hostname: "pod-host"),
+            rootfs: try Fixture.rootfs(), stdio: .fds(stdin: 0, stdout: 2, stderr: 2), options: Fixture.options())
+        defer { try? sandbox.delete(force: true) }
+        try sandbox.start()
+        let pid = sandbox.initProcess.pid
+        var spec = Fixture.spec(["sh", "-c", "hostname; readlink /proc/self/ns/ipc; readlink /proc/self/ns/pid; echo $$"])
+        spec.hostname = nil
+        spec.linux?.namespaces = [
+            OCINamespace(type: "pid"), OCINamespace(type: "mount"), OCINamespace(type: "network"),
+            OCINamespace(type: "ipc", path: "/proc/\(pid)/ns/ipc"), OCINamespace(type: "uts", path: "/proc/\(pid)/ns/uts"),
+        ]
+        let r = try Fixture.run(spec, name: "member")
+        #expect(r.status == 0, "\(r.stderr)")
+        func link(_ path: String) -> String {
+            var buffer = [CChar](repeating: 0, count: 256)
+            let n = readlink(path, &buffer, 255)
+            return n > 0 ? String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
+        }
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.count == 4, "\(r.stdout)")
+        #expect(lines.first == "pod-host")
+        #expect(lines.dropFirst().first == link("/proc/\(pid)/ns/ipc"))
+        #expect(lines.dropFirst(2).first != link("/proc/\(pid)/ns/pid"))
+        #expect(lines.last == "1")
+
+        for (type, path) in [("ipc", "/proc/\(pid)/ns/uts"), ("uts", "/etc/hostname"), ("mount", "/proc/\(pid)/ns/mnt")] {
+            var bad = Fixture.spec(["true"])
+            bad.linux?.namespaces = ["pid", "mount", "ipc", "uts"].filter { $0 != type }.map { OCINamespace(type: $0) }
+                + [OCINamespace(type: type, path: path)]
+            #expect(throws: ContainerError.self, "\(type) -> \(path)") {
+                _ = try Container.create(
+                    id: Fixture.uniqueID("bad-ns"), spec: bad, rootfs: try Fixture.rootfs(),
+                    stdio: .fds(stdin: 0, stdout: 2, stderr: 2), options: Fixture.options())
+            }
+        }
+        try sandbox.signal(SIGKILL)
+        #expect(sandbox.wait() == 137)
+    }
+
     @Test func execWithTerminalAndUser() throws {
         let c = try sleeper("exectty")
         defer { try? c.delete(force: true) }

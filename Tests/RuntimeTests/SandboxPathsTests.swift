@@ -125,29 +125,123 @@ final class ScratchSandbox {
         #expect(ScratchSandbox.names(outside) == ["f0", "f1", "f2"])
     }
 
-    @Test func copiedBindMountFilesDoNotGoThroughPlantedSymlinks() throws {
+    static let logger = Logger(label: "test")
+    static let single = GuestSpec.Pod(sandboxGuestPID: nil, isCRI: false)
+
+    static func spec(mounts: String, namespaces: String = "") throws -> OCISpec {
+        try OCISpec(json: Array("""
+            {"ociVersion":"1.0.2","root":{"path":"rootfs"},"mounts":[\(mounts)],"linux":{"namespaces":[\(namespaces)]}}
+            """.utf8))
+    }
+
+    static func rewritten(_ spec: OCISpec, _ id: String, _ sandbox: ScratchSandbox, pod: GuestSpec.Pod = single) throws -> [String: Any] {
+        let bytes = try GuestSpec.rewrite(spec, containerID: id, paths: sandbox.paths, pod: pod, logger: logger)
+        return try #require(JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any])
+    }
+
+    @Test func bindMountedFilesReachTheShareWithoutGoingThroughPlantedSymlinks() throws {
         let sandbox = try ScratchSandbox()
         let outside = sandbox.outside("outside")
         let hosts = sandbox.base + "/hosts"
         FileManager.default.createFile(atPath: hosts, contents: Data("127.0.0.1 pod\n".utf8))
-        let spec = try OCISpec(json: Array("""
-            {"ociVersion":"1.0.2","root":{"path":"rootfs"},"mounts":[
-              {"destination":"/etc/hosts","type":"bind","source":"\(hosts)","options":["rbind"]}]}
-            """.utf8))
-        let logger = Logger(label: "test")
-        // A symlink planted where the copy goes: replaced by a fresh file, the target untouched.
+        let spec = try Self.spec(mounts: """
+            {"destination":"/etc/hosts","type":"bind","source":"\(hosts)","options":["rbind","ro"]}
+            """)
+        // A symlink planted where the mount goes: replaced by a fresh file, its target untouched.
         let mounts = sandbox.paths.containerDirectory("c1") + "/mounts"
         #expect(mkdir(sandbox.paths.containerDirectory("c1"), 0o755) == 0 && mkdir(mounts, 0o755) == 0)
         #expect(symlink(outside + "/f0", mounts + "/0-hosts") == 0)
-        let rewritten = String(decoding: try GuestSpec.rewrite(spec, containerID: "c1", paths: sandbox.paths, logger: logger), as: UTF8.self)
-        #expect(rewritten.contains("mounts\\/0-hosts") || rewritten.contains("mounts/0-hosts"))
+        let document = try Self.rewritten(spec, "c1", sandbox)
+        let mount = try #require((document["mounts"] as? [[String: Any]])?.first)
+        #expect(mount["source"] as? String == "/run/kata-containers/shared/containers/c1/mounts/0-hosts")
         #expect((try? String(contentsOfFile: outside + "/f0", encoding: .utf8)) == "keep")
-        #expect((try? String(contentsOfFile: mounts + "/0-hosts", encoding: .utf8)) == "127.0.0.1 pod\n")
-        // The mounts directory itself a symlink: the bind mount is dropped, nothing written outside.
+        // A bind mount, not a copy: the host's later edits show through, and it is ro,nodev,nosuid.
+        // (written in place: a file replaced by rename is a new inode, which no bind mount follows)
+        let rewrite = open(hosts, O_WRONLY | O_TRUNC)
+        #expect(rewrite >= 0 && write(rewrite, "10.0.0.1 pod\n", 13) == 13)
+        close(rewrite)
+        #expect((try? String(contentsOfFile: mounts + "/0-hosts", encoding: .utf8)) == "10.0.0.1 pod\n")
+        let options = ScratchSandbox.mountOptions(mounts + "/0-hosts")
+        #expect(options.contains("ro") && options.contains("nodev") && options.contains("nosuid"), "\(options)")
+        // The mounts directory itself a symlink: refused, nothing mounted or written outside.
         #expect(mkdir(sandbox.paths.containerDirectory("c2"), 0o755) == 0)
         #expect(symlink(outside, sandbox.paths.containerDirectory("c2") + "/mounts") == 0)
-        _ = try GuestSpec.rewrite(spec, containerID: "c2", paths: sandbox.paths, logger: logger)
+        #expect(throws: RuntimeError.self) { _ = try Self.rewritten(spec, "c2", sandbox) }
         #expect(ScratchSandbox.names(outside) == ["f0", "f1", "f2"])
+        #expect(SandboxPaths.mountPoints(below: outside).isEmpty)
+        sandbox.paths.unshareRootfs(containerID: "c1")
+        #expect(SandboxPaths.mountPoints(below: sandbox.paths.root).isEmpty)
+    }
+
+    @Test func volumesAreSharedWritableOrReadOnlyAndSocketsAreDropped() throws {
+        let sandbox = try ScratchSandbox()
+        let data = sandbox.outside("data", files: 1)
+        let config = sandbox.outside("config", files: 1)
+        let socketPath = sandbox.base + "/api.sock"
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (i, byte) in socketPath.utf8.enumerated() { raw[i] = byte }
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        #expect(bound == 0)
+        let spec = try Self.spec(mounts: """
+            {"destination":"/data","type":"bind","source":"\(data)","options":["rbind","rw"]},
+            {"destination":"/config","type":"bind","source":"\(config)","options":["rbind","ro"]},
+            {"destination":"/run/api.sock","type":"bind","source":"\(socketPath)","options":["rbind"]},
+            {"destination":"/missing","type":"bind","source":"\(sandbox.base)/nothing-here","options":["rbind"]}
+            """)
+        // A missing host path fails the container, as with runc.
+        #expect(throws: RuntimeError.self) { _ = try Self.rewritten(spec, "c1", sandbox) }
+        sandbox.paths.unshareRootfs(containerID: "c1")
+        let present = try Self.spec(mounts: """
+            {"destination":"/data","type":"bind","source":"\(data)","options":["rbind","rw"]},
+            {"destination":"/config","type":"bind","source":"\(config)","options":["rbind","ro"]},
+            {"destination":"/run/api.sock","type":"bind","source":"\(socketPath)","options":["rbind"]}
+            """)
+        let document = try Self.rewritten(present, "c1", sandbox)
+        let mounts = try #require(document["mounts"] as? [[String: Any]])
+        #expect(mounts.map { $0["destination"] as? String } == ["/data", "/config"])
+        let share = sandbox.paths.containerDirectory("c1") + "/mounts"
+        #expect(FileManager.default.createFile(atPath: share + "/0-data/written", contents: Data("x".utf8)))
+        #expect(FileManager.default.fileExists(atPath: data + "/written"))
+        #expect(!FileManager.default.createFile(atPath: share + "/1-config/written", contents: Data("x".utf8)))
+        #expect(ScratchSandbox.names(config) == ["f0"])
+        sandbox.paths.unshareRootfs(containerID: "c1")
+        #expect(SandboxPaths.mountPoints(below: sandbox.paths.root).isEmpty)
+        #expect(ScratchSandbox.names(data) == ["f0", "written"])
+    }
+
+    @Test func podContainersJoinTheSandboxContainersNamespacesAndShm() throws {
+        let sandbox = try ScratchSandbox()
+        let namespaces = """
+            {"type":"pid"},{"type":"ipc","path":"/proc/77/ns/ipc"},{"type":"uts","path":"/proc/77/ns/uts"},
+            {"type":"mount"},{"type":"network","path":"/var/run/netns/cni-1234"}
+            """
+        let shm = """
+            {"destination":"/dev/shm","type":"bind","source":"/run/containerd/io.containerd.grpc.v1.cri/sandboxes/p/shm","options":["rbind","rw"]}
+            """
+        let spec = try Self.spec(mounts: shm, namespaces: namespaces)
+        let pod = GuestSpec.Pod(sandboxGuestPID: 12, isCRI: true)
+        let document = try Self.rewritten(spec, "c1", sandbox, pod: pod)
+        let linux = try #require(document["linux"] as? [String: Any])
+        let joined = try #require(linux["namespaces"] as? [[String: String]])
+        #expect(joined == [
+            ["type": "pid"], ["type": "ipc", "path": "/proc/12/ns/ipc"], ["type": "uts", "path": "/proc/12/ns/uts"],
+            ["type": "mount"], ["type": "network"],
+        ])
+        let mount = try #require((document["mounts"] as? [[String: Any]])?.first)
+        #expect(mount["source"] as? String == GuestSpec.guestPodShm)
+        // Without a running sandbox container there is nothing to join; a host mount namespace never.
+        #expect(throws: RuntimeError.self) {
+            _ = try Self.rewritten(spec, "c2", sandbox, pod: GuestSpec.Pod(sandboxGuestPID: nil, isCRI: true))
+        }
+        let hostMount = try Self.spec(mounts: "", namespaces: #"{"type":"mount","path":"/proc/1/ns/mnt"}"#)
+        #expect(throws: RuntimeError.self) { _ = try Self.rewritten(hostMount, "c3", sandbox, pod: pod) }
     }
 }
 

@@ -74,8 +74,9 @@ struct ks_ctr_rlimit {
 
 /// Everything the child does, laid out by the caller. Pointers must stay valid during ks_ctr_spawn.
 struct ks_ctr_config {
-    uint64_t clone_flags;            // CLONE_NEW* for a new container (ignored when ns_count > 0)
-    const int *ns_fds;               // exec: namespace fds of the init process, joined in order
+    uint64_t clone_flags;            // CLONE_NEW* for a new container (0 for an exec)
+    const int *ns_fds;               // namespaces joined first, in order: an exec joins the init
+                                     // process's; a pod's container its sandbox's ipc, uts (pid)
     int ns_count;
 
     const char *rootfs;              // NULL: no file-system setup (exec into a container)
@@ -151,6 +152,10 @@ int ks_ctr_wait(int pidfd, int nohang, int *status);
 
 /// Sets the window size of a terminal. 0 or -errno.
 int ks_ctr_set_winsize(int fd, uint16_t rows, uint16_t cols);
+
+/// Opens a namespace file for setns, checking it is a namespace of `type` (ipc, uts, pid, mnt).
+/// fd, -EINVAL when it is not, or -errno.
+int ks_ctr_open_ns_path(const char *path, const char *type);
 
 /// Opens /proc/<pid>/ns/<name> O_RDONLY|O_CLOEXEC. fd or -errno.
 int ks_ctr_open_ns(int pid, const char *name);
