@@ -302,6 +302,23 @@ public actor VMSandbox: Sandbox {
         }
     }
 
+    /// GetOOMEvent, a long poll without a deadline: the agent answers when a container's cgroup
+    /// counts a new OOM kill. A dead or shut-down VM ends it with `.unavailable` or
+    /// `.failedPrecondition` (RuntimeError.taskError).
+    public func nextOOMEvent() async throws -> String {
+        try await mapped { () async throws(RuntimeError) -> String in
+            let vm = try currentVM()
+            do {
+                return try await vm.agent.getOOMEvent(.init()).containerID
+            } catch let error as TTRPCError {
+                if case .ready = vmState, vm.isAlive { throw .agentCall(operation: "GetOOMEvent", error) }
+                throw .vmGone(state: vm.hypervisor.state.description, consoleTail: "")
+            } catch {
+                throw .agentCall(operation: "GetOOMEvent", TTRPCError(.unknown, "\(error)"))
+            }
+        }
+    }
+
     /// Records an exit and wakes every waiter.
     func finish(_ process: GuestProcess, status: UInt32) {
         guard process.exitStatus == nil else { return }

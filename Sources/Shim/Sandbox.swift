@@ -117,4 +117,15 @@ public protocol Sandbox: Sendable {
     func removeContainer(containerID: String) async throws
     /// Stops the sandbox (the VM) after its last container is gone.
     func shutdown() async
+    /// Waits for the next container of the sandbox to have a process killed for running out of
+    /// memory, and returns its id. Throws `CancellationError` when the caller is cancelled and
+    /// `TaskError` (`.unavailable`, `.failedPrecondition`) once the sandbox can report no more.
+    func nextOOMEvent() async throws -> String
+}
+
+extension Sandbox {
+    /// A sandbox that cannot see OOM kills reports none: this waits until cancelled.
+    public func nextOOMEvent() async throws -> String {
+        while true { try await Task.sleep(for: .seconds(3600)) }
+    }
 }

@@ -167,6 +167,7 @@ extension TaskService {
     public func shutdown(now: Bool) async {
         guard containers.isEmpty, !shuttingDown else { return }
         shuttingDown = true
+        oomWatcher?.cancel()
         await sandbox.shutdown()
         onShutdown()
     }
@@ -182,6 +183,7 @@ extension TaskService {
             if container.mountedRootfs { try? RootfsMounts.unmountAll(container.bundle.rootfsPath) }
         }
         containers = [:]
+        oomWatcher?.cancel()
         await sandbox.shutdown()
     }
 }

@@ -26,6 +26,8 @@ public actor TaskService {
     /// Called once Shutdown finds no containers left (the daemon exits).
     let onShutdown: @Sendable () -> Void
     var shuttingDown = false
+    /// Publishes TaskOOM for the sandbox's OOM kills, from the first Create to Shutdown.
+    var oomWatcher: Task<Void, Never>?
 
     public init(sandbox: any Sandbox, events: any EventPublisher, namespace: String,
                 logger: Logger = Logger(label: "kata-swift.task"), onShutdown: @escaping @Sendable () -> Void = {}) {
@@ -124,7 +126,31 @@ public actor TaskService {
         events.publish(.create(containerID: request.id, bundle: bundle.path, rootfs: request.rootfs,
                                stdio: request.stdio, pid: record.pid))
         watchExit(of: record)
+        watchOOM()
         return record.pid
+    }
+
+    /// Starts the OOM watcher once: each OOM kill in the sandbox becomes a TaskOOM event (CRI
+    /// reports the container's exit reason as OOMKilled from it).
+    func watchOOM() {
+        guard oomWatcher == nil else { return }
+        let sandbox = self.sandbox, events = self.events, logger = self.logger
+        oomWatcher = Task {
+            while !Task.isCancelled {
+                do {
+                    let containerID = try await sandbox.nextOOMEvent()
+                    logger.info("container \(containerID): a process was OOM-killed")
+                    events.publish(.oom(containerID: containerID))
+                } catch let error as TaskError where error.code == .unavailable || error.code == .failedPrecondition {
+                    return  // the sandbox is gone or shut down
+                } catch is CancellationError {
+                    return
+                } catch {
+                    logger.warning("OOM events: \(error); retrying in 1 s")
+                    try? await Task.sleep(for: .seconds(1))
+                }
+            }
+        }
     }
 
     // MARK: Start
