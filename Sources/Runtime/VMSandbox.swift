@@ -270,8 +270,13 @@ public actor VMSandbox: Sandbox {
         try await mapped { () async throws(RuntimeError) in
             guard containers[containerID] != nil else { throw .noSuchContainer(containerID) }
             if case .ready = vmState {
-                _ = try await call("RemoveContainer") { agent in
-                    try await agent.removeContainer(.with { $0.containerID = containerID })
+                do throws(RuntimeError) {
+                    _ = try await call("RemoveContainer") { agent in
+                        try await agent.removeContainer(.with { $0.containerID = containerID })
+                    }
+                } catch {
+                    // A VM that died meanwhile holds nothing to remove: the host side still goes.
+                    guard case .vmGone = error else { throw error }
                 }
             }
             for (key, process) in processes where key.containerID == containerID {
@@ -317,6 +322,21 @@ public actor VMSandbox: Sandbox {
                 throw .agentCall(operation: "GetOOMEvent", TTRPCError(.unknown, "\(error)"))
             }
         }
+    }
+
+    /// Removes the sandbox directory a dead shim left (`delete` after a crash or SIGKILL): the
+    /// share's bind mounts and the directory. The VM died with the shim (our VMM runs in it; QEMU
+    /// has PR_SET_PDEATHSIG). Reads the configuration the way the shim did (KATA_CONF_FILE, else
+    /// the default paths) to find `sandbox_dir`.
+    public static let cleanUpAfterDeadShim: SandboxCleanup = { sandboxID, environment in
+        guard let (config, _) = try? RuntimeConfig.load(configPath: nil, environment: environment),
+              let paths = try? SandboxPaths(sandboxDirectory: config.sandboxDirectory, sandboxID: sandboxID)
+        else { return nil }
+        var st = stat()
+        guard lstat(paths.root, &st) == 0 else { return nil }
+        let mounts = SandboxPaths.mountPoints(below: paths.root).count
+        paths.remove(logger: Logger(label: "kata-swift.delete"))
+        return "the shim of sandbox \(sandboxID) is gone: removed \(paths.root) and \(mounts) mount(s) below it"
     }
 
     /// Records an exit and wakes every waiter.

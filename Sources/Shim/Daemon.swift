@@ -63,6 +63,9 @@ public enum Daemon {
             return 1
         }
         let socket = ShimSocket(path: socketPath)
+        // The listener came through exec without FD_CLOEXEC; no child (QEMU, a logging binary)
+        // may hold it: a dead shim's socket must stop answering, or `delete` takes it for alive.
+        _ = fcntl(listenerFD, F_SETFD, FD_CLOEXEC)
         let sink: any EventSink = environment["TTRPC_ADDRESS"].map { EventForwarder(address: $0) } ?? DroppingEventSink()
         let events = EventQueue(sink: sink, namespace: flags.namespace, logger: logger)
         let service = TaskService(

@@ -16,7 +16,8 @@ public enum ShimMain {
 
     /// Runs the shim with `arguments` (without the program name) and returns the exit status.
     /// `makeSandbox` builds the daemon's production sandbox (nil: UnavailableSandbox).
-    public static func run(arguments: [String], makeSandbox: SandboxFactory? = nil) async -> Int32 {
+    /// `cleanUpSandbox` removes what a dead shim left of its sandbox (`delete`).
+    public static func run(arguments: [String], makeSandbox: SandboxFactory? = nil, cleanUpSandbox: SandboxCleanup? = nil) async -> Int32 {
         let flags: ShimFlags
         do {
             flags = try ShimFlags(parsing: arguments)
@@ -42,7 +43,13 @@ public enum ShimMain {
         case .delete:
             let bundle = BundleDirectory(path: flags.bundle.isEmpty ? currentDirectory() : flags.bundle)
             do {
-                _ = try DeleteCommand(flags: flags, bundle: bundle).run()
+                let environment = Dictionary(currentEnvironment().compactMap { entry -> (String, String)? in
+                    guard let equals = entry.firstIndex(of: "=") else { return nil }
+                    return (String(entry[..<equals]), String(entry[entry.index(after: equals)...]))
+                }, uniquingKeysWith: { $1 })
+                let outcome = try DeleteCommand(flags: flags, bundle: bundle, environment: environment, cleanUpSandbox: cleanUpSandbox).run()
+                // containerd logs delete's stderr as "cleanup warnings": say what a dead shim left.
+                if let cleaned = outcome.cleanedSandbox { fail("delete: \(cleaned)") }
             } catch {
                 // stderr of delete is logged by containerd as "cleanup warnings"; still answer.
                 fail("delete: \(error)")

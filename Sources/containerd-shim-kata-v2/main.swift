@@ -8,6 +8,9 @@ import Shim
 import Glibc
 #endif
 
-exit(await ShimMain.run(arguments: Array(CommandLine.arguments.dropFirst())) { context in
-    VMSandbox(sandboxID: context.sandboxID, environment: context.environment, logger: context.logger)
-})
+exit(await ShimMain.run(
+    arguments: Array(CommandLine.arguments.dropFirst()),
+    makeSandbox: { context in
+        VMSandbox(sandboxID: context.sandboxID, environment: context.environment, logger: context.logger)
+    },
+    cleanUpSandbox: VMSandbox.cleanUpAfterDeadShim))

@@ -153,6 +153,20 @@ final class ContainerdHarness {
         (try? String(contentsOfFile: directory + "/containerd.log", encoding: .utf8)) ?? ""
     }
 
+    /// Restarts containerd the way an operator or a package upgrade does: SIGTERM (containerd
+    /// leaves its shims and their tasks running), then the same configuration again. The
+    /// snapshot mounts stay (unlike `stop`).
+    func restart() throws {
+        let pidText = (try? String(contentsOfFile: directory + "/containerd.pid", encoding: .utf8)) ?? ""
+        guard let pid = Int32(pidText.trimmingCharacters(in: .whitespacesAndNewlines)), kill(pid, SIGTERM) == 0 else {
+            throw HarnessError(description: "no containerd to restart")
+        }
+        guard waitUntil(seconds: 20, { kill(pid, 0) != 0 }) else { throw HarnessError(description: "containerd did not stop") }
+        let started = try runCommand([repositoryRoot + "/scripts/containerd-env.sh", "start", directory, shimDirectory],
+                                     environment: environment)
+        guard started.status == 0 else { throw HarnessError(description: "containerd did not restart: \(started.stderr)") }
+    }
+
     /// Stops containerd and removes the directory.
     func stop() {
         _ = try? runCommand([repositoryRoot + "/scripts/containerd-env.sh", "stop", directory])
