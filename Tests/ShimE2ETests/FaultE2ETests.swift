@@ -7,6 +7,17 @@ import Foundation
 import Shim
 import Testing
 
+/// Mount points below a directory, deepest first, unmounted lazily (test cleanup).
+enum SandboxMountCleanup {
+    static func unmountAll(below directory: String) {
+        let mounts = ((try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? "").split(separator: "\n")
+            .compactMap { $0.split(separator: " ").dropFirst().first.map(String.init) }
+            .filter { $0.hasPrefix(directory + "/") }
+            .sorted { $0.count > $1.count }
+        for point in mounts { umount2(point, Int32(MNT_DETACH)) }
+    }
+}
+
 @Suite(.serialized) struct FaultE2ETests {
     typealias E2E = VMRuntimeE2ETests
 
@@ -82,6 +93,40 @@ import Testing
         #expect(run.status == 255, "ctr run: \(run.status) \(run.stderr)")
         #expect(containerd.containerdLog().contains("Kernel panic"), "the shim's log should carry the guest's panic")
         try E2E.expectClean(containerd, ids: ["f3"])
+    }
+
+    /// The file system holding the sandbox directories is full: Create fails with the reason,
+    /// nothing is left, and once there is room again the next pod runs.
+    @Test(.timeLimit(.minutes(5)))
+    func fullSandboxFileSystemFailsCreateCleanly() async throws {
+        let full = E2E.sandboxRoot + "-full"
+        mkdir(full, 0o700)
+        // A tmpfs with 64 inodes, all taken: mkdir and socket creation fail with ENOSPC.
+        try #require(mount("tmpfs", full, "tmpfs", 0, "size=1m,nr_inodes=64,mode=700") == 0, "mount tmpfs: \(errno)")
+        defer {
+            SandboxMountCleanup.unmountAll(below: full)
+            umount2(full, Int32(MNT_DETACH))
+            rmdir(full)
+        }
+        var filler = 0
+        while FileManager.default.createFile(atPath: full + "/filler-\(filler)", contents: nil) { filler += 1 }
+        #expect(filler > 0 && filler < 64)
+        let containerd = try E2E.start("ffull", sandboxDirectory: full)
+        defer { containerd.stop() }
+        let run = try containerd.ctr(["run", "--rm"] + E2E.runtime + [E2E.image, "f5", "echo", "hello"])
+        #expect(run.status != 0)
+        #expect(run.stderr.contains("No space left on device"), "ctr said: \(run.stderr)")
+        _ = try containerd.ctr(["containers", "delete", "f5"])
+        let entries = Set((try? FileManager.default.contentsOfDirectory(atPath: full)) ?? [])
+        #expect(entries.allSatisfy { $0.hasPrefix("filler-") }, "left in the sandbox file system: \(entries)")
+        #expect(containerd.shimProcesses().isEmpty && E2E.qemuProcesses().isEmpty)
+        #expect(try containerd.ctr(["tasks", "ls", "-q"]).stdout.isEmpty)
+
+        for i in 0..<filler { unlink(full + "/filler-\(i)") }
+        let again = try containerd.ctr(["run", "--rm"] + E2E.runtime + [E2E.image, "f6", "echo", "hello"])
+        #expect(again.status == 0 && again.stdout == "hello\n", "ctr said: \(again.stderr)")
+        #expect(waitUntil(seconds: 20) { containerd.shimProcesses().isEmpty })
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: full)) ?? []).isEmpty)
     }
 
     /// containerd restarted while a pod runs: the shim keeps it; the new containerd reconnects and

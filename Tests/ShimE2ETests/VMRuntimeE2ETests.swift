@@ -13,7 +13,7 @@ import Testing
     static let runtime = ["--runtime", "io.containerd.kata.v2"]
 
     /// containerd with KATA_CONF_FILE pointing at a configuration for the test images.
-    static func start(_ name: String) throws -> ContainerdHarness {
+    static func start(_ name: String, sandboxDirectory: String? = nil) throws -> ContainerdHarness {
         let environment = ProcessInfo.processInfo.environment
         let kernel = environment["KATA_GUEST_KERNEL"].flatMap { $0.isEmpty ? nil : $0 } ?? repositoryRoot + "/build/guest/vmlinux"
         let initrd = environment["KATA_AGENT_INITRD"].flatMap { $0.isEmpty ? nil : $0 }
@@ -31,7 +31,7 @@ import Testing
             [agent]
             dial_timeout_s = 120
             [runtime]
-            sandbox_dir = "/run/kata-swift-e2e-\(getpid())"
+            sandbox_dir = "\(sandboxDirectory ?? sandboxRoot)"
             log_level = "debug"
             """.write(toFile: configPath, atomically: true, encoding: .utf8)
         let harness = try ContainerdHarness(name: name, extraEnvironment: ["KATA_CONF_FILE": configPath])
