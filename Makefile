@@ -9,7 +9,7 @@ BUILD := build
 GUEST := $(BUILD)/guest
 SWIFT_BUILD_FLAGS ?=
 
-.PHONY: all deps kernel initramfs agent-initramfs test-initramfs nested-host build test test-unit test-nested bench-nested demo demo-vmm bench protos clean
+.PHONY: all deps kernel initramfs agent-initramfs test-initramfs nested-host build test test-unit test-nested bench-nested demo demo-vmm bench soak protos clean
 
 all: build
 
@@ -79,6 +79,13 @@ demo-vmm: kernel initramfs build
 
 bench: kernel initramfs agent-initramfs build
 	@scripts/bench.sh
+
+# Soak: SOAK_CYCLES sequential sandboxes and execs into one shim, SOAK_PODS pods at once; leak
+# checks after each phase (docs/security.md, "Soak"). About 3 s per sandbox on QEMU/TCG.
+SOAK_CYCLES ?= 500
+SOAK_PODS ?= 10
+soak: kernel agent-initramfs build
+	bench/soak.sh $(SOAK_CYCLES) $(SOAK_PODS)
 
 # Regenerates the committed Swift code from Protos/ and containerd's installed .proto files.
 protos: deps
