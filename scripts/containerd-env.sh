@@ -7,7 +7,8 @@
 #
 # The socket is DIR/containerd.sock; logs go to DIR/containerd.log. The kata runtime is registered
 # for CRI as handler "kata" (runtime_type io.containerd.kata.v2), with restrict_oom_score_adj,
-# which this host needs (no CAP_SYS_RESOURCE).
+# which this host needs (no CAP_SYS_RESOURCE); CNI (bridge, host-local, loopback) is configured
+# under DIR/cni.
 set -euo pipefail
 
 cmd=${1:-}; dir=${2:-}
@@ -21,6 +22,19 @@ start)
   if [ -f "$dir/containerd.pid" ] && kill -0 "$(cat "$dir/containerd.pid")" 2>/dev/null; then
     echo "containerd-env: already running (pid $(cat "$dir/containerd.pid"))" >&2; exit 0
   fi
+  # CNI for CRI pods: a bridge of this containerd's own (name and /24 derived from DIR, so two
+  # test containerds do not share one), host-local addresses, loopback (Debian's
+  # containernetworking-plugins). `stop` deletes the bridge; CNI removes each pod's veth and netns.
+  sum=$(printf '%s' "$dir" | md5sum); bridge="ks${sum:0:8}"; subnet="10.$((0x${sum:8:2} % 64 + 160)).$((0x${sum:10:2})).0/24"
+  mkdir -p "$dir/cni"
+  cat > "$dir/cni/10-kata-swift-test.conflist" <<JSON
+{"cniVersion": "1.0.0", "name": "kata-swift-test", "plugins": [
+  {"type": "bridge", "bridge": "$bridge", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+   "ipam": {"type": "host-local", "ranges": [[{"subnet": "$subnet"}]], "routes": [{"dst": "0.0.0.0/0"}],
+            "dataDir": "$dir/cni-ipam"}},
+  {"type": "loopback"}]}
+JSON
+  echo "$bridge" > "$dir/cni/bridge"
   cat > "$dir/config.toml" <<TOML
 version = 2
 root = "$dir/root"
@@ -34,6 +48,9 @@ state = "$dir/state"
 [plugins."io.containerd.grpc.v1.cri"]
   restrict_oom_score_adj = true
   sandbox_image = "localhost/pause:latest"
+[plugins."io.containerd.grpc.v1.cri".cni]
+  bin_dir = "/usr/lib/cni"
+  conf_dir = "$dir/cni"
 [plugins."io.containerd.grpc.v1.cri".containerd]
   default_runtime_name = "runc"
 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
@@ -64,6 +81,8 @@ stop)
     kill -9 "$pid" 2>/dev/null || true
   fi
   rm -f "$dir/containerd.pid"
+  # The CNI bridge plugin never deletes its bridge.
+  if [ -f "$dir/cni/bridge" ]; then ip link del "$(cat "$dir/cni/bridge")" 2>/dev/null || true; fi
   # containerd leaves its overlay snapshot mounts behind when killed; never leave a mount.
   grep -F " $dir/" /proc/mounts | awk '{print $2}' | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   ;;

@@ -14,8 +14,8 @@ PACKAGES=(
   protobuf-compiler libprotobuf-dev python3-protobuf
   golang-github-containerd-containerd-dev golang-github-containerd-cgroups-dev
   golang-github-gogo-protobuf-dev golang-github-gogo-googleapis-dev
-  # containerd and peers for e2e tests and benchmarks
-  containerd runc runsc
+  # containerd and peers for e2e tests and benchmarks; CNI plugins and a gRPC client for the CRI suite
+  containerd runc runsc containernetworking-plugins python3-grpcio iproute2
   # second hypervisor backend and boot-time baseline
   qemu-system-x86
 )

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Builds an OCI image archive from Debian's busybox-static, offline, for `ctr images import`.
 
-    make-image.py OUT.tar IMAGE_REF [CMD ...]
+    make-image.py OUT.tar IMAGE_REF [--bare] [CMD ...]
 
 One layer: the skeleton directories, /bin/busybox, a symlink per applet, /etc/passwd, /etc/group
-and /etc/hosts. The archive holds oci-layout, index.json (annotated with io.containerd.image.name)
+and /etc/hosts. With --bare the layer holds /busybox and nothing else, the way a pause image holds
+only its binary (no /etc, /dev or /proc: the runtime must make every mount point). The archive holds oci-layout, index.json (annotated with io.containerd.image.name)
 and the blobs. Standard library only; the output is byte-for-byte reproducible.
 """
 import gzip
@@ -34,6 +35,22 @@ def tar_info(name, kind, mode, size=0, target=""):
     return info
 
 
+def build_bare_layer():
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        with open(BUSYBOX, "rb") as f:
+            data = f.read()
+        tar.addfile(tar_info("busybox", tarfile.REGTYPE, 0o755, len(data)), io.BytesIO(data))
+    return raw.getvalue()
+
+
+def compress(uncompressed):
+    compressed = io.BytesIO()
+    with gzip.GzipFile(fileobj=compressed, mode="wb", mtime=0) as gz:
+        gz.write(uncompressed)
+    return compressed.getvalue()
+
+
 def build_layer():
     applets = subprocess.run([BUSYBOX, "--list-full"], check=True, capture_output=True,
                              text=True).stdout.split()
@@ -52,11 +69,7 @@ def build_layer():
         for name, text in FILES.items():
             body = text.encode()
             tar.addfile(tar_info(name, tarfile.REGTYPE, 0o644, len(body)), io.BytesIO(body))
-    uncompressed = raw.getvalue()
-    compressed = io.BytesIO()
-    with gzip.GzipFile(fileobj=compressed, mode="wb", mtime=0) as gz:
-        gz.write(uncompressed)
-    return uncompressed, compressed.getvalue()
+    return raw.getvalue()
 
 
 def digest(data):
@@ -65,9 +78,14 @@ def digest(data):
 
 def main():
     if len(sys.argv) < 3:
-        sys.exit("usage: make-image.py OUT.tar IMAGE_REF [CMD ...]")
-    out, ref, cmd = sys.argv[1], sys.argv[2], sys.argv[3:] or ["sh"]
-    uncompressed, layer = build_layer()
+        sys.exit("usage: make-image.py OUT.tar IMAGE_REF [--bare] [CMD ...]")
+    out, ref, cmd = sys.argv[1], sys.argv[2], sys.argv[3:]
+    bare = cmd[:1] == ["--bare"]
+    if bare:
+        cmd = cmd[1:]
+    cmd = cmd or (["/busybox", "sh"] if bare else ["sh"])
+    uncompressed = build_bare_layer() if bare else build_layer()
+    layer = compress(uncompressed)
     config = json.dumps({
         "architecture": "amd64", "os": "linux",
         "config": {"Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": cmd, "WorkingDir": "/"},

@@ -1,0 +1,75 @@
+// Kubernetes' path: containerd's real CRI plugin, CNI (bridge, host-local, loopback), and our CRI
+// suite (Tests/CRI/suite.py, a client of our own speaking CRI v1 over gRPC as kubelet does), once
+// with handler `runc` and once with `kata`: the same cases must pass with both (docs/kubernetes.md).
+// Afterwards: no shim, no QEMU, no mount, no sandbox directory, no network namespace or veth left.
+
+import Foundation
+import Shim
+import Testing
+
+@Suite(.serialized) struct CRITests {
+    typealias E2E = VMRuntimeE2ETests
+
+    /// Why the cases that need pod networking inside the guest are skipped for `kata`.
+    static let guestNetworkMissing = "pod networking into the guest (virtio-net, the CNI interfaces) is not wired yet: docs/kubernetes.md"
+
+    /// containerd with CNI and the two images CRI needs, in its k8s.io namespace.
+    static func start(_ name: String) throws -> ContainerdHarness {
+        let containerd = try E2E.start(name)
+        for (reference, arguments) in [("localhost/pause:latest", ["--bare", "/busybox", "sleep", "2147483647"]),
+                                       ("localhost/busybox:latest", ["sh"])] {
+            let archive = containerd.directory + "/\(reference.split(separator: "/").last ?? "image").tar"
+            let made = try runCommand(["python3", repositoryRoot + "/scripts/make-image.py", archive, reference] + arguments)
+            guard made.status == 0 else { throw ContainerdHarness.HarnessError(description: "make-image: \(made.stderr)") }
+            let imported = try containerd.ctr(["-n", "k8s.io", "images", "import", archive])
+            guard imported.status == 0 else { throw ContainerdHarness.HarnessError(description: "import: \(imported.stderr)") }
+        }
+        return containerd
+    }
+
+    static func netnsEntries() -> Set<String> {
+        Set((try? FileManager.default.contentsOfDirectory(atPath: "/run/netns")) ?? [])
+    }
+
+    static func vethCount() -> Int {
+        let links = (try? runCommand(["ip", "-o", "link", "show", "type", "veth"]))?.stdout ?? ""
+        return links.split(separator: "\n").count
+    }
+
+    func runSuite(handler: String, skipNetwork: String? = nil) throws {
+        let netnsBefore = Self.netnsEntries()
+        let vethBefore = Self.vethCount()
+        let containerd = try Self.start("cri-\(handler)")
+        defer { containerd.stop(); rmdir(E2E.sandboxRoot) }
+        let work = containerd.directory + "/suite"
+        var arguments = ["/usr/bin/python3", repositoryRoot + "/Tests/CRI/suite.py", "--socket", containerd.socket,
+                         "--handler", handler, "--work", work]
+        if let skipNetwork { arguments += ["--skip-network", skipNetwork] }
+        let t0 = Date()
+        let result = try runCommand(arguments)
+        print("CRI suite, handler \(handler), \(String(format: "%.1f", Date().timeIntervalSince(t0))) s:\n\(result.stdout)\(result.stderr)")
+        #expect(result.status == 0, "the CRI suite failed with handler \(handler)")
+        #expect(result.stdout.contains("RESULTS "), "the suite did not finish")
+
+        #expect(waitUntil(seconds: 30) { containerd.shimProcesses().isEmpty }, "shims left: \(containerd.shimProcesses())")
+        #expect(waitUntil(seconds: 10) { E2E.qemuProcesses().isEmpty }, "QEMU left")
+        let sandboxes = (try? FileManager.default.contentsOfDirectory(atPath: E2E.sandboxRoot)) ?? []
+        #expect(sandboxes.isEmpty, "sandbox directories left: \(sandboxes)")
+        let runMounts = ((try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? "").split(separator: "\n")
+            .filter { $0.contains(E2E.sandboxRoot) }
+        #expect(runMounts.isEmpty, "sandbox mounts left: \(runMounts)")
+        #expect(waitUntil(seconds: 10) { Self.netnsEntries().subtracting(netnsBefore).isEmpty },
+                "network namespaces left: \(Self.netnsEntries().subtracting(netnsBefore))")
+        #expect(Self.vethCount() <= vethBefore, "veth pairs left")
+    }
+
+    @Test(.timeLimit(.minutes(10)))
+    func criSuiteWithRunc() throws {
+        try runSuite(handler: "runc")
+    }
+
+    @Test(.timeLimit(.minutes(20)))
+    func criSuiteWithKata() throws {
+        try runSuite(handler: "kata", skipNetwork: Self.guestNetworkMissing)
+    }
+}
