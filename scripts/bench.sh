@@ -13,6 +13,9 @@ runs=${BENCH_RUNS:-5}
 echo "== ctr run --rm <busybox> true: kata-swift (auto backend) vs runc vs runsc (gVisor), median of $runs, alternated"
 bench/ctr-run.sh "$runs" runc runsc kata
 
+echo "== Kubernetes pod start through containerd's CRI plugin and CNI: runc vs kata, median of $runs, alternated"
+bench/cri-pod-start.sh "$runs"
+
 echo "== host memory of one idle sandbox (PSS of the shim and everything under it)"
 bench/sandbox-memory.sh runc runsc kata
 
