@@ -66,7 +66,7 @@ struct TapBackendTests {
             let deadline = ContinuousClock.now + .seconds(3)
             var seen = 0
             while reply == nil, ContinuousClock.now < deadline {
-                var fd = pollfd(fd: tap.readinessDescriptor, events: Int16(POLLIN), revents: 0)
+                var fd = pollfd(fd: tap.readinessDescriptor.rawValue, events: Int16(POLLIN), revents: 0)
                 _ = poll(&fd, 1, 100)
                 guest.device.processBackend()
                 for used in try guest.rx.takeUsed() {

@@ -34,7 +34,7 @@ public struct NetOffloads: OptionSet, Sendable, Hashable {
 /// only; `readinessDescriptor` tells that host when `receive` has something.
 public protocol NetBackend: AnyObject, Sendable {
     /// Polls readable when a frame for the guest waits (for the host's epoll).
-    var readinessDescriptor: Int32 { get }
+    var readinessDescriptor: FileDescriptor { get }
     /// Whether the backend honours the vnet header (offloads may be offered).
     var passesVnetHeader: Bool { get }
     /// Sends one frame from the guest, header first.
@@ -58,7 +58,7 @@ public class FrameDescriptorBackend: NetBackend, @unchecked Sendable {
         self.descriptor = descriptor
     }
 
-    public var readinessDescriptor: Int32 { descriptor.rawValue }
+    public var readinessDescriptor: FileDescriptor { descriptor }
     public var passesVnetHeader: Bool { true }
 
     public func send(_ packet: [UInt8]) throws(Errno) {

@@ -116,6 +116,9 @@ public final class QEMUHypervisor: Hypervisor {
         guard (1...64).contains(config.vcpus) else { throw .invalidConfig("vcpus \(config.vcpus) not in 1...64") }
         guard (32...65536).contains(config.memoryMiB) else { throw .invalidConfig("memory \(config.memoryMiB) MiB not in 32...65536") }
         guard config.guestCID >= 3 else { throw .invalidConfig("guest CID \(config.guestCID) must be 3 or more") }
+        guard config.networkInterfaces.isEmpty else {
+            throw .unsupported("network interfaces on the qemu backend: our virtio-net is not served over vhost-user yet")
+        }
         guard ([vhostSocketPath, qmpSocketPath] + virtioFsSocketPaths).allSatisfy({ $0.utf8.count < 108 }) else {
             throw .invalidConfig("runtime directory \(config.runtimeDirectory) is too long for Unix sockets")
         }
