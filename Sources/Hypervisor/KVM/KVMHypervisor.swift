@@ -103,8 +103,14 @@ public final class KVMHypervisor: Hypervisor {
         guard (1...64).contains(config.vcpus) else { throw .invalidConfig("vcpus \(config.vcpus) not in 1...64") }
         guard (32...65536).contains(config.memoryMiB) else { throw .invalidConfig("memory \(config.memoryMiB) MiB not in 32...65536") }
         guard config.guestCID >= 3 else { throw .invalidConfig("guest CID \(config.guestCID) must be 3 or more") }
-        for interface in config.networkInterfaces where interface.mac.count != 6 {
-            throw .invalidConfig("network interface \(interface.tapName): a MAC address has 6 bytes")
+        for interface in config.networkInterfaces {
+            guard interface.mac.count == 6 else {
+                throw .invalidConfig("network interface \(interface.tapName): a MAC address has 6 bytes")
+            }
+            // The spec's floor for VIRTIO_NET_F_MTU (the IPv4 minimum).
+            guard interface.mtu >= 68 else {
+                throw .invalidConfig("network interface \(interface.tapName): MTU \(interface.mtu) below 68")
+            }
         }
         if !config.sharedDirectories.isEmpty, sharedDirectoryDevice == nil {
             throw .unsupported(

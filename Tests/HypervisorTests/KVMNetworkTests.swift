@@ -1,0 +1,72 @@
+import Foundation
+import Testing
+
+@testable import Hypervisor
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Network interfaces on the backends: the in-process VMM opens a tap in the given namespace for
+/// the VM's life (the guest itself cannot run userspace on our CI hosts' KVM, so no traffic
+/// here; the device's frames are tested in DevicesTests and VMMTests); QEMU refuses them.
+@Suite(.serialized, .enabled(if: geteuid() == 0 && access("/dev/net/tun", R_OK | W_OK) == 0, "needs root and /dev/net/tun"))
+struct KVMNetworkTests {
+    static func ip(_ arguments: [String]) throws -> Int32 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    @Test(.timeLimit(.minutes(3)))
+    func theVMsTapLivesInTheNamespaceWhileItRuns() async throws {
+        let ns = "ks-hv-net-\(getpid())"
+        _ = try Self.ip(["netns", "del", ns])
+        try #require(try Self.ip(["netns", "add", ns]) == 0)
+        defer { _ = try? Self.ip(["netns", "del", ns]) }
+        var config = try GuestFixture.config(name: "kvm-net")
+        config.backend = .kvm
+        config.networkInterfaces = [
+            NetworkInterface(tapName: "kstap0", netnsPath: "/var/run/netns/\(ns)", mac: [2, 0, 0, 0, 0, 5], mtu: 1500)
+        ]
+        let vm = KVMHypervisor(config: config)
+        try await vm.start()
+        #expect(try Self.ip(["-n", ns, "link", "show", "kstap0"]) == 0)
+        #expect(try Self.ip(["link", "show", "kstap0"]) != 0, "not in the host's namespace")
+        await vm.stop()
+        #expect(await vm.waitForExit() == .stopped(exitCode: 0, requested: true))
+        #expect(try Self.ip(["-n", ns, "link", "show", "kstap0"]) != 0, "the tap went with the VM")
+    }
+
+    @Test func badInterfacesAreRefused() async throws {
+        var config = try GuestFixture.config(name: "kvm-net-bad")
+        config.backend = .kvm
+        config.networkInterfaces = [NetworkInterface(tapName: "kstap0", mac: [2, 0, 0], mtu: 1500)]
+        do {
+            try await KVMHypervisor(config: config).start()
+            Issue.record("a 3-byte MAC was accepted")
+        } catch {
+            guard case .invalidConfig(let what) = error else { throw error }
+            #expect(what.contains("MAC"))
+        }
+        config.networkInterfaces = [NetworkInterface(tapName: "kstap0", mac: [2, 0, 0, 0, 0, 5], mtu: 60)]
+        await #expect(throws: HypervisorError.self) { try await KVMHypervisor(config: config).start() }
+    }
+
+    @Test func qemuRefusesNetworkInterfacesForNow() async throws {
+        var config = try GuestFixture.config(name: "qemu-net")
+        config.networkInterfaces = [NetworkInterface(tapName: "kstap0", mac: [2, 0, 0, 0, 0, 5])]
+        do {
+            try await QEMUHypervisor(config: config).start()
+            Issue.record("qemu started with a network interface")
+        } catch {
+            guard case .unsupported(let what) = error else { throw error }
+            #expect(what.contains("network"))
+        }
+    }
+}
