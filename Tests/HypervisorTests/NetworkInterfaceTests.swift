@@ -82,4 +82,50 @@ struct NetworkInterfaceTests {
         _ = await vm.waitForExit()
         #expect(try Self.ip(["-n", ns, "link", "show", "kstap0"]) != 0, "the tap went with the VM")
     }
+
+    /// Our kernel and an initramfs whose /init is guest-image/init/net-check.c.
+    static let netCheckInitrd: Result<String, GuestFixture.FixtureError> = {
+        let work = "/tmp/kata-swift-net-fixture-\(getpid())"
+        let root = GuestFixture.repoRoot
+        let script = """
+            set -e
+            mkdir -p \(work)
+            gcc -static -O2 -o \(work)/net-check \(root)/guest-image/init/net-check.c
+            \(root)/guest-image/build-initramfs.sh \(work)/net.cpio \(work)/net-check >/dev/null 2>&1
+            echo \(work)/net.cpio
+            """
+        guard let path = GuestFixture.shell(script)?.split(separator: "\n").last.map(String.init), access(path, R_OK) == 0 else {
+            return .failure(GuestFixture.FixtureError(description: "could not build the net-check initramfs"))
+        }
+        return .success(path)
+    }()
+
+    @Test(.timeLimit(.minutes(3)))
+    func guestTrafficRoundTripsThroughTheTapUnderQEMU() async throws {
+        let ns = "ks-hv-gnet-\(getpid())"
+        _ = try Self.ip(["netns", "del", ns])
+        try #require(try Self.ip(["netns", "add", ns]) == 0)
+        defer { _ = try? Self.ip(["netns", "del", ns]) }
+        var config = try GuestFixture.config(name: "qemu-gnet")
+        config.initrdPath = try Self.netCheckInitrd.get()
+        config.networkInterfaces = [
+            NetworkInterface(tapName: "kstap0", netnsPath: "/var/run/netns/\(ns)", mac: [2, 0, 0, 0, 0, 7], mtu: 1500)
+        ]
+        let vm = QEMUHypervisor(config: config)
+        try await vm.start()
+        #expect(try Self.ip(["-n", ns, "addr", "add", "10.199.1.1/24", "dev", "kstap0"]) == 0)
+        #expect(try Self.ip(["-n", ns, "link", "set", "kstap0", "up"]) == 0)
+        let t0 = ContinuousClock.now
+        let exited = Task { await vm.waitForExit() }
+        let watchdog = Task {
+            try await Task.sleep(for: .seconds(60))
+            await vm.stop(graceSeconds: 0)
+        }
+        let final = await exited.value
+        watchdog.cancel()
+        let lines = vm.consoleTail.split(whereSeparator: \.isNewline).filter { $0.hasPrefix("net: ") }
+        print("BENCH net-check: guest finished \(ContinuousClock.now - t0) after start(): \(lines)")
+        #expect(final == .stopped(exitCode: 0, requested: false), "console:\n\(vm.consoleTail)")
+        #expect(lines == ["net: ok"], "console:\n\(vm.consoleTail)")
+    }
 }
