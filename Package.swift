@@ -132,7 +132,7 @@ let package = Package(
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
         .testTarget(name: "VirtIOTests", dependencies: ["VirtIO", "VirtIOTestSupport", "GuestMemory"]),
         .testTarget(
-            name: "DevicesTests", dependencies: ["Devices", "FUSE", "VirtIO", "VirtIOTestSupport", "GuestMemory"]),
+            name: "DevicesTests", dependencies: ["Devices", "FUSE", "VirtIO", "VirtIOTestSupport", "GuestMemory", "SystemSupport"]),
         .testTarget(name: "SystemSupportTests", dependencies: ["SystemSupport"]),
         .testTarget(name: "KVMTests", dependencies: ["KVM", "SystemSupport", "CShims"]),
         .testTarget(name: "BootTests", dependencies: ["Boot", "GuestMemory"]),

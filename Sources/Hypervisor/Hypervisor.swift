@@ -55,13 +55,15 @@ public struct HypervisorConfig: Sendable {
     public var qemuBinary: String
     /// Directories shared with the guest over virtio-fs, served by our FUSE server.
     public var sharedDirectories: [SharedDirectory]
+    /// The guest's network interfaces (virtio-net over a tap each); in-process backend only.
+    public var networkInterfaces: [NetworkInterface]
 
     public init(
         kernelPath: String, initrdPath: String? = nil, cmdlineExtras: [String] = [], vcpus: Int = 1,
         memoryMiB: Int = 256, backend: HypervisorBackendKind = .auto, debug: Bool = false, guestCID: UInt32 = 3,
         runtimeDirectory: String, hybridVsockPath: String? = nil, hybridForwardedPorts: [UInt32] = [],
         consoleOutput: (@Sendable ([UInt8]) -> Void)? = nil, qemuBinary: String = "/usr/bin/qemu-system-x86_64",
-        sharedDirectories: [SharedDirectory] = []
+        sharedDirectories: [SharedDirectory] = [], networkInterfaces: [NetworkInterface] = []
     ) {
         self.kernelPath = kernelPath
         self.initrdPath = initrdPath
@@ -77,6 +79,7 @@ public struct HypervisorConfig: Sendable {
         self.consoleOutput = consoleOutput
         self.qemuBinary = qemuBinary
         self.sharedDirectories = sharedDirectories
+        self.networkInterfaces = networkInterfaces
     }
 }
 

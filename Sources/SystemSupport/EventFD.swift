@@ -37,6 +37,8 @@ public struct EpollEvents: OptionSet, Sendable {
     public static let writable = EpollEvents(rawValue: 0x004)
     public static let error = EpollEvents(rawValue: 0x008)
     public static let hangup = EpollEvents(rawValue: 0x010)
+    /// EPOLLET: report only new readiness, not readiness left over from before.
+    public static let edgeTriggered = EpollEvents(rawValue: 1 << 31)
 }
 
 /// An epoll instance whose registrations carry a typed token.

@@ -39,7 +39,7 @@ public final class VhostUserServer: @unchecked Sendable {
     // they are touched only by the server thread (run and what it calls). The rest is immutable
     // or locked.
     enum Token: RawRepresentable, Sendable {
-        case listener, frontend, wake, stop, kick(Int)
+        case listener, frontend, wake, stop, backend, kick(Int)
         static let maxQueues = 64
         init?(rawValue: UInt64) {
             switch rawValue {
@@ -47,6 +47,7 @@ public final class VhostUserServer: @unchecked Sendable {
             case 2: self = .frontend
             case 3: self = .wake
             case 4: self = .stop
+            case 5: self = .backend
             case 100..<(100 + UInt64(Self.maxQueues)): self = .kick(Int(rawValue - 100))
             default: return nil
             }
@@ -57,6 +58,7 @@ public final class VhostUserServer: @unchecked Sendable {
             case .frontend: 2
             case .wake: 3
             case .stop: 4
+            case .backend: 5
             case .kick(let q): 100 + UInt64(q)
             }
         }
@@ -88,7 +90,7 @@ public final class VhostUserServer: @unchecked Sendable {
     /// `backendWork` runs on that thread after `wake()`, while the device is active.
     public init(
         path: String, device: any VirtioDevice, queueCount: Int, backendWork: (() -> Void)? = nil,
-        logger: Logger = Logger(label: "kata-swift.vhost-user")
+        backendDescriptor: FileDescriptor? = nil, logger: Logger = Logger(label: "kata-swift.vhost-user")
     ) throws(VhostUserServerError) {
         precondition((1...Token.maxQueues).contains(queueCount), "vhost-user: queue count \(queueCount)")
         self.path = path
@@ -110,6 +112,11 @@ public final class VhostUserServer: @unchecked Sendable {
             try epoll.add(listener, events: .readable, token: .listener)
             try epoll.add(wakeEvent.fd, events: .readable, token: .wake)
             try epoll.add(stopEvent.fd, events: .readable, token: .stop)
+            // Edge-triggered: what the device leaves unread (no guest buffers) does not spin the
+            // loop; the guest's next kick picks it up.
+            if let backendDescriptor {
+                try epoll.add(backendDescriptor, events: [.readable, .edgeTriggered], token: .backend)
+            }
         } catch {
             unlink(path)
             throw .eventLoop(error)
@@ -191,8 +198,8 @@ public final class VhostUserServer: @unchecked Sendable {
                     _ = Glibc.read(fd, &value, 8)
                     c.session.kick(queue: queue)
                     rearm(c)
-                case .wake:
-                    _ = try? wakeEvent.consume()
+                case .wake, .backend:
+                    if token == .wake { _ = try? wakeEvent.consume() }
                     if let c = connection, c.session.isActive, let backendWork {
                         backendWork()
                         rearm(c)

@@ -103,6 +103,15 @@ public final class KVMHypervisor: Hypervisor {
         guard (1...64).contains(config.vcpus) else { throw .invalidConfig("vcpus \(config.vcpus) not in 1...64") }
         guard (32...65536).contains(config.memoryMiB) else { throw .invalidConfig("memory \(config.memoryMiB) MiB not in 32...65536") }
         guard config.guestCID >= 3 else { throw .invalidConfig("guest CID \(config.guestCID) must be 3 or more") }
+        for interface in config.networkInterfaces {
+            guard interface.mac.count == 6 else {
+                throw .invalidConfig("network interface \(interface.tapName): a MAC address has 6 bytes")
+            }
+            // The spec's floor for VIRTIO_NET_F_MTU (the IPv4 minimum).
+            guard interface.mtu >= 68 else {
+                throw .invalidConfig("network interface \(interface.tapName): MTU \(interface.mtu) below 68")
+            }
+        }
         if !config.sharedDirectories.isEmpty, sharedDirectoryDevice == nil {
             throw .unsupported(
                 "virtio-fs shares (\(config.sharedDirectories.map(\.tag).joined(separator: ", "))) on the kvm backend: "
@@ -141,6 +150,15 @@ public final class KVMHypervisor: Hypervisor {
         let vsock = try VsockHost(hybridPath: config.hybridVsockPath, forwardedPorts: config.hybridForwardedPorts, logger: logger)
         let vsockDevice = VsockDevice(guestCID: UInt64(config.guestCID), backend: vsock.muxer, logger: logger)
         devices = [.vsock(vsockDevice, muxer: vsock.muxer), .rng()] + devices
+        do {
+            devices += try config.networkInterfaces.map { (interface) throws(Errno) in
+                let tap = try TapBackend(name: interface.tapName, netnsPath: interface.netnsPath)
+                return .net(NetDevice(mac: interface.mac, mtu: interface.mtu, backend: tap, logger: logger))
+            }
+        } catch {
+            vsock.stop()
+            throw .system(operation: "opening the network interfaces' taps", error)
+        }
         let console = self.console
         let output = config.consoleOutput
         let vm: VirtualMachine

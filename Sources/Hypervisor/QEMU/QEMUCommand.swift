@@ -22,6 +22,13 @@ struct QEMUCommand: Equatable, Sendable {
     var accelerator: QEMUAccelerator
     var vhostVsockSocket: String
     var virtioFs: [VirtioFs]
+    /// One virtio-net-device per entry, its queues served by our device over vhost-user.
+    struct Network: Equatable {
+        var socket: String
+        var mac: String
+        var mtu: UInt16
+    }
+    var networks: [Network] = []
     var guestCID: UInt32
     var qmpSocket: String
     var debug: Bool
@@ -45,9 +52,10 @@ struct QEMUCommand: Equatable, Sendable {
 
     init(
         config: HypervisorConfig, accelerator: QEMUAccelerator, vhostVsockSocket: String, virtioFs: [VirtioFs] = [],
-        qmpSocket: String, tscKHz: Int?
+        networks: [Network] = [], qmpSocket: String, tscKHz: Int?
     ) {
         self.virtioFs = virtioFs
+        self.networks = networks
         binary = config.qemuBinary
         kernelPath = config.kernelPath
         initrdPath = config.initrdPath
@@ -83,6 +91,13 @@ struct QEMUCommand: Equatable, Sendable {
             a += [
                 "-chardev", "socket,id=fs\(index),path=\(Self.escaped(share.socket))",
                 "-device", "vhost-user-fs-device,chardev=fs\(index),tag=\(Self.escaped(share.tag)),queue-size=1024",
+            ]
+        }
+        for (index, net) in networks.enumerated() {
+            a += [
+                "-chardev", "socket,id=net\(index),path=\(Self.escaped(net.socket))",
+                "-netdev", "vhost-user,id=netdev\(index),chardev=net\(index)",
+                "-device", "virtio-net-device,netdev=netdev\(index),mac=\(net.mac),host_mtu=\(net.mtu)",
             ]
         }
         a += ["-kernel", kernelPath, "-append", cmdline]

@@ -26,11 +26,13 @@ public final class QEMUHypervisor: Hypervisor {
         let server: VhostUserServer
         let vsock: VsockHost
         let shares: [VirtioFsShare]
+        let nets: [VhostUserNet]
 
         /// Stops every vhost-user server (threads joined, sockets removed) and the vsock host.
         func stopServers() {
             server.stop()
             shares.forEach { $0.stop() }
+            nets.forEach { $0.stop() }
             vsock.stop()
         }
     }
@@ -66,6 +68,8 @@ public final class QEMUHypervisor: Hypervisor {
     var qmpSocketPath: String { config.runtimeDirectory + "/qmp.sock" }
     /// The vhost-user socket of each shared directory, in `config.sharedDirectories` order.
     var virtioFsSocketPaths: [String] { config.sharedDirectories.indices.map { config.runtimeDirectory + "/vhost-fs\($0).sock" } }
+    /// The vhost-user socket of each network interface, in `config.networkInterfaces` order.
+    var netSocketPaths: [String] { config.networkInterfaces.indices.map { config.runtimeDirectory + "/vhost-net\($0).sock" } }
 
     /// The vsock muxer (in-process host API: `connect(port:)`, `listen(port:)`), while running.
     public var vsockMuxer: VsockMuxer? { locked.withLock { $0.running?.vsock.muxer } }
@@ -116,7 +120,12 @@ public final class QEMUHypervisor: Hypervisor {
         guard (1...64).contains(config.vcpus) else { throw .invalidConfig("vcpus \(config.vcpus) not in 1...64") }
         guard (32...65536).contains(config.memoryMiB) else { throw .invalidConfig("memory \(config.memoryMiB) MiB not in 32...65536") }
         guard config.guestCID >= 3 else { throw .invalidConfig("guest CID \(config.guestCID) must be 3 or more") }
-        guard ([vhostSocketPath, qmpSocketPath] + virtioFsSocketPaths).allSatisfy({ $0.utf8.count < 108 }) else {
+        for interface in config.networkInterfaces {
+            guard interface.mac.count == 6, interface.mtu >= 68 else {
+                throw .invalidConfig("network interface \(interface.tapName): MAC of 6 bytes and MTU of at least 68 needed")
+            }
+        }
+        guard ([vhostSocketPath, qmpSocketPath] + virtioFsSocketPaths + netSocketPaths).allSatisfy({ $0.utf8.count < 108 }) else {
             throw .invalidConfig("runtime directory \(config.runtimeDirectory) is too long for Unix sockets")
         }
         var tags: Set<String> = []
@@ -157,28 +166,36 @@ public final class QEMUHypervisor: Hypervisor {
         // Weak: the muxer belongs to the device the server holds.
         vsock.muxer.setWakeHandler { [weak server] in server?.wake() }
         var shares: [VirtioFsShare] = []
+        var nets: [VhostUserNet] = []
         do {
             for (share, path) in zip(config.sharedDirectories, virtioFsSocketPaths) {
                 shares.append(try VirtioFsShare(share, socketPath: path, logger: logger))
             }
+            for (interface, path) in zip(config.networkInterfaces, netSocketPaths) {
+                nets.append(try VhostUserNet(interface, socketPath: path, logger: logger))
+            }
         } catch {
             server.stop()
             shares.forEach { $0.stop() }
+            nets.forEach { $0.stop() }
             vsock.stop()
             throw error
         }
         let cpuinfo = Self.readProcFile("/proc/cpuinfo", limit: 16384)
         let command = QEMUCommand(
             config: config, accelerator: accelerator, vhostVsockSocket: vhostSocketPath,
-            virtioFs: shares.map { QEMUCommand.VirtioFs(tag: $0.tag, socket: $0.socketPath) }, qmpSocket: qmpSocketPath,
+            virtioFs: shares.map { QEMUCommand.VirtioFs(tag: $0.tag, socket: $0.socketPath) },
+            networks: nets.map { QEMUCommand.Network(socket: $0.socketPath, mac: $0.macText, mtu: $0.interface.mtu) },
+            qmpSocket: qmpSocketPath,
             tscKHz: QEMUCommand.tscKHz(cpuinfo: cpuinfo))
         logger.debug("qemu: \(command.arguments.joined(separator: " "))")
         do {
             let process = try ChildProcess(arguments: command.arguments, output: config.consoleOutput)
-            return Running(process: process, server: server, vsock: vsock, shares: shares)
+            return Running(process: process, server: server, vsock: vsock, shares: shares, nets: nets)
         } catch {
             server.stop()
             shares.forEach { $0.stop() }
+            nets.forEach { $0.stop() }
             vsock.stop()
             throw error
         }
@@ -349,4 +366,10 @@ public enum QEMUAccelerator: String, Sendable {
     case tcg
     /// Hardware virtualization through /dev/kvm.
     case kvm
+}
+
+extension QEMUHypervisor {
+    /// Whether each network interface's vhost-user device is running (the guest's driver set
+    /// DRIVER_OK and QEMU started the rings); empty when not running. For tests.
+    var networkDevicesActive: [Bool] { locked.withLock { $0.running?.nets.map(\.server.isActive) ?? [] } }
 }

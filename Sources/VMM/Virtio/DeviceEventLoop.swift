@@ -10,12 +10,14 @@ final class DeviceEventLoop: Sendable {
         case stop
         case queue(slot: Int, queue: Int)
         case wake(slot: Int)
+        case backend(slot: Int)
 
         init?(rawValue: UInt64) {
             switch rawValue >> 32 {
             case 0 where rawValue == 1: self = .stop
             case 1: self = .queue(slot: Int(rawValue >> 16 & 0xffff), queue: Int(rawValue & 0xffff))
             case 2: self = .wake(slot: Int(rawValue & 0xffff))
+            case 3: self = .backend(slot: Int(rawValue & 0xffff))
             default: return nil
             }
         }
@@ -25,6 +27,7 @@ final class DeviceEventLoop: Sendable {
             case .stop: 1
             case .queue(let slot, let queue): 1 << 32 | UInt64(slot & 0xffff) << 16 | UInt64(queue & 0xffff)
             case .wake(let slot): 2 << 32 | UInt64(slot & 0xffff)
+            case .backend(let slot): 3 << 32 | UInt64(slot & 0xffff)
             }
         }
     }
@@ -45,6 +48,9 @@ final class DeviceEventLoop: Sendable {
                 try epoll.add(event.fd, events: .readable, token: .queue(slot: s, queue: q))
             }
             try epoll.add(slot.wake.fd, events: .readable, token: .wake(slot: s))
+            if let backend = slot.backendDescriptor {
+                try epoll.add(backend, events: [.readable, .edgeTriggered], token: .backend(slot: s))
+            }
         }
     }
 
@@ -83,6 +89,9 @@ final class DeviceEventLoop: Sendable {
                 case .wake(let s):
                     guard s < slots.count else { continue }
                     _ = try? slots[s].wake.consume()
+                    slots[s].runBackend()
+                case .backend(let s):
+                    guard s < slots.count else { continue }
                     slots[s].runBackend()
                 }
             }

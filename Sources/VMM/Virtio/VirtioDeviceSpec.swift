@@ -1,4 +1,5 @@
 import Devices
+import SystemSupport
 import VirtIO
 
 /// One virtio device for the VM to host on a virtio-mmio slot, with how its backend asks for
@@ -13,14 +14,18 @@ public struct VirtioDeviceSpec: @unchecked Sendable {
     public let attachBackend: ((@escaping @Sendable () -> Void) -> Void)?
     /// The device's host-side work (vsock: move the muxer's packets into RX buffers).
     public let backendWork: (() -> Void)?
+    /// A descriptor the event loop polls (edge-triggered) for the backend: when it becomes
+    /// readable, `backendWork` runs (net: a tap with frames for the guest).
+    public let backendDescriptor: FileDescriptor?
 
     public init(
         device: any VirtioDevice, attachBackend: ((@escaping @Sendable () -> Void) -> Void)? = nil,
-        backendWork: (() -> Void)? = nil
+        backendWork: (() -> Void)? = nil, backendDescriptor: FileDescriptor? = nil
     ) {
         self.device = device
         self.attachBackend = attachBackend
         self.backendWork = backendWork
+        self.backendDescriptor = backendDescriptor
     }
 
     /// virtio-vsock with `muxer` as its backend (the muxer wakes the event loop).
@@ -28,6 +33,15 @@ public struct VirtioDeviceSpec: @unchecked Sendable {
         VirtioDeviceSpec(
             device: device, attachBackend: { wake in muxer.setWakeHandler(wake) },
             backendWork: { device.processBackend() })
+    }
+
+    /// virtio-net: frames from the backend are polled on its descriptor. Edge-triggered, so
+    /// frames left in the backend while the guest has no RX buffers do not spin the loop; the
+    /// guest's next RX kick picks them up.
+    public static func net(_ device: NetDevice) -> VirtioDeviceSpec {
+        VirtioDeviceSpec(
+            device: device, backendWork: { device.processBackend() },
+            backendDescriptor: device.backend.readinessDescriptor)
     }
 
     /// virtio-rng: all its work comes from queue notifications.

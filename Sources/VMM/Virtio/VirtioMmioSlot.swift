@@ -18,6 +18,8 @@ public final class VirtioMmioSlot: BusDevice, @unchecked Sendable {
     public let queueEvents: [EventFD]
     /// Signalled by the backend when it has work for the device.
     public let wake: EventFD
+    /// Polled by the event loop for the backend (see `VirtioDeviceSpec.backendDescriptor`).
+    public let backendDescriptor: FileDescriptor?
     private let transport: MmioTransport
     private let backendWork: (() -> Void)?
     private let lock = Mutex(())
@@ -33,6 +35,7 @@ public final class VirtioMmioSlot: BusDevice, @unchecked Sendable {
         queueEvents = try (0..<spec.device.queues.count).map { (_) throws(Errno) in try EventFD() }
         wake = try EventFD()
         backendWork = spec.backendWork
+        backendDescriptor = spec.backendDescriptor
         let wake = self.wake
         spec.attachBackend? { try? wake.signal() }
     }
