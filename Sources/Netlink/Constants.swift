@@ -143,5 +143,7 @@ enum TCAttribute {
 
     static let actionKind: UInt16 = 1       // TCA_ACT_KIND
     static let actionOptions: UInt16 = 2    // TCA_ACT_OPTIONS
+    static let actionStatistics: UInt16 = 4  // TCA_ACT_STATS
+    static let statisticsBasic: UInt16 = 1   // TCA_STATS_BASIC
     static let mirredParameters: UInt16 = 2  // TCA_MIRRED_PARMS
 }

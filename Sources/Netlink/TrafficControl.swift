@@ -105,8 +105,8 @@ extension MirredAction {
         // struct tc_mirred: tc_gen (index, capab, action, refcnt, bindcnt), eaction, ifindex.
         let reader = ByteReader(parameters.value, "tc_mirred")
         var action = MirredAction(direction: try reader.i32(at: 20), targetIndex: try reader.u32(at: 24))
-        // TCA_ACT_STATS (3) { TCA_STATS_BASIC (1): struct gnet_stats_basic {u64 bytes; u32 packets} }
-        if let basic = try attributes.first(3)?.nested().first(1) {
+        // TCA_ACT_STATS (4) { TCA_STATS_BASIC (1): struct gnet_stats_basic {u64 bytes; u32 packets} }
+        if let basic = try attributes.first(TCAttribute.actionStatistics)?.nested().first(TCAttribute.statisticsBasic) {
             let stats = ByteReader(basic.value, "gnet_stats_basic")
             action.bytes = try stats.load(UInt64.self, at: 0)
             action.packets = try stats.u32(at: 8)
