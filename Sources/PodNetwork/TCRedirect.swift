@@ -7,6 +7,10 @@
 import Netlink
 import SystemSupport
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 public enum TCRedirect {
     /// Joins `veth` and `tap` (indexes in the namespace of `netlink`): the tap gets the veth's
     /// MTU and is brought up, both get an ingress qdisc, and each redirects everything it
@@ -66,8 +70,10 @@ public enum TCRedirect {
         }
     }
 
-    /// `disconnect` inside the namespace at `path`; a tap that no longer exists is skipped.
+    /// `disconnect` inside the namespace at `path`; a tap that no longer exists is skipped, and so
+    /// is a namespace that is already gone (CNI removed it: everything in it went with it).
     public static func disconnect(veth: String, tap: String, namespacePath path: String) async throws {
+        guard access(path, F_OK) == 0 else { return }
         try await NetworkNamespace.run(path: path) {
             let netlink = try RouteNetlink()
             let links = try netlink.links()

@@ -136,6 +136,30 @@ struct PodNetworkTests {
         #expect(try !pod.tc("qdisc", "show", "dev", "eth0").contains("ingress"))
     }
 
+    @Sendable static func inode(_ path: String) throws -> UInt {
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw NetlinkError.system(operation: "stat \(path)", errno: .current) }
+        return UInt(st.st_ino)
+    }
+
+    /// The blocking overload (async code would pick the async one).
+    static func blockingInode(in namespace: String) throws -> UInt {
+        try NetworkNamespace.run(path: namespace) { try inode("/proc/thread-self/ns/net") }
+    }
+
+    @Test func onlyTheDedicatedThreadChangesNamespace() async throws {
+        let inode = Self.inode
+        let scratch = try ScratchNamespace()
+        let mine = try inode("/proc/thread-self/ns/net")
+        let inside = try await NetworkNamespace.run(path: scratch.path) { try Self.inode("/proc/thread-self/ns/net") }
+        let blocking = try Self.blockingInode(in: scratch.path)
+        #expect(inside == (try inode(scratch.path)) && blocking == inside)
+        #expect(try inode("/proc/thread-self/ns/net") == mine)
+        #expect(try inode("/proc/self/ns/net") == mine, "the main thread stays where it was")
+        // Teardown of a namespace that is already gone is not an error.
+        try await TCRedirect.disconnect(veth: "eth0", tap: "tap0", namespacePath: "/var/run/netns/ks-test-gone-\(getpid())")
+    }
+
     @Test func namespaceErrorsAreReported() async {
         await #expect(throws: NetlinkError.self) {
             try await NetworkNamespace.run(path: "/var/run/netns/ks-test-none-\(getpid())") { 1 }
