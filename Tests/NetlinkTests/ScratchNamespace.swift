@@ -10,7 +10,10 @@ final class ScratchNamespace {
     var path: String { "/var/run/netns/\(name)" }
 
     /// Root and iproute2 are needed; the host's namespace is never changed.
-    static var available: Bool { getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") }
+    static var available: Bool {
+        getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip")
+            && FileManager.default.isExecutableFile(atPath: "/usr/sbin/tc")
+    }
 
     init() throws {
         let n = Self.counter.withLock { value -> Int in
@@ -50,8 +53,15 @@ enum Shell {
     @discardableResult
     static func run(_ arguments: [String]) throws -> String {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
+        // iproute2 lives in /usr/sbin, which a CI environment's PATH may lack.
+        let sbin = "/usr/sbin/\(arguments[0])"
+        if FileManager.default.isExecutableFile(atPath: sbin) {
+            process.executableURL = URL(fileURLWithPath: sbin)
+            process.arguments = Array(arguments.dropFirst())
+        } else {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = arguments
+        }
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = pipe
