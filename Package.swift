@@ -65,6 +65,16 @@ let package = Package(
         // directory, confined to it. Takes plain byte buffers/iovecs, so any transport can drive it.
         .target(name: "FUSE", dependencies: ["CShims"]),
 
+        // ---- networking
+        // rtnetlink: links, addresses, routes, neighbours, ingress qdiscs and mirred redirects;
+        // network namespaces entered on a thread of their own. Glibc only: the static agent uses it.
+        .target(name: "Netlink", dependencies: ["CShims", "SystemSupport"]),
+        // Kata's pod network model on the host: scan what CNI made in the pod's namespace, join a
+        // veth and a tap with tc redirects, and express it as agent API requests.
+        .target(
+            name: "PodNetwork",
+            dependencies: ["Netlink", "SystemSupport", "AgentAPI", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+
         // ---- guest side
         // OCI containers inside the guest: spec parsing, clone/exec through ks_container.c,
         // cgroups, seccomp, state machine. Used by the agent; depends only on CShims.
@@ -102,7 +112,7 @@ let package = Package(
         .target(
             name: "Agent",
             dependencies: [
-                "AgentAPI", "TTRPC", "CShims", "GuestContainers", "SystemSupport",
+                "AgentAPI", "TTRPC", "CShims", "GuestContainers", "SystemSupport", "Netlink",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -184,6 +194,14 @@ let package = Package(
         // One real boot of our kernel under our VMM (minutes on hosts whose KVM emulates the guest).
         .testTarget(name: "BootKernelTests", dependencies: ["VMM", "Boot", "SystemSupport", "Devices", "VirtIO"]),
         .testTarget(name: "GuestContainersTests", dependencies: ["GuestContainers", "CShims"]),
+        // Netlink codec (golden bytes, hostile replies) and, as root, the real thing in scratch
+        // network namespaces: scan, tc redirect with traffic, the agent's interface and routes.
+        .testTarget(
+            name: "NetlinkTests",
+            dependencies: [
+                "Netlink", "PodNetwork", "Agent", "AgentAPI", "TTRPC", "SystemSupport",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]),
         // The agent's container API: in-process on this host (root), and in a QEMU/TCG guest.
         .testTarget(
             name: "AgentContainerTests",

@@ -1,5 +1,6 @@
 // kata.agent.v1.AgentService. GetGuestDetails here; sandbox, containers, processes and their I/O
-// in Containers/AgentService+*.swift; networking answers Unimplemented, naming itself.
+// in Containers/AgentService+*.swift; interfaces, routes and neighbours in
+// Network/AgentService+Network.swift.
 
 import AgentAPI
 import SwiftProtobuf
@@ -33,23 +34,4 @@ struct AgentService: Kata_Agent_V1_AgentServiceProvider {
         response.initStartedNs = startedNanos
         return response
     }
-
-    /// The answer of every method this agent does not implement yet.
-    private func unimplemented<Response>(_ context: TTRPCCallContext) throws -> Response {
-        log.debug("\(context.service)/\(context.method): unimplemented")
-        throw TTRPCError(
-            .unimplemented,
-            "\(context.service)/\(context.method) is not implemented by kata-agent \(AgentVersion.agent)")
-    }
-
-    // MARK: networking
-
-    func updateInterface(_ request: Kata_Agent_V1_UpdateInterfaceRequest, context: TTRPCCallContext) async throws
-        -> Kata_Agent_V1_Interface { try unimplemented(context) }
-    func listInterfaces(_ request: Kata_Agent_V1_ListInterfacesRequest, context: TTRPCCallContext) async throws
-        -> Kata_Agent_V1_Interfaces { try unimplemented(context) }
-    func updateRoutes(_ request: Kata_Agent_V1_UpdateRoutesRequest, context: TTRPCCallContext) async throws
-        -> Kata_Agent_V1_Routes { try unimplemented(context) }
-    func listRoutes(_ request: Kata_Agent_V1_ListRoutesRequest, context: TTRPCCallContext) async throws
-        -> Kata_Agent_V1_Routes { try unimplemented(context) }
 }

@@ -1,4 +1,4 @@
-// PID-1 duties: console, boot-time mounts, child subreaping, power off. When the agent is not
+// PID-1 duties: console, boot-time mounts, loopback up, child subreaping, power off. When the agent is not
 // PID 1 (tests on the host) it mounts nothing and never reboots anything.
 
 import CShims
@@ -34,6 +34,7 @@ public enum GuestInit {
         try GuestRoot.leaveInitialRootfs(log: log)
         try GuestMounts.mountAll(GuestMounts.bootSequence, log: log)
         attachConsoleIfNeeded(log: log)
+        GuestNetwork.bringLoopbackUpAtBoot(log: log)
     }
 
     /// As the child subreaper on the host, orphans of the agent's future children come back to it

@@ -81,28 +81,48 @@ import Testing
         #expect(await agent.stop() == 0)
     }
 
-    @Test func unimplementedMethodsAnswerCode12NamingTheMethod() async throws {
+    @Test func networkMethodsAnswerWithoutChangingTheHost() async throws {
+        // Read-only calls, and requests refused before anything changes: this agent runs in the
+        // host's network namespace (the real configuration is tested in scratch namespaces,
+        // Tests/NetlinkTests/GuestNetworkTests).
         let (agent, client, _) = try await Self.startAgent()
         let service = Kata_Agent_V1_AgentServiceClient(client)
-        do {
-            _ = try await service.listInterfaces(Kata_Agent_V1_ListInterfacesRequest())
-            Issue.record("ListInterfaces succeeded")
-        } catch let error as TTRPCError {
-            #expect(error.code == .unimplemented)
-            #expect(error.code.rawValue == 12)
-            #expect(error.message.contains("kata.agent.v1.AgentService/ListInterfaces"))
-        }
-        // The networking methods, by their wire names (the container API is implemented:
-        // Tests/AgentContainerTests).
-        for method in ["UpdateInterface", "UpdateRoutes", "ListRoutes"] {
+        let interfaces = try await service.listInterfaces(Kata_Agent_V1_ListInterfacesRequest())
+        #expect(interfaces.interfaces.contains { $0.name == "lo" && $0.addresses.contains { $0.address == "127.0.0.1" } })
+        _ = try await service.listRoutes(Kata_Agent_V1_ListRoutesRequest())
+
+        func expectCode(_ code: TTRPCStatusCode, _ method: String, _ call: () async throws -> Void) async {
             do {
-                _ = try await client.call(service: "kata.agent.v1.AgentService", method: method, payload: [])
+                try await call()
                 Issue.record("\(method) succeeded")
             } catch let error as TTRPCError {
-                #expect(error.code == .unimplemented, "\(method): \(error)")
-                #expect(error.message.contains(method))
+                #expect(error.code == code, "\(method): \(error)")
+                #expect(error.message.contains(method), "\(error)")
+            } catch {
+                Issue.record("\(method): \(error)")
             }
         }
+        // No interface in the request.
+        await expectCode(.invalidArgument, "UpdateInterface") {
+            _ = try await client.call(service: "kata.agent.v1.AgentService", method: "UpdateInterface", payload: [])
+        }
+        var update = Kata_Agent_V1_UpdateInterfaceRequest()
+        update.interface.hwAddr = "02:6b:73:ff:ff:fe"
+        update.interface.name = "ks-none-\(getpid() % 10000)"
+        await expectCode(.notFound, "UpdateInterface") { _ = try await service.updateInterface(update) }
+        var routes = Kata_Agent_V1_UpdateRoutesRequest()
+        var route = Kata_Agent_V1_Route()
+        route.destination = "192.0.2.0/24"
+        route.device = "ks-none-\(getpid() % 10000)"
+        routes.routes.routes = [route]
+        await expectCode(.notFound, "UpdateRoutes") { _ = try await service.updateRoutes(routes) }
+        var neighbors = Kata_Agent_V1_AddARPNeighborsRequest()
+        var neighbor = Kata_Agent_V1_ARPNeighbor()
+        neighbor.toIpAddress.address = "192.0.2.1"
+        neighbor.lladdr = "not-a-mac"
+        neighbor.device = "lo"
+        neighbors.neighbors.neighbors = [neighbor]
+        await expectCode(.invalidArgument, "AddARPNeighbors") { _ = try await service.addARPNeighbors(neighbors) }
         // The container API answers, with a clear error for an unknown container.
         do {
             _ = try await client.call(service: "kata.agent.v1.AgentService", method: "WaitProcess", payload: [])

@@ -591,6 +591,8 @@ public nonisolated struct Kata_Agent_V1_IPAddress: Sendable {
   public init() {}
 }
 
+/// UpdateInterface: the guest link whose MAC is hw_addr (else the one called name) is renamed to
+/// name, gets mtu, exactly these addresses, and is brought up. ListInterfaces answers these too.
 public nonisolated struct Kata_Agent_V1_Interface: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -654,6 +656,9 @@ public nonisolated struct Kata_Agent_V1_ListInterfacesRequest: Sendable {
   public init() {}
 }
 
+/// UpdateRoutes replaces the main-table routes of every device named in the list (link-scope
+/// routes are added before those through a gateway). The family comes from the addresses; a
+/// route naming none (a default route through a device only) is IPv4.
 public nonisolated struct Kata_Agent_V1_Route: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -716,6 +721,74 @@ public nonisolated struct Kata_Agent_V1_ListRoutesRequest: Sendable {
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+}
+
+/// A static neighbour entry (ARP for IPv4, NDP for IPv6) copied from the pod's network namespace.
+public nonisolated struct Kata_Agent_V1_ARPNeighbor: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// prefix_length unused
+  public var toIpAddress: Kata_Agent_V1_IPAddress {
+    get {_toIpAddress ?? Kata_Agent_V1_IPAddress()}
+    set {_toIpAddress = newValue}
+  }
+  /// Returns true if `toIpAddress` has been explicitly set.
+  public var hasToIpAddress: Bool {self._toIpAddress != nil}
+  /// Clears the value of `toIpAddress`. Subsequent reads from it will return its default value.
+  public mutating func clearToIpAddress() {self._toIpAddress = nil}
+
+  /// the interface's name in the guest (as in Interface.name)
+  public var device: String = String()
+
+  /// aa:bb:cc:dd:ee:ff
+  public var lladdr: String = String()
+
+  /// NUD_* bits; 0 means NUD_PERMANENT
+  public var state: Int32 = 0
+
+  /// NTF_* bits
+  public var flags: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _toIpAddress: Kata_Agent_V1_IPAddress? = nil
+}
+
+public nonisolated struct Kata_Agent_V1_ARPNeighbors: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var neighbors: [Kata_Agent_V1_ARPNeighbor] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Kata_Agent_V1_AddARPNeighborsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var neighbors: Kata_Agent_V1_ARPNeighbors {
+    get {_neighbors ?? Kata_Agent_V1_ARPNeighbors()}
+    set {_neighbors = newValue}
+  }
+  /// Returns true if `neighbors` has been explicitly set.
+  public var hasNeighbors: Bool {self._neighbors != nil}
+  /// Clears the value of `neighbors`. Subsequent reads from it will return its default value.
+  public mutating func clearNeighbors() {self._neighbors = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _neighbors: Kata_Agent_V1_ARPNeighbors? = nil
 }
 
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
@@ -2214,6 +2287,124 @@ nonisolated extension Kata_Agent_V1_ListRoutesRequest: SwiftProtobuf.Message, Sw
   }
 
   public static func ==(lhs: Kata_Agent_V1_ListRoutesRequest, rhs: Kata_Agent_V1_ListRoutesRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Kata_Agent_V1_ARPNeighbor: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ARPNeighbor"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}to_ip_address\0\u{1}device\0\u{1}lladdr\0\u{1}state\0\u{1}flags\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._toIpAddress) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.device) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.lladdr) }()
+      case 4: try { try decoder.decodeSingularInt32Field(value: &self.state) }()
+      case 5: try { try decoder.decodeSingularInt32Field(value: &self.flags) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._toIpAddress {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if !self.device.isEmpty {
+      try visitor.visitSingularStringField(value: self.device, fieldNumber: 2)
+    }
+    if !self.lladdr.isEmpty {
+      try visitor.visitSingularStringField(value: self.lladdr, fieldNumber: 3)
+    }
+    if self.state != 0 {
+      try visitor.visitSingularInt32Field(value: self.state, fieldNumber: 4)
+    }
+    if self.flags != 0 {
+      try visitor.visitSingularInt32Field(value: self.flags, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Kata_Agent_V1_ARPNeighbor, rhs: Kata_Agent_V1_ARPNeighbor) -> Bool {
+    if lhs._toIpAddress != rhs._toIpAddress {return false}
+    if lhs.device != rhs.device {return false}
+    if lhs.lladdr != rhs.lladdr {return false}
+    if lhs.state != rhs.state {return false}
+    if lhs.flags != rhs.flags {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Kata_Agent_V1_ARPNeighbors: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ARPNeighbors"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}neighbors\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.neighbors) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.neighbors.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.neighbors, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Kata_Agent_V1_ARPNeighbors, rhs: Kata_Agent_V1_ARPNeighbors) -> Bool {
+    if lhs.neighbors != rhs.neighbors {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Kata_Agent_V1_AddARPNeighborsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AddARPNeighborsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}neighbors\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._neighbors) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._neighbors {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Kata_Agent_V1_AddARPNeighborsRequest, rhs: Kata_Agent_V1_AddARPNeighborsRequest) -> Bool {
+    if lhs._neighbors != rhs._neighbors {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -75,6 +75,7 @@ public protocol Kata_Agent_V1_AgentServiceProvider: Sendable {
     func listInterfaces(_ request: Kata_Agent_V1_ListInterfacesRequest, context: TTRPCCallContext) async throws -> Kata_Agent_V1_Interfaces
     func updateRoutes(_ request: Kata_Agent_V1_UpdateRoutesRequest, context: TTRPCCallContext) async throws -> Kata_Agent_V1_Routes
     func listRoutes(_ request: Kata_Agent_V1_ListRoutesRequest, context: TTRPCCallContext) async throws -> Kata_Agent_V1_Routes
+    func addARPNeighbors(_ request: Kata_Agent_V1_AddARPNeighborsRequest, context: TTRPCCallContext) async throws -> Google_Protobuf_Empty
 }
 
 extension TTRPCServer {
@@ -155,6 +156,9 @@ extension TTRPCServer {
         }
         service.addMethod("ListRoutes") { (request: Kata_Agent_V1_ListRoutesRequest, context) in
             try await provider.listRoutes(request, context: context)
+        }
+        service.addMethod("AddARPNeighbors") { (request: Kata_Agent_V1_AddARPNeighborsRequest, context) in
+            try await provider.addARPNeighbors(request, context: context)
         }
         register(service)
     }
@@ -271,5 +275,9 @@ public struct Kata_Agent_V1_AgentServiceClient: Sendable {
 
     public func listRoutes(_ request: Kata_Agent_V1_ListRoutesRequest, options: TTRPCCallOptions = TTRPCCallOptions()) async throws -> Kata_Agent_V1_Routes {
         try await connection.call(service: Self.serviceName, method: "ListRoutes", request: request, options: options)
+    }
+
+    public func addARPNeighbors(_ request: Kata_Agent_V1_AddARPNeighborsRequest, options: TTRPCCallOptions = TTRPCCallOptions()) async throws -> Google_Protobuf_Empty {
+        try await connection.call(service: Self.serviceName, method: "AddARPNeighbors", request: request, options: options)
     }
 }
