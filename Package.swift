@@ -123,7 +123,7 @@ let package = Package(
         .target(
             name: "Runtime",
             dependencies: [
-                "Shim", "Hypervisor", "AgentAPI", "TTRPC", "ContainerdAPI", "SystemSupport",
+                "Shim", "Hypervisor", "AgentAPI", "TTRPC", "ContainerdAPI", "SystemSupport", "Netlink", "PodNetwork",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

@@ -26,6 +26,8 @@ public enum RuntimeError: Error, CustomStringConvertible {
     case invalidIdentifier(String)
     case shutDown
     case system(operation: String, errno: Int32)
+    /// The pod's network could not be read, wired to the VM, or set up in the guest.
+    case network(operation: String, reason: String)
 
     public var description: String {
         switch self {
@@ -42,6 +44,7 @@ public enum RuntimeError: Error, CustomStringConvertible {
         case .invalidIdentifier(let message): "kata-swift: \(message)"
         case .shutDown: "kata-swift: the sandbox is shut down"
         case .system(let operation, let code): "kata-swift: \(operation): \(String(cString: strerror(code)))"
+        case .network(let operation, let reason): "kata-swift: pod network: \(operation): \(reason)"
         }
     }
 
@@ -59,7 +62,7 @@ public enum RuntimeError: Error, CustomStringConvertible {
         case .alreadyExists: TaskError(.alreadyExists, description)
         case .invalidSpec, .invalidIdentifier, .config: TaskError(.invalidArgument, description)
         case .shutDown: TaskError(.failedPrecondition, description)
-        case .boot, .agentUnreachable, .vmGone: TaskError(.unavailable, description)
+        case .boot, .agentUnreachable, .vmGone, .network: TaskError(.unavailable, description)
         case .agentCall(_, let error):
             switch error.code {
             case .notFound: TaskError(.notFound, description)

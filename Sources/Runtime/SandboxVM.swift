@@ -25,20 +25,26 @@ public final class SandboxVM: Sendable {
     public let paths: SandboxPaths
     public let hypervisor: any Hypervisor
     public let client: TTRPCClient
+    /// The pod's network wired to the VM, if the sandbox has one.
+    let network: PodNetworking?
     public var agent: Kata_Agent_V1_AgentServiceClient { Kata_Agent_V1_AgentServiceClient(client) }
     public var health: Kata_Agent_V1_HealthClient { Kata_Agent_V1_HealthClient(client) }
     let logger: Logger
 
-    private init(sandboxID: String, paths: SandboxPaths, hypervisor: any Hypervisor, client: TTRPCClient, logger: Logger) {
+    private init(
+        sandboxID: String, paths: SandboxPaths, hypervisor: any Hypervisor, client: TTRPCClient, network: PodNetworking?,
+        logger: Logger
+    ) {
         self.sandboxID = sandboxID
         self.paths = paths
         self.hypervisor = hypervisor
         self.client = client
+        self.network = network
         self.logger = logger
     }
 
     /// The hypervisor configuration for this sandbox.
-    static func hypervisorConfig(_ config: RuntimeConfig, paths: SandboxPaths) -> HypervisorConfig {
+    static func hypervisorConfig(_ config: RuntimeConfig, paths: SandboxPaths, network: PodNetworking? = nil) -> HypervisorConfig {
         var extras = config.kernelParams + ["agent.log=\(config.agentLogLevel)"]
         if config.debugConsole { extras.append("agent.debug_console") }
         return HypervisorConfig(
@@ -47,27 +53,42 @@ public final class SandboxVM: Sendable {
             debug: config.logLevel == "debug" || config.logLevel == "trace",
             runtimeDirectory: paths.vmDirectory, hybridVsockPath: config.debugConsole ? paths.hybridVsock : nil,
             qemuBinary: config.qemuPath,
-            sharedDirectories: [SharedDirectory(tag: sharedTag, hostPath: paths.shared)])
+            sharedDirectories: [SharedDirectory(tag: sharedTag, hostPath: paths.shared)],
+            networkInterfaces: network?.interfaces ?? [])
     }
 
     /// Boots the VM and waits for a healthy agent. On failure everything started is torn down.
-    public static func boot(sandboxID: String, config: RuntimeConfig, logger: Logger) async throws(RuntimeError) -> SandboxVM {
+    /// With `network`, the VM gets its NICs and the taps their redirects before the agent is dialled.
+    static func boot(sandboxID: String, config: RuntimeConfig, network: PodNetworking? = nil, logger: Logger) async throws(RuntimeError)
+        -> SandboxVM
+    {
         let paths = try SandboxPaths(sandboxDirectory: config.sandboxDirectory, sandboxID: sandboxID)
         try paths.create()
         let hypervisor: any Hypervisor
         do {
-            hypervisor = try HypervisorFactory.make(hypervisorConfig(config, paths: paths), logger: logger)
+            hypervisor = try HypervisorFactory.make(hypervisorConfig(config, paths: paths, network: network), logger: logger)
             try await hypervisor.start()
         } catch {
             paths.remove(logger: logger)
             throw .boot(reason: error.description, consoleTail: "")
         }
+        if let network {
+            do throws(RuntimeError) {
+                try await network.connect()
+            } catch {
+                await hypervisor.stop(graceSeconds: 1)
+                paths.remove(logger: logger)
+                throw error
+            }
+            logger.info("sandbox \(sandboxID): pod network \(network.pairs.map { "\($0.veth) <-> \($0.tap)" }.joined(separator: ", ")) in \(network.namespacePath)")
+        }
         logger.info("sandbox \(sandboxID): VM started, hypervisor backend: \(hypervisor.backendSummary) (configured: \(config.backend)), waiting for the agent")
         do {
             let client = try await connectAgent(hypervisor, timeoutSeconds: Double(config.agentDialTimeoutSeconds), logger: logger)
-            return SandboxVM(sandboxID: sandboxID, paths: paths, hypervisor: hypervisor, client: client, logger: logger)
+            return SandboxVM(sandboxID: sandboxID, paths: paths, hypervisor: hypervisor, client: client, network: network, logger: logger)
         } catch {
             await hypervisor.stop(graceSeconds: 1)
+            await network?.disconnect(logger: logger)
             paths.remove(logger: logger)
             throw error
         }
@@ -133,6 +154,7 @@ public final class SandboxVM: Sendable {
         }
         await client.close()
         await hypervisor.stop(graceSeconds: 3)
+        await network?.disconnect(logger: logger)
         paths.remove(logger: logger)
     }
 }

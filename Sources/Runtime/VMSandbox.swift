@@ -50,7 +50,8 @@ public actor VMSandbox: Sandbox {
     }
 
     /// The running VM, booting it first if needed (once; concurrent callers share the boot).
-    func readyVM(configPath: String?, hostname: String) async throws(RuntimeError) -> SandboxVM {
+    /// `networkNamespace` is the pod's (the first container's spec: CRI's sandbox container).
+    func readyVM(configPath: String?, hostname: String, networkNamespace: String?) async throws(RuntimeError) -> SandboxVM {
         switch vmState {
         case .ready(let vm): return vm
         case .dead(let state, let tail): throw .vmGone(state: state, consoleTail: tail)
@@ -65,7 +66,9 @@ public actor VMSandbox: Sandbox {
         let sandboxID = self.sandboxID
         let logger = self.logger
         let task = Task { () async throws -> SandboxVM in
-            let vm = try await SandboxVM.boot(sandboxID: sandboxID, config: config, logger: logger)
+            var network: PodNetworking?
+            if let path = networkNamespace { network = try await PodNetworking.scan(namespacePath: path) }
+            let vm = try await SandboxVM.boot(sandboxID: sandboxID, config: config, network: network, logger: logger)
             do {
                 _ = try await vm.agent.createSandbox(.with {
                     $0.sandboxID = sandboxID
@@ -84,9 +87,11 @@ public actor VMSandbox: Sandbox {
                         $0.mountPoint = GuestSpec.guestPodShm
                     }]
                 }, options: TTRPCCallOptions(timeout: .seconds(30)))
+                try await network?.configureGuest(vm.agent)
             } catch {
                 let tail = vm.hypervisor.consoleTail
                 await vm.shutdown(destroySandbox: false)
+                if let error = error as? RuntimeError { throw error }
                 if let error = error as? TTRPCError {
                     throw RuntimeError.agentCall(operation: "CreateSandbox", error)
                 }
@@ -228,7 +233,9 @@ public actor VMSandbox: Sandbox {
     public func createContainer(_ config: ContainerConfig) async throws -> UInt32 {
         try await mapped { () async throws(RuntimeError) -> UInt32 in
             guard containers[config.id] == nil else { throw .alreadyExists("container \(config.id)") }
-            let vm = try await readyVM(configPath: config.configPath, hostname: config.spec.hostname ?? "")
+            let vm = try await readyVM(
+                configPath: config.configPath, hostname: config.spec.hostname ?? "",
+                networkNamespace: config.spec.networkNamespacePath)
             guard containers[config.id] == nil else { throw .alreadyExists("container \(config.id)") }
             // Shared writable, as runc finds it: the guest creates the mount points first and
             // makes the root read-only last when the spec asks (root.readonly).

@@ -38,17 +38,30 @@ public struct OCISpec: Sendable {
         public var readonly: Bool?
     }
 
+    private struct Namespace: Codable {
+        var type: String
+        var path: String?
+    }
+
+    private struct Linux: Codable {
+        var namespaces: [Namespace]?
+    }
+
     private struct Document: Codable {
         var process: OCIProcess?
         var root: Root?
         var hostname: String?
         var annotations: [String: String]?
+        var linux: Linux?
     }
 
     public var process: OCIProcess?
     public var root: Root?
     public var hostname: String?
     public var annotations: [String: String]
+    /// The network namespace the container joins (`linux.namespaces`, type network, with a path):
+    /// for a CRI pod, the one CNI set up.
+    public var networkNamespacePath: String?
     /// The document as containerd wrote it.
     public var json: [UInt8]
 
@@ -63,6 +76,7 @@ public struct OCISpec: Sendable {
         root = document.root
         hostname = document.hostname
         annotations = document.annotations ?? [:]
+        networkNamespacePath = document.linux?.namespaces?.first { $0.type == "network" }?.path.flatMap { $0.isEmpty ? nil : $0 }
         self.json = json
     }
 

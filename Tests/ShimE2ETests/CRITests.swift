@@ -10,9 +10,6 @@ import Testing
 @Suite(.serialized) struct CRITests {
     typealias E2E = VMRuntimeE2ETests
 
-    /// Why the cases that need pod networking inside the guest are skipped for `kata`.
-    static let guestNetworkMissing = "pod networking into the guest (virtio-net, the CNI interfaces) is not wired yet: docs/kubernetes.md"
-
     /// containerd with CNI and the two images CRI needs, in its k8s.io namespace.
     static func start(_ name: String) throws -> ContainerdHarness {
         let containerd = try E2E.start(name)
@@ -70,6 +67,6 @@ import Testing
 
     @Test(.timeLimit(.minutes(20)))
     func criSuiteWithKata() throws {
-        try runSuite(handler: "kata", skipNetwork: Self.guestNetworkMissing)
+        try runSuite(handler: "kata")
     }
 }

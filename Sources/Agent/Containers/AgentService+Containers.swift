@@ -98,13 +98,16 @@ extension AgentService {
                 try? await Task.sleep(for: .milliseconds(20))
             }
         }
+        // An OOM kill that ended the container is often still unreported here (CRI deletes the
+        // task as soon as it exits): read the counter once more before the cgroup goes.
+        let finalOOMCount = c.cgroup?.oomKillCount()
         let result = try? await BlockingThread.run { () -> Result<Void, ContainerError> in
             if c.status != .stopped && c.status != .created { try? c.signalAll(SIGKILL) }
             do throws(ContainerError) { return .success(try c.delete(force: true)) } catch { return .failure(error) }
         }
         for p in record.allProcesses() { await p.streams.stdin.close() }
         StorageMounts.unmountAll(record.storageMounts)
-        await engine.oom.forget(id)
+        await engine.oom.forget(id, finalCount: finalOOMCount)
         await engine.registry.finishRemoval(id)
         log.info("container \(id) removed")
         if case .failure(let error) = result { throw error }

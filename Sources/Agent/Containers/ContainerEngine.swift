@@ -50,7 +50,9 @@ actor OOMWatcher {
         seen[id] = count
     }
 
-    func forget(_ id: String) {
+    /// Stops watching `id`; a counter that grew since the last poll still queues its event.
+    func forget(_ id: String, finalCount: UInt64? = nil) {
+        if let before = seen[id], let finalCount, finalCount > before { queue.append(id) }
         seen[id] = nil
     }
 
