@@ -104,11 +104,11 @@ enum VsockFuzz {
         streams.isEmpty ? nil : streams[Int(index) % streams.count]
     }
 
-    /// A device on three fake-driver queues, as VsockTestGuest in DevicesTests lays them out.
+    /// A device on three fake-driver queues in 128 KiB of guest memory (rings, then buffers).
     final class Guest {
         static let ringBase: UInt64 = 0x1000
-        static let ringSpan: UInt64 = 0x7_0000
-        let memory = HeapGuestMemory(size: 0x10_0000)
+        static let ringSpan: UInt64 = 0x1_4000
+        let memory = HeapGuestMemory(size: 0x2_0000)
         let rx: FakeVirtqueueDriver
         let tx: FakeVirtqueueDriver
         let event: FakeVirtqueueDriver
@@ -117,9 +117,9 @@ enum VsockFuzz {
         let listener: VsockListener
 
         init() throws {
-            rx = try FakeVirtqueueDriver(memory: memory, size: 16, base: GuestAddress(0x1000), dataSize: 0x2_0000)
-            tx = try FakeVirtqueueDriver(memory: memory, size: 16, base: GuestAddress(0x3_0000), dataSize: 0x3_0000)
-            event = try FakeVirtqueueDriver(memory: memory, size: 4, base: GuestAddress(0x7_0000), dataSize: 0x1000)
+            rx = try FakeVirtqueueDriver(memory: memory, size: 16, base: GuestAddress(0x1000), dataSize: 0x8000)
+            tx = try FakeVirtqueueDriver(memory: memory, size: 16, base: GuestAddress(0xa000), dataSize: 0x8000)
+            event = try FakeVirtqueueDriver(memory: memory, size: 4, base: GuestAddress(0x1_4000), dataSize: 0x1000)
             device = VsockDevice(guestCID: VsockFuzz.guestCID, backend: muxer)
             device.queues = [rx.makeQueue(maxSize: 256), tx.makeQueue(maxSize: 256), event.makeQueue(maxSize: 256)]
             listener = try muxer.listen(port: VsockFuzz.listenPort)
