@@ -19,6 +19,21 @@ func LLVMFuzzerRunDriver(
 
 /// The target libFuzzer calls into; set once before the driver starts.
 nonisolated(unsafe) var selectedTarget = FuzzTarget.config
+
+/// Hands argv[0] and `libFuzzerArguments` to libFuzzer's driver, fuzzing `target`.
+func runFuzzer(_ target: FuzzTarget, libFuzzerArguments: [String]) -> Never {
+    selectedTarget = target
+    var argv: [UnsafeMutablePointer<CChar>?] = ([CommandLine.arguments[0]] + libFuzzerArguments).map { strdup($0) } + [nil]
+    var argc = Int32(argv.count - 1)
+    let status = argv.withUnsafeMutableBufferPointer { buffer -> Int32 in
+        var base = buffer.baseAddress!
+        return LLVMFuzzerRunDriver(&argc, &base) { data, size in
+            selectedTarget.run(size == 0 ? [] : Array(UnsafeBufferPointer(start: data, count: size)))
+            return 0
+        }
+    }
+    exit(status)
+}
 #endif
 
 func fail(_ message: String) -> Never {
@@ -84,6 +99,16 @@ let arguments = CommandLine.arguments
 guard arguments.count >= 2 else {
     fail("usage: kata-fuzz list | seed <corpus-dir> | <target> [files, directories or libFuzzer arguments]")
 }
+#if KATA_FUZZ
+// libFuzzer re-runs this binary for -merge, -fork and -jobs with the arguments it was given, which
+// no longer name the target: the environment carries it to those children.
+if FuzzTarget(rawValue: arguments[1]) == nil, let name = getenv("KATA_FUZZ_TARGET"),
+    let target = FuzzTarget(rawValue: String(cString: name))
+{
+    runFuzzer(target, libFuzzerArguments: Array(arguments.dropFirst()))
+}
+#endif
+
 switch arguments[1] {
 case "list":
     for target in FuzzTarget.allCases { print(target.rawValue, target.maxLength) }
@@ -95,18 +120,8 @@ default:
         fail("unknown target \(arguments[1]); targets: \(FuzzTarget.allCases.map(\.rawValue).joined(separator: ", "))")
     }
     #if KATA_FUZZ
-    selectedTarget = target
-    // libFuzzer sees argv[0] and everything after the target name.
-    var argv: [UnsafeMutablePointer<CChar>?] = ([arguments[0]] + arguments.dropFirst(2)).map { strdup($0) } + [nil]
-    var argc = Int32(argv.count - 1)
-    let status = argv.withUnsafeMutableBufferPointer { buffer -> Int32 in
-        var base = buffer.baseAddress!
-        return LLVMFuzzerRunDriver(&argc, &base) { data, size in
-            selectedTarget.run(size == 0 ? [] : Array(UnsafeBufferPointer(start: data, count: size)))
-            return 0
-        }
-    }
-    exit(status)
+    setenv("KATA_FUZZ_TARGET", target.rawValue, 1)
+    runFuzzer(target, libFuzzerArguments: Array(arguments.dropFirst(2)))
     #else
     let files = inputFiles(Array(arguments.dropFirst(2)))
     for file in files {
