@@ -81,7 +81,7 @@ enum FUSEFuzz {
         init?() {
             let base = (ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp") + "/kata-fuzz-fuse.XXXXXX"
             var template = Array(base.utf8CString)
-            guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else { return nil }
+            guard let made = template.withUnsafeMutableBufferPointer({ $0.baseAddress.flatMap(mkdtemp) }) else { return nil }
             path = String(cString: made)
             let manager = FileManager.default
             do {

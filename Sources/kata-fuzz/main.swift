@@ -26,7 +26,7 @@ func runFuzzer(_ target: FuzzTarget, libFuzzerArguments: [String]) -> Never {
     var argv: [UnsafeMutablePointer<CChar>?] = ([CommandLine.arguments[0]] + libFuzzerArguments).map { strdup($0) } + [nil]
     var argc = Int32(argv.count - 1)
     let status = argv.withUnsafeMutableBufferPointer { buffer -> Int32 in
-        var base = buffer.baseAddress!
+        guard var base = buffer.baseAddress else { return 2 }
         return LLVMFuzzerRunDriver(&argc, &base) { data, size in
             selectedTarget.run(size == 0 ? [] : Array(UnsafeBufferPointer(start: data, count: size)))
             return 0
@@ -69,8 +69,10 @@ func inputFiles(_ paths: [String]) -> [String] {
         defer { closedir(dir) }
         var names: [String] = []
         while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-            if !name.hasPrefix(".") { names.append(name) }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                raw.bindMemory(to: CChar.self).baseAddress.map { String(cString: $0) } ?? ""
+            }
+            if !name.isEmpty, !name.hasPrefix(".") { names.append(name) }
         }
         files += names.sorted().map { path + "/" + $0 }
     }
