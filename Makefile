@@ -9,7 +9,7 @@ BUILD := build
 GUEST := $(BUILD)/guest
 SWIFT_BUILD_FLAGS ?=
 
-.PHONY: all deps kernel initramfs agent-initramfs test-initramfs nested-host build test test-unit test-nested bench-nested demo demo-vmm bench soak protos clean
+.PHONY: all deps kernel initramfs agent-initramfs test-initramfs nested-host build test test-unit test-nested bench-nested demo demo-vmm bench soak fuzz protos clean
 
 all: build
 
@@ -87,9 +87,16 @@ SOAK_PODS ?= 10
 soak: kernel agent-initramfs build
 	bench/soak.sh $(SOAK_CYCLES) $(SOAK_PODS)
 
+# libFuzzer with the address sanitizer on every guest- or peer-facing parser, FUZZ_SECONDS each
+# (FUZZ_TARGETS to pick some); new coverage is merged into Tests/Fuzz/corpus (docs/fuzzing.md).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh $(FUZZ_TARGETS)
+
 # Regenerates the committed Swift code from Protos/ and containerd's installed .proto files.
 protos: deps
 	scripts/gen-protos.sh
 
 clean:
-	rm -rf .build .build-agent $(BUILD)
+	rm -rf .build .build-agent .build-fuzz $(BUILD)

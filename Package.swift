@@ -137,6 +137,18 @@ let package = Package(
             dependencies: ["VMM", "Hypervisor", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // Guest PID 1; built fully static for the initramfs by guest-image/build-agent-initramfs.sh.
         .executableTarget(name: "kata-agent", dependencies: ["Agent"]),
+        // Fuzz entry points, one per guest- or peer-facing parser, over the real modules (docs/fuzzing.md).
+        .target(
+            name: "FuzzTargets",
+            dependencies: [
+                "TTRPC", "VirtIO", "VirtIOTestSupport", "GuestMemory", "Devices", "VhostUser", "FUSE", "Runtime",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]),
+        // Replays inputs through a target; the fuzz build (make fuzz) runs libFuzzer on it.
+        .executableTarget(
+            name: "kata-fuzz", dependencies: ["FuzzTargets", .product(name: "Logging", package: "swift-log")]),
 
         // ---- tests
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
@@ -202,6 +214,8 @@ let package = Package(
                 "Netlink", "PodNetwork", "Agent", "AgentAPI", "TTRPC", "SystemSupport",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]),
+        // Replays the fuzz corpus and every crash found (Tests/Fuzz) through each fuzz target.
+        .testTarget(name: "FuzzTests", dependencies: ["FuzzTargets"]),
         // The agent's container API: in-process on this host (root), and in a QEMU/TCG guest.
         .testTarget(
             name: "AgentContainerTests",

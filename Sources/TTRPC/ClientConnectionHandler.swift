@@ -3,9 +3,9 @@
 // All state lives on the channel's event loop.
 import NIOCore
 
-final class ClientConnectionHandler: ChannelInboundHandler {
-    typealias InboundIn = InboundFrame
-    typealias OutboundOut = OutboundFrame
+package final class ClientConnectionHandler: ChannelInboundHandler {
+    package typealias InboundIn = InboundFrame
+    package typealias OutboundOut = OutboundFrame
 
     private struct Pending {
         var promise: EventLoopPromise<[UInt8]>
@@ -18,26 +18,28 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     /// Set once the connection is gone; later calls fail with it at once.
     private var closedError: TTRPCError?
 
-    func handlerAdded(context: ChannelHandlerContext) {
+    package init() {}
+
+    package func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
     }
 
-    func handlerRemoved(context: ChannelHandlerContext) {
+    package func handlerRemoved(context: ChannelHandlerContext) {
         failAll(TTRPCError(.unavailable, "ttrpc: connection closed"))
         self.context = nil
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
+    package func channelInactive(context: ChannelHandlerContext) {
         failAll(TTRPCError(.unavailable, "ttrpc: connection closed"))
         context.fireChannelInactive()
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    package func errorCaught(context: ChannelHandlerContext, error: any Error) {
         failAll(TTRPCError(.unavailable, "ttrpc: connection failed: \(error)"))
         context.close(promise: nil)
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .oversized(let header):
             guard header.type == FrameType.response.rawValue else { return }
@@ -55,7 +57,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     }
 
     /// Sends a request frame and registers `promise` for its response.
-    func start(_ streamID: UInt32, request: [UInt8], timeout: Duration?, promise: EventLoopPromise<[UInt8]>) {
+    package func start(_ streamID: UInt32, request: [UInt8], timeout: Duration?, promise: EventLoopPromise<[UInt8]>) {
         if let closedError {
             promise.fail(closedError)
             return

@@ -3,21 +3,21 @@
 // Payloads above 4 MiB are skipped unread and reported, so the peer can be answered ResourceExhausted.
 import NIOCore
 
-enum FrameType: UInt8, Sendable {
+package enum FrameType: UInt8, Sendable {
     case request = 1
     case response = 2
 }
 
-struct FrameHeader: Hashable, Sendable {
+package struct FrameHeader: Hashable, Sendable {
     static let size = 10
     /// ttrpc's messageLengthMax.
     static let maxPayload = 4 << 20
 
-    var length: UInt32
-    var streamID: UInt32
+    package var length: UInt32
+    package var streamID: UInt32
     /// Raw type byte: a peer may send types we do not know (ttrpc ignores those).
-    var type: UInt8
-    var flags: UInt8
+    package var type: UInt8
+    package var flags: UInt8
 
     init(length: UInt32, streamID: UInt32, type: UInt8, flags: UInt8 = 0) {
         self.length = length
@@ -32,30 +32,30 @@ struct FrameHeader: Hashable, Sendable {
 }
 
 /// What the reader hands up: a whole frame, or the header of one whose payload was too big.
-enum InboundFrame: Sendable {
+package enum InboundFrame: Sendable {
     case frame(FrameHeader, payload: ByteBuffer)
     case oversized(FrameHeader)
 }
 
 /// A frame to send. The payload limit is checked by whoever builds it.
-struct OutboundFrame: Sendable {
+package struct OutboundFrame: Sendable {
     var streamID: UInt32
     var type: FrameType
     var payload: [UInt8]
 }
 
 /// The reader as a pure state machine over a byte buffer, so tests need no channel.
-struct FrameReader {
+package struct FrameReader {
     let maxPayload: Int
     /// Bytes of an oversized payload still to skip.
     private var discarding = 0
 
-    init(maxPayload: Int = FrameHeader.maxPayload) {
+    package init(maxPayload: Int = FrameHeader.maxPayload) {
         self.maxPayload = maxPayload
     }
 
     /// The next frame in `buffer`, consuming it; nil when more bytes are needed.
-    mutating func next(from buffer: inout ByteBuffer) -> InboundFrame? {
+    package mutating func next(from buffer: inout ByteBuffer) -> InboundFrame? {
         while discarding > 0 {
             guard buffer.readableBytes > 0 else { return nil }
             let skipped = min(discarding, buffer.readableBytes)
@@ -93,21 +93,21 @@ extension ByteBuffer {
 }
 
 /// NIO adapter of `FrameReader`. A truncated frame at end of stream is dropped: the peer is gone.
-struct FrameDecoder: ByteToMessageDecoder {
-    typealias InboundOut = InboundFrame
+package struct FrameDecoder: ByteToMessageDecoder {
+    package typealias InboundOut = InboundFrame
     private var reader: FrameReader
 
-    init(maxPayload: Int = FrameHeader.maxPayload) {
+    package init(maxPayload: Int = FrameHeader.maxPayload) {
         reader = FrameReader(maxPayload: maxPayload)
     }
 
-    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+    package mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         guard let frame = reader.next(from: &buffer) else { return .needMoreData }
         context.fireChannelRead(wrapInboundOut(frame))
         return .continue
     }
 
-    mutating func decodeLast(
+    package mutating func decodeLast(
         context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool
     ) throws -> DecodingState {
         while let frame = reader.next(from: &buffer) {
@@ -118,10 +118,12 @@ struct FrameDecoder: ByteToMessageDecoder {
     }
 }
 
-struct FrameEncoder: MessageToByteEncoder {
-    typealias OutboundIn = OutboundFrame
+package struct FrameEncoder: MessageToByteEncoder {
+    package typealias OutboundIn = OutboundFrame
 
-    func encode(data: OutboundFrame, out: inout ByteBuffer) throws {
+    package init() {}
+
+    package func encode(data: OutboundFrame, out: inout ByteBuffer) throws {
         out.writeFrame(data)
     }
 }

@@ -9,9 +9,9 @@ import FoundationEssentials
 import Foundation
 #endif
 
-final class ServerConnectionHandler: ChannelInboundHandler {
-    typealias InboundIn = InboundFrame
-    typealias OutboundOut = OutboundFrame
+package final class ServerConnectionHandler: ChannelInboundHandler {
+    package typealias InboundIn = InboundFrame
+    package typealias OutboundOut = OutboundFrame
 
     private struct Call {
         var task: Task<Void, Never>
@@ -24,31 +24,31 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     private var inFlight: [UInt32: Call] = [:]
     private var context: ChannelHandlerContext?
 
-    init(registry: ServiceRegistry, calls: CallCounter) {
+    package init(registry: ServiceRegistry, calls: CallCounter) {
         self.registry = registry
         self.calls = calls
     }
 
-    func handlerAdded(context: ChannelHandlerContext) {
+    package func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
     }
 
-    func handlerRemoved(context: ChannelHandlerContext) {
+    package func handlerRemoved(context: ChannelHandlerContext) {
         cancelAll()
         self.context = nil
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
+    package func channelInactive(context: ChannelHandlerContext) {
         cancelAll()
         context.fireChannelInactive()
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    package func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // Decoder and socket errors end the connection; calls in flight are cancelled on inactive.
         context.close(promise: nil)
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .oversized(let header):
             guard header.type == FrameType.request.rawValue else { return }

@@ -2,8 +2,10 @@
 import Synchronization
 
 /// Registered services, looked up by every connection of a server.
-final class ServiceRegistry: Sendable {
+package final class ServiceRegistry: Sendable {
     private let services = Mutex<[String: TTRPCService]>([:])
+
+    package init() {}
 
     func register(_ service: TTRPCService) {
         services.withLock { $0[service.name] = service }
@@ -21,8 +23,10 @@ final class ServiceRegistry: Sendable {
 }
 
 /// The number of calls a server is running, across its connections.
-final class CallCounter: Sendable {
+package final class CallCounter: Sendable {
     private let count = Mutex(0)
+
+    package init() {}
 
     func begin() {
         count.withLock { $0 += 1 }
