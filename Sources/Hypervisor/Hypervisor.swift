@@ -55,13 +55,18 @@ public struct HypervisorConfig: Sendable {
     public var qemuBinary: String
     /// Directories shared with the guest over virtio-fs, served by our FUSE server.
     public var sharedDirectories: [SharedDirectory]
+    /// QEMU backend: start QEMU with its seccomp filter (-sandbox on, every optional group denied).
+    public var qemuSandbox: Bool
+    /// QEMU backend: the unprivileged user QEMU switches to once its devices are set up (-runas):
+    /// a user name or "uid:gid". nil: QEMU stays root.
+    public var qemuUser: String?
 
     public init(
         kernelPath: String, initrdPath: String? = nil, cmdlineExtras: [String] = [], vcpus: Int = 1,
         memoryMiB: Int = 256, backend: HypervisorBackendKind = .auto, debug: Bool = false, guestCID: UInt32 = 3,
         runtimeDirectory: String, hybridVsockPath: String? = nil, hybridForwardedPorts: [UInt32] = [],
         consoleOutput: (@Sendable ([UInt8]) -> Void)? = nil, qemuBinary: String = "/usr/bin/qemu-system-x86_64",
-        sharedDirectories: [SharedDirectory] = []
+        sharedDirectories: [SharedDirectory] = [], qemuSandbox: Bool = true, qemuUser: String? = nil
     ) {
         self.kernelPath = kernelPath
         self.initrdPath = initrdPath
@@ -77,6 +82,8 @@ public struct HypervisorConfig: Sendable {
         self.consoleOutput = consoleOutput
         self.qemuBinary = qemuBinary
         self.sharedDirectories = sharedDirectories
+        self.qemuSandbox = qemuSandbox
+        self.qemuUser = qemuUser
     }
 }
 

@@ -47,7 +47,8 @@ public final class SandboxVM: Sendable {
             debug: config.logLevel == "debug" || config.logLevel == "trace",
             runtimeDirectory: paths.vmDirectory, hybridVsockPath: config.debugConsole ? paths.hybridVsock : nil,
             qemuBinary: config.qemuPath,
-            sharedDirectories: [SharedDirectory(tag: sharedTag, hostPath: paths.shared)])
+            sharedDirectories: [SharedDirectory(tag: sharedTag, hostPath: paths.shared)],
+            qemuSandbox: config.qemuSandbox, qemuUser: config.qemuUser)
     }
 
     /// Boots the VM and waits for a healthy agent. On failure everything started is torn down.

@@ -81,6 +81,21 @@ extension String {
 
 /// Process-level facts the tests compare before and after.
 enum HostState {
+    /// fd number → readlink of /proc/<pid>/fd/<n>.
+    static func descriptorTargets(of pid: Int32) -> [Int32: String] {
+        guard let dir = opendir("/proc/\(pid)/fd") else { return [:] }
+        defer { closedir(dir) }
+        var targets: [Int32: String] = [:]
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+            guard let n = Int32(name) else { continue }
+            var buffer = [CChar](repeating: 0, count: 4096)
+            let count = readlink("/proc/\(pid)/fd/\(name)", &buffer, buffer.count - 1)
+            if count >= 0 { targets[n] = String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+        }
+        return targets
+    }
+
     static func openFDCount() -> Int {
         guard let dir = opendir("/proc/self/fd") else { return -1 }
         defer { closedir(dir) }

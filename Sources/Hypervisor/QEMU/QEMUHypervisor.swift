@@ -105,7 +105,14 @@ public final class QEMUHypervisor: Hypervisor {
         }
     }
 
+    /// The user QEMU runs as after setup, resolved by `validate`.
+    private let runAs = Mutex<QEMUUser?>(nil)
+
     private func validate() throws(HypervisorError) {
+        if let name = config.qemuUser {
+            let user = try QEMUUser.resolve(name)
+            runAs.withLock { $0 = user }
+        }
         guard access(config.kernelPath, R_OK) == 0 else { throw .invalidConfig("kernel \(config.kernelPath) is not readable") }
         if let initrd = config.initrdPath, access(initrd, R_OK) != 0 {
             throw .invalidConfig("initrd \(initrd) is not readable")
@@ -171,7 +178,7 @@ public final class QEMUHypervisor: Hypervisor {
         let command = QEMUCommand(
             config: config, accelerator: accelerator, vhostVsockSocket: vhostSocketPath,
             virtioFs: shares.map { QEMUCommand.VirtioFs(tag: $0.tag, socket: $0.socketPath) }, qmpSocket: qmpSocketPath,
-            tscKHz: QEMUCommand.tscKHz(cpuinfo: cpuinfo))
+            tscKHz: QEMUCommand.tscKHz(cpuinfo: cpuinfo), runAs: runAs.withLock { $0 })
         logger.debug("qemu: \(command.arguments.joined(separator: " "))")
         do {
             let process = try ChildProcess(arguments: command.arguments, output: config.consoleOutput)
