@@ -141,7 +141,7 @@ let package = Package(
         .testTarget(name: "BootTests", dependencies: ["Boot", "GuestMemory"]),
         .testTarget(
             name: "VMMTests",
-            dependencies: ["VMM", "Devices", "KVM", "Boot", "GuestMemory", "VirtIO", "VirtIOTestSupport", "SystemSupport"]),
+            dependencies: ["VMM", "Devices", "KVM", "Boot", "GuestMemory", "VirtIO", "VirtIOTestSupport", "SystemSupport", "CShims"]),
         .testTarget(
             name: "VhostUserTests", dependencies: ["VhostUser", "Devices", "VirtIO", "VirtIOTestSupport", "GuestMemory"]),
         .testTarget(
