@@ -5,33 +5,6 @@ import SystemSupport
 import Glibc
 #endif
 
-/// The seccomp policy a VMM thread runs under (ks_thread_filter.c; docs/security.md).
-public enum ThreadConfinement: Sendable {
-    /// vCPU threads: KVM ioctls, futexes, memory, eventfd writes; never a path or a socket.
-    case vcpu
-    /// The virtio device thread: the vCPU set plus the FUSE server's and vsock muxer's calls.
-    case device
-
-    var kind: Int32 {
-        switch self {
-        case .vcpu: Int32(KS_THREAD_VCPU.rawValue)
-        case .device: Int32(KS_THREAD_DEVICE.rawValue)
-        }
-    }
-
-    /// The policy for a thread started by name: the device event loop's thread is "virtio-devices"
-    /// (Sources/VMM/Virtio starts it without saying its kind).
-    static func forThread(named name: String) -> ThreadConfinement? {
-        name == "virtio-devices" ? .device : nil
-    }
-
-    /// Installs the policy on the calling thread (no_new_privs first). Only that thread and the
-    /// threads it creates afterwards are filtered.
-    public func install() throws(Errno) {
-        _ = try shimResult(ks_thread_filter_install(kind))
-    }
-}
-
 /// A POSIX thread that can be kicked out of a blocking KVM_RUN with a signal.
 ///
 /// `kick()` may be called from any thread at any time: the thread marks itself exited (under the

@@ -134,6 +134,13 @@ import Glibc
         let title = QEMUHypervisor.readProcFile("/proc/\(guardPID)/cmdline", limit: 4096)
         #expect(title.hasPrefix("kata-swift vmm-guard\0"), "guard cmdline: \(title.prefix(80))")
         #expect(HostState.descriptorTargets(of: guardPID).keys.sorted() == [0, 1, 2])
+        // Our side: the vhost-user server thread that serves the guest's rings is filtered.
+        let servers = HostState.threads(named: "vhost-user")
+        #expect(!servers.isEmpty)
+        for tid in servers {
+            let threadStatus = QEMUHypervisor.readProcFile("/proc/self/task/\(tid)/status", limit: 8192)
+            #expect(threadStatus.contains("Seccomp:\t2") && threadStatus.contains("NoNewPrivs:\t1"), "\(threadStatus)")
+        }
         await vm.stop()
         #expect(!HostState.processExists(pid))
     }

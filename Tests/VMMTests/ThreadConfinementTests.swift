@@ -1,6 +1,7 @@
 import CShims
 import Glibc
 import Synchronization
+import SystemSupport
 import Testing
 @testable import VMM
 
