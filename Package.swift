@@ -130,6 +130,9 @@ let package = Package(
 
         // ---- executables: thin mains
         .executableTarget(name: "containerd-shim-kata-v2", dependencies: ["Shim", "Runtime"]),
+        // TEST ONLY, never installed: the shim protocol over ScriptedSandbox (no VM), runtime
+        // io.containerd.kata-scripted.v2, for ShimTests and ShimE2ETests where no VM can run.
+        .executableTarget(name: "containerd-shim-kata-scripted-v2", dependencies: ["Shim"]),
         // Throughput of the FUSE server's READ/WRITE and small-file paths vs plain host calls.
         .executableTarget(name: "fuse-bench", dependencies: ["FUSE"]),
         .executableTarget(
@@ -160,7 +163,7 @@ let package = Package(
         .testTarget(name: "BootTests", dependencies: ["Boot", "GuestMemory"]),
         .testTarget(
             name: "VMMTests",
-            dependencies: ["VMM", "Devices", "KVM", "Boot", "GuestMemory", "VirtIO", "VirtIOTestSupport", "SystemSupport"]),
+            dependencies: ["VMM", "Devices", "KVM", "Boot", "GuestMemory", "VirtIO", "VirtIOTestSupport", "SystemSupport", "CShims"]),
         .testTarget(
             name: "VhostUserTests", dependencies: ["VhostUser", "Devices", "VirtIO", "VirtIOTestSupport", "GuestMemory"]),
         .testTarget(

@@ -20,6 +20,14 @@ PACKAGES=(
   qemu-system-x86
 )
 
+# QEMU switches to this dedicated system user once its devices are set up (hypervisor.qemu_user,
+# docs/security.md): no home, no shell, no other process shares its uid.
+qemu_user=kata-swift-qemu
+if ! getent passwd "$qemu_user" >/dev/null; then
+  useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$qemu_user"
+  echo "install-deps: created system user $qemu_user"
+fi
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -57,13 +57,19 @@ public struct HypervisorConfig: Sendable {
     public var sharedDirectories: [SharedDirectory]
     /// The guest's network interfaces (virtio-net over a tap each); in-process backend only.
     public var networkInterfaces: [NetworkInterface]
+    /// QEMU backend: start QEMU with its seccomp filter (-sandbox on, every optional group denied).
+    public var qemuSandbox: Bool
+    /// QEMU backend: the unprivileged user QEMU switches to once its devices are set up (-runas):
+    /// a user name or "uid:gid". nil: QEMU stays root.
+    public var qemuUser: String?
 
     public init(
         kernelPath: String, initrdPath: String? = nil, cmdlineExtras: [String] = [], vcpus: Int = 1,
         memoryMiB: Int = 256, backend: HypervisorBackendKind = .auto, debug: Bool = false, guestCID: UInt32 = 3,
         runtimeDirectory: String, hybridVsockPath: String? = nil, hybridForwardedPorts: [UInt32] = [],
         consoleOutput: (@Sendable ([UInt8]) -> Void)? = nil, qemuBinary: String = "/usr/bin/qemu-system-x86_64",
-        sharedDirectories: [SharedDirectory] = [], networkInterfaces: [NetworkInterface] = []
+        sharedDirectories: [SharedDirectory] = [], networkInterfaces: [NetworkInterface] = [],
+        qemuSandbox: Bool = true, qemuUser: String? = nil
     ) {
         self.kernelPath = kernelPath
         self.initrdPath = initrdPath
@@ -80,6 +86,8 @@ public struct HypervisorConfig: Sendable {
         self.qemuBinary = qemuBinary
         self.sharedDirectories = sharedDirectories
         self.networkInterfaces = networkInterfaces
+        self.qemuSandbox = qemuSandbox
+        self.qemuUser = qemuUser
     }
 }
 

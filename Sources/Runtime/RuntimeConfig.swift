@@ -26,6 +26,13 @@ public struct RuntimeConfig: Equatable, Sendable {
     public var kernelParams: [String] = []
     public var debugConsole = false
     public var qemuPath = "/usr/bin/qemu-system-x86_64"
+    /// QEMU's seccomp filter (-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny).
+    public var qemuSandbox = true
+    /// The unprivileged user QEMU switches to once its devices are set up (-runas): a user name or
+    /// "uid:gid"; nil (`qemu_user = ""`) keeps QEMU root.
+    public var qemuUser: String? = RuntimeConfig.defaultQEMUUser
+    /// The dedicated user scripts/install-deps.sh creates for QEMU.
+    public static let defaultQEMUUser = "kata-swift-qemu"
     // [agent]
     /// How long the shim waits for the agent's first answer after the VM starts.
     public var agentDialTimeoutSeconds = 60
@@ -93,6 +100,7 @@ public struct RuntimeConfig: Equatable, Sendable {
 
         try reader.table("hypervisor", keys: [
             "backend", "kernel", "initrd", "vcpus", "memory_mib", "kernel_params", "debug_console", "qemu_path",
+            "qemu_sandbox", "qemu_user",
         ])
         if let name = try reader.string("hypervisor", "backend") {
             guard let kind = HypervisorBackendKind(rawValue: name) else {
@@ -109,6 +117,13 @@ public struct RuntimeConfig: Equatable, Sendable {
         }
         if let flag = try reader.boolean("hypervisor", "debug_console") { config.debugConsole = flag }
         if let path = try reader.path("hypervisor", "qemu_path") { config.qemuPath = path }
+        if let flag = try reader.boolean("hypervisor", "qemu_sandbox") { config.qemuSandbox = flag }
+        if let user = try reader.string("hypervisor", "qemu_user") {
+            guard user.isEmpty || user.allSatisfy({ $0.isLetter || $0.isNumber || "_-.:".contains($0) }), user.count <= 64 else {
+                throw reader.invalid("hypervisor", "qemu_user", "\"\(user)\" is neither a user name nor \"uid:gid\"")
+            }
+            config.qemuUser = user.isEmpty ? nil : user
+        }
 
         try reader.table("agent", keys: ["dial_timeout_s", "log_level"])
         if let n = try reader.integer("agent", "dial_timeout_s", in: 1...3600) { config.agentDialTimeoutSeconds = n }

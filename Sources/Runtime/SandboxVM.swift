@@ -54,7 +54,8 @@ public final class SandboxVM: Sendable {
             runtimeDirectory: paths.vmDirectory, hybridVsockPath: config.debugConsole ? paths.hybridVsock : nil,
             qemuBinary: config.qemuPath,
             sharedDirectories: [SharedDirectory(tag: sharedTag, hostPath: paths.shared)],
-            networkInterfaces: network?.interfaces ?? [])
+            networkInterfaces: network?.interfaces ?? [],
+            qemuSandbox: config.qemuSandbox, qemuUser: config.qemuUser)
     }
 
     /// Boots the VM and waits for a healthy agent. On failure everything started is torn down.

@@ -24,19 +24,6 @@ public struct SandboxContext: Sendable {
 /// the Shim module does not depend on the runtime.
 public typealias SandboxFactory = @Sendable (SandboxContext) -> any Sandbox
 
-/// Selects the sandbox backend. Only the tests set KATA_SWIFT_TEST_SANDBOX (see ScriptedSandbox).
-public enum SandboxBackend {
-    public static let environmentVariable = "KATA_SWIFT_TEST_SANDBOX"
-
-    static func make(_ context: SandboxContext, factory: SandboxFactory?) -> any Sandbox {
-        if context.environment[environmentVariable] == "scripted" {
-            context.logger.warning("using the scripted TEST backend (\(environmentVariable)=scripted): no isolation, no VM")
-            return ScriptedSandbox()
-        }
-        return factory?(context) ?? UnavailableSandbox()
-    }
-}
-
 /// The shim daemon.
 public enum Daemon {
     /// The inherited listener.
@@ -69,8 +56,8 @@ public enum Daemon {
         let sink: any EventSink = environment["TTRPC_ADDRESS"].map { EventForwarder(address: $0) } ?? DroppingEventSink()
         let events = EventQueue(sink: sink, namespace: flags.namespace, logger: logger)
         let service = TaskService(
-            sandbox: SandboxBackend.make(
-                SandboxContext(sandboxID: flags.id, environment: environment, logger: logger), factory: makeSandbox),
+            sandbox: makeSandbox?(SandboxContext(sandboxID: flags.id, environment: environment, logger: logger))
+                ?? UnavailableSandbox(),
             events: events,
             namespace: flags.namespace, logger: logger
         ) { endSignal.yield("shutdown: no task left") }

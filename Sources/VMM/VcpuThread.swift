@@ -9,6 +9,8 @@ import Glibc
 ///
 /// `kick()` may be called from any thread at any time: the thread marks itself exited (under the
 /// lock) as its last action, so a kick never signals a thread that is gone.
+/// With a `ThreadConfinement`, the thread loads its seccomp filter before it runs `body`, and
+/// `start` returns only once it has (or throws why it could not: the body never runs unfiltered).
 final class VcpuThread: Sendable {
     private struct State {
         var thread = pthread_t()
@@ -30,12 +32,26 @@ final class VcpuThread: Sendable {
 
     init() {}
 
-    func start(name: String, _ body: @escaping @Sendable () -> Void) throws(Errno) {
+    func start(
+        name: String, confinement: ThreadConfinement? = nil, _ body: @escaping @Sendable () -> Void
+    ) throws(Errno) {
         _ = try shimResult(Self.installHandler)
+        let confinement = confinement ?? ThreadConfinement.forThread(named: name)
+        // 0: not yet; 1: filtered (or none asked); -errno: the filter failed and body will not run.
+        let filtered = FilterOutcome()
         let box = Unmanaged.passRetained(Box { [self] in
             _ = ks_set_thread_name(String(name.prefix(15)))
             _ = ks_unblock_signal(VcpuThread.kickSignal)
-            body()
+            var outcome: Int32 = 1
+            if let confinement {
+                do throws(Errno) {
+                    try confinement.install()
+                } catch {
+                    outcome = -error.rawValue
+                }
+            }
+            filtered.value.store(outcome, ordering: .releasing)
+            if outcome == 1 { body() }
             state.withLock { $0.exited = true }
         }).toOpaque()
         var thread = pthread_t()
@@ -56,6 +72,19 @@ final class VcpuThread: Sendable {
             Unmanaged<Box>.fromOpaque(box).release()
             throw Errno(rawValue: rc)
         }
+        var outcome = filtered.value.load(ordering: .acquiring)
+        while outcome == 0 {
+            usleep(100)
+            outcome = filtered.value.load(ordering: .acquiring)
+        }
+        if outcome < 0 {
+            join()
+            throw Errno(rawValue: -outcome)
+        }
+    }
+
+    private final class FilterOutcome: Sendable {
+        let value = Atomic<Int32>(0)
     }
 
     /// Interrupts a blocking call in the thread (KVM_RUN returns EINTR).

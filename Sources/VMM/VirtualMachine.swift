@@ -25,11 +25,14 @@ public struct VMConfig: Sendable {
     /// virtio-mmio devices, in slot order: device i at Layout.virtioMMIOStart + i * 4 KiB with
     /// GSI firstVirtioIRQ + i, announced on a Linux guest's command line.
     public var virtioDevices: [VirtioDeviceSpec]
+    /// vCPU threads load their seccomp allowlist before the first KVM_RUN (ThreadConfinement.vcpu).
+    /// The device thread always loads its own (.device).
+    public var confineVcpus: Bool
 
     public init(
         memorySize: UInt64, vcpus: Int = 1, payload: GuestPayload, cpuTemplate: CPUTemplate = .host,
         irqchip: Bool = true, consoleOutput: @escaping @Sendable ([UInt8]) -> Void = { _ in },
-        virtioDevices: [VirtioDeviceSpec] = []
+        virtioDevices: [VirtioDeviceSpec] = [], confineVcpus: Bool = true
     ) {
         self.memorySize = memorySize
         self.vcpus = vcpus
@@ -38,6 +41,7 @@ public struct VMConfig: Sendable {
         self.irqchip = irqchip
         self.consoleOutput = consoleOutput
         self.virtioDevices = virtioDevices
+        self.confineVcpus = confineVcpus
     }
 }
 
@@ -45,7 +49,8 @@ public struct VMConfig: Sendable {
 ///
 /// `start()` runs one thread per vCPU and one device thread; `wait()` returns why the VM stopped
 /// (after joining every thread); `stop()`, `pause()` and `resume()` may be called from any
-/// thread. Threads: vCPU i is named "vcpu<i>", the device event loop "virtio-devices".
+/// thread. Threads: vCPU i is named "vcpu<i>", the device event loop "virtio-devices"; each loads
+/// its seccomp allowlist (ThreadConfinement) before it runs guest code or serves a device.
 public final class VirtualMachine: Sendable {
     public let vm: VM
     public let memory: MmapGuestMemory
@@ -63,6 +68,7 @@ public final class VirtualMachine: Sendable {
     private let stopping = Atomic<Bool>(false)
     let pauseControl: PauseControl
     private let panicWatch: PanicWatch
+    private let confineVcpus: Bool
 
     public init(config: VMConfig, kvm: Kvm? = nil) throws(VMMError) {
         let kvm = try wrap { () throws(KVMError) -> Kvm in
@@ -174,6 +180,7 @@ public final class VirtualMachine: Sendable {
         self.memory = memory
         self.vcpus = vcpus
         self.threads = vcpus.map { _ in VcpuThread() }
+        self.confineVcpus = config.confineVcpus
         self.virtioSlots = slots
         do {
             self.deviceLoop = slots.isEmpty ? nil : try DeviceEventLoop(slots: slots)
@@ -195,7 +202,7 @@ public final class VirtualMachine: Sendable {
         }
         for (vcpu, thread) in zip(vcpus, threads) {
             do {
-                try thread.start(name: "vcpu\(vcpu.id)") { [self] in runLoop(vcpu) }
+                try thread.start(name: "vcpu\(vcpu.id)", confinement: confineVcpus ? .vcpu : nil) { [self] in runLoop(vcpu) }
             } catch {
                 stop(.runFailed("thread start: \(error)"))
                 throw .startThread(vcpu: vcpu.id, error)

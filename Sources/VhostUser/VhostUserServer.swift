@@ -122,7 +122,17 @@ public final class VhostUserServer: @unchecked Sendable {
             throw .eventLoop(error)
         }
         do throws(Errno) {
-            let worker = try WorkerThread(name: "vhost-user") { [self] in run() }
+            // The thread serves guest-controlled rings: it loads the device policy first, and
+            // never serves unfiltered (QEMU then times out waiting for us, and says so).
+            let worker = try WorkerThread(name: "vhost-user") { [self] in
+                do throws(Errno) {
+                    try ThreadConfinement.device.install()
+                } catch {
+                    logger.error("vhost-user: cannot load the thread's seccomp filter: \(error)")
+                    return
+                }
+                run()
+            }
             thread.withLock { $0 = worker }
         } catch {
             unlink(path)

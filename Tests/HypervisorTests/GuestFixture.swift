@@ -1,5 +1,5 @@
 import CShims
-import Hypervisor
+@testable import Hypervisor
 import SystemSupport
 #if canImport(Glibc)
 import Glibc
@@ -81,6 +81,35 @@ extension String {
 
 /// Process-level facts the tests compare before and after.
 enum HostState {
+    /// Thread ids of this process whose name (comm) is `name`.
+    static func threads(named name: String) -> [Int32] {
+        guard let dir = opendir("/proc/self/task") else { return [] }
+        defer { closedir(dir) }
+        var found: [Int32] = []
+        while let entry = readdir(dir) {
+            let tid = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+            guard let n = Int32(tid) else { continue }
+            let comm = QEMUHypervisor.readProcFile("/proc/self/task/\(tid)/comm", limit: 64)
+            if comm.split(separator: "\n").first.map(String.init) == name { found.append(n) }
+        }
+        return found
+    }
+
+    /// fd number → readlink of /proc/<pid>/fd/<n>.
+    static func descriptorTargets(of pid: Int32) -> [Int32: String] {
+        guard let dir = opendir("/proc/\(pid)/fd") else { return [:] }
+        defer { closedir(dir) }
+        var targets: [Int32: String] = [:]
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+            guard let n = Int32(name) else { continue }
+            var buffer = [CChar](repeating: 0, count: 4096)
+            let count = readlink("/proc/\(pid)/fd/\(name)", &buffer, buffer.count - 1)
+            if count >= 0 { targets[n] = String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+        }
+        return targets
+    }
+
     static func openFDCount() -> Int {
         guard let dir = opendir("/proc/self/fd") else { return -1 }
         defer { closedir(dir) }

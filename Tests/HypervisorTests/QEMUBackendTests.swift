@@ -90,6 +90,61 @@ import Glibc
         iterator = incoming.makeAsyncIterator()
     }
 
+    /// QEMU confined: its seccomp filter is on (Seccomp 2, no_new_privs), it runs as the
+    /// unprivileged user with no capability once the guest runs, and it holds none of our
+    /// descriptors (a file we keep open without CLOEXEC does not reach it; 0 is /dev/null).
+    @Test func qemuRunsFilteredUnprivilegedAndWithoutOurDescriptors() async throws {
+        var config = try GuestFixture.config(name: "confined")
+        config.qemuUser = "65533:65533"
+        let sentinelPath = "/tmp/ks-hv-sentinel-\(getpid())"
+        let sentinel = open(sentinelPath, O_RDWR | O_CREAT, 0o600)  // no O_CLOEXEC: fork would keep it
+        try #require(sentinel >= 0)
+        defer {
+            close(sentinel)
+            unlink(sentinelPath)
+        }
+        let vm = QEMUHypervisor(config: config)
+        try await vm.start()
+        let pid = try #require(vm.pid)
+        let fd = try await Self.connect(vm)  // the guest runs: QEMU has dropped to the user by now
+        try fd.writeAll(Array("y".utf8))
+        #expect(try TestIO.read(fd, count: 1) == Array("y".utf8))
+        let status = QEMUHypervisor.readProcFile("/proc/\(pid)/status", limit: 8192)
+        let fields = Dictionary(status.split(separator: "\n").compactMap { line -> (String, String)? in
+            guard let colon = line.firstIndex(of: ":") else { return nil }
+            return (String(line[..<colon]), line[line.index(after: colon)...].split(whereSeparator: { $0 == "\t" || $0 == " " }).joined(separator: " "))
+        }, uniquingKeysWith: { a, _ in a })
+        #expect(fields["Seccomp"] == "2", "status:\n\(status)")
+        #expect(fields["NoNewPrivs"] == "1")
+        #expect(fields["Uid"] == "65533 65533 65533 65533")
+        #expect(fields["Gid"] == "65533 65533 65533 65533")
+        #expect(fields["CapEff"] == "0000000000000000" && fields["CapPrm"] == "0000000000000000")
+        let fds = HostState.descriptorTargets(of: pid)
+        #expect(fds[0] == "/dev/null")
+        #expect(!fds.values.contains(sentinelPath), "QEMU's fds: \(fds)")
+        // What QEMU holds is its own: pipes to us (1, 2), its sockets, memfd, eventfds, anon inodes.
+        let ours = Set(HostState.descriptorTargets(of: getpid()).values.filter { $0.hasPrefix("/") && $0 != "/dev/null" })
+        #expect(Set(fds.values).intersection(ours).isEmpty, "QEMU's fds: \(fds)")
+        // Its parent is the guard: our child, titled as itself, holding 0-2 only.
+        let stat = QEMUHypervisor.readProcFile("/proc/\(pid)/stat", limit: 1024)
+        let afterName = stat.split(separator: ")").last.map { $0.split(separator: " ") } ?? []
+        let guardPID = try #require(afterName.count > 1 ? Int32(afterName[1]) : nil)
+        let guardStat = QEMUHypervisor.readProcFile("/proc/\(guardPID)/stat", limit: 1024)
+        #expect(guardStat.split(separator: ")").last?.split(separator: " ").dropFirst().first == "\(getpid())")
+        let title = QEMUHypervisor.readProcFile("/proc/\(guardPID)/cmdline", limit: 4096)
+        #expect(title.hasPrefix("kata-swift vmm-guard\0"), "guard cmdline: \(title.prefix(80))")
+        #expect(HostState.descriptorTargets(of: guardPID).keys.sorted() == [0, 1, 2])
+        // Our side: the vhost-user server thread that serves the guest's rings is filtered.
+        let servers = HostState.threads(named: "vhost-user")
+        #expect(!servers.isEmpty)
+        for tid in servers {
+            let threadStatus = QEMUHypervisor.readProcFile("/proc/self/task/\(tid)/status", limit: 8192)
+            #expect(threadStatus.contains("Seccomp:\t2") && threadStatus.contains("NoNewPrivs:\t1"), "\(threadStatus)")
+        }
+        await vm.stop()
+        #expect(!HostState.processExists(pid))
+    }
+
     @Test func fdsAreReleasedAfterStop() async throws {
         let config = try GuestFixture.config(name: "fds", hybrid: true)
         let fdsBefore = HostState.openFDCount()

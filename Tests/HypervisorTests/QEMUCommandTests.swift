@@ -20,6 +20,33 @@ import Testing
         #expect(args.suffix(2) == ["-initrd", "/k/initrd"])
     }
 
+    @Test func sandboxIsOnByDefaultAndRunasSwitchesUser() throws {
+        let config = HypervisorConfig(kernelPath: "/k/vmlinux", runtimeDirectory: "/run/x")
+        let root = QEMUCommand(config: config, accelerator: .tcg, vhostVsockSocket: "/run/x/v.sock", qmpSocket: "/run/x/q.sock", tscKHz: nil)
+        let sandbox = root.arguments.firstIndex(of: "-sandbox").map { root.arguments[$0 + 1] }
+        #expect(sandbox == "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny")
+        #expect(!root.arguments.contains("-runas"))
+        let user = QEMUCommand(
+            config: config, accelerator: .tcg, vhostVsockSocket: "/run/x/v.sock", qmpSocket: "/run/x/q.sock", tscKHz: nil,
+            runAs: QEMUUser(uid: 999, gid: 995))
+        let runas = user.arguments.firstIndex(of: "-runas").map { user.arguments[$0 + 1] }
+        #expect(runas == "999:995")
+        // QEMU's own -runas calls setgid/setuid under its filter, before the guest runs.
+        #expect(user.arguments.contains("on,obsolete=deny,elevateprivileges=allow,spawn=deny,resourcecontrol=deny"))
+        var off = config
+        off.qemuSandbox = false
+        let unfiltered = QEMUCommand(config: off, accelerator: .tcg, vhostVsockSocket: "/run/x/v.sock", qmpSocket: "/run/x/q.sock", tscKHz: nil)
+        #expect(!unfiltered.arguments.contains("-sandbox"))
+    }
+
+    @Test func qemuUserResolvesNamesAndNumbersButNeverRoot() throws {
+        #expect(try QEMUUser.resolve("1234:5678") == QEMUUser(uid: 1234, gid: 5678))
+        #expect(try QEMUUser.resolve("nobody").uid == 65534)
+        #expect(throws: HypervisorError.self) { try QEMUUser.resolve("root") }
+        #expect(throws: HypervisorError.self) { try QEMUUser.resolve("0:0") }
+        #expect(throws: HypervisorError.self) { try QEMUUser.resolve("no-such-user-kata-swift") }
+    }
+
     @Test func eachShareIsAVhostUserFsDeviceWithItsTag() {
         let config = HypervisorConfig(kernelPath: "/k/vmlinux", runtimeDirectory: "/run/x")
         let command = QEMUCommand(

@@ -21,6 +21,8 @@ import Testing
             kernel_params = "quiet  loglevel=3"
             debug_console = true
             qemu_path = "/opt/qemu"
+            qemu_sandbox = false
+            qemu_user = "1000:1000"
 
             [agent]
             dial_timeout_s = 30
@@ -38,6 +40,8 @@ import Testing
         #expect(config.kernelParams == ["quiet", "loglevel=3"])
         #expect(config.debugConsole)
         #expect(config.qemuPath == "/opt/qemu")
+        #expect(!config.qemuSandbox)
+        #expect(config.qemuUser == "1000:1000")
         #expect(config.agentDialTimeoutSeconds == 30)
         #expect(config.agentLogLevel == "debug")
         #expect(config.logLevel == "warning")
@@ -79,6 +83,15 @@ import Testing
             try RuntimeConfig.parse("[agent]\ndial_timeout_s = [1]\n", file: Self.file)
         }
         #expect(error?.description == "configuration \(Self.file):2: agent.dial_timeout_s must be of type integer, not array")
+    }
+
+    @Test func qemuConfinementDefaultsOnAndCanBeTurnedOff() throws {
+        let defaults = RuntimeConfig()
+        #expect(defaults.qemuSandbox)
+        #expect(defaults.qemuUser == "kata-swift-qemu")
+        #expect(try RuntimeConfig.parse("[hypervisor]\nqemu_user = \"\"\n", file: Self.file).qemuUser == nil)
+        #expect(throws: ConfigError.self) { try RuntimeConfig.parse("[hypervisor]\nqemu_user = \"a b\"\n", file: Self.file) }
+        #expect(throws: ConfigError.self) { try RuntimeConfig.parse("[hypervisor]\nqemu_sandbox = \"yes\"\n", file: Self.file) }
     }
 
     @Test func invalidValuesAreErrors() {

@@ -30,20 +30,58 @@ import Shim
         #expect(log.contains("kata-swift"), "containerd log lacks the shim's lines")
     }
 
-    @Test func ctrRunThroughScriptedTestBackend() async throws {
-        let containerd = try ContainerdHarness(name: "scripted", extraEnvironment: ["KATA_SWIFT_TEST_SANDBOX": "scripted"])
+    @Test func ctrRunThroughScriptedTestShim() async throws {
+        // The scripted test shim is a separate, never installed binary (runtime
+        // io.containerd.kata-scripted.v2); containerd finds it on the same PATH as ours.
+        let containerd = try ContainerdHarness(name: "scripted")
         defer { containerd.stop() }
+        let scripted = URL(fileURLWithPath: shimBinaryPath()).deletingLastPathComponent()
+            .appendingPathComponent("containerd-shim-kata-scripted-v2").path
+        try FileManager.default.createSymbolicLink(atPath: containerd.shimDirectory + "/containerd-shim-kata-scripted-v2",
+                                                   withDestinationPath: scripted)
         try containerd.importBusybox("docker.io/library/busybox:e2e")
-        let run = try containerd.ctr(["run", "--rm", "--runtime", "io.containerd.kata.v2",
+        let runtime = "io.containerd.kata-scripted.v2"
+        let run = try containerd.ctr(["run", "--rm", "--runtime", runtime,
                                       "docker.io/library/busybox:e2e", "s1", "echo", "hello", "from", "the", "shim"])
         #expect(run.status == 0, "ctr said: \(run.stderr)")
         #expect(run.stdout == "hello from the shim\n")
-        let failed = try containerd.ctr(["run", "--rm", "--runtime", "io.containerd.kata.v2",
+        let failed = try containerd.ctr(["run", "--rm", "--runtime", runtime,
                                          "docker.io/library/busybox:e2e", "s2", "exit", "3"])
         #expect(failed.status == 3, "ctr said: \(failed.stderr)")
         #expect(try containerd.ctr(["tasks", "ls", "-q"]).stdout.isEmpty)
-        #expect(waitUntil { containerd.shimProcesses().isEmpty }, "shim processes left: \(containerd.shimProcesses())")
+        #expect(waitUntil { processes(running: scripted, for: containerd).isEmpty },
+                "shim processes left: \(processes(running: scripted, for: containerd))")
         #expect(containerd.mountsBelow().isEmpty, "mounts left: \(containerd.mountsBelow())")
         #expect(!FileManager.default.fileExists(atPath: containerd.shimSocket(group: "s1").path))
+    }
+
+    @Test func shippedShimIgnoresTheOldTestSandboxVariable() async throws {
+        // The variable that once turned the production shim into the scripted sandbox: now the
+        // shipped shim still boots a VM (here: fails to, naming the missing kernel).
+        let configPath = "/tmp/ks-e2e-novar-\(getpid()).toml"
+        try "[hypervisor]\nkernel = \"/nonexistent/kata-swift/vmlinux\"\n".write(toFile: configPath, atomically: true, encoding: .utf8)
+        defer { unlink(configPath) }
+        let containerd = try ContainerdHarness(
+            name: "novar", extraEnvironment: ["KATA_SWIFT_TEST_SANDBOX": "scripted", "KATA_CONF_FILE": configPath])
+        defer { containerd.stop() }
+        try containerd.importBusybox("docker.io/library/busybox:e2e")
+        let run = try containerd.ctr(["run", "--rm", "--runtime", "io.containerd.kata.v2",
+                                      "docker.io/library/busybox:e2e", "v1", "echo", "hello"])
+        #expect(run.status != 0)
+        #expect(run.stdout.isEmpty)
+        #expect(run.stderr.contains("/nonexistent/kata-swift/vmlinux"), "ctr said: \(run.stderr)")
+        #expect(waitUntil { containerd.shimProcesses().isEmpty }, "shim processes left: \(containerd.shimProcesses())")
+    }
+}
+
+/// Pids of processes running `binary` whose command line names this containerd's socket.
+private func processes(running binary: String, for containerd: ContainerdHarness) -> [Int32] {
+    let resolved = URL(fileURLWithPath: binary).resolvingSymlinksInPath().path
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    return entries.compactMap { Int32($0) }.filter { pid in
+        guard let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe"), exe == resolved,
+              let cmdline = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)
+        else { return false }
+        return cmdline.contains(containerd.socket)
     }
 }

@@ -9,15 +9,16 @@ import Synchronization
 import TTRPC
 @testable import Shim
 
-/// The shim binary built next to the test bundle.
+/// The scripted test shim built next to the test bundle: the same shim protocol (ShimMain) as
+/// containerd-shim-kata-v2, over ScriptedSandbox instead of a VM.
 func shimBinary() throws -> String {
     var directory = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
     for _ in 0..<4 {
-        let candidate = directory.appendingPathComponent("containerd-shim-kata-v2").path
+        let candidate = directory.appendingPathComponent("containerd-shim-kata-scripted-v2").path
         if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
         directory = directory.deletingLastPathComponent()
     }
-    throw HarnessFailure(description: "containerd-shim-kata-v2 not built next to \(CommandLine.arguments[0])")
+    throw HarnessFailure(description: "containerd-shim-kata-scripted-v2 not built next to \(CommandLine.arguments[0])")
 }
 
 struct HarnessFailure: Error, CustomStringConvertible {
@@ -82,7 +83,6 @@ final class RunningShim {
         try await eventsServer.listen(unixSocketPath: eventsPath)
         environment = ProcessInfo.processInfo.environment
         environment["TTRPC_ADDRESS"] = eventsPath
-        environment[SandboxBackend.environmentVariable] = "scripted"
     }
 
     /// A bundle for `id` with a `log` FIFO drained into `<bundle>.log`, as containerd prepares it.

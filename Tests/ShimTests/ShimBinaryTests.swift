@@ -1,5 +1,5 @@
 // The real binary, driven as containerd drives it: start/delete protocol and every task method
-// over a real Unix socket, against the daemon running the scripted test backend.
+// over a real Unix socket, against the scripted test shim (the same ShimMain, no VM).
 
 import ContainerdAPI
 import Foundation
@@ -9,6 +9,19 @@ import TTRPC
 @testable import Shim
 
 @Suite(.serialized) struct ShimBinaryTests {
+    @Test func shippedShimCarriesNoScriptedSandbox() throws {
+        // The test backend lives only in containerd-shim-kata-scripted-v2: the shipped binary has
+        // neither its code (symbols) nor the environment variable that once selected it.
+        let scripted = try shimBinary()
+        let shipped = URL(fileURLWithPath: scripted).deletingLastPathComponent()
+            .appendingPathComponent("containerd-shim-kata-v2").path
+        let shippedBytes = try Data(contentsOf: URL(fileURLWithPath: shipped))
+        let scriptedBytes = try Data(contentsOf: URL(fileURLWithPath: scripted))
+        #expect(scriptedBytes.range(of: Data("ScriptedSandbox".utf8)) != nil)  // the probe finds it where it is
+        #expect(shippedBytes.range(of: Data("ScriptedSandbox".utf8)) == nil)
+        #expect(shippedBytes.range(of: Data("KATA_SWIFT_TEST_SANDBOX".utf8)) == nil)
+    }
+
     @Test func startPrintsOnlyTheAddressAndDaemonizes() async throws {
         try await withShim("start") { shim in
             let bundle = try shim.bundle("t1")

@@ -16,11 +16,24 @@
 /// signal mask cleared and every signal at its default. Stores the pid. 0 or -errno.
 int ks_hv_spawn(const char *path, char *const argv[], char *const envp[], int out_fd, pid_t *pid);
 
-/// Like ks_hv_spawn, with fork/exec so the child also gets PR_SET_PDEATHSIG(SIGKILL): it dies with
-/// the *calling thread* (call it from a thread that lives as long as the child, e.g. its reaper).
-/// The child runs only async-signal-safe calls before execve. Exec failures are reported through
-/// a CLOEXEC pipe as -errno.
-int ks_hv_spawn_tied(const char *path, char *const argv[], char *const envp[], int out_fd, pid_t *pid);
+/// What a guard reports to its caller: an errno, or the VMM's pid.
+struct ks_hv_spawn_report {
+    int error;
+    int pid;
+};
+
+/// Starts a VMM under a guard process, as a jailer would, for VMMs that drop their own privileges
+/// (QEMU's -runas clears PR_SET_PDEATHSIG, which would let the VMM outlive a killed shim).
+/// The guard is a fork of the caller: PR_SET_PDEATHSIG(SIGUSR2) ties it to the *calling thread*
+/// (call it from a thread that lives as long as the VMM, e.g. its reaper); it closes every fd but
+/// 0-2 (stdin /dev/null, stdout and stderr onto `out_fd`), forks the VMM into a process group of
+/// its own (pgid = pid, signal mask cleared, every signal at its default, PR_SET_PDEATHSIG(SIGKILL)
+/// towards the guard), and waits: when the VMM ends, the guard exits with its status (128 + signal
+/// when killed); when the calling thread dies, the guard SIGKILLs the VMM's group first. So the
+/// VMM holds exactly fds 0-2 of ours, and waiting for the guard is waiting for the VMM.
+/// Stores both pids. 0 or -errno (also the VMM's exec failure).
+int ks_hv_spawn_guarded(const char *path, char *const argv[], char *const envp[], int out_fd, pid_t *guard,
+                        pid_t *vmm);
 
 /// waitpid(pid, &status, nohang ? WNOHANG : 0), retrying EINTR. Returns the pid (0 when nohang
 /// and still running) or -errno. `*exit_code` is the exit status, or 128 + signal when killed.

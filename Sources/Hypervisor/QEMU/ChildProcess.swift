@@ -7,11 +7,17 @@ import Glibc
 
 /// A spawned VMM process in its own process group, with its stdout/stderr captured.
 ///
-/// A reaper thread blocks in waitpid and records the exit; a reader thread drains the output
-/// pipe into `output` and a bounded tail. `kill` signals the whole group, so anything the VMM
-/// started goes too. Nothing is left behind: the reaper always reaps.
+/// The VMM runs under a guard (ks_hv_spawn_guarded): it inherits none of our descriptors but its
+/// output pipe, and it dies with the reaper thread even after it has changed its own user (QEMU's
+/// -runas). A reaper thread blocks in waitpid on the guard, which exits with the VMM's status,
+/// and records the exit; a reader thread drains the output pipe into `output` and a bounded tail.
+/// `signal` signals the VMM's whole group, so anything the VMM started goes too. Nothing is left
+/// behind: the reaper always reaps.
 final class ChildProcess: Sendable {
+    /// The VMM's pid (and process group).
     let pid: pid_t
+    /// The guard's pid: our child, the one waited for.
+    let guardPID: pid_t
     private let exit = ExitState()
     private final class Tail: Sendable {
         let bytes = Mutex<[UInt8]>([])
@@ -29,35 +35,38 @@ final class ChildProcess: Sendable {
         let readEnd = FileDescriptor(owning: pipeFDs[0])
         let writeEnd = WriteEnd(FileDescriptor(owning: pipeFDs[1]))
         let outputDone = OutputDone()
-        // The reaper thread spawns the child (so PR_SET_PDEATHSIG ties QEMU to a thread that lives
-        // until the child is reaped: if this process dies, QEMU dies too) and then waits for it.
-        let spawned = Mutex<Result<pid_t, Errno>?>(nil)
+        // The reaper thread spawns the guard (PR_SET_PDEATHSIG ties it to a thread that lives
+        // until the guard is reaped: if this process dies, the guard kills QEMU) and waits for it.
+        let spawned = Mutex<Result<(guard: pid_t, vmm: pid_t), Errno>?>(nil)
         let exit = self.exit
         let reaperThread: WorkerThread
         do {
             reaperThread = try WorkerThread(name: "vmm-reaper") {
-                var child: pid_t = 0
+                var guardPID: pid_t = 0
+                var vmm: pid_t = 0
                 let rc = Self.withCStrings(arguments) { argv in
                     Self.withCStrings(["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]) { envp in
-                        ks_hv_spawn_tied(path, argv, envp, writeEnd.rawValue, &child)
+                        ks_hv_spawn_guarded(path, argv, envp, writeEnd.rawValue, &guardPID, &vmm)
                     }
                 }
-                // Only the child holds the write end now: the reader sees EOF when it exits.
+                // Only the guard and the VMM hold the write end now: the reader sees EOF when both end.
                 writeEnd.close()
-                spawned.withLock { $0 = rc == 0 ? .success(child) : .failure(Errno(rawValue: -rc)) }
+                spawned.withLock { $0 = rc == 0 ? .success((guardPID, vmm)) : .failure(Errno(rawValue: -rc)) }
                 guard rc == 0 else { return }
-                Self.reap(child, exit: exit, outputDone: outputDone)
+                Self.reap(guard: guardPID, vmm: vmm, exit: exit, outputDone: outputDone)
             }
         } catch {
             throw .process(operation: "reaper thread", error)
         }
-        var outcome: Result<pid_t, Errno>?
+        var outcome: Result<(guard: pid_t, vmm: pid_t), Errno>?
         while outcome == nil {
             outcome = spawned.withLock { $0 }
             if outcome == nil { usleep(1000) }
         }
         switch outcome {
-        case .success(let child)?: pid = child
+        case .success(let pids)?:
+            pid = pids.vmm
+            guardPID = pids.guard
         case .failure(let error)?:
             reaperThread.join()
             throw .process(operation: "spawn \(path)", error)
@@ -102,12 +111,12 @@ final class ChildProcess: Sendable {
         let flag = Atomic<Bool>(false)
     }
 
-    private static func reap(_ pid: pid_t, exit: ExitState, outputDone: OutputDone) {
+    private static func reap(guard guardPID: pid_t, vmm: pid_t, exit: ExitState, outputDone: OutputDone) {
         var code: Int32 = 0
-        let rc = ks_hv_wait(pid, 0, &code)
+        let rc = ks_hv_wait(guardPID, 0, &code)
         let status = rc < 0 ? Int32(-1) : code
         // The group may hold helpers of the VMM; they go with it.
-        _ = ks_hv_kill_group(pid, SIGKILL)
+        _ = ks_hv_kill_group(vmm, SIGKILL)
         // Let the reader drain the last console bytes before anyone hears of the exit.
         for _ in 0..<200 where !outputDone.flag.load(ordering: .acquiring) { usleep(10_000) }
         let waiters = exit.state.withLock { e -> [@Sendable (Int32) -> Void] in

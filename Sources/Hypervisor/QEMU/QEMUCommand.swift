@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The qemu-system-x86_64 command line for one VM: a microvm without ACPI, guest RAM in a shared
 /// memfd (vhost-user needs it), serial console on stdio, vsock through vhost-user to our backend.
 /// QEMU 7.2's vhost-user-vsock-device has no guest-cid property: the guest reads its CID from
@@ -32,6 +36,10 @@ struct QEMUCommand: Equatable, Sendable {
     var guestCID: UInt32
     var qmpSocket: String
     var debug: Bool
+    /// QEMU's seccomp filter (-sandbox) on.
+    var sandbox: Bool
+    /// The user QEMU switches to before the guest runs (-runas uid:gid); nil: it stays root.
+    var runAs: QEMUUser?
 
     /// Kernel arguments every QEMU guest gets: serial console, reboot by triple fault (QEMU exits
     /// with -no-reboot), no panic wait.
@@ -52,7 +60,7 @@ struct QEMUCommand: Equatable, Sendable {
 
     init(
         config: HypervisorConfig, accelerator: QEMUAccelerator, vhostVsockSocket: String, virtioFs: [VirtioFs] = [],
-        networks: [Network] = [], qmpSocket: String, tscKHz: Int?
+        networks: [Network] = [], qmpSocket: String, tscKHz: Int?, runAs: QEMUUser? = nil
     ) {
         self.virtioFs = virtioFs
         self.networks = networks
@@ -70,6 +78,18 @@ struct QEMUCommand: Equatable, Sendable {
         guestCID = config.guestCID
         self.qmpSocket = qmpSocket
         debug = config.debug
+        sandbox = config.qemuSandbox
+        self.runAs = runAs
+    }
+
+    /// -sandbox: QEMU's seccomp filter, installed before it parses devices, with every optional
+    /// group denied: obsolete system calls, set*uid/gid, fork/exec, and scheduler/affinity/
+    /// resource changes. With -runas, QEMU itself calls setgid/setgroups/setuid after the filter is
+    /// in place (just before the guest starts), so elevateprivileges must allow it there: once it
+    /// has set every id to the unprivileged user and holds no capability, set*id can only switch
+    /// among that user's own ids, and no guest code has run while it was still root.
+    var sandboxOption: String {
+        "on,obsolete=deny,elevateprivileges=\(runAs == nil ? "deny" : "allow"),spawn=deny,resourcecontrol=deny"
     }
 
     var arguments: [String] {
@@ -100,10 +120,45 @@ struct QEMUCommand: Equatable, Sendable {
                 "-device", "virtio-net-device,netdev=netdev\(index),mac=\(net.mac),host_mtu=\(net.mtu)",
             ]
         }
+        if sandbox { a += ["-sandbox", sandboxOption] }
+        if let runAs { a += ["-runas", "\(runAs.uid):\(runAs.gid)"] }
         a += ["-kernel", kernelPath, "-append", cmdline]
         if let initrdPath { a += ["-initrd", initrdPath] }
         if debug { a += ["-d", "guest_errors"] }
         return a
+    }
+}
+
+/// An unprivileged user for QEMU (-runas): a user name or "uid:gid", resolved once.
+public struct QEMUUser: Equatable, Sendable {
+    public var uid: UInt32
+    public var gid: UInt32
+
+    public init(uid: UInt32, gid: UInt32) {
+        self.uid = uid
+        self.gid = gid
+    }
+
+    /// Resolves `name` (a user in the password database, or numeric "uid:gid"); refuses root.
+    public static func resolve(_ name: String) throws(HypervisorError) -> QEMUUser {
+        let user: QEMUUser
+        let parts = name.split(separator: ":", omittingEmptySubsequences: false)
+        if parts.count == 2, let uid = UInt32(parts[0]), let gid = UInt32(parts[1]) {
+            user = QEMUUser(uid: uid, gid: gid)
+        } else {
+            var entry = passwd()
+            var result: UnsafeMutablePointer<passwd>?
+            var buffer = [CChar](repeating: 0, count: 4096)
+            let rc = getpwnam_r(name, &entry, &buffer, buffer.count, &result)
+            guard rc == 0, result != nil else {
+                throw .invalidConfig(
+                    "QEMU user \"\(name)\" does not exist: create it (scripts/install-deps.sh adds kata-swift-qemu), "
+                        + "name another with hypervisor.qemu_user, or set it to \"\" to run QEMU as root")
+            }
+            user = QEMUUser(uid: entry.pw_uid, gid: entry.pw_gid)
+        }
+        guard user.uid != 0, user.gid != 0 else { throw .invalidConfig("QEMU user \"\(name)\" is root; -runas needs an unprivileged user") }
+        return user
     }
 }
 

@@ -109,7 +109,14 @@ public final class QEMUHypervisor: Hypervisor {
         }
     }
 
+    /// The user QEMU runs as after setup, resolved by `validate`.
+    private let runAs = Mutex<QEMUUser?>(nil)
+
     private func validate() throws(HypervisorError) {
+        if let name = config.qemuUser {
+            let user = try QEMUUser.resolve(name)
+            runAs.withLock { $0 = user }
+        }
         guard access(config.kernelPath, R_OK) == 0 else { throw .invalidConfig("kernel \(config.kernelPath) is not readable") }
         if let initrd = config.initrdPath, access(initrd, R_OK) != 0 {
             throw .invalidConfig("initrd \(initrd) is not readable")
@@ -187,7 +194,7 @@ public final class QEMUHypervisor: Hypervisor {
             virtioFs: shares.map { QEMUCommand.VirtioFs(tag: $0.tag, socket: $0.socketPath) },
             networks: nets.map { QEMUCommand.Network(socket: $0.socketPath, mac: $0.macText, mtu: $0.interface.mtu) },
             qmpSocket: qmpSocketPath,
-            tscKHz: QEMUCommand.tscKHz(cpuinfo: cpuinfo))
+            tscKHz: QEMUCommand.tscKHz(cpuinfo: cpuinfo), runAs: runAs.withLock { $0 })
         logger.debug("qemu: \(command.arguments.joined(separator: " "))")
         do {
             let process = try ChildProcess(arguments: command.arguments, output: config.consoleOutput)

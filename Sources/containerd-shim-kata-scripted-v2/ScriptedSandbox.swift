@@ -1,7 +1,8 @@
 // TEST BACKEND, not a runtime: a sandbox whose "processes" are tiny scripts run in-process, chosen
 // by the process's args. It lets the real daemon be driven end to end (sockets, FIFOs, events,
-// state machines) where no VM can run. The daemon uses it only when KATA_SWIFT_TEST_SANDBOX=scripted
-// is set in its environment (see docs/shim.md); production uses UnavailableSandbox for now.
+// state machines) where no VM can run. It lives only in the test executable
+// containerd-shim-kata-scripted-v2 (runtime io.containerd.kata-scripted.v2), never in the shipped
+// shim, which has no way to run a container without a VM (docs/shim.md, docs/security.md).
 //
 // Scripts (args[0]):
 //   echo WORDS...      writes "WORDS\n" to stdout, exits 0
@@ -12,18 +13,19 @@
 //   anything else      runs until signalled; exits 128+signal
 // A signal ends any running script with 128+signal; the init's exit kills the container's execs.
 
+import Shim
 import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// An error the scripted backend raises on purpose or for a bad request.
-public struct ScriptedSandboxError: Error, CustomStringConvertible, Equatable {
+struct ScriptedSandboxError: Error, CustomStringConvertible, Equatable {
     public var description: String
 }
 
 /// The scripted test backend.
-public actor ScriptedSandbox: Sandbox {
+actor ScriptedSandbox: Sandbox {
     private final class Script {
         let args: [String]
         let stdio: ProcessStdio
