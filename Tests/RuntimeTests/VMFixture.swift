@@ -66,14 +66,18 @@ enum VMFixture {
     }
 
     /// Pids of QEMU processes that are children of this test process.
+    /// QEMU processes started by this process: children of our guard processes (ks_hv_spawn_guarded).
     static func qemuChildren() -> [Int32] {
         let me = getpid()
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        return entries.compactMap { Int32($0) }.filter { pid in
+        func parent(_ pid: Int32) -> Int32? {
             guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-                  let close = stat.lastIndex(of: ")") else { return false }
+                  let close = stat.lastIndex(of: ")") else { return nil }
             let fields = stat[stat.index(after: close)...].split(separator: " ")
-            guard fields.count > 2, Int32(fields[1]) == me else { return false }
+            return fields.count > 2 ? Int32(fields[1]) : nil
+        }
+        return entries.compactMap { Int32($0) }.filter { pid in
+            guard let guardPID = parent(pid), parent(guardPID) == me else { return false }
             let comm = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)) ?? ""
             return comm.hasPrefix("qemu")
         }
