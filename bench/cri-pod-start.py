@@ -1,11 +1,13 @@
 #!/usr/bin/python3
-"""Pod start through containerd's CRI plugin, handler runc vs kata, side by side in one run.
+"""Pod start and TCP throughput host to pod through containerd's CRI plugin, runc vs kata.
 
-    bench/cri-pod-start.py SOCKET RUNS WORKDIR
+    bench/cri-pod-start.py SOCKET RUNS WORKDIR [MEGABYTES(128)]
 
-One sample: RunPodSandbox, CreateContainer + StartContainer of `echo ready`, until the line is in
-the container's CRI log (what kubelet would see first), then the pod is stopped and removed
-(not timed). The handlers alternate; prints the median of each and kata/runc. Needs what
+Pod start, one sample: RunPodSandbox, CreateContainer + StartContainer of `echo ready`, until the
+line is in the container's CRI log (what kubelet would see first), then the pod is stopped and
+removed (not timed). Throughput: a pod runs `nc -l -p 5001 > /dev/null`; the host connects to the
+pod IP and sends MEGABYTES; timed from connect to the receiver closing. The handlers alternate;
+prints the median of each and kata/runc. Needs what
 Tests/CRI/suite.py needs (containerd with CNI, localhost/pause and localhost/busybox in k8s.io):
 scripts/bench.sh sets it up.
 """
@@ -37,8 +39,39 @@ def sample(s, handler):
     return elapsed
 
 
+def throughput(s, handler, megabytes):
+    import socket as sockets
+    s.args.handler = handler
+    config = s.pod_config(f"tcp-{handler}")
+    pod = s.run_pod(config)
+    s.container(pod, config, "sink", ["sh", "-c", "nc -l -p 5001 > /dev/null"])
+    ip = s.pod_ip(pod)
+    chunk = b"x" * (1 << 20)
+    deadline = time.time() + 120
+    while True:
+        try:
+            conn = sockets.create_connection((ip, 5001), timeout=10)
+            break
+        except OSError:
+            if time.time() > deadline:
+                raise SystemExit(f"cri-pod-start: {handler}: {ip}:5001 never accepted")
+            time.sleep(0.2)
+    t0 = time.time()
+    for _ in range(megabytes):
+        conn.sendall(chunk)
+    conn.shutdown(sockets.SHUT_WR)
+    conn.settimeout(300)
+    while conn.recv(65536):
+        pass
+    elapsed = time.time() - t0
+    conn.close()
+    s.remove_pods()
+    return megabytes / elapsed
+
+
 def main():
     socket, runs, work = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    megabytes = int(sys.argv[4]) if len(sys.argv) > 4 else 128
     args = type("Args", (), {"socket": socket, "handler": "runc", "work": work, "cases": "", "skip_network": ""})()
     s = suite.Suite(args, suite.load_messages())
     times = {"runc": [], "kata": []}
@@ -48,6 +81,12 @@ def main():
     runc, kata = statistics.median(times["runc"]), statistics.median(times["kata"])
     print(f"| pod start (RunPodSandbox -> first output in the CRI log), median of {runs} | runc {runc:.2f} s | kata {kata:.2f} s | kata/runc {kata / runc:.1f}x |")
     print(f"  samples: runc {[round(t, 2) for t in times['runc']]}, kata {[round(t, 2) for t in times['kata']]}")
+    rates = {"runc": [], "kata": []}
+    for _ in range(max(1, runs // 2)):
+        for handler in ("runc", "kata"):
+            rates[handler].append(throughput(s, handler, megabytes))
+    runc, kata = statistics.median(rates["runc"]), statistics.median(rates["kata"])
+    print(f"| TCP host -> pod, {megabytes} MiB, median of {len(rates['runc'])} | runc {runc:.0f} MiB/s | kata {kata:.1f} MiB/s | kata/runc {kata / runc:.2f} |")
 
 
 if __name__ == "__main__":
