@@ -40,10 +40,7 @@ public enum Daemon {
         let bundle = BundleDirectory(path: flags.bundle.isEmpty ? currentDirectory() : flags.bundle)
         _ = DaemonSetup.redirectStderr(toLogOf: bundle)
         let logger = DaemonSetup.bootstrapLogging(debug: flags.debug, id: flags.id)
-        let environment = Dictionary(currentEnvironment().compactMap { entry -> (String, String)? in
-            guard let equals = entry.firstIndex(of: "=") else { return nil }
-            return (String(entry[..<equals]), String(entry[entry.index(after: equals)...]))
-        }, uniquingKeysWith: { $1 })
+        let environment = currentEnvironmentByName()
 
         guard let socketPath = ShimSocket.boundPath(of: listenerFD) else {
             logger.error("kata-swift: fd 3 is not a listening Unix socket; the daemon is started by `start`")

@@ -43,11 +43,9 @@ public enum ShimMain {
         case .delete:
             let bundle = BundleDirectory(path: flags.bundle.isEmpty ? currentDirectory() : flags.bundle)
             do {
-                let environment = Dictionary(currentEnvironment().compactMap { entry -> (String, String)? in
-                    guard let equals = entry.firstIndex(of: "=") else { return nil }
-                    return (String(entry[..<equals]), String(entry[entry.index(after: equals)...]))
-                }, uniquingKeysWith: { $1 })
-                let outcome = try DeleteCommand(flags: flags, bundle: bundle, environment: environment, cleanUpSandbox: cleanUpSandbox).run()
+                let outcome = try DeleteCommand(
+                    flags: flags, bundle: bundle, environment: currentEnvironmentByName(), cleanUpSandbox: cleanUpSandbox
+                ).run()
                 // containerd logs delete's stderr as "cleanup warnings": say what a dead shim left.
                 if let cleaned = outcome.cleanedSandbox { fail("delete: \(cleaned)") }
             } catch {

@@ -47,6 +47,14 @@ private func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeM
     }
 }
 
+/// The environment of this process by name (a repeated name: the last one wins).
+func currentEnvironmentByName() -> [String: String] {
+    Dictionary(currentEnvironment().compactMap { entry -> (String, String)? in
+        guard let equals = entry.firstIndex(of: "=") else { return nil }
+        return (String(entry[..<equals]), String(entry[entry.index(after: equals)...]))
+    }, uniquingKeysWith: { $1 })
+}
+
 /// The environment of this process as `KEY=value` strings.
 func currentEnvironment() -> [String] {
     var result: [String] = []
