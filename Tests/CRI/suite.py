@@ -24,6 +24,8 @@ import urllib.request
 
 import grpc
 
+import streaming
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 BUSYBOX = "localhost/busybox:latest"
 
@@ -104,6 +106,9 @@ class Suite:
         if start:
             self.cri.runtime("StartContainer", pb.StartContainerRequest(container_id=cid), "StartContainerResponse")
         return cid
+
+    def url(self, method, request):
+        return self.cri.runtime(method, request, method + "Response").url
 
     def exec(self, cid, script, timeout=60, argv=None):
         pb = self.pb
@@ -325,6 +330,51 @@ class Suite:
         code, out, err = self.exec(c, f"for i in $(seq 1 30); do {fetch} | grep -q pod-to-pod && exit 0; sleep 1; done; exit 1", timeout=120)
         check(code == 0, f"{code} {out!r} {err!r}")
     case_pod_to_pod.needs_network = True
+
+    def case_exec_streaming(self):
+        """Exec through containerd's streaming server (WebSocket): stdout, stderr, exit code."""
+        pb = self.pb
+        config = self.pod_config("stream")
+        pod = self.run_pod(config)
+        c = self.container(pod, config, "main", ["sleep", "1000"])
+        url = self.url("Exec", pb.ExecRequest(container_id=c, cmd=["sh", "-c", "echo to-out; echo to-err >&2; exit 3"],
+                                              stdout=True, stderr=True))
+        out, err, status = streaming.run_exec(url)
+        check(out == b"to-out\n" and err == b"to-err\n", f"stdout {out!r} stderr {err!r}")
+        check(streaming.exit_code(status) == 3, f"status {status}")
+        url = self.url("Exec", pb.ExecRequest(container_id=c, cmd=["true"], stdout=True, stderr=True))
+        check(streaming.exit_code(streaming.run_exec(url)[2]) == 0, "true did not succeed")
+
+    def case_exec_stdin_and_tty(self):
+        """Exec with stdin on a terminal: input reaches the process, the terminal has the size the client set."""
+        pb = self.pb
+        config = self.pod_config("tty")
+        pod = self.run_pod(config)
+        c = self.container(pod, config, "main", ["sleep", "1000"])
+        url = self.url("Exec", pb.ExecRequest(container_id=c, cmd=["sh", "-c", "read line; echo got:$line; stty size; tty"],
+                                              tty=True, stdin=True, stdout=True))
+        out, _, status = streaming.run_exec(url, stdin=b"hello\r", resize=(91, 33))
+        text = out.decode(errors="replace")
+        check("got:hello" in text, f"output {text!r}")
+        check("33 91" in text, f"terminal size not 33 rows 91 columns: {text!r}")
+        check("/dev/pts/" in text, f"not a terminal: {text!r}")
+        check(streaming.exit_code(status) == 0, f"status {status}")
+
+    def case_attach(self):
+        """Attach to a running container's stdin and stdout."""
+        pb = self.pb
+        config = self.pod_config("attach")
+        pod = self.run_pod(config)
+        cc = pb.ContainerConfig(
+            metadata=pb.ContainerMetadata(name="echo"), image=pb.ImageSpec(image=BUSYBOX), stdin=True, log_path="echo.log",
+            command=["sh", "-c", "echo ready; while read line; do echo echo:$line; done"])
+        c = self.cri.runtime("CreateContainer", pb.CreateContainerRequest(pod_sandbox_id=pod, config=cc, sandbox_config=config),
+                             "CreateContainerResponse").container_id
+        self.cri.runtime("StartContainer", pb.StartContainerRequest(container_id=c), "StartContainerResponse")
+        url = self.url("Attach", pb.AttachRequest(container_id=c, stdin=True, stdout=True, stderr=True))
+        out, _, _ = streaming.run_exec(url, stdin=b"one\n", until=lambda o: b"echo:one" in o, timeout=30)
+        check(b"echo:one" in out, f"attach output {out!r}")
+        check(self.status(c).state == 1, "the container stopped after the attach session")
 
     # ---- driver
 
