@@ -43,6 +43,7 @@ public enum KataAgent {
 
         // Before the ttrpc server: once the shim reaches the agent, the console is there too.
         let debugConsole = startDebugConsole(config, log: log)
+        let portForward = role == .initProcess ? PortForwardService.start(log: log) : nil
         let server = AgentServer(
             startedNanos: startedNanos, log: log, engine: role == .initProcess ? .guest : .host)
         let listenError = runBlocking { () async -> AgentServerError? in
@@ -60,6 +61,7 @@ public enum KataAgent {
         _ = SignalLoop.run(reaper: reaper, log: log)
         runBlocking { await server.stop() }
         debugConsole?.stop()
+        portForward?.stop()
         log.info("stopped")
         GuestInit.shutdown(role: role, exitCode: 0, log: log)
     }

@@ -27,19 +27,22 @@ public final class SandboxVM: Sendable {
     public let client: TTRPCClient
     /// The pod's network wired to the VM, if the sandbox has one.
     let network: PodNetworking?
+    /// CRI port forwarding into the VM, for a sandbox with a network namespace.
+    let portForwarder: PortForwarder?
     public var agent: Kata_Agent_V1_AgentServiceClient { Kata_Agent_V1_AgentServiceClient(client) }
     public var health: Kata_Agent_V1_HealthClient { Kata_Agent_V1_HealthClient(client) }
     let logger: Logger
 
     private init(
         sandboxID: String, paths: SandboxPaths, hypervisor: any Hypervisor, client: TTRPCClient, network: PodNetworking?,
-        logger: Logger
+        portForwarder: PortForwarder?, logger: Logger
     ) {
         self.sandboxID = sandboxID
         self.paths = paths
         self.hypervisor = hypervisor
         self.client = client
         self.network = network
+        self.portForwarder = portForwarder
         self.logger = logger
     }
 
@@ -60,7 +63,11 @@ public final class SandboxVM: Sendable {
 
     /// Boots the VM and waits for a healthy agent. On failure everything started is torn down.
     /// With `network`, the VM gets its NICs and the taps their redirects before the agent is dialled.
-    static func boot(sandboxID: String, config: RuntimeConfig, network: PodNetworking? = nil, logger: Logger) async throws(RuntimeError)
+    /// With `networkNamespace` (the pod's), connections to 127.0.0.1 there reach the guest's
+    /// loopback (PortForwarder), as containerd's port forwarding expects.
+    static func boot(
+        sandboxID: String, config: RuntimeConfig, network: PodNetworking? = nil, networkNamespace: String? = nil, logger: Logger
+    ) async throws(RuntimeError)
         -> SandboxVM
     {
         let paths = try SandboxPaths(sandboxDirectory: config.sandboxDirectory, sandboxID: sandboxID)
@@ -86,12 +93,30 @@ public final class SandboxVM: Sendable {
         logger.info("sandbox \(sandboxID): VM started, hypervisor backend: \(hypervisor.backendSummary) (configured: \(config.backend)), waiting for the agent")
         do {
             let client = try await connectAgent(hypervisor, timeoutSeconds: Double(config.agentDialTimeoutSeconds), logger: logger)
-            return SandboxVM(sandboxID: sandboxID, paths: paths, hypervisor: hypervisor, client: client, network: network, logger: logger)
+            let portForwarder = networkNamespace.flatMap { startPortForwarding($0, hypervisor: hypervisor, logger: logger) }
+            return SandboxVM(
+                sandboxID: sandboxID, paths: paths, hypervisor: hypervisor, client: client, network: network,
+                portForwarder: portForwarder, logger: logger)
         } catch {
             await hypervisor.stop(graceSeconds: 1)
             await network?.disconnect(logger: logger)
             paths.remove(logger: logger)
             throw error
+        }
+    }
+
+    /// Port forwarding for the pod's namespace; without it (a host whose kernel refuses the BPF
+    /// program) the pod runs on and port forwards fail as they would with Kata.
+    static func startPortForwarding(_ path: String, hypervisor: any Hypervisor, logger: Logger) -> PortForwarder? {
+        do {
+            let forwarder = try PortForwarder(namespacePath: path, logger: logger) {
+                try await hypervisor.connectVsock(port: PortForwardWire.vsockPort, timeoutSeconds: 5)
+            }
+            logger.debug("port forwarding: 127.0.0.1 in \(path) reaches the guest")
+            return forwarder
+        } catch {
+            logger.warning("port forwarding into the VM is off: \(error)")
+            return nil
         }
     }
 
@@ -153,6 +178,7 @@ public final class SandboxVM: Sendable {
                 logger.warning("sandbox \(sandboxID): DestroySandbox: \(error)")
             }
         }
+        await portForwarder?.stop()
         await client.close()
         await hypervisor.stop(graceSeconds: 3)
         await network?.disconnect(logger: logger)

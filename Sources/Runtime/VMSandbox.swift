@@ -68,7 +68,8 @@ public actor VMSandbox: Sandbox {
         let task = Task { () async throws -> SandboxVM in
             var network: PodNetworking?
             if let path = networkNamespace { network = try await PodNetworking.scan(namespacePath: path) }
-            let vm = try await SandboxVM.boot(sandboxID: sandboxID, config: config, network: network, logger: logger)
+            let vm = try await SandboxVM.boot(
+                sandboxID: sandboxID, config: config, network: network, networkNamespace: networkNamespace, logger: logger)
             do {
                 _ = try await vm.agent.createSandbox(.with {
                     $0.sandboxID = sandboxID

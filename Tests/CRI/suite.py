@@ -11,6 +11,7 @@ Swift side, CRITests, does both). Prints PASS/FAIL/SKIP per case; exits 1 when a
 Run with Debian's /usr/bin/python3 (grpcio and protobuf from python3-grpcio, python3-protobuf).
 """
 import argparse
+import hashlib
 import importlib
 import json
 import os
@@ -375,6 +376,35 @@ class Suite:
         out, _, _ = streaming.run_exec(url, stdin=b"one\n", until=lambda o: b"echo:one" in o, timeout=30)
         check(b"echo:one" in out, f"attach output {out!r}")
         check(self.status(c).state == 1, "the container stopped after the attach session")
+
+    def case_port_forward(self):
+        """PortForward: a server on the pod's loopback answers through containerd's streaming server,
+        a 4 MiB body arrives intact, and a port nothing listens on gives an error, not a hang."""
+        pb = self.pb
+        config = self.pod_config("pf")
+        pod = self.run_pod(config)
+        c = self.container(pod, config, "httpd", ["sh", "-c", "mkdir -p /www && echo forwarded > /www/index.html && "
+                           "head -c 4194304 /dev/urandom > /www/big && httpd -f -p 127.0.0.1:8081 -h /www"])
+
+        def fetch(path, port=8081):
+            url = self.url("PortForward", pb.PortForwardRequest(pod_sandbox_id=pod, port=[port]))
+            return streaming.forward(url, port, f"GET {path} HTTP/1.0\r\n\r\n".encode())
+
+        deadline = time.time() + 60
+        while True:
+            data, error = fetch("/index.html")
+            if b"forwarded" in data:
+                break
+            check(time.time() < deadline, f"no answer through the port forward: {data[:200]!r} {error!r}")
+            time.sleep(0.5)
+        data, error = fetch("/big")
+        body = data.split(b"\r\n\r\n", 1)[-1]
+        code, out, _ = self.exec(c, "sha256sum /www/big")
+        check(code == 0 and len(body) == 4194304 and hashlib.sha256(body).hexdigest() == out.split()[0],
+              f"the 4 MiB body arrived as {len(body)} bytes ({error!r})")
+        data, error = fetch("/", port=8089)
+        check(data == b"" and error != "", f"port 8089 (nothing listening): data {data[:100]!r}, error {error!r}")
+        print(f"  port 8089 (nothing listening): {error.strip()[:160]}")
 
     # ---- driver
 
