@@ -22,15 +22,18 @@ start)
   if [ -f "$dir/containerd.pid" ] && kill -0 "$(cat "$dir/containerd.pid")" 2>/dev/null; then
     echo "containerd-env: already running (pid $(cat "$dir/containerd.pid"))" >&2; exit 0
   fi
-  # CNI for CRI pods: a bridge of this containerd's own (name and /24 derived from DIR, so two
-  # test containerds do not share one), host-local addresses, loopback (Debian's
-  # containernetworking-plugins). `stop` deletes the bridge; CNI removes each pod's veth and netns.
+  # CNI for CRI pods: a bridge of this containerd's own (name, IPv4 /24 and IPv6 ULA /64 derived
+  # from DIR, so two test containerds do not share one), host-local addresses for both families,
+  # loopback (Debian's containernetworking-plugins). `stop` deletes the bridge; CNI removes each
+  # pod's veth and netns.
   sum=$(printf '%s' "$dir" | md5sum); bridge="ks${sum:0:8}"; subnet="10.$((0x${sum:8:2} % 64 + 160)).$((0x${sum:10:2})).0/24"
+  subnet6="fd6b:7377:${sum:12:4}:${sum:16:4}::/64"
   mkdir -p "$dir/cni"
   cat > "$dir/cni/10-kata-swift-test.conflist" <<JSON
 {"cniVersion": "1.0.0", "name": "kata-swift-test", "plugins": [
   {"type": "bridge", "bridge": "$bridge", "isGateway": true, "ipMasq": false, "hairpinMode": true,
-   "ipam": {"type": "host-local", "ranges": [[{"subnet": "$subnet"}]], "routes": [{"dst": "0.0.0.0/0"}],
+   "ipam": {"type": "host-local", "ranges": [[{"subnet": "$subnet"}], [{"subnet": "$subnet6"}]],
+            "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}],
             "dataDir": "$dir/cni-ipam"}},
   {"type": "loopback"}]}
 JSON

@@ -317,6 +317,29 @@ class Suite:
         raise Failure(f"http://{ip}:8080/ did not answer: {last}")
     case_pod_ip_answers_the_host.needs_network = True
 
+    def case_ipv6_pod_answers_the_host(self):
+        """network: a dual-stack pod gets an IPv6 address from CNI, and its server answers the host there."""
+        config = self.pod_config("web6")
+        pod = self.run_pod(config)
+        self.container(pod, config, "httpd", ["sh", "-c", "mkdir -p /www && echo hello-over-ipv6 > /www/index.html && httpd -f -p 8080 -h /www"])
+        network = self.cri.runtime("PodSandboxStatus", self.pb.PodSandboxStatusRequest(pod_sandbox_id=pod),
+                                   "PodSandboxStatusResponse").status.network
+        ips = [network.ip] + [p.ip for p in network.additional_ips]
+        ip6 = next((ip for ip in ips if ":" in ip), None)
+        check(ip6 is not None, f"no IPv6 address among {ips}")
+        deadline = time.time() + 60
+        last = None
+        while time.time() < deadline:
+            try:
+                body = urllib.request.urlopen(f"http://[{ip6}]:8080/index.html", timeout=5).read().decode()
+                check(body == "hello-over-ipv6\n", f"body {body!r}")
+                return
+            except OSError as e:
+                last = e
+                time.sleep(0.5)
+        raise Failure(f"http://[{ip6}]:8080/ did not answer: {last}")
+    case_ipv6_pod_answers_the_host.needs_network = True
+
     def case_pod_to_pod(self):
         """network: one pod fetches from another by its IP."""
         server_config = self.pod_config("srv")
