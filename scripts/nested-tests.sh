@@ -4,7 +4,8 @@
 #   scripts/nested-kvm.sh run -- scripts/nested-tests.sh ci|all
 #
 # ci:  kata-ctl check picks kvm; the agent answers over our vsock (1 and 2 vCPUs); ctr run --rm
-#      through containerd with output and exit code on backend kvm.
+#      through containerd with output and exit code on backend kvm; a guest's ARP and UDP/ICMP
+#      round trip through our virtio-net and a tap.
 # all: the same plus the whole containerd e2e suite and the agent-channel suite on backend kvm.
 # Afterwards nothing of ours may be left in L1: no shim, no sandbox directory, no mount.
 # Needs `make build` (debug), `make kernel agent-initramfs` on the host first (L1 sees them).
@@ -32,8 +33,8 @@ for f in vmlinux initramfs-agent.cpio; do [ -r "$guest/$f" ] || fail "$guest/$f 
 export KATA_GUEST_KERNEL=$guest/vmlinux KATA_AGENT_INITRD=$guest/initramfs-agent.cpio
 export KATA_REQUIRE_KVM=1 KATA_E2E_BACKEND=kvm KATA_E2E_VCPUS=2
 case "$mode" in
-  ci) filter='AgentOverVsockTests.healthAndGuestDetailsOnTheInProcessKVMBackend|VMRuntimeE2ETests.runStdoutExitCodeAndEventsInOrder' ;;
-  all) filter='AgentOverVsockTests|DebugConsoleExecTests|VMRuntimeE2ETests' ;;
+  ci) filter='AgentOverVsockTests.healthAndGuestDetailsOnTheInProcessKVMBackend|VMRuntimeE2ETests.runStdoutExitCodeAndEventsInOrder|NetworkInterfaceTests.guestTrafficRoundTripsThroughTheTapOnOurVMM' ;;
+  all) filter='AgentOverVsockTests|DebugConsoleExecTests|VMRuntimeE2ETests|NetworkInterfaceTests' ;;
   *) fail "unknown mode '$mode' (ci, all)" ;;
 esac
 start=$(date +%s)

@@ -7,6 +7,7 @@
 #include <linux/if_tun.h>
 #include <seccomp.h>
 #include <stddef.h>
+#include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -76,6 +77,10 @@ static int build(scmp_filter_ctx ctx, int kind) {
     // ioctl: KVM's (type 0xAE: KVM_RUN, KVM_IRQ_LINE, register access for dumps) on every thread.
     if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, SCMP_A1(SCMP_CMP_MASKED_EQ, 0xff00, 0xae00))) < 0)
         return rc;
+    // TUNSETOFFLOAD on a tap the hypervisor opened: virtio-net sets the offloads the guest
+    // accepted when the driver sets DRIVER_OK, on the vCPU thread that took the MMIO write in our
+    // VMM, on the vhost-user thread under QEMU.
+    if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, SCMP_A1(SCMP_CMP_EQ, TUNSETOFFLOAD))) < 0) return rc;
     if (kind == KS_THREAD_VCPU) {
         if ((rc = add_all(ctx, SCMP_ACT_KILL_PROCESS, vcpu_killed, COUNT(vcpu_killed))) < 0) return rc;
         return 0;
@@ -85,15 +90,16 @@ static int build(scmp_filter_ctx ctx, int kind) {
     if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX))) < 0) return rc;
     if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, SCMP_A1(SCMP_CMP_EQ, 0x541B))) < 0) return rc;
     if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, SCMP_A1(SCMP_CMP_EQ, 0x5421))) < 0) return rc;
-    // TUNSETOFFLOAD on a tap the hypervisor opened: virtio-net sets the offloads the guest
-    // accepted when it negotiates features, on this thread.
-    if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, SCMP_A1(SCMP_CMP_EQ, TUNSETOFFLOAD))) < 0) return rc;
     return 0;
 }
 
 int ks_thread_filter_install(int kind) {
     if (kind != KS_THREAD_VCPU && kind != KS_THREAD_DEVICE) return -EINVAL;
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return -errno;
+    // glibc opens its message catalogues (openat, killed on vCPU threads) at the first strerror
+    // of the process and remembers even a miss: done here, an error message formatted on this
+    // thread later touches no file.
+    (void)strerror(EPERM);
     scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ERRNO(EPERM));
     if (!ctx) return -ENOMEM;
     int rc = build(ctx, kind);
@@ -103,7 +109,7 @@ int ks_thread_filter_install(int kind) {
 }
 
 int ks_thread_filter_allowed_count(int kind) {
-    int n = COUNT(common_allowed) + 1;  // + ioctl
+    int n = COUNT(common_allowed) + 1;  // + ioctl (KVM's, and TUNSETOFFLOAD)
     if (kind == KS_THREAD_DEVICE) n += COUNT(device_allowed) + 1;  // + socket
     return n;
 }
