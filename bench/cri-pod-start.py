@@ -6,7 +6,8 @@
 Pod start, one sample: RunPodSandbox, CreateContainer + StartContainer of `echo ready`, until the
 line is in the container's CRI log (what kubelet would see first), then the pod is stopped and
 removed (not timed). Throughput: a pod runs `nc -l -p 5001 > /dev/null`; the host connects to the
-pod IP and sends MEGABYTES; timed from connect to the receiver closing. The handlers alternate;
+pod IP and sends MEGABYTES; timed from connect to the receiver closing. Port forwarding: 64 MiB
+from the pod's loopback to the host through CRI PortForward. The handlers alternate;
 prints the median of each and kata/runc. Needs what
 Tests/CRI/suite.py needs (containerd with CNI, localhost/pause and localhost/busybox in k8s.io):
 scripts/bench.sh sets it up.
@@ -69,6 +70,35 @@ def throughput(s, handler, megabytes):
     return megabytes / elapsed
 
 
+def port_forward_rate(s, handler, megabytes):
+    """Pod to host through containerd's port forwarding: an HTTP GET of a MEGABYTES file from the
+    pod's tmpfs, timed from the request to the stream's end (a VM: through our sk_lookup listener,
+    vsock and the agent's relay)."""
+    pb = s.pb
+    s.args.handler = handler
+    config = s.pod_config(f"pf-{handler}")
+    pod = s.run_pod(config)
+    c = s.container(pod, config, "blob", ["sh", "-c", f"head -c {megabytes << 20} /dev/zero > /dev/shm/blob && "
+                                          "touch /dev/shm/ready && httpd -f -p 127.0.0.1:8082 -h /dev/shm"])
+    deadline = time.time() + 120
+    while s.exec(c, "test -f /dev/shm/ready")[0] != 0:
+        if time.time() > deadline:
+            raise SystemExit(f"cri-pod-start: {handler}: the blob was never ready")
+        time.sleep(0.2)
+    while True:
+        url = s.url("PortForward", pb.PortForwardRequest(pod_sandbox_id=pod, port=[8082]))
+        t0 = time.time()
+        data, error = suite.streaming.forward(url, 8082, b"GET /blob HTTP/1.0\r\n\r\n", timeout=300)
+        elapsed = time.time() - t0
+        if len(data) >= megabytes << 20:
+            break
+        if time.time() > deadline:
+            raise SystemExit(f"cri-pod-start: {handler}: port forward gave {len(data)} bytes ({error})")
+        time.sleep(0.5)
+    s.remove_pods()
+    return megabytes / elapsed
+
+
 def main():
     socket, runs, work = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     megabytes = int(sys.argv[4]) if len(sys.argv) > 4 else 128
@@ -87,6 +117,12 @@ def main():
             rates[handler].append(throughput(s, handler, megabytes))
     runc, kata = statistics.median(rates["runc"]), statistics.median(rates["kata"])
     print(f"| TCP host -> pod, {megabytes} MiB, median of {len(rates['runc'])} | runc {runc:.0f} MiB/s | kata {kata:.1f} MiB/s | kata/runc {kata / runc:.2f} |")
+    forwarded = {"runc": [], "kata": []}
+    for _ in range(max(1, runs // 2)):
+        for handler in ("runc", "kata"):
+            forwarded[handler].append(port_forward_rate(s, handler, 64))
+    runc, kata = statistics.median(forwarded["runc"]), statistics.median(forwarded["kata"])
+    print(f"| port forward pod -> host (CRI PortForward, WebSocket), 64 MiB, median of {len(forwarded['runc'])} | runc {runc:.0f} MiB/s | kata {kata:.1f} MiB/s | kata/runc {kata / runc:.2f} |")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,15 @@ PROTOCOL = "v4.channel.k8s.io"
 STDIN, STDOUT, STDERR, ERROR, RESIZE = 0, 1, 2, 3, 4
 
 
+def apply_mask(payload, mask):
+    """XORs `payload` with the repeated 4-byte `mask` (one big-integer operation, not a byte loop)."""
+    n = len(payload)
+    if n == 0:
+        return b""
+    key = (mask * (n // 4 + 1))[:n]
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
+
+
 class StreamError(Exception):
     pass
 
@@ -47,7 +56,8 @@ class ChannelSocket:
             if not chunk:
                 raise StreamError(f"the streaming server closed during the handshake: {self.buffer!r}")
             self.buffer += chunk
-        head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+        head, rest = self.buffer.split(b"\r\n\r\n", 1)
+        self.buffer, self.offset = bytearray(rest), 0
         lines = head.decode(errors="replace").split("\r\n")
         if not lines[0].startswith("HTTP/1.1 101"):
             raise StreamError(f"no WebSocket upgrade: {lines[0]!r} {self.buffer[:300]!r}")
@@ -60,12 +70,16 @@ class ChannelSocket:
         self.closed = False
 
     def _read(self, count):
-        while len(self.buffer) < count:
-            chunk = self.sock.recv(65536)
+        while len(self.buffer) - self.offset < count:
+            if self.offset:
+                del self.buffer[:self.offset]
+                self.offset = 0
+            chunk = self.sock.recv(1 << 20)
             if not chunk:
                 raise EOFError
             self.buffer += chunk
-        data, self.buffer = self.buffer[:count], self.buffer[count:]
+        data = bytes(self.buffer[self.offset:self.offset + count])
+        self.offset += count
         return data
 
     def _frame(self, opcode, payload):
@@ -78,8 +92,7 @@ class ChannelSocket:
             head += bytes([0x80 | 126]) + struct.pack(">H", n)
         else:
             head += bytes([0x80 | 127]) + struct.pack(">Q", n)
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        self.sock.sendall(head + mask + masked)
+        self.sock.sendall(head + mask + apply_mask(payload, mask))
 
     def send(self, channel, data):
         self._frame(0x2, bytes([channel]) + data)
@@ -103,7 +116,7 @@ class ChannelSocket:
             mask = self._read(4) if b1 & 0x80 else None
             payload = self._read(n)
             if mask:
-                payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+                payload = apply_mask(payload, mask)
             if opcode == 0x8:
                 if not self.closed:
                     self.closed = True
@@ -138,7 +151,7 @@ def run_exec(url, stdin=b"", resize=None, until=None, timeout=60):
     collects stdout and stderr until the server closes (or `until(stdout)` holds), and returns
     (stdout, stderr, status) where status is the error channel's JSON (None if none came)."""
     conn = ChannelSocket(url, timeout=timeout)
-    out, err, status = b"", b"", None
+    out, err, status = bytearray(), bytearray(), None
     sent = False
     try:
         while True:
@@ -162,7 +175,7 @@ def run_exec(url, stdin=b"", resize=None, until=None, timeout=60):
                 break
     finally:
         conn.close()
-    return out, err, status
+    return bytes(out), bytes(err), status
 
 
 def exit_code(status):
@@ -181,7 +194,7 @@ def forward(url, port, payload, timeout=60):
     """Opens a port-forward session to `port`, sends `payload` on the data channel, and returns
     (data received until the server closes, error channel text)."""
     conn = ChannelSocket(url, query={"port": str(port)}, timeout=timeout)
-    data, error = b"", b""
+    data, error = bytearray(), bytearray()
     seen = {0: False, 1: False}
     try:
         sent = False
@@ -204,4 +217,4 @@ def forward(url, port, payload, timeout=60):
                 conn.send(0, payload)
     finally:
         conn.close()
-    return data, error.decode(errors="replace")
+    return bytes(data), error.decode(errors="replace")

@@ -25,7 +25,8 @@ import urllib.request
 
 import grpc
 
-import streaming
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import streaming  # noqa: E402 (Tests/CRI/streaming.py, also when suite.py is loaded as a module)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BUSYBOX = "localhost/busybox:latest"
