@@ -19,7 +19,8 @@ set -euo pipefail
 cache_root=${KATA_CACHE:-/var/cache/kata-swift}
 # Bump when a change to this script changes what `prepare` builds.
 recipe=2
-# Modules L1 loads, in dependency order (virtio PCI, 9p, overlayfs, tun for the VMM's NICs, KVM on AMD).
+# Modules L1 loads, in dependency order (virtio PCI, 9p, overlayfs; tun, veth, bridge and the tc
+# ingress/u32/mirred pieces for pod networks on our VMM; KVM on AMD).
 modules=(
   kernel/drivers/virtio/virtio_ring.ko kernel/drivers/virtio/virtio.ko
   kernel/drivers/virtio/virtio_pci_modern_dev.ko kernel/drivers/virtio/virtio_pci_legacy_dev.ko
@@ -27,7 +28,9 @@ modules=(
   kernel/fs/netfs/netfs.ko kernel/fs/fscache/fscache.ko
   kernel/net/9p/9pnet.ko kernel/net/9p/9pnet_virtio.ko kernel/fs/9p/9p.ko
   kernel/fs/overlayfs/overlay.ko
-  kernel/drivers/net/tun.ko
+  kernel/drivers/net/tun.ko kernel/drivers/net/veth.ko kernel/net/llc/llc.ko kernel/net/802/stp.ko
+  kernel/net/bridge/bridge.ko kernel/net/sched/sch_ingress.ko kernel/net/sched/cls_u32.ko
+  kernel/net/sched/act_mirred.ko
   kernel/virt/lib/irqbypass.ko kernel/drivers/crypto/ccp/ccp.ko
   kernel/arch/x86/kvm/kvm.ko kernel/arch/x86/kvm/kvm-amd.ko
 )

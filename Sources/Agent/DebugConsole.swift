@@ -9,6 +9,7 @@
 import CShims
 import Dispatch
 import Synchronization
+import SystemSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -17,14 +18,12 @@ import Glibc
 /// Why the debug console could not start.
 public enum DebugConsoleError: Error, Equatable, CustomStringConvertible {
     case listen(ListenAddress, errno: Int32)
-    case stopPipe(errno: Int32)
     case thread(errno: Int32)
 
     public var description: String {
         switch self {
         case .listen(let address, let errno): "debug console: listen on \(address): \(errnoText(errno))"
-        case .stopPipe(let errno): "debug console: pipe: \(errnoText(errno))"
-        case .thread(let errno): "debug console: pthread_create: \(errnoText(errno))"
+        case .thread(let errno): "debug console: accept loop (pipe, pthread_create): \(errnoText(errno))"
         }
     }
 }
@@ -56,12 +55,11 @@ public final class DebugConsole: Sendable {
 
     let address: ListenAddress
     private let listener: Int32
-    private let stopRead: Int32
-    private let stopWrite: Int32
+    private let loop: Mutex<AcceptLoop?> = Mutex(nil)
     private let shell: Shell
     private let log: AgentLog
-    /// The listener thread and every session thread are in the group until they end.
-    private let threads = DispatchGroup()
+    /// Every session thread is in the group until it ends.
+    private let sessions = DispatchGroup()
     private let stopped = Mutex(false)
     private let nextSession = Atomic<Int>(1)
 
@@ -79,27 +77,16 @@ public final class DebugConsole: Sendable {
             fd = ks_hv_unix_listen(path, 16, 0)
         }
         guard fd >= 0 else { throw .listen(address, errno: -fd) }
-        var pipeFDs: [Int32] = [-1, -1]
-        let rc = ks_hv_pipe(&pipeFDs)
-        guard rc == 0 else {
-            close(fd)
-            throw .stopPipe(errno: -rc)
-        }
         listener = fd
-        stopRead = pipeFDs[0]
-        stopWrite = pipeFDs[1]
-        threads.enter()
-        let started = spawnThread(name: "debug-console") { [self] in
-            acceptLoop()
-            threads.leave()
-        }
-        if started != 0 {
-            threads.leave()
-            close(listener)
-            close(stopRead)
-            close(stopWrite)
+        do {
+            let loop = try AcceptLoop(listener: fd, name: "debug-console", failed: { [log] in
+                log.error("debug console: poll: \($0)")
+            }) { [self] client in startSession(client) }
+            self.loop.withLock { $0 = loop }
+        } catch {
+            close(fd)
             if case .unix(let path) = address { unlink(path) }
-            throw .thread(errno: started)
+            throw .thread(errno: error.rawValue)
         }
         log.info("debug console listening on \(address)")
     }
@@ -111,50 +98,30 @@ public final class DebugConsole: Sendable {
             defer { s = true }
             return !s
         }
-        guard first else { return }
-        var byte: UInt8 = 1
-        _ = write(stopWrite, &byte, 1)  // never read: the pipe stays readable for every poller
-        threads.wait()
+        guard first, let loop = loop.withLock({ $0 }) else { return }
+        loop.stop()
+        sessions.wait()
+        self.loop.withLock { $0 = nil }  // no session polls its stop pipe any more: it closes
         close(listener)
-        close(stopRead)
-        close(stopWrite)
         if case .unix(let path) = address { unlink(path) }
     }
 
-    private func acceptLoop() {
-        while true {
-            var fds = [pollfd(fd: listener, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: stopRead, events: Int16(POLLIN), revents: 0)]
-            let n = poll(&fds, 2, -1)
-            if n < 0 {
-                if errno == EINTR { continue }
-                log.error("debug console: poll: \(errnoText(errno))")
-                return
-            }
-            if fds[1].revents != 0 { return }
-            guard fds[0].revents != 0 else { continue }
-            let client = ks_hv_accept(listener, 1)
-            if client < 0 {
-                if client != -EAGAIN && client != -EINTR && client != -ECONNABORTED {
-                    log.warning("debug console: accept: \(errnoText(-client))")
-                }
-                continue
-            }
-            startSession(client)
-        }
-    }
-
     private func startSession(_ client: Int32) {
-        let id = nextSession.wrappingAdd(1, ordering: .relaxed).oldValue
-        let session = DebugConsoleSession(id: id, socket: client, stop: stopRead, shell: shell, log: log)
-        threads.enter()
-        let rc = spawnThread(name: "debug-console-\(id)") { [threads] in
-            session.run()
-            threads.leave()
+        guard let stop = loop.withLock({ $0?.stopDescriptor }) else {
+            close(client)
+            return
         }
-        if rc != 0 {
-            threads.leave()
-            log.warning("debug console: session \(id): pthread_create: \(errnoText(rc))")
+        let id = nextSession.wrappingAdd(1, ordering: .relaxed).oldValue
+        let session = DebugConsoleSession(id: id, socket: client, stop: stop, shell: shell, log: log)
+        sessions.enter()
+        do {
+            try WorkerThread.detach(name: "debug-console-\(id)") { [sessions] in
+                session.run()
+                sessions.leave()
+            }
+        } catch {
+            sessions.leave()
+            log.warning("debug console: session \(id): pthread_create: \(error)")
             close(client)
         }
     }
@@ -172,29 +139,4 @@ extension KataAgent {
             return nil
         }
     }
-}
-
-private final class ThreadBody {
-    let body: () -> Void
-    init(_ body: @escaping () -> Void) { self.body = body }
-}
-
-/// Runs `body` on a new detached thread named `name` (15 bytes kept). 0, or the pthread error.
-private func spawnThread(name: String, _ body: @escaping @Sendable () -> Void) -> Int32 {
-    let box = Unmanaged.passRetained(ThreadBody {
-        _ = ks_set_thread_name(String(name.prefix(15)))
-        body()
-    }).toOpaque()
-    var attr = pthread_attr_t()
-    pthread_attr_init(&attr)
-    defer { pthread_attr_destroy(&attr) }
-    pthread_attr_setdetachstate(&attr, Int32(PTHREAD_CREATE_DETACHED))
-    var thread = pthread_t()
-    let rc = pthread_create(&thread, &attr, { arg in
-        guard let arg else { return nil }
-        Unmanaged<ThreadBody>.fromOpaque(arg).takeRetainedValue().body()
-        return nil
-    }, box)
-    if rc != 0 { Unmanaged<ThreadBody>.fromOpaque(box).release() }
-    return rc
 }

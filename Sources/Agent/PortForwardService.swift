@@ -21,10 +21,9 @@ final class PortForwardService: Sendable {
     static let headerTimeoutMilliseconds: Int32 = 10_000
 
     private let listener: Int32
-    private let stopRead: Int32
-    private let stopWrite: Int32
+    private let loop: Mutex<AcceptLoop?> = Mutex(nil)
     private let log: AgentLog
-    private let threads = DispatchGroup()
+    private let connections = DispatchGroup()
     private let stopped = Mutex(false)
 
     /// Listens on vsock `port` (any context id) and starts accepting; nil (logged) when it cannot.
@@ -34,34 +33,23 @@ final class PortForwardService: Sendable {
             log.error("port forward: listen on vsock port \(port): \(errnoText(-fd))")
             return nil
         }
-        var pipeFDs: [Int32] = [-1, -1]
-        let rc = ks_hv_pipe(&pipeFDs)
-        guard rc == 0 else {
-            close(fd)
-            log.error("port forward: pipe: \(errnoText(-rc))")
-            return nil
-        }
-        let service = PortForwardService(listener: fd, stopRead: pipeFDs[0], stopWrite: pipeFDs[1], log: log)
-        service.threads.enter()
+        let service = PortForwardService(listener: fd, log: log)
         do {
-            try WorkerThread.detach(name: "port-forward") {
-                service.acceptLoop()
-                service.threads.leave()
+            let loop = try AcceptLoop(listener: fd, name: "port-forward", failed: { log.error("port forward: poll: \($0)") }) {
+                service.startConnection($0)
             }
+            service.loop.withLock { $0 = loop }
         } catch {
-            service.threads.leave()
-            service.stop()
-            log.error("port forward: pthread_create: \(error)")
+            close(fd)
+            log.error("port forward: accept loop: \(error)")
             return nil
         }
         log.info("port forward listening on vsock port \(port)")
         return service
     }
 
-    private init(listener: Int32, stopRead: Int32, stopWrite: Int32, log: AgentLog) {
+    private init(listener: Int32, log: AgentLog) {
         self.listener = listener
-        self.stopRead = stopRead
-        self.stopWrite = stopWrite
         self.log = log
     }
 
@@ -71,44 +59,34 @@ final class PortForwardService: Sendable {
             defer { s = true }
             return !s
         }
-        guard first else { return }
-        var byte: UInt8 = 1
-        _ = write(stopWrite, &byte, 1)  // never read: the pipe stays readable for every poller
-        threads.wait()
+        guard first, let loop = loop.withLock({ $0 }) else { return }
+        loop.stop()
+        connections.wait()
+        self.loop.withLock { $0 = nil }  // no relay polls its stop pipe any more: it closes
         close(listener)
-        close(stopRead)
-        close(stopWrite)
     }
 
-    private func acceptLoop() {
-        while true {
-            var fds = [pollfd(fd: listener, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: stopRead, events: Int16(POLLIN), revents: 0)]
-            if poll(&fds, 2, -1) < 0 {
-                if errno == EINTR { continue }
-                log.error("port forward: poll: \(errnoText(errno))")
-                return
-            }
-            if fds[1].revents != 0 { return }
-            let client = ks_hv_accept(listener, 0)
-            guard client >= 0 else { continue }
-            threads.enter()
-            do {
-                try WorkerThread.detach(name: "port-fwd") { [self] in
-                    serve(client)
-                    close(client)
-                    threads.leave()
-                }
-            } catch {
+    private func startConnection(_ client: Int32) {
+        guard let stop = loop.withLock({ $0?.stopDescriptor }) else {
+            close(client)
+            return
+        }
+        connections.enter()
+        do {
+            try WorkerThread.detach(name: "port-fwd") { [self] in
+                serve(client, stop: stop)
                 close(client)
-                threads.leave()
+                connections.leave()
             }
+        } catch {
+            close(client)
+            connections.leave()
         }
     }
 
     /// One connection: the header, the dial, the status byte, then the relay.
-    private func serve(_ client: Int32) {
-        guard let header = readHeader(client), let (family, port) = PortForwardWire.parse(header) else {
+    private func serve(_ client: Int32, stop: Int32) {
+        guard let header = readHeader(client, stop: stop), let (family, port) = PortForwardWire.parse(header) else {
             log.warning("port forward: a connection without a valid header")
             return
         }
@@ -120,16 +98,16 @@ final class PortForwardService: Sendable {
             return
         }
         defer { close(target) }
-        let rc = ks_relay(client, target, stopRead)
+        let rc = ks_relay(client, target, stop)
         if rc < 0 { log.debug("port forward to \(port): relay ended: \(errnoText(-rc))") }
     }
 
-    private func readHeader(_ fd: Int32) -> [UInt8]? {
+    private func readHeader(_ fd: Int32, stop: Int32) -> [UInt8]? {
         var header = [UInt8](repeating: 0, count: PortForwardWire.headerSize)
         var got = 0
         while got < header.count {
             var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: stopRead, events: Int16(POLLIN), revents: 0)]
+                       pollfd(fd: stop, events: Int16(POLLIN), revents: 0)]
             guard poll(&fds, 2, Self.headerTimeoutMilliseconds) == 1, fds[1].revents == 0 else { return nil }
             let n = header.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + got, $0.count - got, 0) }
             if n < 0 && errno == EINTR { continue }

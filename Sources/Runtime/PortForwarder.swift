@@ -28,11 +28,12 @@ final class PortForwarder: Sendable {
         var link: FileDescriptor
     }
 
+    static let handshakeTimeoutMilliseconds: Int32 = 10_000
+
     let namespacePath: String
-    private let handles: Mutex<Handles?>
-    private let stopRead: FileDescriptor
-    private let stopWrite: FileDescriptor
-    private let acceptThread: Mutex<WorkerThread?> = Mutex(nil)
+    private let handles: Mutex<Handles?> = Mutex(nil)
+    /// Kept for the forwarder's life: its stop pipe, which the relays poll too, must outlive them.
+    private let loop: Mutex<AcceptLoop?> = Mutex(nil)
     private let relays = DispatchGroup()
     private let connect: Connect
     private let logger: Logger
@@ -54,21 +55,17 @@ final class PortForwarder: Sendable {
         let listener = FileDescriptor(owning: listenFD)
         let linkFD = ks_portfwd_attach(namespace.rawValue, listener.rawValue)
         guard linkFD >= 0 else { throw .system(operation: "attach the sk_lookup program to \(namespacePath)", errno: -linkFD) }
-        handles = Mutex(Handles(listener: listener, link: FileDescriptor(owning: linkFD)))
-        var pipeFDs: [Int32] = [-1, -1]
-        let rc = ks_hv_pipe(&pipeFDs)
-        guard rc == 0 else { throw .system(operation: "pipe", errno: -rc) }
-        stopRead = FileDescriptor(owning: pipeFDs[0])
-        stopWrite = FileDescriptor(owning: pipeFDs[1])
+        let link = FileDescriptor(owning: linkFD)
         do {
-            let thread = try WorkerThread(name: "port-forward") { [self] in acceptLoop(listener) }
-            acceptThread.withLock { $0 = thread }
+            let loop = try AcceptLoop(listener: listenFD, name: "port-forward", failed: { [logger] in
+                logger.error("port forward: poll: \($0)")
+            }) { [self] fd in accepted(FileDescriptor(owning: fd)) }
+            self.loop.withLock { $0 = loop }
+            handles.withLock { $0 = Handles(listener: listener, link: link) }
         } catch {
-            throw .system(operation: "pthread_create", errno: error.rawValue)
+            throw .system(operation: "start the port-forward accept loop", errno: error.rawValue)
         }
     }
-
-    static let handshakeTimeoutMilliseconds: Int32 = 10_000
 
     /// Ends the accept loop and every relay, and detaches the program. Idempotent.
     func stop() async {
@@ -77,32 +74,20 @@ final class PortForwarder: Sendable {
 
     private func stopNow() {
         guard let handles = handles.withLock({ h -> Handles? in defer { h = nil }; return h }) else { return }
-        var byte: UInt8 = 1
-        _ = write(stopWrite.rawValue, &byte, 1)  // never read: stays readable for every poller
-        acceptThread.withLock { $0 }?.join()
-        _ = relays.wait(timeout: .now() + 5)
+        loop.withLock { $0 }?.stop()
+        if relays.wait(timeout: .now() + 5) == .success {
+            loop.withLock { $0 = nil }  // no relay polls its stop pipe any more: it closes
+        }
         _ = handles  // the listener and the link (which detaches the program) close here
     }
 
-    private func acceptLoop(_ listener: FileDescriptor) {
-        while true {
-            var fds = [pollfd(fd: listener.rawValue, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: stopRead.rawValue, events: Int16(POLLIN), revents: 0)]
-            let n = poll(&fds, 2, -1)
-            if n < 0 {
-                if errno == EINTR { continue }
-                logger.error("port forward: poll: \(String(cString: strerror(errno)))")
-                return
-            }
-            if fds[1].revents != 0 { return }
-            let fd = ks_hv_accept(listener.rawValue, 0)
-            guard fd >= 0 else { continue }
-            let client = FileDescriptor(owning: fd)
-            let port = ks_portfwd_local_port(fd)
-            guard port > 0 else { continue }
-            relays.enter()
-            Task { await self.serve(client, port: UInt16(port)) }
-        }
+    private var stopDescriptor: Int32 { loop.withLock { $0?.stopDescriptor ?? -1 } }
+
+    private func accepted(_ client: FileDescriptor) {
+        let port = ks_portfwd_local_port(client.rawValue)
+        guard port > 0 else { return }
+        relays.enter()
+        Task { await self.serve(client, port: UInt16(port)) }
     }
 
     private func serve(_ client: FileDescriptor, port: UInt16) async {
@@ -130,7 +115,7 @@ final class PortForwarder: Sendable {
         do {
             try guest.writeAll(PortForwardWire.header(family: 4, port: port))
             var fds = [pollfd(fd: guest.rawValue, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: stopRead.rawValue, events: Int16(POLLIN), revents: 0)]
+                       pollfd(fd: stopDescriptor, events: Int16(POLLIN), revents: 0)]
             guard poll(&fds, 2, Self.handshakeTimeoutMilliseconds) == 1, fds[1].revents == 0 else {
                 logger.warning("port forward to \(port): no answer from the agent")
                 reset(client)
@@ -147,7 +132,7 @@ final class PortForwarder: Sendable {
             reset(client)
             return
         }
-        let rc = ks_relay(client.rawValue, guest.rawValue, stopRead.rawValue)
+        let rc = ks_relay(client.rawValue, guest.rawValue, stopDescriptor)
         if rc < 0 { logger.debug("port forward to \(port): relay ended: \(String(cString: strerror(-rc)))") }
     }
 

@@ -135,6 +135,20 @@ class Suite:
         return self.cri.runtime("PodSandboxStatus", self.pb.PodSandboxStatusRequest(pod_sandbox_id=pod),
                                 "PodSandboxStatusResponse").status.network.ip
 
+    def fetch_until_answered(self, url, expected, seconds=60):
+        """GETs `url` from the host until it answers (the server may still be starting); the body must be `expected`."""
+        deadline = time.time() + seconds
+        last = None
+        while time.time() < deadline:
+            try:
+                body = urllib.request.urlopen(url, timeout=5).read().decode()
+                check(body == expected, f"body {body!r}")
+                return
+            except OSError as e:
+                last = e
+                time.sleep(0.5)
+        raise Failure(f"{url} did not answer: {last}")
+
     def remove_pods(self):
         pb = self.pb
         for pod in self.pods:
@@ -305,17 +319,7 @@ class Suite:
         self.container(pod, config, "httpd", ["sh", "-c", "mkdir -p /www && echo hello-from-pod > /www/index.html && httpd -f -p 8080 -h /www"])
         ip = self.pod_ip(pod)
         check(ip != "", "no pod IP")
-        deadline = time.time() + 60
-        last = None
-        while time.time() < deadline:
-            try:
-                body = urllib.request.urlopen(f"http://{ip}:8080/index.html", timeout=5).read().decode()
-                check(body == "hello-from-pod\n", f"body {body!r}")
-                return
-            except OSError as e:
-                last = e
-                time.sleep(0.5)
-        raise Failure(f"http://{ip}:8080/ did not answer: {last}")
+        self.fetch_until_answered(f"http://{ip}:8080/index.html", "hello-from-pod\n")
     case_pod_ip_answers_the_host.needs_network = True
 
     def case_ipv6_pod_answers_the_host(self):
@@ -328,17 +332,7 @@ class Suite:
         ips = [network.ip] + [p.ip for p in network.additional_ips]
         ip6 = next((ip for ip in ips if ":" in ip), None)
         check(ip6 is not None, f"no IPv6 address among {ips}")
-        deadline = time.time() + 60
-        last = None
-        while time.time() < deadline:
-            try:
-                body = urllib.request.urlopen(f"http://[{ip6}]:8080/index.html", timeout=5).read().decode()
-                check(body == "hello-over-ipv6\n", f"body {body!r}")
-                return
-            except OSError as e:
-                last = e
-                time.sleep(0.5)
-        raise Failure(f"http://[{ip6}]:8080/ did not answer: {last}")
+        self.fetch_until_answered(f"http://[{ip6}]:8080/index.html", "hello-over-ipv6\n")
     case_ipv6_pod_answers_the_host.needs_network = True
 
     def case_pod_to_pod(self):
