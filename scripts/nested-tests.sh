@@ -6,7 +6,8 @@
 # ci:  kata-ctl check picks kvm; the agent answers over our vsock (1 and 2 vCPUs); ctr run --rm
 #      through containerd with output and exit code on backend kvm; a guest's ARP and UDP/ICMP
 #      round trip through our virtio-net and a tap.
-# all: the same plus the whole containerd e2e suite and the agent-channel suite on backend kvm.
+# all: the same plus the whole containerd e2e suite, the agent-channel suite and the CRI suite
+#      (pods with CNI networking, IPv6, streaming, port forwarding) on backend kvm.
 # Afterwards nothing of ours may be left in L1: no shim, no sandbox directory, no mount.
 # Needs `make build` (debug), `make kernel agent-initramfs` on the host first (L1 sees them).
 set -euo pipefail
@@ -34,7 +35,7 @@ export KATA_GUEST_KERNEL=$guest/vmlinux KATA_AGENT_INITRD=$guest/initramfs-agent
 export KATA_REQUIRE_KVM=1 KATA_E2E_BACKEND=kvm KATA_E2E_VCPUS=2
 case "$mode" in
   ci) filter='AgentOverVsockTests.healthAndGuestDetailsOnTheInProcessKVMBackend|VMRuntimeE2ETests.runStdoutExitCodeAndEventsInOrder|NetworkInterfaceTests.guestTrafficRoundTripsThroughTheTapOnOurVMM' ;;
-  all) filter='AgentOverVsockTests|DebugConsoleExecTests|VMRuntimeE2ETests|NetworkInterfaceTests' ;;
+  all) filter='AgentOverVsockTests|DebugConsoleExecTests|VMRuntimeE2ETests|NetworkInterfaceTests|CRITests.criSuiteWithKata' ;;
   *) fail "unknown mode '$mode' (ci, all)" ;;
 esac
 start=$(date +%s)
