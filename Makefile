@@ -59,7 +59,7 @@ export KATA_AGENT_TEST_INITRD := $(abspath $(GUEST)/initramfs-agent-test.cpio)
 test: kernel initramfs agent-initramfs test-initramfs nested-host build
 	swift test $(SWIFT_BUILD_FLAGS) --skip-build --no-parallel
 
-# Everything that needs a real KVM, inside the nested KVM host: the containerd e2e suite, the
+# Everything that needs a real KVM, inside the nested KVM host: the containerd e2e and CRI suites, the
 # agent channel and the debug console on our in-process VMM (docs/nested-kvm.md).
 test-nested: kernel agent-initramfs nested-host build
 	scripts/nested-kvm.sh run --timeout 5000 -- scripts/nested-tests.sh all
