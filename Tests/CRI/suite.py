@@ -370,12 +370,15 @@ class Suite:
         config = self.pod_config("tty")
         pod = self.run_pod(config)
         c = self.container(pod, config, "main", ["sleep", "1000"])
-        url = self.url("Exec", pb.ExecRequest(container_id=c, cmd=["sh", "-c", "read line; echo got:$line; stty size; tty"],
+        # The resize travels apart from stdin (containerd applies it asynchronously): wait for it.
+        script = ("read line; echo got:$line; for i in $(seq 1 50); do size=$(stty size 2>/dev/null); "
+                  "[ -n \"$size\" ] && [ \"$size\" != '0 0' ] && break; sleep 0.1; done; echo size:$size; tty")
+        url = self.url("Exec", pb.ExecRequest(container_id=c, cmd=["sh", "-c", script],
                                               tty=True, stdin=True, stdout=True))
         out, _, status = streaming.run_exec(url, stdin=b"hello\r", resize=(91, 33))
         text = out.decode(errors="replace")
         check("got:hello" in text, f"output {text!r}")
-        check("33 91" in text, f"terminal size not 33 rows 91 columns: {text!r}")
+        check("size:33 91" in text, f"terminal size not 33 rows 91 columns: {text!r}")
         check("/dev/pts/" in text, f"not a terminal: {text!r}")
         check(streaming.exit_code(status) == 0, f"status {status}")
 
