@@ -1,0 +1,2 @@
+import OCI
+import Testing
