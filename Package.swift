@@ -79,8 +79,8 @@ let package = Package(
             dependencies: ["Netlink", "SystemSupport", "AgentAPI", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
 
         // ---- guest side
-        // OCI containers inside the guest: spec parsing, clone/exec through ks_container.c,
-        // cgroups, seccomp, state machine. Used by the agent; depends only on CShims.
+        // OCI containers inside the guest: spec validation, clone/exec through ks_container.c,
+        // cgroups, seccomp, state machine. Used by the agent; depends only on CShims and OCI.
         .target(name: "GuestContainers", dependencies: ["CShims", "OCI"]),
 
         // ---- containerd side

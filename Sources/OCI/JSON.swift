@@ -1,5 +1,7 @@
 // JSON in and out for the model: decoding errors name the field by its JSON path
-// ("process.user.uid", "mounts[2].destination"), so every layer reports them the same way.
+// ("process.user.uid", "mounts[2].destination"), so every layer reports them the same way. One
+// exception: Foundation's decoder reports a number outside its field's type (1.5 or -2 for an
+// unsigned field) as invalid JSON without a path, so the field is "(document)".
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
