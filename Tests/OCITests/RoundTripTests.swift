@@ -3,9 +3,10 @@
 //
 // Fixtures: ctr-run.json is `ctr oci spec` of containerd 1.6.20 with what `ctr run busybox c1 sh`
 // adds (the image's args and env, a terminal, the cgroup path); cri-sandbox.json and
-// cri-container.json are a pod's pause container and a container in it, as the CRI plugin of
-// containerd 1.6 writes them (namespace paths, /dev/shm and /etc bind mounts, annotations,
-// resources, the RuntimeDefault seccomp profile); every-field.json sets every field of the model.
+// cri-container.json were captured from a bundle while CRITests ran the CRI suite with runc
+// (containerd 1.6.20): the "oom" pod's sandbox and its "hog" container, with a memory limit, the
+// sandbox's namespace paths, the /etc and /dev/shm bind mounts and CRI's annotations.
+// every-field.json sets every field of the model, a RuntimeDefault-like seccomp profile included.
 
 import Foundation
 import OCI
@@ -42,17 +43,30 @@ import Testing
 
     @Test func criDocumentsDecodeIntoWhatTheRuntimeReads() throws {
         let sandbox = try OCISpec.decode(Self.fixture("cri-sandbox.json"))
-        #expect(sandbox.process?.user == OCIUser(uid: 65535, gid: 65535, additionalGids: [65535]))
-        #expect(sandbox.process?.oomScoreAdj == -998)
-        #expect(sandbox.linux?.namespaces?.last?.joinPath == "/var/run/netns/cni-0b7f7c3d-2a4e-5f61-8c9d-0e1f2a3b4c5d")
+        #expect(sandbox.annotations?["io.kubernetes.cri.container-type"] == "sandbox")
+        #expect(sandbox.root == OCIRoot(path: "rootfs", readonly: true) && sandbox.hostname == "oom")
+        #expect(sandbox.linux?.namespaces?.last?.joinPath == "/var/run/netns/cni-c19d15fd-231d-dd66-2c4b-5a014d42d1df")
+        #expect(sandbox.linux?.resources?.cpu == OCIResources.CPU(shares: 2))
         let container = try OCISpec.decode(Self.fixture("cri-container.json"))
+        #expect(container.process?.user == OCIUser(uid: 0, gid: 0, additionalGids: [0]))
+        #expect(container.process?.oomScoreAdj == 0)
         #expect(container.mounts?.first { $0.destination == "/dev/shm" }?.isBind == true)
         #expect(container.mounts?.first { $0.destination == "/proc" }?.isBind == false)
-        #expect(container.linux?.resources?.memory?.limit == 134_217_728)
-        #expect(container.linux?.resources?.unified == ["memory.oom.group": "1"])
-        let clone = container.linux?.seccomp?.syscalls?.first { $0.names == ["clone"] }
+        #expect(container.linux?.resources?.memory == OCIResources.Memory(limit: 33_554_432, swap: 33_554_432))
+        #expect(container.linux?.resources?.cpu == OCIResources.CPU())
+        #expect(container.linux?.namespaces?.map(\.joinPath) == [
+            "/proc/2406/ns/pid", "/proc/2406/ns/ipc", "/proc/2406/ns/uts", nil, "/proc/2406/ns/net",
+        ])
+    }
+
+    @Test func seccompRulesKeepTheirArguments() throws {
+        let spec = try OCISpec.decode(Self.fixture("every-field.json"))
+        let seccomp = try #require(spec.linux?.seccomp)
+        let clone = seccomp.syscalls?.first { $0.names == ["clone"] }
         #expect(clone?.args == [OCISeccomp.Arg(index: 0, value: 2_114_060_288, op: "SCMP_CMP_MASKED_EQ")])
-        #expect(container.linux?.seccomp?.syscalls?.last?.errnoRet == 38)
+        #expect(seccomp.syscalls?.first { $0.names == ["clone3"] }?.errnoRet == 38)
+        #expect(seccomp.flags == ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW"])
+        #expect(seccomp.listenerPath == "/run/seccomp-agent.socket" && seccomp.defaultErrnoRet == 1)
     }
 
     @Test func unknownKeysAreIgnored() throws {
