@@ -1,10 +1,9 @@
 // containerd's config.json through the model and back: nothing a runtime acts on is lost, numbers
 // keep their range (-1 limits, the largest uint64), unknown keys are ignored, errors name the field.
 //
-// Fixtures: ctr-run.json is `ctr oci spec` of containerd 1.6.20 with what `ctr run busybox c1 sh`
-// adds (the image's args and env, a terminal, the cgroup path); cri-sandbox.json and
-// cri-container.json were captured from a bundle while CRITests ran the CRI suite with runc
-// (containerd 1.6.20): the "oom" pod's sandbox and its "hog" container, with a memory limit, the
+// Fixtures, captured from bundles of containerd 1.6.20 while the end-to-end tests ran:
+// ctr-run.json is `ctr run busybox k1 echo hi` (ContainerdE2ETests); cri-sandbox.json and
+// cri-container.json come from the CRI suite with runc (CRITests): the "oom" pod's sandbox and its "hog" container, with a memory limit, the
 // sandbox's namespace paths, the /etc and /dev/shm bind mounts and CRI's annotations.
 // every-field.json sets every field of the model, a RuntimeDefault-like seccomp profile included.
 
@@ -26,6 +25,16 @@ import Testing
         let encoded = try spec.encoded()
         #expect(try JSONValue.parse(encoded) == JSONValue.parse(original))
         #expect(try OCISpec.decode(encoded) == spec)
+    }
+
+    @Test func ctrRunDecodesIntoWhatTheRuntimeReads() throws {
+        let spec = try OCISpec.decode(Self.fixture("ctr-run.json"))
+        #expect(spec.process?.args == ["echo", "hi"] && spec.process?.cwd == "/")
+        #expect(spec.process?.rlimits == [OCIRlimit(type: "RLIMIT_NOFILE", hard: 1024, soft: 1024)])
+        #expect(spec.annotations == nil && spec.linux?.cgroupsPath == "/default/k1")
+        #expect(spec.linux?.namespaces?.allSatisfy { $0.joinPath == nil } == true)
+        #expect(spec.linux?.resources?.devices?.first == OCIResources.DeviceRule(allow: false, access: "rwm"))
+        #expect(spec.linux?.resources?.devices?.contains(OCIResources.DeviceRule(allow: true, type: "c", major: 136, access: "rwm")) == true)
     }
 
     @Test func numbersKeepTheirGoTypes() throws {
