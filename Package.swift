@@ -24,6 +24,9 @@ let package = Package(
         .target(name: "CShims", linkerSettings: [.linkedLibrary("seccomp")]),
         // Errno, owned descriptors, epoll, eventfd, signals.
         .target(name: "SystemSupport", dependencies: ["CShims"]),
+        // The OCI runtime spec (v1.1, Linux), one Codable model for the shim, the runtime's
+        // host-to-guest rewrite and the guest engine. Foundation(Essentials) only: the static agent uses it.
+        .target(name: "OCI"),
 
         // ---- VMM stack
         // Guest physical address space; consumers depend on the GuestMemory protocol only.
@@ -76,9 +79,9 @@ let package = Package(
             dependencies: ["Netlink", "SystemSupport", "AgentAPI", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
 
         // ---- guest side
-        // OCI containers inside the guest: spec parsing, clone/exec through ks_container.c,
-        // cgroups, seccomp, state machine. Used by the agent; depends only on CShims.
-        .target(name: "GuestContainers", dependencies: ["CShims"]),
+        // OCI containers inside the guest: spec validation, clone/exec through ks_container.c,
+        // cgroups, seccomp, state machine. Used by the agent; depends only on CShims and OCI.
+        .target(name: "GuestContainers", dependencies: ["CShims", "OCI"]),
 
         // ---- containerd side
         // ttrpc: framing, client, server, status codes, over any byte stream.
@@ -97,7 +100,7 @@ let package = Package(
         .target(
             name: "Shim",
             dependencies: [
-                "ContainerdAPI", "TTRPC", "CShims", "SystemSupport",
+                "ContainerdAPI", "TTRPC", "CShims", "SystemSupport", "OCI",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -112,7 +115,7 @@ let package = Package(
         .target(
             name: "Agent",
             dependencies: [
-                "AgentAPI", "TTRPC", "CShims", "GuestContainers", "SystemSupport", "Netlink",
+                "AgentAPI", "TTRPC", "CShims", "GuestContainers", "OCI", "SystemSupport", "Netlink",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -123,8 +126,8 @@ let package = Package(
         .target(
             name: "Runtime",
             dependencies: [
-                "Shim", "Hypervisor", "AgentAPI", "TTRPC", "ContainerdAPI", "SystemSupport", "Netlink", "PodNetwork",
-                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                "Shim", "OCI", "Hypervisor", "AgentAPI", "TTRPC", "ContainerdAPI", "SystemSupport", "Netlink",
+                "PodNetwork", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
 
@@ -132,7 +135,7 @@ let package = Package(
         .executableTarget(name: "containerd-shim-kata-v2", dependencies: ["Shim", "Runtime"]),
         // TEST ONLY, never installed: the shim protocol over ScriptedSandbox (no VM), runtime
         // io.containerd.kata-scripted.v2, for ShimTests and ShimE2ETests where no VM can run.
-        .executableTarget(name: "containerd-shim-kata-scripted-v2", dependencies: ["Shim"]),
+        .executableTarget(name: "containerd-shim-kata-scripted-v2", dependencies: ["Shim", "OCI"]),
         // Throughput of the FUSE server's READ/WRITE and small-file paths vs plain host calls.
         .executableTarget(name: "fuse-bench", dependencies: ["FUSE"]),
         .executableTarget(
@@ -155,6 +158,8 @@ let package = Package(
 
         // ---- tests
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
+        // The OCI model: containerd's and CRI's config.json round-trip, decoding errors name the field.
+        .testTarget(name: "OCITests", dependencies: ["OCI"], exclude: ["Fixtures"]),
         .testTarget(name: "VirtIOTests", dependencies: ["VirtIO", "VirtIOTestSupport", "GuestMemory"]),
         .testTarget(
             name: "DevicesTests", dependencies: ["Devices", "FUSE", "VirtIO", "VirtIOTestSupport", "GuestMemory", "SystemSupport"]),
@@ -192,14 +197,14 @@ let package = Package(
         // Shim unit tests, and the shim binary driven as containerd drives it (start/delete, ttrpc).
         .testTarget(
             name: "ShimTests",
-            dependencies: ["Shim", "ContainerdAPI", "TTRPC", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+            dependencies: ["Shim", "OCI", "ContainerdAPI", "TTRPC", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         // The shim under a real containerd (own instance, ctr); needs root and containerd installed.
         .testTarget(name: "ShimE2ETests", dependencies: ["Shim"]),
         // Runtime: configuration parsing (unit), and VMSandbox against a real VM with our agent.
         .testTarget(
             name: "RuntimeTests",
             dependencies: [
-                "Runtime", "Shim", "Hypervisor", "AgentAPI", "TTRPC", "ContainerdAPI",
+                "Runtime", "Shim", "OCI", "Hypervisor", "AgentAPI", "TTRPC", "ContainerdAPI",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -208,7 +213,7 @@ let package = Package(
             name: "HypervisorTests", dependencies: ["Hypervisor", "VhostUser", "Devices", "VirtIO", "GuestMemory", "SystemSupport", "CShims"]),
         // One real boot of our kernel under our VMM (minutes on hosts whose KVM emulates the guest).
         .testTarget(name: "BootKernelTests", dependencies: ["VMM", "Boot", "SystemSupport", "Devices", "VirtIO"]),
-        .testTarget(name: "GuestContainersTests", dependencies: ["GuestContainers", "CShims"]),
+        .testTarget(name: "GuestContainersTests", dependencies: ["GuestContainers", "OCI", "CShims"]),
         // Netlink codec (golden bytes, hostile replies) and, as root, the real thing in scratch
         // network namespaces: scan, tc redirect with traffic, the agent's interface and routes.
         .testTarget(
@@ -223,7 +228,7 @@ let package = Package(
         .testTarget(
             name: "AgentContainerTests",
             dependencies: [
-                "Agent", "AgentAPI", "TTRPC", "GuestContainers", "Hypervisor", "SystemSupport", "CShims",
+                "Agent", "AgentAPI", "TTRPC", "GuestContainers", "OCI", "Hypervisor", "SystemSupport", "CShims",
                 "GuestImageTestSupport", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]),
         // The shim-to-agent channel end to end: our kernel and kata-agent in a VM, ttrpc over our vsock.

@@ -1,6 +1,7 @@
 // A container's cgroup on the unified hierarchy (cgroup v2, as in the guest): limits from
 // linux.resources, membership, freeze/thaw, stats and the OOM-kill counter.
 import Glibc
+import OCI
 
 public struct CgroupStats: Sendable, Equatable {
     public var memoryCurrent: UInt64?

@@ -1,6 +1,7 @@
 // The same container cgroup on cgroup v1 (one directory per controller), for hosts like our
 // build machines; the guest uses v2 (Cgroup.swift). Controllers: memory, cpu, cpuacct, pids, freezer.
 import Glibc
+import OCI
 
 /// What the container engine needs from a cgroup, on either hierarchy.
 public protocol ContainerCgroup: Sendable {

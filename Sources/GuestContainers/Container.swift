@@ -2,6 +2,7 @@
 // The agent calls create/start/exec/signal/wait/pause/resume/stats/update/delete.
 import CShims
 import Glibc
+import OCI
 import Synchronization
 
 public struct ContainerOptions: Sendable {

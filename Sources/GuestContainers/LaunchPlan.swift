@@ -1,5 +1,6 @@
 // An OCI spec checked and turned into plain values the C helper can take: the plan of what the
 // child does between clone and execve. Every invalid value is reported with its field name.
+import OCI
 
 struct CapabilitySets: Equatable {
     var bounding: UInt64 = 0, effective: UInt64 = 0, inheritable: UInt64 = 0, permitted: UInt64 = 0
@@ -195,7 +196,7 @@ struct NamespaceFlags {
             guard seen.insert(ns.type).inserted else {
                 throw .invalidSpec(field: "\(field).type", reason: "\(ns.type) is listed twice")
             }
-            let path = ns.path.flatMap { $0.isEmpty ? nil : $0 }
+            let path = ns.joinPath
             let flag: UInt64
             switch ns.type {
             case "mount": flag = clone.mount

@@ -2,6 +2,7 @@
 // child only loads it with prctl(PR_SET_SECCOMP) right before execve.
 import CShims
 import Glibc
+import OCI
 
 enum SeccompFilter {
     /// The BPF program bytes (struct sock_filter array) for `spec`.

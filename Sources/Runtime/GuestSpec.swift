@@ -1,4 +1,5 @@
-// The OCI spec as the guest sees it (the helpers' contract, docs/kubernetes.md):
+// The OCI spec as the guest sees it (the helpers' contract, docs/kubernetes.md), a typed
+// transform of the container's spec; VMSandbox encodes the result once for the agent:
 // - `root.path` points into the shared directory (`/run/kata-containers/shared/containers/<cid>/rootfs`);
 // - bind mounts of host files and directories reach the guest through the share
 //   (SandboxPaths+Mounts), read-only where the mount says so; a pod's /dev/shm is the guest's
@@ -11,6 +12,7 @@
 
 import Foundation
 import Logging
+import OCI
 import Shim
 import SystemSupport
 
@@ -26,98 +28,94 @@ enum GuestSpec {
     /// The guest's pod-wide /dev/shm (a tmpfs the agent mounts at CreateSandbox).
     static let guestPodShm = "/run/kata-containers/sandbox/shm"
 
-    /// The rewritten config.json for the agent.
-    static func rewrite(_ spec: OCISpec, containerID: String, paths: SandboxPaths, pod: Pod, logger: Logger) throws(RuntimeError) -> [UInt8] {
-        guard var document = (try? JSONSerialization.jsonObject(with: Data(spec.json))) as? [String: Any] else {
-            throw .invalidSpec("config.json is not a JSON object")
+    /// The container's spec as the agent gets it. Bind mounts are shared on the way (a mount that
+    /// cannot be shared fails the container, as with runc).
+    static func rewrite(_ spec: OCISpec, containerID: String, paths: SandboxPaths, pod: Pod, logger: Logger) throws(RuntimeError) -> OCISpec {
+        var guest = spec
+        guest.root = OCIRoot(path: SandboxPaths.guestRootfs(containerID), readonly: spec.root?.readonly)
+        if let mounts = spec.mounts {
+            guest.mounts = try rewriteMounts(mounts, containerID: containerID, paths: paths, pod: pod, logger: logger)
         }
-        var root = document["root"] as? [String: Any] ?? [:]
-        root["path"] = SandboxPaths.guestRootfs(containerID)
-        document["root"] = root
-        if let mounts = document["mounts"] as? [[String: Any]] {
-            document["mounts"] = try rewriteMounts(mounts, containerID: containerID, paths: paths, pod: pod, logger: logger)
+        if let namespaces = spec.linux?.namespaces {
+            guest.linux?.namespaces = try rewriteNamespaces(namespaces, pod: pod)
         }
-        if var linux = document["linux"] as? [String: Any], let namespaces = linux["namespaces"] as? [[String: Any]] {
-            linux["namespaces"] = try rewriteNamespaces(namespaces, pod: pod)
-            document["linux"] = linux
-        }
-        guard let data = try? JSONSerialization.data(withJSONObject: document) else {
-            throw .invalidSpec("cannot encode the rewritten spec")
-        }
-        return Array(data)
+        return guest
     }
 
     static func rewriteMounts(
-        _ mounts: [[String: Any]], containerID: String, paths: SandboxPaths, pod: Pod, logger: Logger
-    ) throws(RuntimeError) -> [[String: Any]] {
-        var kept: [[String: Any]] = []
+        _ mounts: [OCIMount], containerID: String, paths: SandboxPaths, pod: Pod, logger: Logger
+    ) throws(RuntimeError) -> [OCIMount] {
+        var kept: [OCIMount] = []
         for (index, mount) in mounts.enumerated() {
-            let options = mount["options"] as? [String] ?? []
-            let isBind = (mount["type"] as? String) == "bind" || options.contains("bind") || options.contains("rbind")
-            guard isBind, let source = mount["source"] as? String else {
+            guard mount.isBind, let source = mount.source else {
                 kept.append(mount)
                 continue
             }
-            let destination = mount["destination"] as? String ?? "?"
             var copy = mount
-            if pod.isCRI && destination == "/dev/shm" {
-                copy["source"] = guestPodShm
+            if pod.isCRI && mount.destination == "/dev/shm" {
+                copy.source = guestPodShm
                 kept.append(copy)
                 continue
             }
             let base = source.split(separator: "/").last.map(String.init) ?? "root"
             let name = "\(index)-" + (base == "." || base == ".." ? "mount" : base)
+            let readOnly = mount.options?.contains("ro") == true
             do throws(RuntimeError) {
-                _ = try paths.shareMount(containerID: containerID, name: name, source: source, readOnly: options.contains("ro"))
+                _ = try paths.shareMount(containerID: containerID, name: name, source: source, readOnly: readOnly)
             } catch .system(_, let code) where code == ENOTSUP {
-                logger.warning("container \(containerID): dropping bind mount \(source) -> \(destination): only files and directories reach the guest")
+                logger.warning(
+                    "container \(containerID): dropping bind mount \(source) -> \(mount.destination): only files and directories reach the guest")
                 continue
             }
-            copy["source"] = SandboxPaths.guestMount(containerID, name: name)
+            copy.source = SandboxPaths.guestMount(containerID, name: name)
             kept.append(copy)
-            logger.debug("container \(containerID): bind mount \(source) -> \(destination) through the share")
+            logger.debug("container \(containerID): bind mount \(source) -> \(mount.destination) through the share")
         }
         return kept
     }
 
-    static func rewriteNamespaces(_ namespaces: [[String: Any]], pod: Pod) throws(RuntimeError) -> [[String: Any]] {
-        var out: [[String: Any]] = []
+    static func rewriteNamespaces(_ namespaces: [OCINamespace], pod: Pod) throws(RuntimeError) -> [OCINamespace] {
+        var out: [OCINamespace] = []
         for namespace in namespaces {
-            var copy = namespace
-            let type = namespace["type"] as? String ?? ""
-            guard let path = namespace["path"] as? String, !path.isEmpty else {
-                out.append(copy)
+            guard let path = namespace.joinPath else {
+                out.append(namespace)
                 continue
             }
-            switch type {
+            switch namespace.type {
             case "network":
-                copy["path"] = nil  // the pod's network namespace is the VM's
+                out.append(OCINamespace(type: "network"))  // the pod's network namespace is the VM's
             case "ipc", "uts", "pid":
                 guard let pid = pod.sandboxGuestPID else {
-                    throw .invalidSpec("joining the \(type) namespace \(path): this container belongs to no running pod sandbox in the VM")
+                    throw .invalidSpec(
+                        "joining the \(namespace.type) namespace \(path): this container belongs to no running pod sandbox in the VM")
                 }
-                copy["path"] = "/proc/\(pid)/ns/\(type)"
+                out.append(OCINamespace(type: namespace.type, path: "/proc/\(pid)/ns/\(namespace.type)"))
             default:
-                throw .invalidSpec("joining the host \(type) namespace \(path) is not possible from a VM")
+                throw .invalidSpec("joining the host \(namespace.type) namespace \(path) is not possible from a VM")
             }
-            out.append(copy)
         }
         return out
     }
 
-    /// The exec's process JSON: the container's `process`, with the exec's fields laid over it.
-    static func execProcess(_ exec: OCIProcess, containerSpec: OCISpec) throws(RuntimeError) -> [UInt8] {
-        let document = (try? JSONSerialization.jsonObject(with: Data(containerSpec.json))) as? [String: Any]
-        var process = document?["process"] as? [String: Any] ?? [:]
-        if let args = exec.args { process["args"] = args }
-        if let env = exec.env { process["env"] = env }
-        if let cwd = exec.cwd { process["cwd"] = cwd }
-        process["terminal"] = exec.terminal ?? false
-        if exec.terminal != true { process["consoleSize"] = nil }
-        guard let args = process["args"] as? [String], !args.isEmpty else { throw .invalidSpec("exec process has no args") }
-        guard let data = try? JSONSerialization.data(withJSONObject: process) else {
-            throw .invalidSpec("cannot encode the exec process")
+    /// The exec's process: the container's `process`, with the exec's args, env, cwd and terminal
+    /// laid over it (a console size only with a terminal).
+    static func execProcess(_ exec: OCIProcess, containerSpec: OCISpec) throws(RuntimeError) -> OCIProcess {
+        var process = containerSpec.process ?? exec
+        if let args = exec.args { process.args = args }
+        if let env = exec.env { process.env = env }
+        process.cwd = exec.cwd
+        process.terminal = exec.terminal ?? false
+        if exec.terminal != true { process.consoleSize = nil }
+        guard let args = process.args, !args.isEmpty else { throw .invalidSpec("exec process has no args") }
+        return process
+    }
+
+    /// The JSON the agent decodes (CreateContainer's spec, ExecProcess's process).
+    static func encode(_ value: some Encodable) throws(RuntimeError) -> [UInt8] {
+        do {
+            return try OCIJSON.encode(value)
+        } catch {
+            throw .invalidSpec("\(error)")
         }
-        return Array(data)
     }
 }

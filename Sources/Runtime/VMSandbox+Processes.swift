@@ -5,6 +5,7 @@
 // The host pid reported for every process is the shim's own (guest pids appear only in Pids).
 
 import AgentAPI
+import OCI
 import Shim
 #if canImport(Glibc)
 import Glibc
@@ -25,7 +26,7 @@ extension VMSandbox {
             guard !execID.isEmpty else { throw .invalidSpec("exec id is empty") }
             let key = Key(containerID: containerID, execID: execID)
             guard processes[key] == nil else { throw .alreadyExists("exec \(execID) in container \(containerID)") }
-            let json = try GuestSpec.execProcess(spec, containerSpec: container.spec)
+            let json = try GuestSpec.encode(GuestSpec.execProcess(spec, containerSpec: container.spec))
             processes[key] = GuestProcess(containerID: containerID, execID: execID, stdio: stdio, execJSON: json)
         }
     }

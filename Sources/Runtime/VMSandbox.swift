@@ -7,6 +7,7 @@
 import AgentAPI
 import Hypervisor
 import Logging
+import OCI
 import Shim
 import TTRPC
 #if canImport(Glibc)
@@ -242,8 +243,8 @@ public actor VMSandbox: Sandbox {
             // makes the root read-only last when the spec asks (root.readonly).
             try vm.paths.shareRootfs(containerID: config.id, from: config.rootfs, readOnly: false)
             do throws(RuntimeError) {
-                let spec = try GuestSpec.rewrite(
-                    config.spec, containerID: config.id, paths: vm.paths, pod: pod(of: config.spec), logger: logger)
+                let spec = try GuestSpec.encode(GuestSpec.rewrite(
+                    config.spec, containerID: config.id, paths: vm.paths, pod: pod(of: config.spec), logger: logger))
                 _ = try await call("CreateContainer", vm: vm) { agent in
                     try await agent.createContainer(.with {
                         $0.containerID = config.id

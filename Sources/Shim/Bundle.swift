@@ -2,6 +2,7 @@
 // config.json (OCI spec), rootfs/ (empty; Create mounts containerd's rootfs mounts on it), log (FIFO),
 // work -> state dir. The shim adds `address`.
 
+import OCI
 #if canImport(Glibc)
 import Glibc
 #endif

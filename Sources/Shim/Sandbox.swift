@@ -7,6 +7,7 @@
 // Stdio: the service opens containerd's endpoints (FIFOs, files, logging binaries) and hands the
 // sandbox plain streams; the sandbox writes the process's output into them and closes them at EOF.
 
+import OCI
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else

@@ -3,6 +3,7 @@
 // holding the listener as fd 3, writes `address` into the bundle, and prints exactly the address.
 // Containers joining a CRI pod get the pod shim's address and spawn nothing.
 
+import OCI
 #if canImport(Glibc)
 import Glibc
 #endif

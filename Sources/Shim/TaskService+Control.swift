@@ -1,5 +1,6 @@
 // Task service: signals, execs, delete, pause/resume, and the other per-process requests.
 
+import OCI
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else

@@ -4,6 +4,7 @@
 // actor; Wait parks on the process record, so a blocked Wait never holds anything up.
 
 import Logging
+import OCI
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else

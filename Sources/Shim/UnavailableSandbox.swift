@@ -2,6 +2,8 @@
 // QEMU backend arrive with the Runtime module), so creating a container fails with an error that
 // says exactly that; containerd shows it to the user (`ctr run` prints it) and cleans up.
 
+import OCI
+
 /// A sandbox failure.
 public enum SandboxError: Error, Equatable, CustomStringConvertible {
     case noHypervisorBackend(containerID: String)

@@ -13,6 +13,7 @@
 //   anything else      runs until signalled; exits 128+signal
 // A signal ends any running script with 128+signal; the init's exit kills the container's execs.
 
+import OCI
 import Shim
 import Synchronization
 #if canImport(Glibc)

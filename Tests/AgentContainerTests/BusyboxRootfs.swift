@@ -3,6 +3,7 @@
 import Foundation
 import Glibc
 import GuestContainers
+import OCI
 import Synchronization
 
 enum BusyboxRootfs {

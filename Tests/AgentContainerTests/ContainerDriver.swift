@@ -4,6 +4,7 @@
 import AgentAPI
 import Foundation
 import GuestContainers
+import OCI
 import TTRPC
 
 struct RunResult {

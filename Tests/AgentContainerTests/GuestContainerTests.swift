@@ -7,6 +7,7 @@ import Glibc
 import GuestImageTestSupport
 import GuestContainers
 import Hypervisor
+import OCI
 import SystemSupport
 import TTRPC
 import Testing

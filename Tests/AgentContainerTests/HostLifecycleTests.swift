@@ -4,6 +4,7 @@ import AgentAPI
 import Foundation
 import Glibc
 import GuestContainers
+import OCI
 import TTRPC
 import Testing
 

@@ -1,6 +1,7 @@
 // Real containers on this host (root): namespaces, mounts, pivot_root, seccomp, capabilities.
 import Glibc
 import GuestContainers
+import OCI
 import Testing
 
 @Suite("Container runs") struct ContainerRunTests {

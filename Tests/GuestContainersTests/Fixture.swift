@@ -2,6 +2,7 @@
 // the ones containerd writes, and a runner that captures stdout/stderr through pipes.
 import Glibc
 import GuestContainers
+import OCI
 import Synchronization
 
 enum Fixture {

@@ -1,6 +1,7 @@
 // Lifecycle: signals, exec, pause/resume, invalid transitions and specs, cleanup, memory limits.
 import Glibc
 import GuestContainers
+import OCI
 import Testing
 
 @Suite("Container lifecycle") struct LifecycleTests {

@@ -4,6 +4,7 @@
 import Foundation
 import Glibc
 import Logging
+import OCI
 import Shim
 import Synchronization
 import Testing
@@ -134,9 +135,8 @@ final class ScratchSandbox {
             """.utf8))
     }
 
-    static func rewritten(_ spec: OCISpec, _ id: String, _ sandbox: ScratchSandbox, pod: GuestSpec.Pod = single) throws -> [String: Any] {
-        let bytes = try GuestSpec.rewrite(spec, containerID: id, paths: sandbox.paths, pod: pod, logger: logger)
-        return try #require(JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any])
+    static func rewritten(_ spec: OCISpec, _ id: String, _ sandbox: ScratchSandbox, pod: GuestSpec.Pod = single) throws -> OCISpec {
+        try GuestSpec.rewrite(spec, containerID: id, paths: sandbox.paths, pod: pod, logger: logger)
     }
 
     @Test func bindMountedFilesReachTheShareWithoutGoingThroughPlantedSymlinks() throws {
@@ -152,8 +152,9 @@ final class ScratchSandbox {
         #expect(mkdir(sandbox.paths.containerDirectory("c1"), 0o755) == 0 && mkdir(mounts, 0o755) == 0)
         #expect(symlink(outside + "/f0", mounts + "/0-hosts") == 0)
         let document = try Self.rewritten(spec, "c1", sandbox)
-        let mount = try #require((document["mounts"] as? [[String: Any]])?.first)
-        #expect(mount["source"] as? String == "/run/kata-containers/shared/containers/c1/mounts/0-hosts")
+        let mount = try #require(document.mounts?.first)
+        #expect(mount.source == "/run/kata-containers/shared/containers/c1/mounts/0-hosts")
+        #expect(mount.options == ["rbind", "ro"] && mount.type == "bind" && mount.destination == "/etc/hosts")
         #expect((try? String(contentsOfFile: outside + "/f0", encoding: .utf8)) == "keep")
         // A bind mount, not a copy: the host's later edits show through, and it is ro,nodev,nosuid.
         // (written in place: a file replaced by rename is a new inode, which no bind mount follows)
@@ -204,8 +205,8 @@ final class ScratchSandbox {
             {"destination":"/run/api.sock","type":"bind","source":"\(socketPath)","options":["rbind"]}
             """)
         let document = try Self.rewritten(present, "c1", sandbox)
-        let mounts = try #require(document["mounts"] as? [[String: Any]])
-        #expect(mounts.map { $0["destination"] as? String } == ["/data", "/config"])
+        let mounts = try #require(document.mounts)
+        #expect(mounts.map(\.destination) == ["/data", "/config"])
         let share = sandbox.paths.containerDirectory("c1") + "/mounts"
         #expect(FileManager.default.createFile(atPath: share + "/0-data/written", contents: Data("x".utf8)))
         #expect(FileManager.default.fileExists(atPath: data + "/written"))
@@ -228,14 +229,12 @@ final class ScratchSandbox {
         let spec = try Self.spec(mounts: shm, namespaces: namespaces)
         let pod = GuestSpec.Pod(sandboxGuestPID: 12, isCRI: true)
         let document = try Self.rewritten(spec, "c1", sandbox, pod: pod)
-        let linux = try #require(document["linux"] as? [String: Any])
-        let joined = try #require(linux["namespaces"] as? [[String: String]])
-        #expect(joined == [
-            ["type": "pid"], ["type": "ipc", "path": "/proc/12/ns/ipc"], ["type": "uts", "path": "/proc/12/ns/uts"],
-            ["type": "mount"], ["type": "network"],
+        #expect(document.linux?.namespaces == [
+            OCINamespace(type: "pid"), OCINamespace(type: "ipc", path: "/proc/12/ns/ipc"),
+            OCINamespace(type: "uts", path: "/proc/12/ns/uts"), OCINamespace(type: "mount"), OCINamespace(type: "network"),
         ])
-        let mount = try #require((document["mounts"] as? [[String: Any]])?.first)
-        #expect(mount["source"] as? String == GuestSpec.guestPodShm)
+        let mount = try #require(document.mounts?.first)
+        #expect(mount.source == GuestSpec.guestPodShm)
         // Without a running sandbox container there is nothing to join; a host mount namespace never.
         #expect(throws: RuntimeError.self) {
             _ = try Self.rewritten(spec, "c2", sandbox, pod: GuestSpec.Pod(sandboxGuestPID: nil, isCRI: true))

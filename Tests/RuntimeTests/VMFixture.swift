@@ -5,6 +5,7 @@
 import Foundation
 import Logging
 import NIOPosix
+import OCI
 import Shim
 @testable import Runtime
 

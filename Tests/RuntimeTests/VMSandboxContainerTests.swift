@@ -5,6 +5,7 @@
 
 import ContainerdAPI
 import Foundation
+import OCI
 import Shim
 import Testing
 @testable import Runtime

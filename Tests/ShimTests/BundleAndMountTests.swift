@@ -1,4 +1,5 @@
 import Foundation
+import OCI
 import Testing
 @testable import Shim
 

@@ -2,6 +2,7 @@
 // containerd's identifier rule, wherever they arrive (flags, Create, Exec).
 
 import Foundation
+import OCI
 import Testing
 @testable import Shim
 
@@ -29,7 +30,7 @@ import Testing
             await #expect(throws: TaskError.self) { _ = try await service.create(.init(id: id, bundle: bundle.path)) }
         }
         _ = try await service.create(.init(id: "c1", bundle: bundle.path))
-        let spec = Array(#"{"args":["sh"],"cwd":"/"}"#.utf8)
+        let spec = Array(#"{"user":{"uid":0,"gid":0},"args":["sh"],"cwd":"/"}"#.utf8)
         let error = await #expect(throws: TaskError.self) {
             try await service.exec(ProcessKey(containerID: "c1", execID: "../e"), specJSON: spec, stdio: StdioRequest())
         }

@@ -3,6 +3,7 @@
 
 import ContainerdAPI
 import Foundation
+import OCI
 import SwiftProtobuf
 import Testing
 import TTRPC

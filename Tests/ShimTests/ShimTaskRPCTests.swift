@@ -3,6 +3,7 @@
 
 import ContainerdAPI
 import Foundation
+import OCI
 import Synchronization
 import SwiftProtobuf
 import Testing

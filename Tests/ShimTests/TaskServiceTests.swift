@@ -1,4 +1,5 @@
 import Foundation
+import OCI
 import Testing
 @testable import Shim
 
@@ -77,7 +78,7 @@ import Testing
         _ = try await service.start(key("c1"))
         #expect(await code { _ = try await service.start(key("c1")) } == .failedPrecondition)
         #expect(await code { _ = try await service.delete(key("c1")) } == .failedPrecondition)  // running
-        let spec = Array(#"{"args":["sh"],"cwd":"/"}"#.utf8)
+        let spec = Array(#"{"user":{"uid":0,"gid":0},"args":["sh"],"cwd":"/"}"#.utf8)
         try await service.exec(key("c1", "e1"), specJSON: spec, stdio: StdioRequest())
         #expect(await code { try await service.exec(key("c1", "e1"), specJSON: spec, stdio: StdioRequest()) } == .alreadyExists)
         #expect(await code { try await service.exec(key("c1", "e2"), specJSON: Array("{".utf8), stdio: StdioRequest()) } == .invalidArgument)
@@ -100,7 +101,7 @@ import Testing
         defer { directory.remove() }
         try await create("c1")
         _ = try await service.start(key("c1"))
-        try await service.exec(key("c1", "e1"), specJSON: Array(#"{"args":["ls"]}"#.utf8), stdio: StdioRequest())
+        try await service.exec(key("c1", "e1"), specJSON: Array(#"{"user":{"uid":0,"gid":0},"args":["ls"],"cwd":"/"}"#.utf8), stdio: StdioRequest())
         _ = try await service.start(key("c1", "e1"))
         await #expect(throws: TaskError.self) { _ = try await service.delete(key("c1")) }  // exec still running
         await sandbox.exit(key("c1", "e1"), code: 0)

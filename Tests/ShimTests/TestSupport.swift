@@ -2,6 +2,7 @@
 // a test double whose processes exit only when the test says so, with failure switches.
 
 import Foundation
+import OCI
 import Synchronization
 @testable import Shim
 
@@ -27,7 +28,7 @@ func makeBundle(in directory: String, id: String, args: [String] = ["sleep"], an
     try FileManager.default.createDirectory(atPath: path + "/rootfs", withIntermediateDirectories: true)
     let spec: [String: Any] = [
         "ociVersion": "1.0.2",
-        "process": ["terminal": terminal, "args": args, "env": ["PATH=/bin"], "cwd": "/"],
+        "process": ["terminal": terminal, "user": ["uid": 0, "gid": 0], "args": args, "env": ["PATH=/bin"], "cwd": "/"],
         "root": ["path": "rootfs"],
         "annotations": annotations,
     ]

@@ -1,6 +1,7 @@
 // Errors of the agent's container API. Each case names what was asked; `rpc` maps it (and the
 // engine's ContainerError) to a ttrpc status once, at the service boundary.
 import GuestContainers
+import OCI
 import TTRPC
 
 enum AgentError: Error, CustomStringConvertible {
@@ -59,6 +60,9 @@ extension AgentService {
         } catch let error as ContainerError {
             log.debug("\(context.method): \(error)")
             throw TTRPCError(AgentError.engine(error).code, "\(context.method): \(error)")
+        } catch let error as OCIDecodingError {
+            log.debug("\(context.method): \(error)")
+            throw TTRPCError(.invalidArgument, "\(context.method): \(error)")
         } catch let error as TTRPCError {
             throw error
         } catch is CancellationError {

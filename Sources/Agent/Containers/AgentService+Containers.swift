@@ -2,6 +2,7 @@
 import AgentAPI
 import Glibc
 import GuestContainers
+import OCI
 import SwiftProtobuf
 import TTRPC
 

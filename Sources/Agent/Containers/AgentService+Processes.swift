@@ -3,6 +3,7 @@ import AgentAPI
 import FoundationEssentials
 import Glibc
 import GuestContainers
+import OCI
 import SwiftProtobuf
 import TTRPC
 
