@@ -173,6 +173,15 @@ public final class Container: Sendable {
         return proc
     }
 
+    /// Drops an exec process that has exited (its pidfd closes with it), so a long-lived
+    /// container's execs do not accumulate. False, and nothing dropped, while it runs.
+    @discardableResult
+    public func forgetExec(_ execID: String) -> Bool {
+        guard let process = execs.withLock({ $0[execID] }), case .exited = process.status else { return false }
+        execs.withLock { $0[execID] = nil }
+        return true
+    }
+
     /// The exec processes started so far (not the init).
     public func execProcesses() -> [ContainerProcess] {
         execs.withLock { Array($0.values) }

@@ -86,6 +86,34 @@ import Testing
         }
     }
 
+    /// A long-lived container's finished execs are forgotten once waited for and drained: each
+    /// used to keep its pidfd, and a guest agent at 1024 descriptors stopped answering (a soak
+    /// of ~830 `ctr task exec` into one pod).
+    @Test func finishedExecsAreForgottenAndLeakNothing() async throws {
+        try await withAgent { _, d, rootfs in
+            let id = HostAgent.uniqueID("execs")
+            try await d.create(id, BusyboxRootfs.spec(["sleep", "1000"], rootfs: rootfs))
+            _ = try await d.start(id)
+            _ = try await d.agent.execProcess(try execRequest(id, "warm-up", ["true"]))
+            _ = try await d.collect(id, exec: "warm-up")
+            let before = LeakSnapshot.take()
+            for i in 0..<40 {
+                _ = try await d.agent.execProcess(try execRequest(id, "x\(i)", ["echo", "\(i)"]))
+                let r = try await d.collect(id, exec: "x\(i)")
+                #expect(r.status == 0 && r.stdoutText == "\(i)\n", "exec \(i): \(r.status) \(r.stdoutText)")
+            }
+            let after = await LeakSnapshot.settled(comparedTo: before)
+            #expect(after.descriptors <= before.descriptors, "descriptors \(before.descriptors) -> \(after.descriptors) after 40 execs: \(LeakSnapshot.describeDescriptors())")
+            // A forgotten exec is unknown, and its id free again.
+            await #expect(throws: TTRPCError.self) { _ = try await d.wait(id, exec: "x0") }
+            _ = try await d.agent.execProcess(try execRequest(id, "x0", ["true"]))
+            #expect(try await d.collect(id, exec: "x0").status == 0)
+            try await d.signal(id, SIGKILL)
+            _ = try await d.wait(id)
+            try await d.remove(id)
+        }
+    }
+
     @Test func removeKillsWhatIsLeftAndForgetsIt() async throws {
         try await withAgent { _, d, rootfs in
             let before = LeakSnapshot.take()

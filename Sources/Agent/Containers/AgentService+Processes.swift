@@ -71,7 +71,9 @@ extension AgentService {
                 let c = record.container
                 response.status = try await BlockingThread.run { c.wait() }
             } else {
-                response.status = try await record.process(request.execID).wait()
+                let process = try record.process(request.execID)
+                response.status = try await process.wait()
+                record.retire(process, at: .waited)
             }
             return response
         }
@@ -105,8 +107,11 @@ extension AgentService {
         -> Kata_Agent_V1_ReadStreamResponse
     {
         try await rpc(context) {
-            let p = try await process(request.containerID, request.execID)
-            return try await Self.read(p.streams.stdout, request.len)
+            let record = try await engine.registry.container(request.containerID)
+            let p = try record.process(request.execID)
+            let response = try await Self.read(p.streams.stdout, request.len)
+            if response.data.isEmpty { record.retire(p, at: .stdoutDrained) }
+            return response
         }
     }
 
@@ -114,8 +119,11 @@ extension AgentService {
         -> Kata_Agent_V1_ReadStreamResponse
     {
         try await rpc(context) {
-            let p = try await process(request.containerID, request.execID)
-            return try await Self.read(p.streams.stderr, request.len)
+            let record = try await engine.registry.container(request.containerID)
+            let p = try record.process(request.execID)
+            let response = try await Self.read(p.streams.stderr, request.len)
+            if response.data.isEmpty { record.retire(p, at: .stderrDrained) }
+            return response
         }
     }
 

@@ -14,6 +14,33 @@ final class ProcessRecord: Sendable {
         self.streams = streams
     }
 
+    /// What must happen before an exec process is forgotten: the shim's WaitProcess answered and
+    /// both outputs read to their end. Until then its record (and pidfd) must stay.
+    enum Milestone: Sendable {
+        case waited, stdoutDrained, stderrDrained
+    }
+
+    private struct Milestones {
+        var waited = false
+        var stdoutDrained = false
+        var stderrDrained = false
+    }
+
+    private let milestones = Mutex(Milestones())
+
+    /// Records `milestone`; true (once) when all three have been reached.
+    func reach(_ milestone: Milestone) -> Bool {
+        milestones.withLock { m in
+            let before = m.waited && m.stdoutDrained && m.stderrDrained
+            switch milestone {
+            case .waited: m.waited = true
+            case .stdoutDrained: m.stdoutDrained = true
+            case .stderrDrained: m.stderrDrained = true
+            }
+            return !before && m.waited && m.stdoutDrained && m.stderrDrained
+        }
+    }
+
     /// Blocks a dedicated thread (never a pool thread) until the process exits.
     func wait() async throws(AgentError) -> Int32 {
         if case .exited(let code) = process.status { return code }
@@ -53,6 +80,16 @@ final class ContainerRecord: Sendable {
 
     func publishExec(_ record: ProcessRecord?, for execID: String) {
         execs.withLock { e in e[execID] = record.map { .ready($0) } }
+    }
+
+    /// Forgets the exec process of `record` once it reached `milestone` and every other one
+    /// (ProcessRecord.reach): the agent and the engine drop it, and its descriptors close.
+    func retire(_ record: ProcessRecord, at milestone: ProcessRecord.Milestone) {
+        guard !record.execID.isEmpty, record.reach(milestone) else { return }
+        execs.withLock { e in
+            if case .ready(let r) = e[record.execID], r === record { e[record.execID] = nil }
+        }
+        container.forgetExec(record.execID)
     }
 
     /// The init and every started exec process.
