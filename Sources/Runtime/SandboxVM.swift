@@ -50,7 +50,7 @@ public final class SandboxVM: Sendable {
         return HypervisorConfig(
             kernelPath: config.kernel, initrdPath: config.initrd, cmdlineExtras: extras, vcpus: config.vcpus,
             memoryMiB: config.memoryMiB, backend: config.backend,
-            debug: config.logLevel == "debug" || config.logLevel == "trace",
+            debug: config.hypervisorDebug || config.logLevel == "debug" || config.logLevel == "trace",
             runtimeDirectory: paths.vmDirectory, hybridVsockPath: config.debugConsole ? paths.hybridVsock : nil,
             qemuBinary: config.qemuPath,
             sharedDirectories: [SharedDirectory(tag: sharedTag, hostPath: paths.shared)],
