@@ -34,7 +34,7 @@ install)
     [ -r "$guest/$i" ] || { echo "install: $guest/$i is missing: run make kernel agent-initramfs" >&2; exit 1; }
   done
   install -d -m 0755 "$bin" "$share" "$etc"
-  for b in "${binaries[@]}"; do install -m 0755 "$bin_dir/$b" "$bin/$b"; echo "installed $bin/$b"; done
+  for b in "${binaries[@]}"; do install -s -m 0755 "$bin_dir/$b" "$bin/$b"; echo "installed $bin/$b"; done
   for i in "${images[@]}"; do install -m 0644 "$(readlink -f "$guest/$i")" "$share/$i"; echo "installed $share/$i"; done
   new=$(mktemp); trap 'rm -f "$new"' EXIT
   default_config > "$new"

@@ -84,6 +84,14 @@ public final class SandboxVM: Sendable {
             logger.info("sandbox \(sandboxID): pod network \(network.pairs.map { "\($0.veth) <-> \($0.tap)" }.joined(separator: ", ")) in \(network.namespacePath)")
         }
         logger.info("sandbox \(sandboxID): VM started, hypervisor backend: \(hypervisor.backendSummary) (configured: \(config.backend)), waiting for the agent")
+        let record = SandboxRecord(
+            shimPID: getpid(), backend: hypervisor.backendSummary, vcpus: config.vcpus, memoryMiB: config.memoryMiB,
+            kernel: config.kernel, started: time(nil))
+        do throws(RuntimeError) {
+            try record.write(to: paths)
+        } catch {
+            logger.warning("sandbox \(sandboxID): \(error) (kata-ctl list will not show it)")
+        }
         do {
             let client = try await connectAgent(hypervisor, timeoutSeconds: Double(config.agentDialTimeoutSeconds), logger: logger)
             return SandboxVM(sandboxID: sandboxID, paths: paths, hypervisor: hypervisor, client: client, network: network, logger: logger)
