@@ -142,5 +142,35 @@ import Testing
                 "ctr said: \(refused.stderr)")
         #expect(waitUntil(seconds: 20) { containerd.shimProcesses().isEmpty }, "shims left: \(containerd.shimProcesses())")
         #expect(try containerd.ctr(["tasks", "ls", "-q"]).stdout.isEmpty)
+
+        // kata-ctl env reads the same file: its values, its warnings, no problem on this host.
+        let kataCtl = URL(fileURLWithPath: shimBinaryPath()).deletingLastPathComponent().appendingPathComponent("kata-ctl").path
+        let env = try runCommand([kataCtl, "env", "--config", configPath, "--json"])
+        #expect(env.status == 0, "kata-ctl env: \(env.stdout)\(env.stderr)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(env.stdout.utf8)) as? [String: Any])
+        let hypervisor = report["hypervisor"] as? [String: Any]
+        #expect(hypervisor?["memoryMiB"] as? Int == 2048)
+        #expect(hypervisor?["path"] as? String == "/usr/bin/qemu-system-x86_64")
+        #expect((report["kernel"] as? [String: Any])?["path"] as? String == kernel)
+        #expect(((report["runtime"] as? [String: Any])?["warnings"] as? [String])?.contains { $0.contains("machine_type") } == true)
+
+        // kata-ctl list: a running sandbox, its VM and state; gone once the task is.
+        let detached = try containerd.ctr(["run", "-d"] + runtime + [Self.image, "k4", "sleep", "600"])
+        try #require(detached.status == 0, "ctr said: \(detached.stderr)")
+        let listed = try runCommand([kataCtl, "list", "--config", configPath, "--json"])
+        let entries = try #require(try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]])
+        let k4 = entries.first { $0["id"] as? String == "k4" }
+        #expect(k4?["state"] as? String == "running", "kata-ctl list: \(listed.stdout)")
+        #expect(k4?["vcpus"] as? Int == 1)
+        #expect(k4?["memoryMiB"] as? Int == 2048)
+        #expect((k4?["backend"] as? String)?.hasPrefix("qemu") == true, "kata-ctl list: \(listed.stdout)")
+        let text = try runCommand([kataCtl, "list", "--config", configPath])
+        #expect(text.stdout.contains("k4\trunning\t"), "kata-ctl list: \(text.stdout)")
+        _ = try containerd.ctr(["tasks", "kill", "-s", "SIGKILL", "k4"])
+        #expect(waitUntil(seconds: 30) { (try? containerd.ctr(["tasks", "delete", "k4"]))?.status == 0 })
+        _ = try containerd.ctr(["containers", "delete", "k4"])
+        #expect(waitUntil(seconds: 20) { containerd.shimProcesses().isEmpty }, "shims left: \(containerd.shimProcesses())")
+        let after = try runCommand([kataCtl, "list", "--config", configPath, "--json"])
+        #expect(!after.stdout.contains("\"k4\""), "kata-ctl list: \(after.stdout)")
     }
 }
