@@ -154,7 +154,6 @@ public struct ConfigWarning: Equatable, Sendable, CustomStringConvertible {
 public enum ConfigError: Error, Equatable, CustomStringConvertible {
     case unreadable(file: String, reason: String)
     case syntax(file: String, line: Int, reason: String)
-    case unknownKey(file: String, key: String, line: Int)
     case wrongType(file: String, key: String, line: Int, expected: String, found: String)
     case invalidValue(file: String, key: String, line: Int, reason: String)
     /// A pod annotation (io.katacontainers.config.*) that is not allowed or not valid.
@@ -164,7 +163,6 @@ public enum ConfigError: Error, Equatable, CustomStringConvertible {
         switch self {
         case .unreadable(let file, let reason): "configuration \(file): cannot read: \(reason)"
         case .syntax(let file, let line, let reason): "configuration \(file):\(line): \(reason)"
-        case .unknownKey(let file, let key, let line): "configuration \(file):\(line): unknown key \(key)"
         case .wrongType(let file, let key, let line, let expected, let found):
             "configuration \(file):\(line): \(key) must be of type \(expected), not \(found)"
         case .invalidValue(let file, let key, let line, let reason): "configuration \(file):\(line): \(key): \(reason)"
