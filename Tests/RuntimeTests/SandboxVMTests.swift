@@ -93,7 +93,7 @@ import Testing
         }
         #expect(error?.code == .invalidArgument)
         #expect(error?.message.contains(file + ":2") == true, "\(String(describing: error))")
-        #expect(error?.message.contains("hypervisor.vcpus") == true)
+        #expect(error?.message.contains("hypervisor.qemu.default_vcpus") == true)
         await sandbox.shutdown()
     }
 }
