@@ -48,7 +48,9 @@ build: deps
 	swift build $(SWIFT_BUILD_FLAGS) --build-tests
 
 # What users run: optimized, with the Swift runtime linked in (the binaries need no toolchain).
-RELEASE_FLAGS := -c release --static-swift-stdlib
+# A build directory of its own: `make install` also runs inside `make test` (InstallE2ETests),
+# where `swift test` holds .build's lock until the tests end.
+RELEASE_FLAGS := -c release --static-swift-stdlib --scratch-path .build-release
 release: deps
 	swift build $(RELEASE_FLAGS) --product containerd-shim-kata-v2
 	swift build $(RELEASE_FLAGS) --product kata-ctl
@@ -119,4 +121,4 @@ protos: deps
 	scripts/gen-protos.sh
 
 clean:
-	rm -rf .build .build-agent .build-fuzz $(BUILD)
+	rm -rf .build .build-agent .build-fuzz .build-release $(BUILD)

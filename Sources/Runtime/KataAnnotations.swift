@@ -2,7 +2,8 @@
 // hypervisor.*, .agent.* and .runtime.* on the pod's sandbox container (CRI passes the pod's
 // annotations there, `ctr run --annotation` sets them directly). A hypervisor annotation is
 // honoured only when its name (the part after the prefix) matches one of the configuration's
-// enable_annotations regular expressions, as in Kata; one that does not is an error naming it.
+// enable_annotations regular expressions, as in Kata (a match anywhere in the name, like Go's
+// regexp.MatchString); one that does not is an error naming it.
 
 #if canImport(Glibc)
 import Glibc
@@ -30,11 +31,12 @@ public enum KataAnnotations {
         return config
     }
 
-    /// Kata's rule: `^(pattern)$` for some pattern of enable_annotations.
+    /// Kata's rule (Go's regexp.MatchString): some pattern of enable_annotations matches
+    /// somewhere in the name; `^...$` in a pattern makes it match the whole name only.
     static func allowed(_ name: String, by patterns: [String]) -> Bool {
         patterns.contains { pattern in
-            guard let regex = try? Regex("^(?:\(pattern))$") else { return false }
-            return (try? regex.wholeMatch(in: name)) != nil
+            guard let regex = try? Regex(pattern) else { return false }
+            return (try? regex.firstMatch(in: name)) != nil
         }
     }
 

@@ -84,7 +84,7 @@ extension RuntimeConfig {
         }
         if let flag = try reader.boolean(t, "enable_debug") { hypervisorDebug = flag }
         if let patterns = try reader.strings(t, "enable_annotations") {
-            for pattern in patterns where (try? Regex("^(?:\(pattern))$")) == nil {
+            for pattern in patterns where (try? Regex(pattern)) == nil {
                 throw reader.invalid(t, "enable_annotations", "\"\(pattern)\" is not a regular expression")
             }
             enableAnnotations = patterns

@@ -173,11 +173,16 @@ import Testing
             reason: "not enabled by the configuration (enable_annotations = []); add \"default_vcpus\" to enable_annotations of its [hypervisor.*] table to allow it")) {
             try KataAnnotations.apply(["io.katacontainers.config.hypervisor.default_vcpus": "2"], to: RuntimeConfig(), warnings: &warnings)
         }
-        // The pattern must match the whole name.
-        let partial = #expect(throws: ConfigError.self) {
-            try KataAnnotations.apply(["io.katacontainers.config.hypervisor.default_vcpus_max": "2"], to: Self.annotated, warnings: &warnings)
+        // A name no pattern matches.
+        let unmatched = #expect(throws: ConfigError.self) {
+            try KataAnnotations.apply(["io.katacontainers.config.hypervisor.machine_type": "q35"], to: Self.annotated, warnings: &warnings)
         }
-        #expect(partial?.description.hasPrefix("annotation io.katacontainers.config.hypervisor.default_vcpus_max: not enabled") == true)
+        #expect(unmatched?.description.hasPrefix("annotation io.katacontainers.config.hypervisor.machine_type: not enabled") == true)
+        // Kata's rule is Go's regexp.MatchString: a pattern matches anywhere unless anchored.
+        #expect(KataAnnotations.allowed("default_vcpus", by: ["default_"]))
+        #expect(KataAnnotations.allowed("default_maxvcpus", by: ["vcpus"]))
+        #expect(!KataAnnotations.allowed("default_maxvcpus", by: ["^default_vcpus$"]))
+        #expect(!KataAnnotations.allowed("default_vcpus", by: []))
         // A path outside valid_hypervisor_paths, and values that are not what they claim.
         for (name, value) in [("path", "/usr/bin/evil"), ("default_vcpus", "two"), ("default_memory", "16")] {
             let error = #expect(throws: ConfigError.self) {
