@@ -42,7 +42,11 @@ import Testing
         let destdir = scratch + "/root"
         try? FileManager.default.removeItem(atPath: scratch)
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        let sandboxDirectory = "/run/kata-swift-install-\(getpid())"
+        defer {
+            try? FileManager.default.removeItem(atPath: scratch)
+            rmdir(sandboxDirectory)
+        }
 
         let installed = try Self.make("install", destdir: destdir)
         try #require(installed.status == 0, "make install: \(installed.stdout)\(installed.stderr)")
@@ -63,7 +67,7 @@ import Testing
         let testConfig = scratch + "/configuration.toml"
         try String(contentsOfFile: configPath, encoding: .utf8)
             .replacingOccurrences(of: Self.prefix + "/share/kata-swift", with: share)
-            .replacingOccurrences(of: "sandbox_dir = \"/run/kata-swift\"", with: "sandbox_dir = \"/run/kata-swift-install-\(getpid())\"")
+            .replacingOccurrences(of: "sandbox_dir = \"/run/kata-swift\"", with: "sandbox_dir = \"\(sandboxDirectory)\"")
             .replacingOccurrences(of: "dial_timeout = 60", with: "dial_timeout = 120")
             .replacingOccurrences(of: "[runtime]", with: "[runtime]\nhypervisor_name = \"auto\"")
             .write(toFile: testConfig, atomically: true, encoding: .utf8)
@@ -76,6 +80,8 @@ import Testing
             #expect(run.status == 0, "ctr said: \(run.stderr)\n\(containerd.containerdLog().suffix(3000))")
             #expect(run.stdout.contains("kata-swift"), "the guest kernel did not answer: \(run.stdout)")
             #expect(waitUntil(seconds: 20) { containerd.shimProcesses().isEmpty })
+            let leftovers = (try? FileManager.default.contentsOfDirectory(atPath: sandboxDirectory)) ?? []
+            #expect(leftovers.isEmpty, "sandbox directories left: \(leftovers)")
             // The installed shim is the only one containerd can have found: no other on its PATH.
             let others = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":")
                 .map { String($0) + "/containerd-shim-kata-v2" }.filter { FileManager.default.isExecutableFile(atPath: $0) }
