@@ -52,7 +52,7 @@ public actor VMSandbox: Sandbox {
     /// The running VM, booting it first if needed (once; concurrent callers share the boot).
     /// `networkNamespace` is the pod's (the first container's spec: CRI's sandbox container).
     /// `annotations` are the pod's (io.katacontainers.config.*, KataAnnotations).
-    func readyVM(configPath: String?, hostname: String, networkNamespace: String?, annotations: [String: String] = [:])
+    func readyVM(configPath: String?, hostname: String, networkNamespace: String?, annotations: [String: String]? = nil)
         async throws(RuntimeError) -> SandboxVM
     {
         switch vmState {
@@ -133,14 +133,14 @@ public actor VMSandbox: Sandbox {
     }
 
     /// The configuration with the pod's annotations applied, and what in either had no effect.
-    static func loadConfig(configPath: String?, environment: [String: String], annotations: [String: String]) throws(RuntimeError)
+    static func loadConfig(configPath: String?, environment: [String: String], annotations: [String: String]?) throws(RuntimeError)
         -> (RuntimeConfig, RuntimeConfig.Source, [String])
     {
         do {
             var fileWarnings: [ConfigWarning] = []
             let (config, source) = try RuntimeConfig.load(configPath: configPath, environment: environment, warnings: &fileWarnings)
             var warnings = fileWarnings.map(\.description)
-            let annotated = try KataAnnotations.apply(annotations, to: config, warnings: &warnings)
+            let annotated = try KataAnnotations.apply(annotations ?? [:], to: config, warnings: &warnings)
             return (annotated, source, warnings)
         } catch {
             throw .config(error)
