@@ -9,7 +9,7 @@ BUILD := build
 GUEST := $(BUILD)/guest
 SWIFT_BUILD_FLAGS ?=
 
-.PHONY: all deps kernel initramfs agent-initramfs test-initramfs nested-host build test test-unit test-nested bench-nested demo demo-vmm bench soak fuzz protos clean
+.PHONY: all deps kernel initramfs agent-initramfs test-initramfs nested-host build release install uninstall test test-unit test-nested bench-nested demo demo-vmm bench soak fuzz protos clean
 
 all: build
 
@@ -47,6 +47,28 @@ build: deps
 	@scripts/drop-stale-cshims-module.sh .build
 	swift build $(SWIFT_BUILD_FLAGS) --build-tests
 
+# What users run: optimized, with the Swift runtime linked in (the binaries need no toolchain).
+# A build directory of its own: `make install` also runs inside `make test` (InstallE2ETests),
+# where `swift test` holds .build's lock until the tests end.
+RELEASE_FLAGS := -c release --static-swift-stdlib --scratch-path .build-release
+release: deps
+	swift build $(RELEASE_FLAGS) --product containerd-shim-kata-v2
+	swift build $(RELEASE_FLAGS) --product kata-ctl
+
+# make install [PREFIX=/usr/local] [DESTDIR=] [SYSCONFDIR=/etc]: the release binaries into
+# $(PREFIX)/bin, the guest kernel and agent initramfs into $(PREFIX)/share/kata-swift, and the
+# default configuration into $(SYSCONFDIR)/kata-swift/configuration.toml, or beside it as
+# configuration.toml.new when one is there (an edited file is never overwritten).
+PREFIX ?= /usr/local
+SYSCONFDIR ?= /etc
+DESTDIR ?=
+install: release kernel agent-initramfs
+	@scripts/install.sh install "$(DESTDIR)" "$(PREFIX)" "$(SYSCONFDIR)" "$$(swift build $(RELEASE_FLAGS) --show-bin-path)" "$(GUEST)"
+
+# Removes what install put there; a configuration that differs from the installed default stays.
+uninstall:
+	@scripts/install.sh uninstall "$(DESTDIR)" "$(PREFIX)" "$(SYSCONFDIR)"
+
 export KATA_GUEST_KERNEL := $(abspath $(GUEST)/vmlinux)
 export KATA_GUEST_INITRD := $(abspath $(GUEST)/initramfs-marker.cpio)
 export KATA_AGENT_INITRD := $(abspath $(GUEST)/initramfs-agent.cpio)
@@ -70,14 +92,14 @@ bench-nested: kernel initramfs agent-initramfs nested-host build
 	swift build -c release --product kata-ctl
 	scripts/nested-kvm.sh run --timeout 5000 -- bench/nested.sh 5
 
-demo: kernel agent-initramfs build
+demo: kernel agent-initramfs release
 	@scripts/demo.sh
 
 # Our in-process KVM VMM boots the guest kernel to /init (minutes on hosts whose KVM emulates).
 demo-vmm: kernel initramfs build
 	@scripts/demo-vmm.sh
 
-bench: kernel initramfs agent-initramfs build
+bench: kernel initramfs agent-initramfs build release
 	@scripts/bench.sh
 
 # Soak: SOAK_CYCLES sequential sandboxes and execs into one shim, SOAK_PODS pods at once; leak
@@ -99,4 +121,4 @@ protos: deps
 	scripts/gen-protos.sh
 
 clean:
-	rm -rf .build .build-agent .build-fuzz $(BUILD)
+	rm -rf .build .build-agent .build-fuzz .build-release $(BUILD)

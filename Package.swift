@@ -140,7 +140,7 @@ let package = Package(
         .executableTarget(name: "fuse-bench", dependencies: ["FUSE"]),
         .executableTarget(
             name: "kata-ctl",
-            dependencies: ["VMM", "Hypervisor", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: ["VMM", "Hypervisor", "Runtime", "Shim", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // Guest PID 1; built fully static for the initramfs by guest-image/build-agent-initramfs.sh.
         .executableTarget(name: "kata-agent", dependencies: ["Agent"]),
         // Fuzz entry points, one per guest- or peer-facing parser, over the real modules (docs/fuzzing.md).

@@ -13,7 +13,7 @@ cleanup() { "$here/scripts/containerd-env.sh" stop "$work/cd" >/dev/null 2>&1 ||
 trap cleanup EXIT
 
 "$here/scripts/kata-config.sh" "$work/configuration.toml" "${KATA_BACKEND:-auto}"
-KATA_CONF_FILE="$work/configuration.toml" "$here/scripts/containerd-env.sh" start "$work/cd" "$here/.build/debug" >/dev/null
+KATA_CONF_FILE="$work/configuration.toml" "$here/scripts/containerd-env.sh" start "$work/cd" "$here/.build-release/release" >/dev/null
 ctr() { "$here/scripts/containerd-env.sh" ctr "$work/cd" "$@"; }
 python3 "$here/scripts/make-image.py" "$work/pause.tar" localhost/pause:latest --bare /busybox sleep 2147483647 2>/dev/null
 python3 "$here/scripts/make-image.py" "$work/busybox.tar" localhost/busybox:latest sh 2>/dev/null

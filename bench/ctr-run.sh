@@ -27,7 +27,7 @@ chmod +x "$work/bin/runsc-wrapper"
 "$here/scripts/kata-config.sh" "$work/configuration.toml" "${KATA_BACKEND:-auto}"
 "$here/scripts/kata-config.sh" "$work/kvm.toml" kvm
 "$here/scripts/kata-config.sh" "$work/qemu.toml" qemu
-shim_dir="$here/.build/debug"
+shim_dir="$here/.build-release/release"  # make bench builds it (make release): what users run
 "$here/scripts/containerd-env.sh" start "$work/cd" "$shim_dir" >/dev/null
 ctr() { "$here/scripts/containerd-env.sh" ctr "$work/cd" "$@"; }
 python3 "$here/scripts/make-image.py" "$work/busybox.tar" docker.io/library/busybox:kata-bench sh 2>/dev/null

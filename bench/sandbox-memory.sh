@@ -8,7 +8,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 runtimes=("$@"); [ ${#runtimes[@]} -gt 0 ] || runtimes=(runc runsc kata)
-bin=$(cd "$here" && swift build --show-bin-path)
+bin=$here/.build-release/release  # make bench builds it (make release)
 
 work=$(mktemp -d /tmp/kata-mem.XXXXXX)
 cleanup() {

@@ -25,11 +25,11 @@ initrd=${KATA_AGENT_INITRD:-$root/build/guest/initramfs-agent.cpio}
 mkdir -p "$work/bin"
 cp "$shim" "$work/bin/containerd-shim-kata-v2"
 cat > "$work/kata.toml" <<TOML
-[hypervisor]
-backend = "auto"
+[hypervisor.qemu]
 kernel = "$kernel"
 initrd = "$initrd"
 [runtime]
+hypervisor_name = "auto"
 sandbox_dir = "$sandbox_dir"
 TOML
 export KATA_CONF_FILE="$work/kata.toml"

@@ -23,7 +23,7 @@ echo "== QEMU/TCG backend: spawn to first vsock echo, and vsock echo round trips
 KS_HV_BENCH=1 swift test --skip-build --filter QEMUBenchmarkTests 2>&1 | grep -E "bench|median|round trip|passed|failed" || true
 
 echo "== backends on this host (kata-ctl check): the agent channel runs on each backend that can run a guest userspace"
-.build/debug/kata-ctl check || true
+.build-release/release/kata-ctl check || true
 
 echo "== in-process KVM backend: start() and stop() of our VMM with vsock + rng (the guest itself cannot reach userspace here)"
 swift test --skip-build --filter KVMBackendTests/lifecycle 2>&1 | grep -E "BENCH|passed|failed" || true

@@ -9,7 +9,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
-bin=$(swift build --show-bin-path)
+bin=$here/.build-release/release  # make demo builds it (make release): what users run
 kernel=$here/build/guest/vmlinux
 initrd=$here/build/guest/initramfs-agent.cpio
 image=docker.io/library/busybox:kata-demo

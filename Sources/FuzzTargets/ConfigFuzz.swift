@@ -1,12 +1,20 @@
-// The runtime's configuration file (TOML subset): read by the shim at start; host-written, but
-// a malformed file must give an error naming the line, never a crash.
+// The runtime's configuration file (TOML subset, Kata's schema and our old keys) and Kata's pod
+// annotations: read by the shim at start; a malformed file must give an error naming the line,
+// never a crash.
 import Runtime
 
 enum ConfigFuzz {
     static func run(_ bytes: [UInt8]) {
         let text = String(decoding: bytes, as: UTF8.self)
         _ = try? TOMLSubset.parse(text)
-        _ = try? RuntimeConfig.parse(text, file: "fuzz.toml")
+        var warnings: [ConfigWarning] = []
+        if let config = try? RuntimeConfig.parse(text, file: "fuzz.toml", warnings: &warnings) {
+            // The same bytes as annotation values, against whatever the file enabled.
+            var notes: [String] = []
+            let names = ["default_vcpus", "default_memory", "kernel_params", "path"]
+            let annotations = Dictionary(uniqueKeysWithValues: names.map { (KataAnnotations.hypervisorPrefix + $0, text) })
+            _ = try? KataAnnotations.apply(annotations, to: config, warnings: &notes)
+        }
     }
 
     static var seeds: [(name: String, bytes: [UInt8])] {
@@ -43,6 +51,28 @@ enum ConfigFuzz {
             x = [1, 2]
 
             """
-        return [("full", Array(full.utf8)), ("odd", Array(odd.utf8)), ("empty", [])]
+        let kata = """
+            [hypervisor.qemu]
+            path = "/usr/bin/qemu-system-x86_64"
+            kernel = "/usr/local/share/kata-swift/vmlinux"
+            default_vcpus = -1
+            default_memory = 2048
+            enable_annotations = [
+                "default_.*", # comment
+                "kernel_params",
+            ]
+            valid_hypervisor_paths = ["/usr/bin/*"]
+            machine_type = "q35"
+            [agent.kata]
+            dial_timeout = 45
+            kernel_modules = []
+            [runtime]
+            internetworking_model = "tcfilter"
+            experimental = ["a"]
+            [factory]
+            enable_template = true
+
+            """
+        return [("full", Array(full.utf8)), ("odd", Array(odd.utf8)), ("kata", Array(kata.utf8)), ("empty", [])]
     }
 }

@@ -1,7 +1,9 @@
-// The runtime's configuration (docs/configuration.md): a TOML file like Kata's configuration.toml,
-// found through containerd's runtime options (ConfigPath), else $KATA_CONF_FILE, else
-// /etc/kata-swift/configuration.toml, else built-in defaults. Unknown keys and wrong types are
-// errors naming the file, the key and the line.
+// The runtime's configuration (docs/configuration.md): Kata's configuration.toml schema
+// ([hypervisor.qemu], [hypervisor.kvm] for our in-process VMM, [agent.kata], [runtime], [factory];
+// RuntimeConfig+Schema.swift), found through containerd's runtime options (ConfigPath), else
+// $KATA_CONF_FILE, else /etc/kata-swift/configuration.toml, else built-in defaults. Wrong types and
+// impossible values are errors naming the file, the line and the key; keys we do not implement,
+// and our old keys (RuntimeConfig+Legacy.swift), are warnings.
 
 import Hypervisor
 #if canImport(Glibc)
@@ -16,24 +18,31 @@ public struct RuntimeConfig: Equatable, Sendable {
     /// The levels the guest agent understands (`agent.log=` on the kernel command line).
     public static let agentLogLevels = ["trace", "debug", "info", "warning", "error"]
 
-    // [hypervisor]
+    // [hypervisor.qemu] / [hypervisor.kvm]
     public var backend: HypervisorBackendKind = .auto
-    public var kernel = "/usr/share/kata-swift/vmlinux"
-    public var initrd = "/usr/share/kata-swift/initramfs-agent.cpio"
+    public var kernel = "/usr/local/share/kata-swift/vmlinux"
+    public var initrd = "/usr/local/share/kata-swift/initramfs-agent.cpio"
     public var vcpus = 1
     public var memoryMiB = 256
     /// Extra kernel command-line words, appended to the backend's own.
     public var kernelParams: [String] = []
-    public var debugConsole = false
+    /// The VMM's own debug output (`enable_debug` of the hypervisor table).
+    public var hypervisorDebug = false
+    /// Regular expressions over the name after `io.katacontainers.config.hypervisor.`: the
+    /// hypervisor annotations a pod may set (Kata's rule; empty: none).
+    public var enableAnnotations: [String] = []
+    /// glob(7) patterns a `io.katacontainers.config.hypervisor.path` annotation must match.
+    public var validHypervisorPaths: [String] = []
     public var qemuPath = "/usr/bin/qemu-system-x86_64"
     /// QEMU's seccomp filter (-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny).
     public var qemuSandbox = true
     /// The unprivileged user QEMU switches to once its devices are set up (-runas): a user name or
-    /// "uid:gid"; nil (`qemu_user = ""`) keeps QEMU root.
+    /// "uid:gid"; nil (`user = ""`) keeps QEMU root.
     public var qemuUser: String? = RuntimeConfig.defaultQEMUUser
     /// The dedicated user scripts/install-deps.sh creates for QEMU.
     public static let defaultQEMUUser = "kata-swift-qemu"
-    // [agent]
+    // [agent.kata]
+    public var debugConsole = false
     /// How long the shim waits for the agent's first answer after the VM starts.
     public var agentDialTimeoutSeconds = 60
     public var agentLogLevel = "info"
@@ -59,166 +68,105 @@ public struct RuntimeConfig: Equatable, Sendable {
             case .builtIn: "built-in defaults"
             }
         }
+
+        /// The file, if there is one.
+        public var path: String? {
+            switch self {
+            case .runtimeOptions(let path), .environment(let path), .defaultPath(let path): path
+            case .builtIn: nil
+            }
+        }
     }
 
     /// Finds and reads the configuration. `configPath` is containerd's ConfigPath option.
     public static func load(configPath: String?, environment: [String: String]) throws(ConfigError) -> (RuntimeConfig, Source) {
+        var warnings: [ConfigWarning] = []
+        return try load(configPath: configPath, environment: environment, warnings: &warnings)
+    }
+
+    /// Finds and reads the configuration, collecting its warnings.
+    public static func load(configPath: String?, environment: [String: String], warnings: inout [ConfigWarning])
+        throws(ConfigError) -> (RuntimeConfig, Source)
+    {
         if let path = configPath, !path.isEmpty {
-            return (try read(path: path), .runtimeOptions(path))
+            return (try read(path: path, warnings: &warnings), .runtimeOptions(path))
         }
         if let path = environment[environmentVariable], !path.isEmpty {
-            return (try read(path: path), .environment(path))
+            return (try read(path: path, warnings: &warnings), .environment(path))
         }
         if access(defaultPath, F_OK) == 0 {
-            return (try read(path: defaultPath), .defaultPath(defaultPath))
+            return (try read(path: defaultPath, warnings: &warnings), .defaultPath(defaultPath))
         }
         return (RuntimeConfig(), .builtIn)
     }
 
     /// Reads and validates the file at `path`.
     public static func read(path: String) throws(ConfigError) -> RuntimeConfig {
+        var warnings: [ConfigWarning] = []
+        return try read(path: path, warnings: &warnings)
+    }
+
+    public static func read(path: String, warnings: inout [ConfigWarning]) throws(ConfigError) -> RuntimeConfig {
         let text: String
         do {
             text = try readTextFile(path)
         } catch {
             throw .unreadable(file: path, reason: error.description)
         }
-        return try parse(text, file: path)
+        return try parse(text, file: path, warnings: &warnings)
     }
 
     /// Parses and validates `text` (the contents of `file`).
     public static func parse(_ text: String, file: String) throws(ConfigError) -> RuntimeConfig {
+        var warnings: [ConfigWarning] = []
+        return try parse(text, file: file, warnings: &warnings)
+    }
+
+    /// Parses and validates `text` (the contents of `file`); `warnings` gets what was ignored.
+    public static func parse(_ text: String, file: String, warnings: inout [ConfigWarning]) throws(ConfigError) -> RuntimeConfig {
         let document: TOMLDocument
         do {
             document = try TOMLSubset.parse(text)
         } catch {
             throw .syntax(file: file, line: error.line, reason: error.reason)
         }
-        var config = RuntimeConfig()
         let reader = ConfigReader(document: document, file: file)
-        try reader.checkTables(known: ["hypervisor", "agent", "runtime"])
-
-        try reader.table("hypervisor", keys: [
-            "backend", "kernel", "initrd", "vcpus", "memory_mib", "kernel_params", "debug_console", "qemu_path",
-            "qemu_sandbox", "qemu_user",
-        ])
-        if let name = try reader.string("hypervisor", "backend") {
-            guard let kind = HypervisorBackendKind(rawValue: name) else {
-                throw reader.invalid("hypervisor", "backend", "\"\(name)\" is not one of \"auto\", \"kvm\", \"qemu\"")
-            }
-            config.backend = kind
-        }
-        if let path = try reader.path("hypervisor", "kernel") { config.kernel = path }
-        if let path = try reader.path("hypervisor", "initrd") { config.initrd = path }
-        if let n = try reader.integer("hypervisor", "vcpus", in: 1...64) { config.vcpus = n }
-        if let n = try reader.integer("hypervisor", "memory_mib", in: 64...65536) { config.memoryMiB = n }
-        if let params = try reader.string("hypervisor", "kernel_params") {
-            config.kernelParams = params.split(separator: " ").map(String.init)
-        }
-        if let flag = try reader.boolean("hypervisor", "debug_console") { config.debugConsole = flag }
-        if let path = try reader.path("hypervisor", "qemu_path") { config.qemuPath = path }
-        if let flag = try reader.boolean("hypervisor", "qemu_sandbox") { config.qemuSandbox = flag }
-        if let user = try reader.string("hypervisor", "qemu_user") {
-            guard user.isEmpty || user.allSatisfy({ $0.isLetter || $0.isNumber || "_-.:".contains($0) }), user.count <= 64 else {
-                throw reader.invalid("hypervisor", "qemu_user", "\"\(user)\" is neither a user name nor \"uid:gid\"")
-            }
-            config.qemuUser = user.isEmpty ? nil : user
-        }
-
-        try reader.table("agent", keys: ["dial_timeout_s", "log_level"])
-        if let n = try reader.integer("agent", "dial_timeout_s", in: 1...3600) { config.agentDialTimeoutSeconds = n }
-        if let level = try reader.logLevel("agent", "log_level", allowed: RuntimeConfig.agentLogLevels) { config.agentLogLevel = level }
-
-        try reader.table("runtime", keys: ["log_level", "sandbox_dir"])
-        if let level = try reader.logLevel("runtime", "log_level", allowed: RuntimeConfig.logLevels) { config.logLevel = level }
-        if let path = try reader.path("runtime", "sandbox_dir") { config.sandboxDirectory = path }
+        var config = RuntimeConfig()
+        try config.applyLegacy(reader)
+        try config.applyKataSchema(reader)
+        reader.warnAboutUnreadKeys()
+        warnings += reader.warnings
         return config
     }
 }
 
-/// Typed access to the document, with errors that name file, key and line.
-private struct ConfigReader {
-    let document: TOMLDocument
-    let file: String
+/// A key that was read but has no effect, or an old key that still works.
+public struct ConfigWarning: Equatable, Sendable, CustomStringConvertible {
+    public var file: String
+    public var line: Int
+    public var key: String
+    public var message: String
 
-    func checkTables(known: Set<String>) throws(ConfigError) {
-        if let (key, entry) = document.tables[""]?.min(by: { $0.value.line < $1.value.line }) {
-            throw .unknownKey(file: file, key: key, line: entry.line)
-        }
-        for (name, line) in document.tableLines.sorted(by: { $0.value < $1.value }) where !known.contains(name) {
-            throw .unknownKey(file: file, key: "[\(name)]", line: line)
-        }
-    }
-
-    func table(_ name: String, keys: Set<String>) throws(ConfigError) {
-        for (key, entry) in (document.tables[name] ?? [:]).sorted(by: { $0.value.line < $1.value.line })
-        where !keys.contains(key) {
-            throw .unknownKey(file: file, key: "\(name).\(key)", line: entry.line)
-        }
-    }
-
-    func entry(_ table: String, _ key: String) -> TOMLDocument.Entry? { document.tables[table]?[key] }
-
-    func wrongType(_ table: String, _ key: String, expected: String, _ entry: TOMLDocument.Entry) -> ConfigError {
-        .wrongType(file: file, key: "\(table).\(key)", line: entry.line, expected: expected, found: entry.value.typeName)
-    }
-
-    func invalid(_ table: String, _ key: String, _ reason: String) -> ConfigError {
-        .invalidValue(file: file, key: "\(table).\(key)", line: entry(table, key)?.line ?? 0, reason: reason)
-    }
-
-    func string(_ table: String, _ key: String) throws(ConfigError) -> String? {
-        guard let entry = entry(table, key) else { return nil }
-        guard case .string(let value) = entry.value else { throw wrongType(table, key, expected: "string", entry) }
-        return value
-    }
-
-    func path(_ table: String, _ key: String) throws(ConfigError) -> String? {
-        guard let value = try string(table, key) else { return nil }
-        guard value.hasPrefix("/") else { throw invalid(table, key, "\"\(value)\" is not an absolute path") }
-        return value
-    }
-
-    func integer(_ table: String, _ key: String, in range: ClosedRange<Int>) throws(ConfigError) -> Int? {
-        guard let entry = entry(table, key) else { return nil }
-        guard case .integer(let value) = entry.value else { throw wrongType(table, key, expected: "integer", entry) }
-        guard value >= range.lowerBound, value <= range.upperBound else {
-            throw invalid(table, key, "\(value) is outside \(range.lowerBound)...\(range.upperBound)")
-        }
-        return Int(value)
-    }
-
-    func boolean(_ table: String, _ key: String) throws(ConfigError) -> Bool? {
-        guard let entry = entry(table, key) else { return nil }
-        guard case .boolean(let value) = entry.value else { throw wrongType(table, key, expected: "boolean", entry) }
-        return value
-    }
-
-    func logLevel(_ table: String, _ key: String, allowed: [String]) throws(ConfigError) -> String? {
-        guard let level = try string(table, key) else { return nil }
-        guard allowed.contains(level) else {
-            throw invalid(table, key, "\"\(level)\" is not one of \(allowed.joined(separator: ", "))")
-        }
-        return level
-    }
+    public var description: String { "configuration \(file):\(line): \(key): \(message)" }
 }
 
 /// A configuration that cannot be used.
 public enum ConfigError: Error, Equatable, CustomStringConvertible {
     case unreadable(file: String, reason: String)
     case syntax(file: String, line: Int, reason: String)
-    case unknownKey(file: String, key: String, line: Int)
     case wrongType(file: String, key: String, line: Int, expected: String, found: String)
     case invalidValue(file: String, key: String, line: Int, reason: String)
+    /// A pod annotation (io.katacontainers.config.*) that is not allowed or not valid.
+    case annotation(name: String, reason: String)
 
     public var description: String {
         switch self {
         case .unreadable(let file, let reason): "configuration \(file): cannot read: \(reason)"
         case .syntax(let file, let line, let reason): "configuration \(file):\(line): \(reason)"
-        case .unknownKey(let file, let key, let line): "configuration \(file):\(line): unknown key \(key)"
         case .wrongType(let file, let key, let line, let expected, let found):
             "configuration \(file):\(line): \(key) must be of type \(expected), not \(found)"
         case .invalidValue(let file, let key, let line, let reason): "configuration \(file):\(line): \(key): \(reason)"
+        case .annotation(let name, let reason): "annotation \(name): \(reason)"
         }
     }
 }

@@ -53,7 +53,7 @@ public final class SandboxVM: Sendable {
         return HypervisorConfig(
             kernelPath: config.kernel, initrdPath: config.initrd, cmdlineExtras: extras, vcpus: config.vcpus,
             memoryMiB: config.memoryMiB, backend: config.backend,
-            debug: config.logLevel == "debug" || config.logLevel == "trace",
+            debug: config.hypervisorDebug || config.logLevel == "debug" || config.logLevel == "trace",
             runtimeDirectory: paths.vmDirectory, hybridVsockPath: config.debugConsole ? paths.hybridVsock : nil,
             qemuBinary: config.qemuPath,
             sharedDirectories: [SharedDirectory(tag: sharedTag, hostPath: paths.shared)],
@@ -91,6 +91,14 @@ public final class SandboxVM: Sendable {
             logger.info("sandbox \(sandboxID): pod network \(network.pairs.map { "\($0.veth) <-> \($0.tap)" }.joined(separator: ", ")) in \(network.namespacePath)")
         }
         logger.info("sandbox \(sandboxID): VM started, hypervisor backend: \(hypervisor.backendSummary) (configured: \(config.backend)), waiting for the agent")
+        let record = SandboxRecord(
+            shimPID: getpid(), backend: hypervisor.backendSummary, vcpus: config.vcpus, memoryMiB: config.memoryMiB,
+            kernel: config.kernel, started: time(nil))
+        do throws(RuntimeError) {
+            try record.write(to: paths)
+        } catch {
+            logger.warning("sandbox \(sandboxID): \(error) (kata-ctl list will not show it)")
+        }
         do {
             let client = try await connectAgent(hypervisor, timeoutSeconds: Double(config.agentDialTimeoutSeconds), logger: logger)
             let portForwarder = networkNamespace.flatMap { startPortForwarding($0, hypervisor: hypervisor, logger: logger) }

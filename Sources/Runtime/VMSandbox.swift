@@ -52,7 +52,10 @@ public actor VMSandbox: Sandbox {
 
     /// The running VM, booting it first if needed (once; concurrent callers share the boot).
     /// `networkNamespace` is the pod's (the first container's spec: CRI's sandbox container).
-    func readyVM(configPath: String?, hostname: String, networkNamespace: String?) async throws(RuntimeError) -> SandboxVM {
+    /// `annotations` are the pod's (io.katacontainers.config.*, KataAnnotations).
+    func readyVM(configPath: String?, hostname: String, networkNamespace: String?, annotations: [String: String]? = nil)
+        async throws(RuntimeError) -> SandboxVM
+    {
         switch vmState {
         case .ready(let vm): return vm
         case .dead(let state, let tail): throw .vmGone(state: state, consoleTail: tail)
@@ -60,10 +63,12 @@ public actor VMSandbox: Sandbox {
         case .booting(let task): return try await Self.value(of: task)
         case .none: break
         }
-        let (config, source) = try Self.loadConfig(configPath: configPath, environment: environment)
+        let (config, source, warnings) = try Self.loadConfig(
+            configPath: configPath, environment: environment, annotations: annotations)
         // The configuration's level, unless the shim already logs more (containerd's -debug).
         if let level = Logger.Level(rawValue: config.logLevel), level < logger.logLevel { logger.logLevel = level }
-        logger.info("sandbox \(sandboxID): configuration from \(source); backend \(config.backend), kernel \(config.kernel)")
+        logger.info("sandbox \(sandboxID): configuration from \(source); backend \(config.backend), kernel \(config.kernel), \(config.vcpus) vCPU(s), \(config.memoryMiB) MiB")
+        for warning in warnings { logger.warning("sandbox \(sandboxID): \(warning)") }
         let sandboxID = self.sandboxID
         let logger = self.logger
         let task = Task { () async throws -> SandboxVM in
@@ -129,11 +134,16 @@ public actor VMSandbox: Sandbox {
         }
     }
 
-    static func loadConfig(configPath: String?, environment: [String: String]) throws(RuntimeError)
-        -> (RuntimeConfig, RuntimeConfig.Source)
+    /// The configuration with the pod's annotations applied, and what in either had no effect.
+    static func loadConfig(configPath: String?, environment: [String: String], annotations: [String: String]?) throws(RuntimeError)
+        -> (RuntimeConfig, RuntimeConfig.Source, [String])
     {
         do {
-            return try RuntimeConfig.load(configPath: configPath, environment: environment)
+            var fileWarnings: [ConfigWarning] = []
+            let (config, source) = try RuntimeConfig.load(configPath: configPath, environment: environment, warnings: &fileWarnings)
+            var warnings = fileWarnings.map(\.description)
+            let annotated = try KataAnnotations.apply(annotations ?? [:], to: config, warnings: &warnings)
+            return (annotated, source, warnings)
         } catch {
             throw .config(error)
         }
@@ -237,7 +247,7 @@ public actor VMSandbox: Sandbox {
             guard containers[config.id] == nil else { throw .alreadyExists("container \(config.id)") }
             let vm = try await readyVM(
                 configPath: config.configPath, hostname: config.spec.hostname ?? "",
-                networkNamespace: config.spec.networkNamespacePath)
+                networkNamespace: config.spec.networkNamespacePath, annotations: config.spec.annotations)
             guard containers[config.id] == nil else { throw .alreadyExists("container \(config.id)") }
             // Shared writable, as runc finds it: the guest creates the mount points first and
             // makes the root read-only last when the spec asks (root.readonly).

@@ -1,6 +1,8 @@
 import ArgumentParser
 import CShims
+import Foundation
 import Glibc
+import Runtime
 import SystemSupport
 
 /// `kata-ctl exec <sandbox-id>`: a shell in the sandbox's guest through the agent's debug console
@@ -11,18 +13,25 @@ struct ExecCommand: ParsableCommand {
         commandName: "exec",
         abstract: "Open a shell in a sandbox's guest through the agent's debug console.",
         discussion: """
-            Connects to the sandbox's hybrid vsock socket (/run/kata-swift/<sandbox-id>/hvsock) and \
+            Connects to the sandbox's hybrid vsock socket (<sandbox_dir>/<sandbox-id>/hvsock) and \
             asks for the guest's debug console (CONNECT 1026). On a terminal, the local terminal is \
             raw until the shell ends; Ctrl-] leaves at once. With stdin not a terminal, its bytes are \
             typed into the shell, and at its end kata-ctl types ^D and `exit`; it returns when the shell ends.
             """)
 
     @Argument(help: "The sandbox id.") var sandboxID: String
-    @Option(help: "The hybrid vsock socket (default: /run/kata-swift/<sandbox-id>/hvsock).") var socket: String?
+    @Option(help: "The hybrid vsock socket (default: <sandbox_dir>/<sandbox-id>/hvsock, sandbox_dir from the configuration).") var socket: String?
     @Option(help: "The guest's debug console vsock port.") var port: UInt32 = 1026
     @Option(help: "Seconds to wait for the guest to accept the connection.") var timeout: Double = 15
 
-    static let runtimeRoot = "/run/kata-swift"
+    @Option(help: "A configuration file to read sandbox_dir from instead of the shim's search.")
+    var config: String?
+
+    /// The configuration's sandbox_dir (the shim's search), else the default.
+    var runtimeRoot: String {
+        (try? RuntimeConfig.load(configPath: config, environment: ProcessInfo.processInfo.environment))?.0.sandboxDirectory
+            ?? RuntimeConfig().sandboxDirectory
+    }
 
     func run() throws {
         signal(SIGPIPE, SIG_IGN)
@@ -42,7 +51,7 @@ struct ExecCommand: ParsableCommand {
         guard !sandboxID.isEmpty, !sandboxID.contains("/"), sandboxID != ".", sandboxID != ".." else {
             throw .invalidSandboxID(sandboxID)
         }
-        let directory = "\(Self.runtimeRoot)/\(sandboxID)"
+        let directory = "\(runtimeRoot)/\(sandboxID)"
         let path = "\(directory)/hvsock"
         var st = stat()
         if stat(path, &st) == 0 { return path }
@@ -70,9 +79,9 @@ enum ExecError: Error, CustomStringConvertible {
         case .invalidSandboxID(let id):
             "invalid sandbox id '\(id)'"
         case .noSandbox(let id, let directory):
-            "no sandbox '\(id)' on this host (\(directory) does not exist)"
+            "no sandbox '\(id)' on this host (\(directory) does not exist): `kata-ctl list` shows the sandboxes here"
         case .noHybridSocket(let id, let path):
-            "sandbox '\(id)' has no hybrid vsock socket (\(path)): its configuration does not enable the debug console"
+            "sandbox '\(id)' has no hybrid vsock socket (\(path)): its configuration does not enable the debug console; set debug_console_enabled = true under [agent.kata] and start the pod again"
         case .socketMissing(let path):
             "\(path) does not exist"
         case .notListening(let path):

@@ -5,5 +5,5 @@ struct KataCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kata-ctl",
         abstract: "kata-swift host tool.",
-        subcommands: [BootCommand.self, CheckCommand.self, ExecCommand.self])
+        subcommands: [BootCommand.self, CheckCommand.self, EnvCommand.self, ExecCommand.self, ListCommand.self])
 }

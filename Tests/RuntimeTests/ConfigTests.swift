@@ -1,5 +1,5 @@
-// RuntimeConfig: the TOML subset, every key, the search order, and errors that name file, key
-// and line.
+// RuntimeConfig: the TOML subset, our old keys (deprecated, still read), the search order, and
+// errors that name file, key and line. The Kata schema: KataSchemaTests.swift.
 
 import Foundation
 import Hypervisor
@@ -9,7 +9,8 @@ import Testing
 @Suite struct ConfigTests {
     static let file = "/etc/test/configuration.toml"
 
-    @Test func everyKeyIsRead() throws {
+    @Test func everyOldKeyIsStillReadWithADeprecationWarning() throws {
+        var warnings: [ConfigWarning] = []
         let config = try RuntimeConfig.parse("""
             # a comment
             [hypervisor]
@@ -31,7 +32,7 @@ import Testing
             [runtime]
             log_level = "warning"
             sandbox_dir = "/tmp/ks"
-            """, file: Self.file)
+            """, file: Self.file, warnings: &warnings)
         #expect(config.backend == .qemu)
         #expect(config.kernel == "/k/vmlinux")
         #expect(config.initrd == "/k/initrd.cpio")
@@ -46,28 +47,29 @@ import Testing
         #expect(config.agentLogLevel == "debug")
         #expect(config.logLevel == "warning")
         #expect(config.sandboxDirectory == "/tmp/ks")
+        // Every old key but sandbox_dir (still a key) is deprecated, naming its replacement.
+        #expect(warnings.count == 13, "\(warnings)")
+        #expect(warnings.contains(ConfigWarning(
+            file: Self.file, line: 6, key: "hypervisor.vcpus", message: "deprecated, still read; use hypervisor.<qemu|kvm>.default_vcpus")))
+        #expect(warnings.contains { $0.key == "agent.dial_timeout_s" && $0.message.contains("agent.kata.dial_timeout") && $0.line == 15 })
     }
 
     @Test func emptyFileGivesDefaults() throws {
         #expect(try RuntimeConfig.parse("\n# nothing\n", file: Self.file) == RuntimeConfig())
         let defaults = RuntimeConfig()
         #expect(defaults.backend == .auto)
-        #expect(defaults.kernel == "/usr/share/kata-swift/vmlinux")
-        #expect(defaults.initrd == "/usr/share/kata-swift/initramfs-agent.cpio")
+        #expect(defaults.kernel == "/usr/local/share/kata-swift/vmlinux")
+        #expect(defaults.initrd == "/usr/local/share/kata-swift/initramfs-agent.cpio")
         #expect(defaults.sandboxDirectory == "/run/kata-swift")
         #expect(!defaults.debugConsole)
     }
 
-    @Test func unknownKeysAndTablesAreErrors() {
-        #expect(throws: ConfigError.unknownKey(file: Self.file, key: "hypervisor.vcpu", line: 3)) {
-            try RuntimeConfig.parse("[hypervisor]\nvcpus = 1\nvcpu = 2\n", file: Self.file)
-        }
-        #expect(throws: ConfigError.unknownKey(file: Self.file, key: "[network]", line: 2)) {
-            try RuntimeConfig.parse("\n[network]\n", file: Self.file)
-        }
-        #expect(throws: ConfigError.unknownKey(file: Self.file, key: "backend", line: 1)) {
-            try RuntimeConfig.parse("backend = \"qemu\"\n[hypervisor]\n", file: Self.file)
-        }
+    @Test func unknownKeysAreWarningsNamingThem() throws {
+        var warnings: [ConfigWarning] = []
+        _ = try RuntimeConfig.parse("[hypervisor]\nvcpus = 1\nvcpu = 2\n\n[network]\nx = 1\n", file: Self.file, warnings: &warnings)
+        #expect(warnings.contains(ConfigWarning(file: Self.file, line: 3, key: "hypervisor.vcpu", message: "unknown key; ignored")))
+        #expect(warnings.contains(ConfigWarning(file: Self.file, line: 6, key: "network.x", message: "unknown key; ignored")))
+        #expect(warnings.first { $0.key == "network.x" }?.description == "configuration \(Self.file):6: network.x: unknown key; ignored")
     }
 
     @Test func wrongTypesNameKeyAndExpectedType() {
@@ -108,7 +110,8 @@ import Testing
 
     @Test(arguments: [
         ("[hypervisor\n", 1), ("[hypervisor]\nvcpus = \n", 2), ("[hypervisor]\nkernel = \"/a\n", 2),
-        ("[a.b]\n", 1), ("[hypervisor]\nx.y = 1\n", 2), ("[hypervisor]\nvcpus = 1 2\n", 2),
+        ("[a..b]\n", 1), ("[hypervisor]\nx.y = 1\n", 2), ("[a]\nb = 1\n[a.b]\n", 3),
+        ("[agent.kata]\nkernel_modules = [\n  \"a\",\n", 2), ("[a]\nb = [[1]]\n", 2), ("[hypervisor]\nvcpus = 1 2\n", 2),
         ("[hypervisor]\nvcpus = 1.5\n", 2), ("[hypervisor]\n[hypervisor]\n", 2), ("[[x]]\n", 1),
         ("[hypervisor]\nvcpus = 1\nvcpus = 2\n", 3), ("[runtime]\nlog_level = \"\"\"x\"\"\"\n", 2),
         ("[hypervisor]\nkernel_params = [\"a\", 1]\n", 2), ("[hypervisor]\nkernel = \"\\q\"\n", 2),
@@ -149,12 +152,20 @@ import Testing
         #expect(error?.description.contains(missing) == true)
     }
 
-    @Test func shippedExampleParses() throws {
+    @Test func installedDefaultIsTheBuiltInDefaultsOnQEMU() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().path
-        let config = try RuntimeConfig.read(path: root + "/docs/configuration.toml.example")
-        #expect(config.backend == .auto)
-        #expect(config.kernel == RuntimeConfig().kernel)
+        let template = try String(contentsOfFile: root + "/docs/configuration.toml.in", encoding: .utf8)
+        var warnings: [ConfigWarning] = []
+        let config = try RuntimeConfig.parse(
+            template.replacingOccurrences(of: "@SHAREDIR@", with: "/usr/local/share/kata-swift"), file: "configuration.toml",
+            warnings: &warnings)
+        #expect(warnings.isEmpty, "\(warnings)")
+        #expect(config.backend == .qemu)
+        var expected = RuntimeConfig()
+        expected.backend = .qemu
+        expected.validHypervisorPaths = ["/usr/bin/qemu-system-x86_64"]
+        #expect(config == expected)
     }
 
     @Test func debugConsoleAddsCmdlineAndHybridSocket() throws {

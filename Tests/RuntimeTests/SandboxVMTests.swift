@@ -83,7 +83,7 @@ import Testing
 
     @Test func badConfigurationFileFailsCreateWithFileAndKey() async throws {
         let file = "/tmp/ks-runtime-badconfig-\(getpid()).toml"
-        try "[hypervisor]\nvcpus = \"two\"\n".write(toFile: file, atomically: true, encoding: .utf8)
+        try "[hypervisor.qemu]\ndefault_vcpus = \"two\"\n".write(toFile: file, atomically: true, encoding: .utf8)
         defer { unlink(file) }
         let bundle = try BusyboxBundle(name: "badconfig", args: ["true"])
         defer { bundle.remove() }
@@ -93,7 +93,7 @@ import Testing
         }
         #expect(error?.code == .invalidArgument)
         #expect(error?.message.contains(file + ":2") == true, "\(String(describing: error))")
-        #expect(error?.message.contains("hypervisor.vcpus") == true)
+        #expect(error?.message.contains("hypervisor.qemu.default_vcpus") == true)
         await sandbox.shutdown()
     }
 }

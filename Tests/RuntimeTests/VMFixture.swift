@@ -45,16 +45,16 @@ enum VMFixture {
     /// The same configuration as a file (for VMSandbox, which reads its own).
     static func writeConfigFile(_ config: RuntimeConfig, to path: String) throws {
         let text = """
-            [hypervisor]
-            backend = "\(config.backend)"
+            [hypervisor.\(config.backend == .kvm ? "kvm" : "qemu")]
             kernel = "\(config.kernel)"
             initrd = "\(config.initrd)"
-            memory_mib = \(config.memoryMiB)
+            default_memory = \(config.memoryMiB)
             kernel_params = "\(config.kernelParams.joined(separator: " "))"
-            debug_console = \(config.debugConsole)
-            [agent]
-            dial_timeout_s = \(config.agentDialTimeoutSeconds)
+            [agent.kata]
+            debug_console_enabled = \(config.debugConsole)
+            dial_timeout = \(config.agentDialTimeoutSeconds)
             [runtime]
+            hypervisor_name = "\(config.backend)"
             sandbox_dir = "\(config.sandboxDirectory)"
             """
         try text.write(toFile: path, atomically: true, encoding: .utf8)

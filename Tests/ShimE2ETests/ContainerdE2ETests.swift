@@ -6,7 +6,7 @@ import Shim
     @Test func ctrRunReportsMissingKernelAndLeavesNothing() async throws {
         // A configuration whose kernel does not exist: the VM cannot start, ctr shows why.
         let configPath = "/tmp/ks-e2e-nokernel-\(getpid()).toml"
-        try "[hypervisor]\nkernel = \"/nonexistent/kata-swift/vmlinux\"\n".write(toFile: configPath, atomically: true, encoding: .utf8)
+        try "[hypervisor.qemu]\nkernel = \"/nonexistent/kata-swift/vmlinux\"\n[runtime]\nhypervisor_name = \"auto\"\n".write(toFile: configPath, atomically: true, encoding: .utf8)
         defer { unlink(configPath) }
         let containerd = try ContainerdHarness(name: "nohv", extraEnvironment: ["KATA_CONF_FILE": configPath])
         defer { containerd.stop() }
@@ -59,7 +59,7 @@ import Shim
         // The variable that once turned the production shim into the scripted sandbox: now the
         // shipped shim still boots a VM (here: fails to, naming the missing kernel).
         let configPath = "/tmp/ks-e2e-novar-\(getpid()).toml"
-        try "[hypervisor]\nkernel = \"/nonexistent/kata-swift/vmlinux\"\n".write(toFile: configPath, atomically: true, encoding: .utf8)
+        try "[hypervisor.qemu]\nkernel = \"/nonexistent/kata-swift/vmlinux\"\n[runtime]\nhypervisor_name = \"auto\"\n".write(toFile: configPath, atomically: true, encoding: .utf8)
         defer { unlink(configPath) }
         let containerd = try ContainerdHarness(
             name: "novar", extraEnvironment: ["KATA_SWIFT_TEST_SANDBOX": "scripted", "KATA_CONF_FILE": configPath])

@@ -86,13 +86,19 @@ final class ContainerdHarness {
     var socket: String { directory + "/containerd.sock" }
     private let environment: [String: String]
 
-    /// Starts containerd; `extraEnvironment` reaches the shims it spawns.
-    init(name: String, extraEnvironment: [String: String] = [:]) throws {
+    /// Starts containerd; `extraEnvironment` reaches the shims it spawns. `installedBin` (an
+    /// installed `$(PREFIX)/bin`) goes first on its PATH instead of a directory with our built shim.
+    init(name: String, extraEnvironment: [String: String] = [:], installedBin: String? = nil) throws {
         directory = "/tmp/ks-e2e-\(name)-\(UUID().uuidString.prefix(6))"
-        shimDirectory = directory + "/bin"
-        try FileManager.default.createDirectory(atPath: shimDirectory, withIntermediateDirectories: true)
-        try FileManager.default.createSymbolicLink(atPath: shimDirectory + "/containerd-shim-kata-v2",
-                                                   withDestinationPath: shimBinaryPath())
+        if let installedBin {
+            shimDirectory = installedBin
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } else {
+            shimDirectory = directory + "/bin"
+            try FileManager.default.createDirectory(atPath: shimDirectory, withIntermediateDirectories: true)
+            try FileManager.default.createSymbolicLink(atPath: shimDirectory + "/containerd-shim-kata-v2",
+                                                       withDestinationPath: shimBinaryPath())
+        }
         var environment = ProcessInfo.processInfo.environment
         environment.merge(extraEnvironment) { $1 }
         self.environment = environment
@@ -130,9 +136,9 @@ final class ContainerdHarness {
         ShimSocket(containerdAddress: socket, namespace: namespace, groupID: group)
     }
 
-    /// Pids of running processes whose executable is our shim, started for this containerd.
+    /// Pids of running processes whose executable is the shim on this containerd's PATH, started for it.
     func shimProcesses() -> [Int32] {
-        let shim = URL(fileURLWithPath: shimBinaryPath()).resolvingSymlinksInPath().path
+        let shim = URL(fileURLWithPath: shimDirectory + "/containerd-shim-kata-v2").resolvingSymlinksInPath().path
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
         return entries.compactMap { Int32($0) }.filter { pid in
             guard let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe"), exe == shim,

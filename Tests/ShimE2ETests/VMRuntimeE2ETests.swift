@@ -23,16 +23,16 @@ import Testing
         }
         let configPath = "/tmp/ks-e2e-\(name)-\(getpid()).toml"
         try """
-            [hypervisor]
-            backend = "\(backend)"
-            vcpus = \(vcpus)
+            [hypervisor.\(backend == "kvm" ? "kvm" : "qemu")]
+            default_vcpus = \(vcpus)
             kernel = "\(kernel)"
             initrd = "\(initrd)"
-            [agent]
-            dial_timeout_s = 120
+            [agent.kata]
+            dial_timeout = 120
             [runtime]
+            hypervisor_name = "\(backend)"
             sandbox_dir = "\(sandboxDirectory ?? sandboxRoot)"
-            log_level = "debug"
+            enable_debug = true
             """.write(toFile: configPath, atomically: true, encoding: .utf8)
         let harness = try ContainerdHarness(name: name, extraEnvironment: ["KATA_CONF_FILE": configPath])
         try harness.importBusybox(image)

@@ -1,0 +1,66 @@
+// `<sandbox_dir>/<sandbox-id>/sandbox.info`: what a running sandbox is, for operators
+// (`kata-ctl list`). Written by the shim once the VM runs; goes with the directory. Lines of
+// `key=value`, like os-release: pid (the shim's), backend, vcpus, memory_mib, kernel, started (Unix
+// seconds).
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public struct SandboxRecord: Equatable, Sendable {
+    public static let fileName = "sandbox.info"
+
+    public var shimPID: Int32
+    public var backend: String
+    public var vcpus: Int
+    public var memoryMiB: Int
+    public var kernel: String
+    public var started: Int
+
+    public init(shimPID: Int32, backend: String, vcpus: Int, memoryMiB: Int, kernel: String, started: Int) {
+        self.shimPID = shimPID
+        self.backend = backend
+        self.vcpus = vcpus
+        self.memoryMiB = memoryMiB
+        self.kernel = kernel
+        self.started = started
+    }
+
+    var text: String {
+        "pid=\(shimPID)\nbackend=\(backend)\nvcpus=\(vcpus)\nmemory_mib=\(memoryMiB)\nkernel=\(kernel)\nstarted=\(started)\n"
+    }
+
+    /// Parses the file's text; nil if a field is missing.
+    public init?(parsing text: String) {
+        var fields: [String: String] = [:]
+        for line in text.split(separator: "\n") {
+            guard let equals = line.firstIndex(of: "=") else { continue }
+            fields[String(line[..<equals])] = String(line[line.index(after: equals)...])
+        }
+        guard let pid = fields["pid"].flatMap({ Int32($0) }), let backend = fields["backend"],
+              let vcpus = fields["vcpus"].flatMap({ Int($0) }), let memory = fields["memory_mib"].flatMap({ Int($0) }),
+              let kernel = fields["kernel"], let started = fields["started"].flatMap({ Int($0) })
+        else { return nil }
+        self.init(shimPID: pid, backend: backend, vcpus: vcpus, memoryMiB: memory, kernel: kernel, started: started)
+    }
+
+    /// Writes the record into the sandbox directory (atomically: a reader sees all or nothing).
+    func write(to paths: SandboxPaths) throws(RuntimeError) {
+        let path = paths.root + "/" + Self.fileName
+        let temporary = path + ".tmp"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw .system(operation: "create \(temporary)", errno: errno) }
+        let bytes = Array(text.utf8)
+        let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+        guard written == bytes.count, rename(temporary, path) == 0 else {
+            throw .system(operation: "write \(path)", errno: errno)
+        }
+    }
+
+    /// The record of the sandbox directory `root`, if it has one.
+    public static func read(sandboxRoot root: String) -> SandboxRecord? {
+        guard let text = try? readTextFile(root + "/" + fileName) else { return nil }
+        return SandboxRecord(parsing: text)
+    }
+}
