@@ -42,6 +42,8 @@ public enum ShimMain {
             }
         case .delete:
             let bundle = BundleDirectory(path: flags.bundle.isEmpty ? currentDirectory() : flags.bundle)
+            // Confined as the daemon is; delete must answer even where that fails.
+            do { try ShimConfinement.apply() } catch { fail("delete: cannot load the seccomp filter: \(error)") }
             do {
                 let outcome = try DeleteCommand(
                     flags: flags, bundle: bundle, environment: currentEnvironmentByName(), cleanUpSandbox: cleanUpSandbox

@@ -1,0 +1,49 @@
+// The shim's own confinement, seen on a running pod (docs/security.md 8.4): every thread of the
+// shim under the process-wide seccomp filter, QEMU under both filters, and the pod still working
+// (a file written through virtio-fs, an exec).
+
+import Foundation
+import Shim
+import Testing
+
+@Suite(.serialized) struct ShimConfinementE2ETests {
+    typealias E2E = VMRuntimeE2ETests
+
+    static func status(_ path: String) -> [String: String] {
+        let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        var fields: [String: String] = [:]
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: ":", maxSplits: 1)
+            if parts.count == 2 { fields[String(parts[0])] = parts[1].trimmingCharacters(in: .whitespaces) }
+        }
+        return fields
+    }
+
+    @Test(.timeLimit(.minutes(6)))
+    func aRunningShimIsFilteredOnEveryThread() async throws {
+        let containerd = try E2E.start("confine")
+        defer { containerd.stop(); rmdir(E2E.sandboxRoot) }
+        let shim = try FaultE2ETests.startSleeper(containerd, "c1")
+        try #require(shim > 0, "containerd's log:\n\(containerd.containerdLog().suffix(6000))")
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(shim)/task")) ?? []
+        #expect(tasks.count > 3, "threads: \(tasks)")
+        for tid in tasks {
+            let fields = Self.status("/proc/\(shim)/task/\(tid)/status")
+            #expect(fields["Seccomp"] == "2", "thread \(tid) (\(fields["Name"] ?? "?")): \(fields)")
+        }
+        if E2E.backend != "kvm" {
+            let qemu = E2E.qemuProcesses()
+            try #require(qemu.count == 1, "QEMU processes: \(qemu)")
+            let fields = Self.status("/proc/\(qemu[0])/status")
+            // QEMU's filter on top of the shim's (Seccomp_filters counts both).
+            #expect(fields["Seccomp"] == "2" && Int(fields["Seccomp_filters"] ?? "") ?? 0 >= 2, "\(fields)")
+        }
+        // The pod still works: a file through virtio-fs, an exec.
+        let exec = try containerd.ctr(["task", "exec", "--exec-id", "e1", "c1", "sh", "-c",
+                                       "echo confined > /tmp/f && cat /tmp/f && touch /x && ls -l /x"])
+        #expect(exec.status == 0 && exec.stdout.contains("confined"), "exec: \(exec.stdout) \(exec.stderr)")
+        #expect(try containerd.ctr(["task", "kill", "-s", "KILL", "c1"]).status == 0)
+        try FaultE2ETests.expectStoppedAndDelete(containerd, "c1", code: 137)
+        try E2E.expectClean(containerd, ids: ["c1"])
+    }
+}
