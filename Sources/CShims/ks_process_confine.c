@@ -3,6 +3,7 @@
 #include "ks_process_confine.h"
 
 #include <errno.h>
+#include <linux/capability.h>
 #include <sched.h>
 #include <seccomp.h>
 #include <stddef.h>
@@ -85,6 +86,31 @@ int ks_process_filter_install(void) {
 
 int ks_process_filter_denied_count(void) {
     return COUNT(denied) + 4;  // + personality, unshare, clone (their flags), clone3
+}
+
+int ks_process_limit_capabilities(uint64_t keep) {
+    // Every capability the kernel knows but `keep`, CAP_SETPCAP last (dropping needs it). One
+    // already gone is skipped, so a second call (the daemon after `start`) succeeds.
+    for (int cap = 0; cap < 64; cap++) {
+        if (cap == CAP_SETPCAP || ((keep >> cap) & 1)) continue;
+        int held = prctl(PR_CAPBSET_READ, cap, 0, 0, 0);
+        if (held < 0) break;  // beyond the kernel's last
+        if (held && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) return -errno;
+    }
+    if (!((keep >> CAP_SETPCAP) & 1) && prctl(PR_CAPBSET_READ, CAP_SETPCAP, 0, 0, 0) == 1 &&
+        prctl(PR_CAPBSET_DROP, CAP_SETPCAP, 0, 0, 0) != 0)
+        return -errno;
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) return -errno;
+    struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2];
+    if (syscall(SYS_capget, &header, data) != 0) return -errno;
+    for (int i = 0; i < 2; i++) {
+        uint32_t mask = (uint32_t)(keep >> (32 * i));
+        data[i].effective &= mask;
+        data[i].permitted &= mask;
+        data[i].inheritable = 0;
+    }
+    return syscall(SYS_capset, &header, data) == 0 ? 0 : -errno;
 }
 
 int ks_process_filter_probe(long nr, long a0, long a1, long a2) {

@@ -45,7 +45,7 @@ public enum Daemon {
         do {
             try ShimConfinement.apply()
         } catch {
-            logger.error("kata-swift: cannot load the process-wide seccomp filter: \(error)")
+            logger.error("kata-swift: cannot confine the shim (seccomp filter, capabilities): \(error)")
             return 1
         }
 

@@ -1,6 +1,7 @@
-// The shim's own confinement, seen on a running pod (docs/security.md 8.4): every thread of the
-// shim under the process-wide seccomp filter, QEMU under both filters, and the pod still working
-// (a file written through virtio-fs, an exec).
+// The shim's own confinement, seen on a running pod (docs/security.md 8.4 and 8.5): every thread
+// of the shim under the process-wide seccomp filter, the capability sets cut down, QEMU's bounding
+// set no larger than the shim's, and the pod still working (a file written through virtio-fs, an
+// exec).
 
 import Foundation
 import Shim
@@ -8,6 +9,10 @@ import Testing
 
 @Suite(.serialized) struct ShimConfinementE2ETests {
     typealias E2E = VMRuntimeE2ETests
+
+    /// CAP_CHOWN, DAC_OVERRIDE, DAC_READ_SEARCH, FOWNER, FSETID, KILL, SETGID, SETUID (0-7),
+    /// NET_ADMIN (12), SYS_ADMIN (21), MKNOD (27).
+    static let keptCapabilities = "00000000082010ff"
 
     static func status(_ path: String) -> [String: String] {
         let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
@@ -20,7 +25,7 @@ import Testing
     }
 
     @Test(.timeLimit(.minutes(6)))
-    func aRunningShimIsFilteredOnEveryThread() async throws {
+    func aRunningShimIsFilteredOnEveryThreadWithFewerCapabilities() async throws {
         let containerd = try E2E.start("confine")
         defer { containerd.stop(); rmdir(E2E.sandboxRoot) }
         let shim = try FaultE2ETests.startSleeper(containerd, "c1")
@@ -30,13 +35,18 @@ import Testing
         for tid in tasks {
             let fields = Self.status("/proc/\(shim)/task/\(tid)/status")
             #expect(fields["Seccomp"] == "2", "thread \(tid) (\(fields["Name"] ?? "?")): \(fields)")
+            #expect(fields["CapBnd"] == Self.keptCapabilities && fields["CapEff"] == Self.keptCapabilities,
+                    "thread \(tid): \(fields)")
+            #expect(fields["CapPrm"] == Self.keptCapabilities && fields["CapInh"] == "0000000000000000")
         }
         if E2E.backend != "kvm" {
             let qemu = E2E.qemuProcesses()
             try #require(qemu.count == 1, "QEMU processes: \(qemu)")
             let fields = Self.status("/proc/\(qemu[0])/status")
-            // QEMU's filter on top of the shim's (Seccomp_filters counts both).
+            // QEMU's filter on top of the shim's (Seccomp_filters counts both), and no way back to
+            // a dropped capability.
             #expect(fields["Seccomp"] == "2" && Int(fields["Seccomp_filters"] ?? "") ?? 0 >= 2, "\(fields)")
+            #expect(fields["CapBnd"] == Self.keptCapabilities, "\(fields)")
         }
         // The pod still works: a file through virtio-fs, an exec.
         let exec = try containerd.ctr(["task", "exec", "--exec-id", "e1", "c1", "sh", "-c",

@@ -1,5 +1,6 @@
 // ks_process_confine: what the shim process as a whole may do (docs/security.md, "The shim's
-// process-wide filter"). In C because libseccomp's API is variadic.
+// process-wide filter" and "Capabilities"). In C because libseccomp's API is variadic and the
+// capability calls take kernel structures glibc does not declare.
 #ifndef KS_PROCESS_CONFINE_H
 #define KS_PROCESS_CONFINE_H
 
@@ -13,6 +14,12 @@ int ks_process_filter_install(void);
 
 /// The number of system calls the denylist names (for tests and docs).
 int ks_process_filter_denied_count(void);
+
+/// Limits the process to the capabilities in the bit mask `keep` (bit n = capability n): every
+/// other capability leaves the bounding set (so no child, QEMU included, can regain it), and the
+/// effective and permitted sets become `keep` (of what they held); the inheritable and ambient
+/// sets are cleared. Needs CAP_SETPCAP, which leaves too unless kept. 0 or -errno.
+int ks_process_limit_capabilities(uint64_t keep);
 
 /// For tests: forks; the child installs the denylist and makes system call `nr` (up to three
 /// arguments), then exits 0 (it returned), 101 (EPERM), 102 (ENOSYS), 103 (another error) or
