@@ -1,7 +1,7 @@
-// The shim's own confinement, seen on a running pod (docs/security.md 8.4 and 8.5): every thread
+// The shim's own confinement, seen on a running pod (docs/security.md 8.4 to 8.6): every thread
 // of the shim under the process-wide seccomp filter, the capability sets cut down, QEMU's bounding
-// set no larger than the shim's, and the pod still working (a file written through virtio-fs, an
-// exec).
+// set no larger than the shim's, the virtio-fs server's thread with the share as its root, and the
+// pod still working (a file written through virtio-fs, an exec).
 
 import Foundation
 import Shim
@@ -47,6 +47,27 @@ import Testing
             // a dropped capability.
             #expect(fields["Seccomp"] == "2" && Int(fields["Seccomp_filters"] ?? "") ?? 0 >= 2, "\(fields)")
             #expect(fields["CapBnd"] == Self.keptCapabilities, "\(fields)")
+        }
+        if E2E.backend != "kvm" {
+            // The virtio-fs server's thread lives in a mount namespace of its own whose root is
+            // the share: the host's files are not there, only the containers' directories.
+            let mountNamespace = { (tid: String) in
+                (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(shim)/task/\(tid)/ns/mnt")) ?? "?"
+            }
+            let main = mountNamespace("\(shim)")
+            let confined = tasks.filter { mountNamespace($0) != main }
+            try #require(confined.count == 1, "threads in another mount namespace: \(confined)")
+            let tid = confined[0]
+            #expect(Self.status("/proc/\(shim)/task/\(tid)/status")["Name"] == "vhost-user")
+            let root = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(shim)/task/\(tid)/root")) ?? []
+            #expect(root == ["containers"], "the FUSE thread's root: \(root)")
+            let rootfs = (try? FileManager.default.contentsOfDirectory(
+                atPath: "/proc/\(shim)/task/\(tid)/root/containers/c1/rootfs")) ?? []
+            #expect(rootfs.contains("bin"), "c1's rootfs as the FUSE thread sees it: \(rootfs)")
+            let mountinfo = (try? String(contentsOfFile: "/proc/\(shim)/task/\(tid)/mountinfo", encoding: .utf8)) ?? ""
+            let points = mountinfo.split(separator: "\n").compactMap { $0.split(separator: " ").dropFirst(4).first.map(String.init) }
+            #expect(points.first == "/" && points.allSatisfy { $0 == "/" || $0.hasPrefix("/containers/") },
+                    "mounts the FUSE thread sees: \(points)")
         }
         // The pod still works: a file through virtio-fs, an exec.
         let exec = try containerd.ctr(["task", "exec", "--exec-id", "e1", "c1", "sh", "-c",
