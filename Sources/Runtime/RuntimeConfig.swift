@@ -33,6 +33,14 @@ public struct RuntimeConfig: Equatable, Sendable {
     public var qemuUser: String? = RuntimeConfig.defaultQEMUUser
     /// The dedicated user scripts/install-deps.sh creates for QEMU.
     public static let defaultQEMUUser = "kata-swift-qemu"
+    /// A uid (and gid) of its own for each sandbox's QEMU, from `qemuUIDBase ..< qemuUIDBase +
+    /// qemuUIDCount` (`qemu_uid_base`, `qemu_uid_count`), instead of the shared `qemuUser`; 0
+    /// uids: the shared user. The default range is one no account or user namespace mapping uses
+    /// on our hosts (docs/security.md 8.2).
+    public var qemuUIDBase = 2_000_000_000
+    public var qemuUIDCount = 1000
+    /// Where the uids are claimed: one for every shim on the host, whatever its sandbox_dir.
+    public static let qemuUIDLockDirectory = "/run/kata-swift/qemu-uids"
     // [agent]
     /// How long the shim waits for the agent's first answer after the VM starts.
     public var agentDialTimeoutSeconds = 60
@@ -100,7 +108,7 @@ public struct RuntimeConfig: Equatable, Sendable {
 
         try reader.table("hypervisor", keys: [
             "backend", "kernel", "initrd", "vcpus", "memory_mib", "kernel_params", "debug_console", "qemu_path",
-            "qemu_sandbox", "qemu_user",
+            "qemu_sandbox", "qemu_user", "qemu_uid_base", "qemu_uid_count",
         ])
         if let name = try reader.string("hypervisor", "backend") {
             guard let kind = HypervisorBackendKind(rawValue: name) else {
@@ -124,6 +132,8 @@ public struct RuntimeConfig: Equatable, Sendable {
             }
             config.qemuUser = user.isEmpty ? nil : user
         }
+        if let base = try reader.integer("hypervisor", "qemu_uid_base", in: 1...4_000_000_000) { config.qemuUIDBase = base }
+        if let count = try reader.integer("hypervisor", "qemu_uid_count", in: 0...65536) { config.qemuUIDCount = count }
 
         try reader.table("agent", keys: ["dial_timeout_s", "log_level"])
         if let n = try reader.integer("agent", "dial_timeout_s", in: 1...3600) { config.agentDialTimeoutSeconds = n }

@@ -14,6 +14,55 @@ import Testing
     /// NET_ADMIN (12), SYS_ADMIN (21), MKNOD (27).
     static let keptCapabilities = "00000000082010ff"
 
+    /// The shim's default per-sandbox QEMU uids (RuntimeConfig.qemuUIDBase, qemuUIDCount).
+    static let qemuUIDs: Range<UInt32> = 2_000_000_000..<2_000_001_000
+
+    /// QEMU's uid when real, effective, saved and file system uids agree (nil otherwise).
+    static func qemuUID(_ pid: Int32) -> UInt32? {
+        let ids = (status("/proc/\(pid)/status")["Uid"] ?? "").split(separator: "\t").compactMap { UInt32($0) }
+        let gids = (status("/proc/\(pid)/status")["Gid"] ?? "").split(separator: "\t").compactMap { UInt32($0) }
+        guard ids.count == 4, Set(ids).count == 1, gids == ids else { return nil }
+        return ids[0]
+    }
+
+    /// Each pod's QEMU runs as a uid (and gid) of its own, and a uid is claimed again once its
+    /// pod is gone (docs/security.md 8.2).
+    @Test(.timeLimit(.minutes(8)), .enabled(if: E2E.backend != "kvm", "the kvm backend has no QEMU"))
+    func twoPodsQEMUsRunAsTwoUsersAndAFreedUidIsReused() async throws {
+        let containerd = try E2E.start("uids")
+        defer { containerd.stop(); rmdir(E2E.sandboxRoot) }
+        func qemuUIDs() -> [UInt32] { E2E.qemuProcesses().compactMap { Self.qemuUID($0) }.sorted() }
+        for id in ["u1", "u2"] {
+            #expect(try containerd.ctr(["run", "-d"] + E2E.runtime + [E2E.image, id, "sleep", "1000"]).status == 0)
+        }
+        #expect(waitUntil(seconds: 60) { qemuUIDs().count == 2 }, "QEMU uids: \(qemuUIDs())")
+        let uids = qemuUIDs()
+        #expect(uids.count == 2 && Set(uids).count == 2 && uids.allSatisfy { Self.qemuUIDs.contains($0) }, "QEMU uids: \(uids)")
+        // u1's QEMU goes; the next pod gets its uid back (the lowest free one).
+        let u1UID = try #require(uids.first)
+        let byUID = Dictionary(uniqueKeysWithValues: E2E.qemuProcesses().compactMap { pid in Self.qemuUID(pid).map { ($0, pid) } })
+        let u1Pid = byUID[u1UID] ?? -1
+        let owner = ["u1", "u2"].first { id in
+            ((try? String(contentsOfFile: "/proc/\(u1Pid)/cmdline", encoding: .utf8)) ?? "").contains("/" + id + "/")
+        } ?? "u1"
+        // The VM stops when its last task is deleted.
+        #expect(try containerd.ctr(["task", "kill", "-s", "KILL", owner]).status == 0)
+        #expect(waitUntil(seconds: 30) { (try? containerd.ctr(["task", "delete", owner]).status) == 0 })
+        _ = try containerd.ctr(["containers", "delete", owner])
+        #expect(waitUntil(seconds: 60) { qemuUIDs().count == 1 })
+        #expect(try containerd.ctr(["run", "-d"] + E2E.runtime + [E2E.image, "u3", "sleep", "1000"]).status == 0)
+        #expect(waitUntil(seconds: 60) { qemuUIDs().count == 2 })
+        #expect(qemuUIDs().contains(u1UID), "QEMU uids after u3: \(qemuUIDs()), u1's was \(u1UID)")
+        let others = ["u1", "u2", "u3"].filter { $0 != owner }
+        for id in others { _ = try containerd.ctr(["task", "kill", "-s", "KILL", id]) }
+        for id in others {
+            _ = waitUntil(seconds: 30) { (try? containerd.ctr(["task", "delete", id]).status) == 0 }
+            _ = try containerd.ctr(["containers", "delete", id])
+        }
+        #expect(waitUntil(seconds: 60) { qemuUIDs().isEmpty })
+        try E2E.expectClean(containerd, ids: ["u1", "u2", "u3"])
+    }
+
     static func status(_ path: String) -> [String: String] {
         let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
         var fields: [String: String] = [:]
