@@ -106,10 +106,12 @@ int ks_thread_filter_install(int kind) {
 }
 
 int ks_thread_enter_directory(const char *dir) {
-    if (mount(dir, dir, NULL, MS_BIND | MS_REC, NULL) != 0) return -errno;
-    if (mount(NULL, dir, NULL, MS_SHARED, NULL) != 0) return -errno;
     if (unshare(CLONE_FS | CLONE_NEWNS) != 0) return -errno;
     if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) != 0) return -errno;
+    // pivot_root needs a mount point: `dir` bound onto itself in the new namespace. A bind of a
+    // slave is a slave of the same master, so what the caller's namespace mounts below `dir`
+    // later still arrives here when `dir` is a shared mount there (SandboxPaths makes the share one).
+    if (mount(dir, dir, NULL, MS_BIND | MS_REC, NULL) != 0) return -errno;
     // pivot_root(".", "."): the old root ends up stacked on the new one, and is detached at once.
     if (chdir(dir) != 0) return -errno;
     if (syscall(SYS_pivot_root, ".", ".") != 0) return -errno;
