@@ -163,7 +163,7 @@ let package = Package(
         .testTarget(name: "VirtIOTests", dependencies: ["VirtIO", "VirtIOTestSupport", "GuestMemory"]),
         .testTarget(
             name: "DevicesTests", dependencies: ["Devices", "FUSE", "VirtIO", "VirtIOTestSupport", "GuestMemory", "SystemSupport"]),
-        .testTarget(name: "SystemSupportTests", dependencies: ["SystemSupport"]),
+        .testTarget(name: "SystemSupportTests", dependencies: ["SystemSupport", "CShims"]),
         .testTarget(name: "KVMTests", dependencies: ["KVM", "SystemSupport", "CShims"]),
         .testTarget(name: "BootTests", dependencies: ["Boot", "GuestMemory"]),
         .testTarget(

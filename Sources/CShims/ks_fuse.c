@@ -94,20 +94,42 @@ long ks_fuse_getdents64(int fd, void *buf, size_t size) {
     return result(syscall(SYS_getdents64, fd, buf, size));
 }
 
-long ks_fuse_getxattr(const char *path, const char *name, void *value, size_t size) {
-    return result(getxattr(path, name, value, size));
+// A readable descriptor of the inode behind fd `fd_name` of `proc_fd` (/proc/self/fd): the f*xattr
+// calls refuse O_PATH descriptors, and a path through /proc would need /proc in the thread's root.
+static int open_for_xattr(int proc_fd, const char *fd_name) {
+    return openat(proc_fd, fd_name, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 }
 
-long ks_fuse_listxattr(const char *path, char *list, size_t size) {
-    return result(listxattr(path, list, size));
+long ks_fuse_getxattr(int proc_fd, const char *fd_name, const char *name, void *value, size_t size) {
+    int fd = open_for_xattr(proc_fd, fd_name);
+    if (fd < 0) return -errno;
+    long r = result(fgetxattr(fd, name, value, size));
+    close(fd);
+    return r;
 }
 
-int ks_fuse_setxattr(const char *path, const char *name, const void *value, size_t size, int flags) {
-    return (int)result(setxattr(path, name, value, size, flags));
+long ks_fuse_listxattr(int proc_fd, const char *fd_name, char *list, size_t size) {
+    int fd = open_for_xattr(proc_fd, fd_name);
+    if (fd < 0) return -errno;
+    long r = result(flistxattr(fd, list, size));
+    close(fd);
+    return r;
 }
 
-int ks_fuse_removexattr(const char *path, const char *name) {
-    return (int)result(removexattr(path, name));
+int ks_fuse_setxattr(int proc_fd, const char *fd_name, const char *name, const void *value, size_t size, int flags) {
+    int fd = open_for_xattr(proc_fd, fd_name);
+    if (fd < 0) return -errno;
+    int r = (int)result(fsetxattr(fd, name, value, size, flags));
+    close(fd);
+    return r;
+}
+
+int ks_fuse_removexattr(int proc_fd, const char *fd_name, const char *name) {
+    int fd = open_for_xattr(proc_fd, fd_name);
+    if (fd < 0) return -errno;
+    int r = (int)result(fremovexattr(fd, name));
+    close(fd);
+    return r;
 }
 
 int64_t ks_fuse_fstatfs_type(int fd) {

@@ -3,7 +3,10 @@
 #include "ks_thread_filter.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/syscall.h>
 #include <linux/if_tun.h>
 #include <seccomp.h>
 #include <stddef.h>
@@ -106,6 +109,21 @@ int ks_thread_filter_install(int kind) {
     if (rc == 0) rc = seccomp_load(ctx);  // this thread only: libseccomp sets no TSYNC by default
     seccomp_release(ctx);
     return rc < 0 ? rc : 0;
+}
+
+int ks_thread_enter_directory(const char *dir) {
+    if (unshare(CLONE_FS | CLONE_NEWNS) != 0) return -errno;
+    if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) != 0) return -errno;
+    // pivot_root needs a mount point: `dir` bound onto itself in the new namespace. A bind of a
+    // slave is a slave of the same master, so what the caller's namespace mounts below `dir`
+    // later still arrives here when `dir` is a shared mount there (SandboxPaths makes the share one).
+    if (mount(dir, dir, NULL, MS_BIND | MS_REC, NULL) != 0) return -errno;
+    // pivot_root(".", "."): the old root ends up stacked on the new one, and is detached at once.
+    if (chdir(dir) != 0) return -errno;
+    if (syscall(SYS_pivot_root, ".", ".") != 0) return -errno;
+    if (umount2(".", MNT_DETACH) != 0) return -errno;
+    if (chdir("/") != 0) return -errno;
+    return 0;
 }
 
 int ks_thread_filter_allowed_count(int kind) {

@@ -60,7 +60,8 @@ struct InodeTable {
     private var files: [UInt64: OpenFile] = [:]
     private var nextNodeID: UInt64 = FUSEProtocol.rootID + 1
     private var nextHandle: UInt64 = 1
-    let root: Inode
+    /// Replaced once, when the serving thread pivots into the share (reopenRootAfterPivot).
+    var root: Inode
     /// At most this many inodes plus open files at once (fds are a host resource the guest must
     /// not exhaust).
     let limit: Int

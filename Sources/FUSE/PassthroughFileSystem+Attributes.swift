@@ -17,40 +17,45 @@ extension PassthroughFileSystem {
         name.hasPrefix("security.") || name.hasPrefix("trusted.") || name.hasPrefix("user.overlay.")
     }
 
+    /// Extended attributes are read and written through a descriptor opened from the inode's
+    /// O_PATH fd, so only on regular files and directories: a device node is never opened, and a
+    /// symlink's, FIFO's or socket's attributes read as none (user.* ones cannot exist there).
+    static func hasXattrs(_ inode: Inode) -> Bool { inode.isRegular || inode.isDirectory }
+
     func getxattr(_ nodeID: UInt64, name: FUSEText, size: UInt32) throws(FUSEErrno) -> XattrReply {
         let inode = try inode(nodeID)
-        guard !inode.isSymlink else { throw .noData }
-        let path = Self.procPath(inode)
+        guard Self.hasXattrs(inode) else { throw .noData }
+        let fdName = Self.procName(inode)
         if size == 0 {
-            return .size(try checkShim { ks_fuse_getxattr(path, name.cString, nil, 0) })
+            return .size(try checkShim { ks_fuse_getxattr(procSelfFD, fdName, name.cString, nil, 0) })
         }
         var value = [UInt8](repeating: 0, count: Int(min(size, UInt32(FUSERequest.xattrSizeMax))))
         let count = try checkShim {
-            value.withUnsafeMutableBytes { ks_fuse_getxattr(path, name.cString, $0.baseAddress, $0.count) }
+            value.withUnsafeMutableBytes { ks_fuse_getxattr(procSelfFD, fdName, name.cString, $0.baseAddress, $0.count) }
         }
         return .data(Array(value[..<count]))
     }
 
     func listxattr(_ nodeID: UInt64, size: UInt32) throws(FUSEErrno) -> XattrReply {
         let inode = try inode(nodeID)
-        guard !inode.isSymlink else { return size == 0 ? .size(0) : .data([]) }
-        let path = Self.procPath(inode)
+        guard Self.hasXattrs(inode) else { return size == 0 ? .size(0) : .data([]) }
+        let fdName = Self.procName(inode)
         if size == 0 {
-            return .size(try checkShim { ks_fuse_listxattr(path, nil, 0) })
+            return .size(try checkShim { ks_fuse_listxattr(procSelfFD, fdName, nil, 0) })
         }
         var list = [CChar](repeating: 0, count: Int(min(size, UInt32(FUSERequest.xattrSizeMax))))
-        let count = try checkShim { ks_fuse_listxattr(path, &list, list.count) }
+        let count = try checkShim { ks_fuse_listxattr(procSelfFD, fdName, &list, list.count) }
         return .data(list[..<count].map { UInt8(bitPattern: $0) })
     }
 
     func setxattr(_ nodeID: UInt64, name: FUSEText, value: [UInt8], flags: Int32) throws(FUSEErrno) {
         let inode = try inode(nodeID)
         guard !Self.isProtectedXattr(name.string) else { throw .notPermitted }
-        guard !inode.isSymlink else { throw .notPermitted }
+        guard Self.hasXattrs(inode) else { throw .notPermitted }
         guard flags & ~(ks_fuse_xattr_create | ks_fuse_xattr_replace) == 0 else { throw .invalid }
         _ = try checkShim {
             value.withUnsafeBytes {
-                ks_fuse_setxattr(Self.procPath(inode), name.cString, $0.baseAddress, $0.count, flags)
+                ks_fuse_setxattr(procSelfFD, Self.procName(inode), name.cString, $0.baseAddress, $0.count, flags)
             }
         }
     }
@@ -58,8 +63,8 @@ extension PassthroughFileSystem {
     func removexattr(_ nodeID: UInt64, name: FUSEText) throws(FUSEErrno) {
         let inode = try inode(nodeID)
         guard !Self.isProtectedXattr(name.string) else { throw .notPermitted }
-        guard !inode.isSymlink else { throw .notPermitted }
-        _ = try checkShim { ks_fuse_removexattr(Self.procPath(inode), name.cString) }
+        guard Self.hasXattrs(inode) else { throw .notPermitted }
+        _ = try checkShim { ks_fuse_removexattr(procSelfFD, Self.procName(inode), name.cString) }
     }
 
     /// ACCESS, judged from the file's mode for the caller's uid/gid (supplementary groups are the

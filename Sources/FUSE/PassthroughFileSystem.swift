@@ -74,6 +74,29 @@ public final class PassthroughFileSystem: Sendable {
 
     deinit { close(procSelfFD) }
 
+    /// Re-opens the root as "/" on a thread that has just pivoted into the share
+    /// (ThreadConfinement.enterDirectory): a descriptor opened before belongs to the mount
+    /// namespace the thread left, where ".." and absolute names still lead to the host. Only
+    /// before the first request (no inode but the root, no open file), and only if "/" is the
+    /// same directory.
+    public func reopenRootAfterPivot() throws(FUSEErrno) {
+        let fd = try check { Glibc.open("/", ks_fuse_o_path | O_DIRECTORY | O_CLOEXEC) }
+        let st: stat
+        do throws(FUSEErrno) {
+            st = try Self.stat(fd)
+        } catch {
+            close(fd)
+            throw error
+        }
+        let root = Inode(fd: fd, key: InodeKey(st), type: st.st_mode & S_IFMT)  // closes fd when unused
+        let replaced = table.withLock { table -> Bool in
+            guard table.inodeCount == 0, table.openFileCount == 0, table.root.key == root.key else { return false }
+            table.root = root
+            return true
+        }
+        guard replaced else { throw .invalid }
+    }
+
     static func defaultOpenFileLimit() -> Int {
         var limit = rlimit()
         guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 512 }
@@ -111,7 +134,6 @@ public final class PassthroughFileSystem: Sendable {
 
     /// The name of `inode` under /proc/self/fd, for calls that must follow it to the object.
     static func procName(_ inode: Inode) -> String { String(inode.fd) }
-    static func procPath(_ inode: Inode) -> String { "/proc/self/fd/\(inode.fd)" }
 
     /// Resolves one name below `parent` without following anything, and refuses crossing into a
     /// procfs or sysfs mount (magic links, process memory).
@@ -205,7 +227,9 @@ public final class PassthroughFileSystem: Sendable {
             } else {
                 guard !inode.isDirectory else { throw .isDirectory }
                 guard inode.isRegular else { throw .invalid }
-                _ = try check { truncate(Self.procPath(inode), size) }
+                let fd = try check { openat(procSelfFD, Self.procName(inode), O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC) }
+                defer { close(fd) }
+                _ = try check { ftruncate(fd, size) }
             }
         }
         let times = request.valid & (FUSEProtocol.fattrAtime | FUSEProtocol.fattrMtime)

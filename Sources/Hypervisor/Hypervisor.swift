@@ -62,6 +62,9 @@ public struct HypervisorConfig: Sendable {
     /// QEMU backend: the unprivileged user QEMU switches to once its devices are set up (-runas):
     /// a user name or "uid:gid". nil: QEMU stays root.
     public var qemuUser: String?
+    /// QEMU backend: a uid of its own for this sandbox's QEMU, claimed from this range (overrides
+    /// `qemuUser`). nil: `qemuUser`.
+    public var qemuUserPool: QEMUUserPool?
 
     public init(
         kernelPath: String, initrdPath: String? = nil, cmdlineExtras: [String] = [], vcpus: Int = 1,
@@ -69,7 +72,7 @@ public struct HypervisorConfig: Sendable {
         runtimeDirectory: String, hybridVsockPath: String? = nil, hybridForwardedPorts: [UInt32] = [],
         consoleOutput: (@Sendable ([UInt8]) -> Void)? = nil, qemuBinary: String = "/usr/bin/qemu-system-x86_64",
         sharedDirectories: [SharedDirectory] = [], networkInterfaces: [NetworkInterface] = [],
-        qemuSandbox: Bool = true, qemuUser: String? = nil
+        qemuSandbox: Bool = true, qemuUser: String? = nil, qemuUserPool: QEMUUserPool? = nil
     ) {
         self.kernelPath = kernelPath
         self.initrdPath = initrdPath
@@ -88,6 +91,7 @@ public struct HypervisorConfig: Sendable {
         self.networkInterfaces = networkInterfaces
         self.qemuSandbox = qemuSandbox
         self.qemuUser = qemuUser
+        self.qemuUserPool = qemuUserPool
     }
 }
 

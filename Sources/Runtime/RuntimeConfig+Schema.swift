@@ -101,6 +101,8 @@ extension RuntimeConfig {
         }
         if let options = try reader.string(t, "seccompsandbox") { qemuSandbox = !options.isEmpty }
         if let user = try reader.string(t, "user") { try setQEMUUser(user, reader, t, "user") }
+        if let base = try reader.integer(t, "uid_base", in: 1...4_000_000_000) { qemuUIDBase = base }
+        if let count = try reader.integer(t, "uid_count", in: 0...65536) { qemuUIDCount = count }
     }
 
     private mutating func applyAgent(_ reader: ConfigReader) throws(ConfigError) {

@@ -41,6 +41,14 @@ public struct RuntimeConfig: Equatable, Sendable {
     public var qemuUser: String? = RuntimeConfig.defaultQEMUUser
     /// The dedicated user scripts/install-deps.sh creates for QEMU.
     public static let defaultQEMUUser = "kata-swift-qemu"
+    /// A uid (and gid) of its own for each sandbox's QEMU, from `qemuUIDBase ..< qemuUIDBase +
+    /// qemuUIDCount` (`[hypervisor.qemu]` `uid_base`, `uid_count`), instead of the shared
+    /// `qemuUser`; 0 uids: the shared user. The default range is one no account or user namespace
+    /// mapping uses on our hosts (docs/security.md 8.2).
+    public var qemuUIDBase = 2_000_000_000
+    public var qemuUIDCount = 1000
+    /// Where the uids are claimed: one for every shim on the host, whatever its sandbox_dir.
+    public static let qemuUIDLockDirectory = "/run/kata-swift/qemu-uids"
     // [agent.kata]
     public var debugConsole = false
     /// How long the shim waits for the agent's first answer after the VM starts.

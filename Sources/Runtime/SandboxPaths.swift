@@ -37,12 +37,31 @@ public struct SandboxPaths: Sendable, Equatable {
         SandboxVM.guestSharedPath + "/containers/" + containerID + "/rootfs"
     }
 
-    /// Creates the directory tree (the parent too, if missing).
+    /// Creates the directory tree (the parent too, if missing). The share becomes a mount point
+    /// of its own, shared: the FUSE server's thread pivots into it in a mount namespace of its
+    /// own (ThreadConfinement.enterDirectory), and what the shim mounts below it later (the next
+    /// containers' rootfs) must still propagate there. Removal unmounts it with the rest.
     func create() throws(RuntimeError) {
-        for directory in [parent, root, shared, shared + "/containers"] {
+        for directory in [parent, root, shared] {
             guard mkdir(directory, 0o700) == 0 || errno == EEXIST else {
                 throw .system(operation: "mkdir \(directory)", errno: errno)
             }
+        }
+        if !Self.mountPoints(below: root).contains(shared) {
+            guard mount(shared, shared, nil, UInt(MS_BIND), nil) == 0 else {
+                throw .system(operation: "bind-mount \(shared) onto itself", errno: errno)
+            }
+            // Private first: on a host whose / is shared (systemd's default) the bind would join
+            // its peer group, and what is mounted in the share would spread to every namespace
+            // that receives /'s mounts. Then shared, a peer group of its own.
+            guard mount(nil, shared, nil, UInt(MS_PRIVATE), nil) == 0, mount(nil, shared, nil, UInt(MS_SHARED), nil) == 0 else {
+                let error = errno
+                umount2(shared, Int32(MNT_DETACH))
+                throw .system(operation: "make \(shared) a shared mount", errno: error)
+            }
+        }
+        guard mkdir(shared + "/containers", 0o700) == 0 || errno == EEXIST else {
+            throw .system(operation: "mkdir \(shared)/containers", errno: errno)
         }
     }
 

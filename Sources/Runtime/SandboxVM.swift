@@ -58,7 +58,11 @@ public final class SandboxVM: Sendable {
             qemuBinary: config.qemuPath,
             sharedDirectories: [SharedDirectory(tag: sharedTag, hostPath: paths.shared)],
             networkInterfaces: network?.interfaces ?? [],
-            qemuSandbox: config.qemuSandbox, qemuUser: config.qemuUser)
+            qemuSandbox: config.qemuSandbox, qemuUser: config.qemuUser,
+            // qemu_user = "" keeps QEMU root; otherwise each sandbox gets a uid of its own.
+            qemuUserPool: config.qemuUser == nil || config.qemuUIDCount == 0 ? nil
+                : QEMUUserPool(base: UInt32(config.qemuUIDBase), count: UInt32(config.qemuUIDCount),
+                               directory: RuntimeConfig.qemuUIDLockDirectory))
     }
 
     /// Boots the VM and waits for a healthy agent. On failure everything started is torn down.

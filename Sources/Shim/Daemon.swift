@@ -41,6 +41,13 @@ public enum Daemon {
         _ = DaemonSetup.redirectStderr(toLogOf: bundle)
         let logger = DaemonSetup.bootstrapLogging(debug: flags.debug, id: flags.id)
         let environment = currentEnvironmentByName()
+        // Before any sandbox exists, so every thread, QEMU and every other child inherit it.
+        do {
+            try ShimConfinement.apply()
+        } catch {
+            logger.error("kata-swift: cannot confine the shim (seccomp filter, capabilities): \(error)")
+            return 1
+        }
 
         guard let socketPath = ShimSocket.boundPath(of: listenerFD) else {
             logger.error("kata-swift: fd 3 is not a listening Unix socket; the daemon is started by `start`")

@@ -31,6 +31,15 @@ public enum ShimMain {
             write(Array((version + "\n").utf8), to: 1)
             return 0
         case .start:
+            // Capabilities are per thread: dropped here, on the thread that spawns the daemon, the
+            // daemon's exec gives every one of its threads the reduced set (a root process gets its
+            // bounding set back at exec, no more).
+            do {
+                try ShimConfinement.limitCapabilities()
+            } catch {
+                fail("start: cannot drop capabilities: \(error)")
+                return 1
+            }
             do {
                 let result = try StartCommand(flags: flags, bundle: BundleDirectory(path: currentDirectory())).run()
                 // containerd reads stdout and stderr merged: the address and nothing else.
@@ -42,6 +51,8 @@ public enum ShimMain {
             }
         case .delete:
             let bundle = BundleDirectory(path: flags.bundle.isEmpty ? currentDirectory() : flags.bundle)
+            // Confined as the daemon is; delete must answer even where that fails.
+            do { try ShimConfinement.apply() } catch { fail("delete: cannot confine the shim: \(error)") }
             do {
                 let outcome = try DeleteCommand(
                     flags: flags, bundle: bundle, environment: currentEnvironmentByName(), cleanUpSandbox: cleanUpSandbox

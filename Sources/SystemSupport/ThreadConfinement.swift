@@ -22,6 +22,13 @@ public enum ThreadConfinement: Sendable {
         name == "virtio-devices" ? .device : nil
     }
 
+    /// Gives the calling thread a mount namespace of its own whose root is `directory`
+    /// (ks_thread_enter_directory): the FUSE server's thread, before its filter. Needs
+    /// CAP_SYS_ADMIN. Irreversible for the thread; on failure it must not serve.
+    public static func enterDirectory(_ directory: String) throws(Errno) {
+        _ = try shimResult(ks_thread_enter_directory(directory))
+    }
+
     /// Installs the policy on the calling thread (no_new_privs first). Only that thread and the
     /// threads it creates afterwards are filtered.
     public func install() throws(Errno) {

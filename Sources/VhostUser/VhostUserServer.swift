@@ -88,9 +88,12 @@ public final class VhostUserServer: @unchecked Sendable {
 
     /// Listens on `path` (replacing a stale socket file) and starts the server thread.
     /// `backendWork` runs on that thread after `wake()`, while the device is active.
+    /// `threadSetup` runs first on that thread, before its seccomp filter (the virtio-fs server
+    /// pivots into its share there); if it throws, the thread serves nothing.
     public init(
         path: String, device: any VirtioDevice, queueCount: Int, backendWork: (() -> Void)? = nil,
-        backendDescriptor: FileDescriptor? = nil, logger: Logger = Logger(label: "kata-swift.vhost-user")
+        backendDescriptor: FileDescriptor? = nil, logger: Logger = Logger(label: "kata-swift.vhost-user"),
+        threadSetup: (@Sendable () throws -> Void)? = nil
     ) throws(VhostUserServerError) {
         precondition((1...Token.maxQueues).contains(queueCount), "vhost-user: queue count \(queueCount)")
         self.path = path
@@ -125,6 +128,12 @@ public final class VhostUserServer: @unchecked Sendable {
             // The thread serves guest-controlled rings: it loads the device policy first, and
             // never serves unfiltered (QEMU then times out waiting for us, and says so).
             let worker = try WorkerThread(name: "vhost-user") { [self] in
+                do {
+                    try threadSetup?()
+                } catch {
+                    logger.error("vhost-user: cannot confine the server thread: \(error)")
+                    return
+                }
                 do throws(Errno) {
                     try ThreadConfinement.device.install()
                 } catch {

@@ -52,7 +52,7 @@ import Testing
         #expect(share.call(.removexattr, node: file.nodeID, args: Args().name("security.selinux")).error == .fuse(EPERM))
         #expect(set("user.fine") == 0)
         var value: UInt8 = 0
-        #expect(ks_fuse_getxattr(share.path("f"), "security.evil", &value, 1) < 0)
-        #expect(ks_fuse_getxattr(share.path("f"), "trusted.evil", &value, 1) < 0)
+        #expect(ks_fuse_getxattr(AT_FDCWD, share.path("f"), "security.evil", &value, 1) < 0)
+        #expect(ks_fuse_getxattr(AT_FDCWD, share.path("f"), "trusted.evil", &value, 1) < 0)
     }
 }

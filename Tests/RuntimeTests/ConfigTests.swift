@@ -94,6 +94,11 @@ import Testing
         #expect(try RuntimeConfig.parse("[hypervisor]\nqemu_user = \"\"\n", file: Self.file).qemuUser == nil)
         #expect(throws: ConfigError.self) { try RuntimeConfig.parse("[hypervisor]\nqemu_user = \"a b\"\n", file: Self.file) }
         #expect(throws: ConfigError.self) { try RuntimeConfig.parse("[hypervisor]\nqemu_sandbox = \"yes\"\n", file: Self.file) }
+        // A uid per sandbox by default; the range can move, or be turned off (count 0).
+        #expect(defaults.qemuUIDBase == 2_000_000_000 && defaults.qemuUIDCount == 1000)
+        let moved = try RuntimeConfig.parse("[hypervisor.qemu]\nuid_base = 3000000\nuid_count = 0\n", file: Self.file)
+        #expect(moved.qemuUIDBase == 3_000_000 && moved.qemuUIDCount == 0)
+        #expect(throws: ConfigError.self) { try RuntimeConfig.parse("[hypervisor.qemu]\nuid_base = 0\n", file: Self.file) }
     }
 
     @Test func invalidValuesAreErrors() {

@@ -50,6 +50,20 @@ final class ScratchSandbox {
 }
 
 @Suite(.serialized) struct SandboxPathsTests {
+    /// The share is a shared mount point of its own (the FUSE thread's namespace receives what is
+    /// mounted below it later, docs/security.md 8.6); removing the sandbox removes it.
+    @Test func theShareIsASharedMountPointUntilTheSandboxGoes() throws {
+        let sandbox = try ScratchSandbox()
+        let mountinfo = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+        let line = mountinfo.split(separator: "\n").last { $0.split(separator: " ").dropFirst(4).first.map(String.init) == sandbox.paths.shared }
+        #expect(line?.contains(" shared:") == true, "\(line.map(String.init) ?? "not a mount point")")
+        try sandbox.paths.create()  // again: no second mount
+        #expect(SandboxPaths.mountPoints(below: sandbox.paths.root) == [sandbox.paths.shared])
+        sandbox.paths.remove(logger: Logger(label: "test"))
+        #expect(SandboxPaths.mountPoints(below: sandbox.base).isEmpty)
+        #expect(access(sandbox.paths.root, F_OK) != 0)
+    }
+
     @Test func sharedRootfsIsNodevAndNosuid() throws {
         let sandbox = try ScratchSandbox()
         try #require(mknod(sandbox.rootfs + "/null", S_IFCHR | 0o666, 0x103) == 0, "needs root")
@@ -171,7 +185,8 @@ final class ScratchSandbox {
         #expect(ScratchSandbox.names(outside) == ["f0", "f1", "f2"])
         #expect(SandboxPaths.mountPoints(below: outside).isEmpty)
         sandbox.paths.unshareRootfs(containerID: "c1")
-        #expect(SandboxPaths.mountPoints(below: sandbox.paths.root).isEmpty)
+        // Only the share itself stays a mount point (SandboxPaths.create) until the sandbox goes.
+        #expect(SandboxPaths.mountPoints(below: sandbox.paths.root) == [sandbox.paths.shared])
     }
 
     @Test func volumesAreSharedWritableOrReadOnlyAndSocketsAreDropped() throws {
@@ -213,7 +228,8 @@ final class ScratchSandbox {
         #expect(!FileManager.default.createFile(atPath: share + "/1-config/written", contents: Data("x".utf8)))
         #expect(ScratchSandbox.names(config) == ["f0"])
         sandbox.paths.unshareRootfs(containerID: "c1")
-        #expect(SandboxPaths.mountPoints(below: sandbox.paths.root).isEmpty)
+        // Only the share itself stays a mount point (SandboxPaths.create) until the sandbox goes.
+        #expect(SandboxPaths.mountPoints(below: sandbox.paths.root) == [sandbox.paths.shared])
         #expect(ScratchSandbox.names(data) == ["f0", "written"])
     }
 

@@ -51,11 +51,13 @@ int ks_fuse_renameat2(int olddirfd, const char *oldname, int newdirfd, const cha
 /// getdents64(2) into buf. Returns the number of bytes filled (0 at the end) or -errno.
 long ks_fuse_getdents64(int fd, void *buf, size_t size);
 
-/// Path-based xattr calls; the server passes "/proc/self/fd/N" for one of its own O_PATH fds.
-long ks_fuse_getxattr(const char *path, const char *name, void *value, size_t size);
-long ks_fuse_listxattr(const char *path, char *list, size_t size);
-int ks_fuse_setxattr(const char *path, const char *name, const void *value, size_t size, int flags);
-int ks_fuse_removexattr(const char *path, const char *name);
+/// xattr calls on the inode behind one of the server's O_PATH fds, named `fd_name` ("N") below
+/// `proc_fd` (its O_PATH descriptor of /proc/self/fd): opened read-only and non-blocking, so only
+/// for regular files and directories (the server checks), then f*xattr.
+long ks_fuse_getxattr(int proc_fd, const char *fd_name, const char *name, void *value, size_t size);
+long ks_fuse_listxattr(int proc_fd, const char *fd_name, char *list, size_t size);
+int ks_fuse_setxattr(int proc_fd, const char *fd_name, const char *name, const void *value, size_t size, int flags);
+int ks_fuse_removexattr(int proc_fd, const char *fd_name, const char *name);
 
 /// fstatfs(2)'s f_type (the file system magic number) for fd, or -errno.
 int64_t ks_fuse_fstatfs_type(int fd);

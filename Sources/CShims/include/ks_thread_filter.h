@@ -19,6 +19,16 @@ enum ks_thread_kind {
 /// any open or socket) kill the whole process with SIGSYS. 0 or -errno.
 int ks_thread_filter_install(int kind);
 
+/// Gives the calling thread a mount namespace of its own whose root is `dir`, as virtiofsd does
+/// for its whole process: the thread unshares its file system attributes and mount namespace,
+/// makes every mount a slave (nothing it does propagates back), binds `dir` onto itself there,
+/// pivots into it and detaches the old root. Mounts made below `dir` later in the caller's
+/// namespace reach the thread if `dir` is a shared mount point there (the sandbox's share is). Afterwards
+/// no path the thread resolves reaches a host file outside `dir`; descriptors it held before
+/// still work. Must run before the thread's seccomp filter (which forbids these calls). 0 or
+/// -errno; on failure after the unshare the thread's view is undefined and it must not serve.
+int ks_thread_enter_directory(const char *dir);
+
 /// The number of system calls `kind` allows (for tests and docs).
 int ks_thread_filter_allowed_count(int kind);
 

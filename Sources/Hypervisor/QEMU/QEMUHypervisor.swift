@@ -111,9 +111,15 @@ public final class QEMUHypervisor: Hypervisor {
 
     /// The user QEMU runs as after setup, resolved by `validate`.
     private let runAs = Mutex<QEMUUser?>(nil)
+    /// This sandbox's own uid, held until QEMU has ended (`finished`).
+    private let userClaim = Mutex<QEMUUserClaim?>(nil)
 
     private func validate() throws(HypervisorError) {
-        if let name = config.qemuUser {
+        if let pool = config.qemuUserPool {
+            let claim = try pool.claim()
+            userClaim.withLock { $0 = claim }
+            runAs.withLock { $0 = claim.user }
+        } else if let name = config.qemuUser {
             let user = try QEMUUser.resolve(name)
             runAs.withLock { $0 = user }
         }
@@ -284,6 +290,7 @@ public final class QEMUHypervisor: Hypervisor {
     }
 
     private func removeRuntimeFiles() {
+        userClaim.withLock { $0 = nil }  // QEMU has ended (or never started): its uid is free again
         unlink(vhostSocketPath)
         unlink(qmpSocketPath)
         virtioFsSocketPaths.forEach { unlink($0) }

@@ -1,5 +1,7 @@
 import Devices
+import FUSE
 import Logging
+import SystemSupport
 import VhostUser
 
 /// One `SharedDirectory` served to QEMU's vhost-user-fs-device: our FUSE server over the host
@@ -12,9 +14,17 @@ final class VirtioFsShare: Sendable {
     private let server: VhostUserServer
 
     init(_ share: SharedDirectory, socketPath: String, logger: Logger) throws(HypervisorError) {
-        let device = try makeVirtioFsDevice(share, logger: logger)
+        let (device, fileSystem) = try makeVirtioFsDeviceAndFileSystem(share, logger: logger)
+        let root = share.hostPath
         do {
-            server = try VhostUserServer(path: socketPath, device: device, queueCount: device.queueCount, logger: logger)
+            // Like virtiofsd: the server thread gets a mount namespace of its own whose root is
+            // the share, before its seccomp filter and before QEMU can send a request.
+            server = try VhostUserServer(
+                path: socketPath, device: device, queueCount: device.queueCount, logger: logger,
+                threadSetup: {
+                    try ThreadConfinement.enterDirectory(root)
+                    try fileSystem.reopenRootAfterPivot()
+                })
         } catch {
             throw .vhostUser("\(error)")
         }

@@ -6,6 +6,14 @@ import Logging
 /// server confined to the host directory (read-only if asked) behind `VirtioFsDevice`. QEMU gets
 /// it over vhost-user (`VirtioFsShare`), our VMM on a virtio-mmio slot (`KVMHypervisor`).
 func makeVirtioFsDevice(_ share: SharedDirectory, logger: Logger) throws(HypervisorError) -> VirtioFsDevice {
+    try makeVirtioFsDeviceAndFileSystem(share, logger: logger).device
+}
+
+/// The device and the file system behind it (whose root the serving thread re-opens once it has
+/// pivoted into the share).
+func makeVirtioFsDeviceAndFileSystem(_ share: SharedDirectory, logger: Logger) throws(HypervisorError)
+    -> (device: VirtioFsDevice, fileSystem: PassthroughFileSystem)
+{
     let fileSystem: PassthroughFileSystem
     do {
         fileSystem = try PassthroughFileSystem(PassthroughConfiguration(root: share.hostPath, readOnly: share.readOnly))
@@ -13,7 +21,7 @@ func makeVirtioFsDevice(_ share: SharedDirectory, logger: Logger) throws(Hypervi
         throw .invalidConfig("shared directory \(share.hostPath) (tag \(share.tag)): \(error)")
     }
     do {
-        return try VirtioFsDevice(tag: share.tag, server: FUSEServer(fileSystem: fileSystem), logger: logger)
+        return (try VirtioFsDevice(tag: share.tag, server: FUSEServer(fileSystem: fileSystem), logger: logger), fileSystem)
     } catch {
         throw .invalidConfig("\(error)")
     }
