@@ -86,6 +86,15 @@ test: kernel initramfs agent-initramfs test-initramfs nested-host build
 test-nested: kernel agent-initramfs nested-host build
 	scripts/nested-kvm.sh run --timeout 5000 -- scripts/nested-tests.sh all
 
+# The unit tests that need no root, KVM, QEMU, containerd or guest image, in seconds: queues,
+# devices (fake drivers), memory, boot structures, ttrpc framing, vhost-user messages.
+UNIT_SUITES := ^(SystemSupportTests|TTRPCTests|GuestMemoryTests|BootTests|VirtIOTests|DevicesTests|VhostUserTests)\.
+UNIT_SKIP := TapBackendTests|QEMUVsockTests
+test-unit:
+	@scripts/drop-stale-cshims-module.sh .build
+	swift build $(SWIFT_BUILD_FLAGS) --build-tests
+	swift test $(SWIFT_BUILD_FLAGS) --skip-build --no-parallel --filter '$(UNIT_SUITES)' --skip '$(UNIT_SKIP)'
+
 # Our VMM against QEMU-KVM on a real KVM (boot, exits, RSS; ctr run with kvm, qemu and runc),
 # inside the nested KVM host; docs/performance.md.
 bench-nested: kernel initramfs agent-initramfs nested-host build

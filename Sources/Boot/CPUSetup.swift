@@ -32,6 +32,9 @@ public struct SegmentDescriptor: Equatable, Sendable {
     public static let code32 = SegmentDescriptor(flags: 0xc09b, base: 0, limit: 0xfffff)
     public static let data = SegmentDescriptor(flags: 0xc093, base: 0, limit: 0xfffff)
     public static let tss = SegmentDescriptor(flags: 0x808b, base: 0, limit: 0xfffff)
+    /// Ring-3 segments, for probe guests that run user code.
+    public static let userCode64 = SegmentDescriptor(flags: 0xa0fb, base: 0, limit: 0xfffff)
+    public static let userData = SegmentDescriptor(flags: 0xc0f3, base: 0, limit: 0xfffff)
 }
 
 /// The CPU state to enter the kernel with; the VMM turns it into KVM registers.
@@ -48,7 +51,8 @@ public struct BootCPUState: Equatable, Sendable {
     public var rsi: UInt64
     public var rbx: UInt64
     public var rsp: UInt64
-    /// GDT entries as written at Layout.gdtStart: [null, code, data, tss].
+    /// GDT entries as written at Layout.gdtStart: [null, code, data, tss], or with ring 3
+    /// [null, code, data, user data, user code, tss]. The TSS is always last.
     public var gdt: [SegmentDescriptor]
 
     public init(mode: Mode, entry: UInt64, rsi: UInt64, rbx: UInt64, rsp: UInt64, gdt: [SegmentDescriptor]) {
@@ -62,23 +66,37 @@ public struct BootCPUState: Equatable, Sendable {
 
     public static let codeSelector: UInt16 = 0x08
     public static let dataSelector: UInt16 = 0x10
-    public static let tssSelector: UInt16 = 0x18
+    /// Ring-3 selectors (RPL 3) in the GDT with user segments: where SYSRET puts user SS and CS
+    /// when STAR's SYSRET base is `dataSelector` (SS = base + 8, CS = base + 16).
+    public static let userDataSelector: UInt16 = 0x18 | 3
+    public static let userCodeSelector: UInt16 = 0x20 | 3
+
+    /// The TSS's selector: its GDT entry is the last one (0x18 in the boot GDT).
+    public var tssSelector: UInt16 { UInt16((gdt.count - 1) * 8) }
 }
 
 public enum CPUSetup {
     /// Writes the GDT, an empty IDT and (for long mode) identity page tables for the first 1 GiB.
-    public static func writeTables(for mode: BootCPUState.Mode, into memory: some GuestMemory) throws(BootError) -> [SegmentDescriptor] {
-        let gdt: [SegmentDescriptor] = [.null, mode == .long64 ? .code64 : .code32, .data, .tss]
+    /// With `userMode` (long mode only: the ring-3 probe guest) the GDT also holds ring-3 code and
+    /// data segments and the pages are user-accessible.
+    public static func writeTables(
+        for mode: BootCPUState.Mode, into memory: some GuestMemory, userMode: Bool = false
+    ) throws(BootError) -> [SegmentDescriptor] {
+        let code: SegmentDescriptor = mode == .long64 ? .code64 : .code32
+        let gdt: [SegmentDescriptor] =
+            userMode ? [.null, code, .data, .userData, .userCode64, .tss] : [.null, code, .data, .tss]
+        // Present and writable; user-accessible too for a ring-3 guest.
+        let access: UInt64 = userMode ? 0x07 : 0x03
         var bytes: [UInt8] = []
         for d in gdt { for i in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: d.raw >> (8 * i))) } }
         try mem { try memory.write(bytes, at: GuestAddress(Layout.gdtStart)) }
         try mem { try memory.store(UInt64(0), at: GuestAddress(Layout.idtStart)) }
         if mode == .long64 {
-            try mem { try memory.store(Layout.pdptStart | 0x03, at: GuestAddress(Layout.pml4Start)) }
-            try mem { try memory.store(Layout.pdStart | 0x03, at: GuestAddress(Layout.pdptStart)) }
-            // 512 2-MiB pages: present, writable, page-size.
+            try mem { try memory.store(Layout.pdptStart | access, at: GuestAddress(Layout.pml4Start)) }
+            try mem { try memory.store(Layout.pdStart | access, at: GuestAddress(Layout.pdptStart)) }
+            // 512 2-MiB pages: page-size, with the access bits above.
             for i in UInt64(0)..<512 {
-                try mem { try memory.store((i << 21) | 0x83, at: GuestAddress(Layout.pdStart + i * 8)) }
+                try mem { try memory.store((i << 21) | 0x80 | access, at: GuestAddress(Layout.pdStart + i * 8)) }
             }
         }
         return gdt

@@ -3,7 +3,8 @@
 /// The guest physical memory map of our microVM (x86-64), after Firecracker's `layout.rs`.
 ///
 /// ```
-/// 0x0000_0500  GDT (4 entries)            0x0000_0520  IDT (empty)
+/// 0x0000_0500  GDT (4 entries; 6 with ring-3 segments)   0x0000_0540  IDT (empty)
+/// 0x0000_1000  probe guest code           0x0000_1100  its SYSCALL handler (tiny guests only)
 /// 0x0000_6000  PVH hvm_start_info         0x0000_6040  PVH module list (initrd)
 /// 0x0000_7000  zero page (boot_params) or PVH memory map (one or the other)
 /// 0x0000_8ff0  boot stack top
@@ -18,7 +19,8 @@
 /// ```
 public enum Layout {
     public static let gdtStart: UInt64 = 0x500
-    public static let idtStart: UInt64 = 0x520
+    /// After room for 8 GDT entries.
+    public static let idtStart: UInt64 = 0x540
     public static let pvhInfoStart: UInt64 = 0x6000
     public static let pvhModlistStart: UInt64 = 0x6040
     public static let pvhMemmapStart: UInt64 = 0x7000
@@ -27,6 +29,10 @@ public enum Layout {
     public static let pml4Start: UInt64 = 0x9000
     public static let pdptStart: UInt64 = 0xa000
     public static let pdStart: UInt64 = 0xb000
+    /// Tiny probe guests (no kernel, no boot structures but the GDT and page tables): their
+    /// code, and the ring-3 probe's SYSCALL handler (LSTAR).
+    public static let probeCodeStart: UInt64 = 0x1000
+    public static let probeSyscallHandlerStart: UInt64 = 0x1100
     public static let cmdlineStart: UInt64 = 0x20000
     /// x86 COMMAND_LINE_SIZE, including the terminating NUL.
     public static let cmdlineMaxSize: Int = 2048

@@ -19,12 +19,21 @@ public enum GuestMemoryError: Error, Equatable, Sendable, CustomStringConvertibl
 /// Only the VMM knows how the memory is provided (anonymous mmap, memfd shared with
 /// a vhost-user peer, a plain heap buffer in tests). Every access is bounds-checked:
 /// a range must lie inside a single contiguous region, so one host pointer covers it.
+///
+/// A provider supplies its regions and where each one starts in this process (as vm-memory's
+/// `GuestMemoryRegion` does); the region lookup and every access are written once, below.
 public protocol GuestMemory: AnyObject, Sendable {
     /// The RAM regions, sorted by guest address, not overlapping.
     var regions: [GuestRegion] { get }
 
+    /// Host address of the first byte of region `index`: `regions[index].size` bytes are mapped
+    /// there for the memory's lifetime. For the lookup below and for KVM memory slots; devices
+    /// and loaders use the bounds-checked accessors instead.
+    func hostAddress(ofRegion index: Int) -> UnsafeMutableRawPointer
+
     /// Runs `body` with host access to the guest range [address, address+count).
     /// Throws when the range is not wholly inside one region. The pointer must not escape `body`.
+    /// Providers take the default, which looks the range up in `regions`.
     func withUnsafeMutableBytes<R>(
         at address: GuestAddress, count: Int, _ body: (UnsafeMutableRawBufferPointer) throws -> R
     ) throws -> R
@@ -53,6 +62,21 @@ public struct GuestRegion: Sendable, Equatable {
 }
 
 extension GuestMemory {
+    public func withUnsafeMutableBytes<R>(
+        at address: GuestAddress, count: Int, _ body: (UnsafeMutableRawBufferPointer) throws -> R
+    ) throws -> R {
+        guard count >= 0 else { throw GuestMemoryError.outOfBounds(address: address, length: 0) }
+        try checkRange(address, count: UInt64(count))
+        for (index, region) in regions.enumerated() {
+            if let offset = region.offset(of: address, count: UInt64(count)) {
+                // SAFETY: [offset, offset+count) lies inside region `index`, and the provider maps
+                // the region's whole size at `hostAddress(ofRegion:)` for as long as it lives.
+                return try body(UnsafeMutableRawBufferPointer(start: hostAddress(ofRegion: index) + Int(offset), count: count))
+            }
+        }
+        throw GuestMemoryError.outOfBounds(address: address, length: UInt64(count))
+    }
+
     /// Total RAM in bytes.
     public var totalSize: UInt64 { regions.reduce(0) { $0 + $1.size } }
 

@@ -37,17 +37,8 @@ public final class HeapGuestMemory: GuestMemory, @unchecked Sendable {
         for buffer in buffers { buffer.deallocate() }
     }
 
-    public func withUnsafeMutableBytes<R>(
-        at address: GuestAddress, count: Int, _ body: (UnsafeMutableRawBufferPointer) throws -> R
-    ) throws -> R {
-        guard count >= 0 else { throw GuestMemoryError.outOfBounds(address: address, length: 0) }
-        try checkRange(address, count: UInt64(count))
-        for (index, region) in regions.enumerated() {
-            if let offset = region.offset(of: address, count: UInt64(count)) {
-                let base = buffers[index].baseAddress! + Int(offset)
-                return try body(UnsafeMutableRawBufferPointer(start: base, count: count))
-            }
-        }
-        throw GuestMemoryError.outOfBounds(address: address, length: UInt64(count))
+    public func hostAddress(ofRegion index: Int) -> UnsafeMutableRawPointer {
+        // `allocate(byteCount:alignment:)` always returns a base address.
+        buffers[index].baseAddress!
     }
 }

@@ -1,3 +1,4 @@
+import Boot
 import Devices
 import KVM
 
@@ -35,7 +36,7 @@ public enum CPUIDProbe {
             0xb0, 0xfe, 0xe6, 0x64,              // mov al, 0xfe; out 0x64, al (reset: done)
         ]
         let vm = try VirtualMachine(
-            config: VMConfig(memorySize: 1 << 20, payload: .realMode(code: code, address: 0x1000), cpuTemplate: template),
+            config: VMConfig(memorySize: 1 << 20, payload: .realMode(code: code, address: Layout.probeCodeStart), cpuTemplate: template),
             kvm: kvm)
         let sink = WordSink()
         do { try vm.pio.register(sink, base: 0x10, length: 4) } catch { throw .bus(error) }

@@ -1,5 +1,3 @@
-import Boot
-import GuestMemory
 import KVM
 
 /// What this host's KVM can run, found by running tiny guests (not by host name).
@@ -24,42 +22,10 @@ public enum HostProbe {
             0xe6, 0x10,                    // out 0x10, al
             0xf4,                          // hlt
         ]
-        let entry: UInt64 = 0x10000
-        let kvm = try wrap { () throws(KVMError) -> Kvm in
-            if let kvm { return kvm }
-            return try Kvm()
-        }
-        let vm = try wrap { () throws(KVMError) in try kvm.createVM() }
-        let size: UInt64 = 2 << 20
-        let memory: MmapGuestMemory
-        do {
-            memory = try MmapGuestMemory(regions: [GuestRegion(start: GuestAddress(0), size: size)])
-        } catch {
-            throw .allocateMemory(size: size, error)
-        }
-        let gdt: [SegmentDescriptor]
-        do {
-            gdt = try CPUSetup.writeTables(for: .long64, into: memory)
-            try memory.write(code, at: GuestAddress(entry))
-        } catch let error as BootError {
-            throw .boot(error)
-        } catch {
-            throw .boot(.memory(.outOfBounds(address: GuestAddress(entry), length: UInt64(code.count))))
-        }
-        let boot = BootCPUState(mode: .long64, entry: entry, rsi: 0, rbx: 0, rsp: Layout.bootStackPointer, gdt: gdt)
-        let supported = try wrap { () throws(KVMError) in try kvm.supportedCPUID() }
-        let hasPopcnt = supported.contains { $0.function == 1 && $0.index == 0 && $0.ecx & (1 << 23) != 0 }
-        let vcpu = try wrap { () throws(KVMError) in
-            try vm.setUserMemoryRegion(slot: 0, guestAddress: 0, size: size, hostAddress: memory.hostAddress(ofRegion: 0))
-            try vm.setIdentityMapAddress(Layout.kvmIdentityMapStart)
-            try vm.setTSSAddress(Layout.kvmTSSStart)
-            let vcpu = try vm.createVcpu(id: 0)
-            try vcpu.setCPUID(CPUTemplate.host.apply(to: supported, vcpu: 0, of: 1))
-            try VcpuSetup.configure(vcpu, boot: boot)
-            return vcpu
-        }
+        let guest = try ProbeGuest(code: code, kvm: kvm) { CPUTemplate.host.apply(to: $0, vcpu: 0, of: 1) }
+        let hasPopcnt = guest.supportedCPUID.contains { $0.function == 1 && $0.index == 0 && $0.ecx & (1 << 23) != 0 }
         for _ in 0..<4 {
-            let exit = try wrap { () throws(KVMError) in try vcpu.runOnce() }
+            let exit = try guest.runOnce()
             switch exit {
             case .interrupted: continue
             case .ioOut(0x10, 1, [8]): return .native

@@ -53,19 +53,6 @@ public final class MmapGuestMemory: GuestMemory, @unchecked Sendable {
         for (m, r) in zip(mappings, regions) { munmap(m, Int(r.size)) }
     }
 
-    /// Host address of region `index`, for KVM_SET_USER_MEMORY_REGION only.
+    /// Host address of region `index`, for KVM_SET_USER_MEMORY_REGION and the region lookup.
     public func hostAddress(ofRegion index: Int) -> UnsafeMutableRawPointer { mappings[index] }
-
-    public func withUnsafeMutableBytes<R>(
-        at address: GuestAddress, count: Int, _ body: (UnsafeMutableRawBufferPointer) throws -> R
-    ) throws -> R {
-        guard count >= 0 else { throw GuestMemoryError.outOfBounds(address: address, length: 0) }
-        try checkRange(address, count: UInt64(count))
-        for (index, region) in regions.enumerated() {
-            if let offset = region.offset(of: address, count: UInt64(count)) {
-                return try body(UnsafeMutableRawBufferPointer(start: mappings[index] + Int(offset), count: count))
-            }
-        }
-        throw GuestMemoryError.outOfBounds(address: address, length: UInt64(count))
-    }
 }

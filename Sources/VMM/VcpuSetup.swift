@@ -31,7 +31,7 @@ enum VcpuSetup {
         sregs.fs = data
         sregs.gs = data
         sregs.ss = data
-        sregs.tr = segment(boot.gdt[3], selector: BootCPUState.tssSelector)
+        sregs.tr = segment(boot.gdt[boot.gdt.count - 1], selector: boot.tssSelector)
         sregs.gdt.base = Layout.gdtStart
         sregs.gdt.limit = UInt16(boot.gdt.count * 8 - 1)
         sregs.idt.base = Layout.idtStart

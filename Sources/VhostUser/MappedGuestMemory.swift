@@ -62,17 +62,5 @@ public final class MappedGuestMemory: GuestMemory, @unchecked Sendable {
         for map in maps { munmap(map.pointer, map.length) }
     }
 
-    public func withUnsafeMutableBytes<R>(
-        at address: GuestAddress, count: Int, _ body: (UnsafeMutableRawBufferPointer) throws -> R
-    ) throws -> R {
-        guard count >= 0 else { throw GuestMemoryError.outOfBounds(address: address, length: 0) }
-        try checkRange(address, count: UInt64(count))
-        for (index, region) in regions.enumerated() {
-            if let offset = region.offset(of: address, count: UInt64(count)) {
-                // SAFETY: [offset, offset+count) lies inside this region's mapping (checked above).
-                return try body(UnsafeMutableRawBufferPointer(start: bases[index] + Int(offset), count: count))
-            }
-        }
-        throw GuestMemoryError.outOfBounds(address: address, length: UInt64(count))
-    }
+    public func hostAddress(ofRegion index: Int) -> UnsafeMutableRawPointer { bases[index] }
 }

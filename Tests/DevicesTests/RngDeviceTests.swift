@@ -47,6 +47,18 @@ import VirtIOTestSupport
         #expect(try driver.takeUsed().map(\.length) == [UInt32(RngDevice.maxBytesPerRequest), 0])
     }
 
+    @Test func publishesAvailEventSoTheDriverKicksAgain() throws {
+        let driver = try FakeVirtqueueDriver(memory: memory, size: 8, base: GuestAddress(0x1000))
+        let device = RngDevice()
+        device.queues = [driver.makeQueue(maxSize: RngDevice.queueSize, eventIndex: true)]
+        try device.activate(memory: memory, interrupt: interrupt)
+        try driver.add([.writable(16)])
+        try driver.add([.writable(16)])
+        device.queueNotified(0)
+        #expect(try driver.takeUsed().map(\.length) == [16, 16])
+        #expect(try driver.availableEvent() == driver.availableIndex)
+    }
+
     @Test func brokenQueueSignalsNeedsReset() throws {
         let driver = try FakeVirtqueueDriver(memory: memory, size: 8, base: GuestAddress(0x1000))
         let device = try makeDevice(RngDevice(), driver)

@@ -116,7 +116,10 @@ import Testing
         #expect(share.readdir(1, plus: true).first { $0.name == "proc" }?.nodeID == 0)
         // Same for sysfs.
         #expect(mkdir(share.path("sys"), 0o755) == 0)
-        guard mount("sysfs", share.path("sys"), "sysfs", 0, nil) == 0 else { return }
+        guard mount("sysfs", share.path("sys"), "sysfs", 0, nil) == 0 else {
+            Issue.record("mount sysfs: errno \(errno)")
+            return
+        }
         defer { umount2(share.path("sys"), Int32(MNT_DETACH)) }
         #expect(share.lookup("sys").error == .fuse(EPERM))
     }

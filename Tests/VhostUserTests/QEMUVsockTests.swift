@@ -9,15 +9,23 @@ import VhostUser
 /// memfd mapping, the RX ring (our REQUEST), the call eventfd (interrupt), the TX ring (the
 /// guest's RST) and the kick eventfd, end to end.
 @Suite(.serialized) struct QEMUVsockTests {
-    @Test(.timeLimit(.minutes(10))) func realGuestRefusesAConnectionToAnUnusedPort() throws {
-        let qemu = "/usr/bin/qemu-system-x86_64"
+    static let qemu = "/usr/bin/qemu-system-x86_64"
+    /// A guest kernel `make kernel` cached, if there is one.
+    static var kernel: String? {
         let kernels = (try? FileManager.default.contentsOfDirectory(atPath: "/var/cache/kata-swift")) ?? []
-        let kernel = kernels.filter { $0.hasPrefix("kernel-") }.map { "/var/cache/kata-swift/\($0)/vmlinux" }
+        return kernels.filter { $0.hasPrefix("kernel-") }.map { "/var/cache/kata-swift/\($0)/vmlinux" }
             .first { FileManager.default.fileExists(atPath: $0) }
-        guard FileManager.default.fileExists(atPath: qemu), let kernel, FileManager.default.fileExists(atPath: "/bin/busybox") else {
-            print("SKIP realGuestRefusesAConnectionToAnUnusedPort: needs \(qemu), /bin/busybox and a guest kernel under /var/cache/kata-swift (make kernel)")
-            return
-        }
+    }
+    static var canRun: Bool {
+        FileManager.default.fileExists(atPath: qemu) && kernel != nil && FileManager.default.fileExists(atPath: "/bin/busybox")
+    }
+
+    @Test(
+        .enabled(if: canRun, "needs \(qemu), /bin/busybox and a guest kernel under /var/cache/kata-swift (make kernel)"),
+        .timeLimit(.minutes(10)))
+    func realGuestRefusesAConnectionToAnUnusedPort() throws {
+        let qemu = Self.qemu
+        let kernel = try #require(Self.kernel)
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("vu-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -214,6 +214,9 @@ final class LargeRegionMemory: GuestMemory {
         self.regions = [GuestRegion(start: GuestAddress(0), size: claimedSize)]
     }
 
+    /// The backing's base; only the lookup below would use it, and this memory replaces that.
+    func hostAddress(ofRegion index: Int) -> UnsafeMutableRawPointer { backing.hostAddress(ofRegion: index) }
+
     func withUnsafeMutableBytes<R>(
         at address: GuestAddress, count: Int, _ body: (UnsafeMutableRawBufferPointer) throws -> R
     ) throws -> R {

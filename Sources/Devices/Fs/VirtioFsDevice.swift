@@ -77,29 +77,11 @@ public final class VirtioFsDevice: VirtioDevice {
 
     public func queueNotified(_ index: Int) {
         guard let memory, queues.indices.contains(index) else { return }
-        var completed = false
-        repeat {
-            while true {
-                let chain: DescriptorChain
-                do {
-                    guard let next = try queues[index].popAvailable(memory: memory) else { break }
-                    chain = next
-                } catch {
-                    return queueBroke(index, error)
-                }
-                let used = serve(chain, memory)
-                do {
-                    try queues[index].addUsed(head: chain.head, length: used, memory: memory)
-                } catch {
-                    return queueBroke(index, error)
-                }
-                completed = true
-            }
-            if completed, queues[index].needsNotification(memory: memory) { interrupt?.trigger(.usedBuffer) }
-            completed = false
-            // Publish avail_event (EVENT_IDX) so the driver kicks for its next request, on any
-            // transport; requests that came in meanwhile are served in another round.
-        } while (try? queues[index].setNotifications(enabled: true, memory: memory)) == true
+        // Every round re-arms kicks (EVENT_IDX's avail_event) so the driver kicks for its next
+        // request, on any transport; requests that came in meanwhile are served in another round.
+        if let error = serveQueue(index, memory: memory, interrupt: interrupt, { serve($0, memory) }) {
+            queueBroke(index, error)
+        }
     }
 
     /// The driver reset the device (or the vhost-user frontend stopped it): its FUSE session ends

@@ -102,44 +102,28 @@ public final class NetDevice: VirtioDevice {
     private func processTX() {
         guard let memory, !needsReset else { return }
         let tx = QueueIndex.tx.rawValue
-        for _ in 0..<Self.maxRounds {
-            guard drainTX(memory), rearm(tx, memory) else { return }
+        if let error = serveQueue(tx, memory: memory, interrupt: interrupt, rounds: Self.maxRounds, { chain in
+            send(chain, memory)
+            return 0
+        }) {
+            _ = broke(tx, "\(error)")
         }
     }
 
-    /// Sends every TX chain the guest offered; false when the queue broke.
-    private func drainTX(_ memory: some GuestMemory) -> Bool {
-        let tx = QueueIndex.tx.rawValue
-        var completed = false
-        while true {
-            let chain: DescriptorChain
-            do {
-                guard let next = try queues[tx].popAvailable(memory: memory) else { break }
-                chain = next
-            } catch {
-                return broke(tx, "\(error)")
-            }
-            if let packet = txPacket(chain, memory) {
-                do {
-                    try backend.send(packet)
-                    txFrames += 1
-                } catch {
-                    // The backend is full or gone: a NIC drops the frame, so do we.
-                    txDropped += 1
-                    guestLog.log(logger, .warning, "net TX: backend: \(error)")
-                }
-            } else {
-                txDropped += 1
-            }
-            do {
-                try queues[tx].addUsed(head: chain.head, length: 0, memory: memory)
-            } catch {
-                return broke(tx, "\(error)")
-            }
-            completed = true
+    /// Sends one TX chain's frame to the backend, or counts it dropped.
+    private func send(_ chain: DescriptorChain, _ memory: some GuestMemory) {
+        guard let packet = txPacket(chain, memory) else {
+            txDropped += 1
+            return
         }
-        if completed { notifyIfNeeded(tx, memory) }
-        return true
+        do {
+            try backend.send(packet)
+            txFrames += 1
+        } catch {
+            // The backend is full or gone: a NIC drops the frame, so do we.
+            txDropped += 1
+            guestLog.log(logger, .warning, "net TX: backend: \(error)")
+        }
     }
 
     /// The header and frame of a TX chain, checked; nil (logged) when refused.
@@ -177,7 +161,7 @@ public final class NetDevice: VirtioDevice {
     /// Moves backend frames into RX buffers until either runs out; false when the queue broke.
     private func drainRX(_ memory: some GuestMemory) -> Bool {
         var completed = false
-        defer { if completed { notifyIfNeeded(QueueIndex.rx.rawValue, memory) } }
+        defer { if completed { interruptIfNeeded(QueueIndex.rx.rawValue, memory: memory, interrupt: interrupt) } }
         while true {
             if pendingFrame == nil {
                 do {
@@ -290,14 +274,10 @@ public final class NetDevice: VirtioDevice {
     /// Re-enables kicks on queue `index`; true when buffers arrived meanwhile (go round again).
     private func rearm(_ index: Int, _ memory: some GuestMemory) -> Bool {
         do {
-            return try queues[index].setNotifications(enabled: true, memory: memory)
+            return try rearmQueue(index, memory: memory)
         } catch {
             return broke(index, "\(error)")
         }
-    }
-
-    private func notifyIfNeeded(_ index: Int, _ memory: some GuestMemory) {
-        if queues[index].needsNotification(memory: memory) { interrupt?.trigger(.usedBuffer) }
     }
 
     /// Logs, stops serving and asks the driver for a reset. Returns false for `guard` use.

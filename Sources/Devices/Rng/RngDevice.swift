@@ -64,22 +64,23 @@ public final class RngDevice: VirtioDevice {
 
     public func queueNotified(_ index: Int) {
         guard index == 0, let memory else { return }
-        var completed = false
-        do {
-            while let chain = try queues[0].popAvailable(memory: memory) {
-                let count = Int(min(chain.writableLength, UInt64(Self.maxBytesPerRequest)))
-                let written = try chain.write(entropy(count), to: memory)
-                bytesServed += written
-                try queues[0].addUsed(head: chain.head, length: UInt32(written), memory: memory)
-                completed = true
-            }
-        } catch let error as QueueError {
+        if let error = serveQueue(0, memory: memory, interrupt: interrupt, { fill($0, memory) }) {
             guestLog.log(logger, .error, "rng queue: \(error)")
             interrupt?.signalNeedsReset()
+        }
+    }
+
+    /// Fills one chain's writable buffers with entropy, up to `maxBytesPerRequest`; the bytes written.
+    private func fill(_ chain: DescriptorChain, _ memory: some GuestMemory) -> UInt32 {
+        let count = Int(min(chain.writableLength, UInt64(Self.maxBytesPerRequest)))
+        do {
+            let written = try chain.write(entropy(count), to: memory)
+            bytesServed += written
+            return UInt32(written)
         } catch {
             guestLog.log(logger, .error, "rng: writing entropy: \(error)")
+            return 0
         }
-        if completed, queues[0].needsNotification(memory: memory) { interrupt?.trigger(.usedBuffer) }
     }
 
     public func reset() {

@@ -77,39 +77,16 @@ public final class VsockDevice: VirtioDevice {
     private func processTX() {
         guard let memory else { return }
         let tx = QueueIndex.tx.rawValue
-        for _ in 0..<Self.maxRounds {
-            guard drainTX(memory), rearm(tx, memory) else { return }
-        }
-    }
-
-    /// Handles every TX chain the guest offered; false when the queue broke.
-    private func drainTX(_ memory: some GuestMemory) -> Bool {
-        let tx = QueueIndex.tx.rawValue
-        var completed = false
-        while true {
-            let chain: DescriptorChain
-            do {
-                guard let next = try queues[tx].popAvailable(memory: memory) else { break }
-                chain = next
-            } catch {
-                queueBroke(tx, error)
-                return false
-            }
+        if let error = serveQueue(tx, memory: memory, interrupt: interrupt, rounds: Self.maxRounds, { chain in
             if let packet = parse(chain, memory: memory) {
                 backend.handleGuestPacket(packet)
             } else {
                 droppedPackets += 1
             }
-            do {
-                try queues[tx].addUsed(head: chain.head, length: 0, memory: memory)
-            } catch {
-                queueBroke(tx, error)
-                return false
-            }
-            completed = true
+            return 0
+        }) {
+            queueBroke(tx, error)
         }
-        if completed { notifyIfNeeded(tx, memory) }
-        return true
     }
 
     /// A TX packet, or nil (logged) when the guest's header does not match its buffers.
@@ -190,21 +167,15 @@ public final class VsockDevice: VirtioDevice {
             }
             completed = true
         }
-        if completed { notifyIfNeeded(rx, memory) }
+        if completed { interruptIfNeeded(rx, memory: memory, interrupt: interrupt) }
         return true
     }
 
     // MARK: notifications and interrupts
 
-    /// Asks the driver to kick queue `index` at its next buffer (avail_event under EVENT_IDX,
-    /// which a driver honours strictly: without it the guest stops kicking after its first
-    /// buffers). True when buffers arrived before the request was visible: run the queue again.
+    /// Re-arms kicks on queue `index`; true when buffers arrived meanwhile (go round again).
     private func rearm(_ index: Int, _ memory: some GuestMemory) -> Bool {
-        (try? queues[index].setNotifications(enabled: true, memory: memory)) == true
-    }
-
-    private func notifyIfNeeded(_ index: Int, _ memory: some GuestMemory) {
-        if queues[index].needsNotification(memory: memory) { interrupt?.trigger(.usedBuffer) }
+        (try? rearmQueue(index, memory: memory)) == true
     }
 
     private func queueBroke(_ index: Int, _ error: QueueError) {
