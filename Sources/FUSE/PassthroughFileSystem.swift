@@ -59,14 +59,7 @@ public final class PassthroughFileSystem: Sendable {
     public init(_ configuration: PassthroughConfiguration) throws(FUSEErrno) {
         self.configuration = configuration
         let rootFD = try check { Glibc.open(configuration.root, ks_fuse_o_path | O_DIRECTORY | O_CLOEXEC) }
-        let root: Inode
-        do throws(FUSEErrno) {
-            let st = try Self.stat(rootFD)
-            root = Inode(fd: rootFD, key: InodeKey(st), type: st.st_mode & S_IFMT)
-        } catch {
-            close(rootFD)
-            throw error
-        }
+        let (root, _) = try Self.inode(owning: rootFD)
         procSelfFD = try check { Glibc.open("/proc/self/fd", ks_fuse_o_path | O_DIRECTORY | O_CLOEXEC) }
         table = Mutex(InodeTable(root: root, limit: configuration.maxOpenFiles ?? Self.defaultOpenFileLimit()))
         setsOwner = geteuid() == 0
@@ -81,14 +74,7 @@ public final class PassthroughFileSystem: Sendable {
     /// same directory.
     public func reopenRootAfterPivot() throws(FUSEErrno) {
         let fd = try check { Glibc.open("/", ks_fuse_o_path | O_DIRECTORY | O_CLOEXEC) }
-        let st: stat
-        do throws(FUSEErrno) {
-            st = try Self.stat(fd)
-        } catch {
-            close(fd)
-            throw error
-        }
-        let root = Inode(fd: fd, key: InodeKey(st), type: st.st_mode & S_IFMT)  // closes fd when unused
+        let (root, _) = try Self.inode(owning: fd)  // closes fd when unused
         let replaced = table.withLock { table -> Bool in
             guard table.inodeCount == 0, table.openFileCount == 0, table.root.key == root.key else { return false }
             table.root = root
@@ -132,6 +118,19 @@ public final class PassthroughFileSystem: Sendable {
         return st
     }
 
+    /// An inode for the O_PATH descriptor `fd`, which it takes (closed here if fstat fails), and
+    /// the descriptor's attributes.
+    static func inode(owning fd: Int32) throws(FUSEErrno) -> (Inode, stat) {
+        let st: stat
+        do throws(FUSEErrno) {
+            st = try stat(fd)
+        } catch {
+            close(fd)
+            throw error
+        }
+        return (Inode(fd: fd, key: InodeKey(st), type: st.st_mode & S_IFMT), st)
+    }
+
     /// The name of `inode` under /proc/self/fd, for calls that must follow it to the object.
     static func procName(_ inode: Inode) -> String { String(inode.fd) }
 
@@ -143,14 +142,7 @@ public final class PassthroughFileSystem: Sendable {
             ks_fuse_openat2(parent.fd, name.cString, UInt64(ks_fuse_o_path | O_NOFOLLOW | O_CLOEXEC), 0,
                             Self.lookupResolve)
         }
-        let st: stat
-        do throws(FUSEErrno) {
-            st = try Self.stat(fd)
-        } catch {
-            close(fd)
-            throw error
-        }
-        let inode = Inode(fd: fd, key: InodeKey(st), type: st.st_mode & S_IFMT)
+        let (inode, st) = try Self.inode(owning: fd)
         if inode.key.device != parent.key.device {
             let type = try checkShim { ks_fuse_fstatfs_type(fd) }
             if Self.refusedFilesystems.contains(type) { throw .notPermitted }

@@ -13,6 +13,8 @@ import Testing
     static let image = "docker.io/library/busybox:e2e"
     static let prefix = "/usr/local"
 
+    /// The guest kernel and agent initramfs the e2e suites boot (KATA_GUEST_KERNEL,
+    /// KATA_AGENT_INITRD, else build/guest), or an error saying how to build them.
     static func guestImages() throws -> (kernel: String, initrd: String) {
         let environment = ProcessInfo.processInfo.environment
         let kernel = environment["KATA_GUEST_KERNEL"].flatMap { $0.isEmpty ? nil : $0 } ?? repositoryRoot + "/build/guest/vmlinux"

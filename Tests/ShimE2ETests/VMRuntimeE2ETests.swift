@@ -14,13 +14,7 @@ import Testing
 
     /// containerd with KATA_CONF_FILE pointing at a configuration for the test images.
     static func start(_ name: String, sandboxDirectory: String? = nil) throws -> ContainerdHarness {
-        let environment = ProcessInfo.processInfo.environment
-        let kernel = environment["KATA_GUEST_KERNEL"].flatMap { $0.isEmpty ? nil : $0 } ?? repositoryRoot + "/build/guest/vmlinux"
-        let initrd = environment["KATA_AGENT_INITRD"].flatMap { $0.isEmpty ? nil : $0 }
-            ?? repositoryRoot + "/build/guest/initramfs-agent.cpio"
-        guard access(kernel, R_OK) == 0, access(initrd, R_OK) == 0 else {
-            throw ContainerdHarness.HarnessError(description: "guest images missing (\(kernel), \(initrd)): run `make kernel agent-initramfs`")
-        }
+        let (kernel, initrd) = try InstallE2ETests.guestImages()
         let configPath = "/tmp/ks-e2e-\(name)-\(getpid()).toml"
         try """
             [hypervisor.\(backend == "kvm" ? "kvm" : "qemu")]
