@@ -162,7 +162,11 @@ let package = Package(
         .testTarget(name: "OCITests", dependencies: ["OCI"], exclude: ["Fixtures"]),
         .testTarget(name: "VirtIOTests", dependencies: ["VirtIO", "VirtIOTestSupport", "GuestMemory"]),
         .testTarget(
-            name: "DevicesTests", dependencies: ["Devices", "FUSE", "VirtIO", "VirtIOTestSupport", "GuestMemory", "SystemSupport"]),
+            name: "DevicesTests",
+            dependencies: [
+                "Devices", "FUSE", "VirtIO", "VirtIOTestSupport", "GuestMemory", "SystemSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .testTarget(name: "SystemSupportTests", dependencies: ["SystemSupport", "CShims"]),
         .testTarget(name: "KVMTests", dependencies: ["KVM", "SystemSupport", "CShims"]),
         .testTarget(name: "BootTests", dependencies: ["Boot", "GuestMemory"]),
@@ -197,14 +201,14 @@ let package = Package(
         // Shim unit tests, and the shim binary driven as containerd drives it (start/delete, ttrpc).
         .testTarget(
             name: "ShimTests",
-            dependencies: ["Shim", "OCI", "ContainerdAPI", "TTRPC", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+            dependencies: ["Shim", "OCI", "ContainerdAPI", "TTRPC", "CShims", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         // The shim under a real containerd (own instance, ctr); needs root and containerd installed.
-        .testTarget(name: "ShimE2ETests", dependencies: ["Shim"]),
+        .testTarget(name: "ShimE2ETests", dependencies: ["Shim", "Runtime"]),
         // Runtime: configuration parsing (unit), and VMSandbox against a real VM with our agent.
         .testTarget(
             name: "RuntimeTests",
             dependencies: [
-                "Runtime", "Shim", "OCI", "Hypervisor", "AgentAPI", "TTRPC", "ContainerdAPI",
+                "Runtime", "Shim", "OCI", "Hypervisor", "AgentAPI", "TTRPC", "ContainerdAPI", "CShims", "SystemSupport",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
