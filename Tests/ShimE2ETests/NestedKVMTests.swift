@@ -39,9 +39,11 @@ struct NestedKVMTests {
     @Test(.timeLimit(.minutes(20)))
     func ourVMMRunsTheAgentAndContainersOnARealKVM() throws {
         let before = NestedKVM.jobDirectories()
+        // A run inside L1 occasionally hangs (docs/nested-kvm.md, "Known issues"); each hang is
+        // printed in full, and the run is tried up to three times.
         var result = try NestedKVM.runCI()
-        if result.status == 124 {
-            print("nested: ATTENTION: the ci run hung inside L1 and was killed by its deadline; retrying once. Its output:")
+        for attempt in 2...3 where result.status == 124 {
+            print("nested: ATTENTION: the ci run hung inside L1 and was killed by its deadline; attempt \(attempt) of 3. Its output:")
             print(result.stdout.split(separator: "\n").map { "nested(hung)| " + $0 }.joined(separator: "\n"))
             print(result.stderr.split(separator: "\n").suffix(40).map { "nested(hung)! " + $0 }.joined(separator: "\n"))
             result = try NestedKVM.runCI()
