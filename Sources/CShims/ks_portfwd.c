@@ -8,8 +8,6 @@
 #include <linux/bpf.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <pthread.h>
-#include <sched.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,39 +20,16 @@ static int bpf_call(int cmd, union bpf_attr *attr) {
     return rc < 0 ? -errno : (int)rc;
 }
 
-struct listen_job {
-    int netns_fd;
-    int result;
-};
-
-static void *listen_in_namespace(void *arg) {
-    struct listen_job *job = arg;
-    if (setns(job->netns_fd, CLONE_NEWNET) != 0) {
-        job->result = -errno;
-        return NULL;
-    }
+int ks_portfwd_listen_loopback(void) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        job->result = -errno;
-        return NULL;
-    }
+    if (fd < 0) return -errno;
     struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = 0, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (bind(fd, (struct sockaddr *)&address, sizeof(address)) != 0 || listen(fd, 64) != 0) {
-        job->result = -errno;
+        int e = errno;
         close(fd);
-        return NULL;
+        return -e;
     }
-    job->result = fd;
-    return NULL;
-}
-
-int ks_portfwd_listen(int netns_fd) {
-    struct listen_job job = {.netns_fd = netns_fd, .result = -EIO};
-    pthread_t thread;
-    int rc = pthread_create(&thread, NULL, listen_in_namespace, &job);
-    if (rc != 0) return -rc;
-    pthread_join(thread, NULL);
-    return job.result;
+    return fd;
 }
 
 // BPF instruction builders (the kernel's own macros live in its tools/, not in the uapi).

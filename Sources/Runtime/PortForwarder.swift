@@ -14,6 +14,7 @@ import AgentAPI
 import CShims
 import Dispatch
 import Logging
+import Netlink
 import Synchronization
 import SystemSupport
 #if canImport(Glibc)
@@ -50,7 +51,13 @@ final class PortForwarder: Sendable {
         } catch {
             throw .system(operation: "open network namespace \(namespacePath)", errno: error.rawValue)
         }
-        let listenFD = ks_portfwd_listen(namespace.rawValue)
+        // Inside the pod's namespace on a thread of its own (NetworkNamespace): the socket stays there.
+        let listenFD: Int32
+        do {
+            listenFD = try NetworkNamespace.run(path: namespacePath) { ks_portfwd_listen_loopback() }
+        } catch {
+            throw .network(operation: "enter \(namespacePath) to listen on 127.0.0.1", reason: "\(error)")
+        }
         guard listenFD >= 0 else { throw .system(operation: "listen on 127.0.0.1 in \(namespacePath)", errno: -listenFD) }
         let listener = FileDescriptor(owning: listenFD)
         let linkFD = ks_portfwd_attach(namespace.rawValue, listener.rawValue)

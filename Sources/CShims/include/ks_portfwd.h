@@ -16,10 +16,9 @@
 
 #include <stdint.h>
 
-/// A TCP listener on 127.0.0.1 (port chosen by the kernel) created inside the network namespace
-/// `netns_fd` (on a short-lived thread of its own, so no caller thread changes namespace),
-/// close-on-exec. Returns the listening fd, or -errno.
-int ks_portfwd_listen(int netns_fd);
+/// A TCP listener on 127.0.0.1 (port chosen by the kernel) in the calling thread's network
+/// namespace, close-on-exec. Returns the listening fd, or -errno.
+int ks_portfwd_listen_loopback(void);
 
 /// Attaches to the network namespace `netns_fd` an sk_lookup program that hands every TCP
 /// connection to 127.0.0.1 (any port) to `listener_fd`. The program stays attached while the
