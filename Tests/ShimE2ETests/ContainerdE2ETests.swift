@@ -3,20 +3,35 @@ import Testing
 import Shim
 
 @Suite(.serialized) struct ContainerdE2ETests {
+    static let missingKernel = "/nonexistent/kata-swift/vmlinux"
+
+    /// A configuration whose kernel does not exist; its path (the caller removes it).
+    static func writeMissingKernelConfig(_ tag: String) throws -> String {
+        let path = "/tmp/ks-e2e-\(tag)-\(getpid()).toml"
+        try "[hypervisor.qemu]\nkernel = \"\(missingKernel)\"\n[runtime]\nhypervisor_name = \"auto\"\n"
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    /// `ctr run --rm` of busybox under kata, which must fail naming the missing kernel.
+    static func ctrRunFailingOnMissingKernel(_ containerd: ContainerdHarness, id: String) throws -> CommandResult {
+        try containerd.importBusybox("docker.io/library/busybox:e2e")
+        let run = try containerd.ctr(["run", "--rm", "--runtime", "io.containerd.kata.v2",
+                                      "docker.io/library/busybox:e2e", id, "echo", "hi"])
+        #expect(run.status != 0)
+        #expect(run.stdout.isEmpty)
+        #expect(run.stderr.contains(missingKernel), "ctr said: \(run.stderr)")
+        return run
+    }
+
     @Test func ctrRunReportsMissingKernelAndLeavesNothing() async throws {
         // A configuration whose kernel does not exist: the VM cannot start, ctr shows why.
-        let configPath = "/tmp/ks-e2e-nokernel-\(getpid()).toml"
-        try "[hypervisor.qemu]\nkernel = \"/nonexistent/kata-swift/vmlinux\"\n[runtime]\nhypervisor_name = \"auto\"\n".write(toFile: configPath, atomically: true, encoding: .utf8)
+        let configPath = try Self.writeMissingKernelConfig("nokernel")
         defer { unlink(configPath) }
         let containerd = try ContainerdHarness(name: "nohv", extraEnvironment: ["KATA_CONF_FILE": configPath])
         defer { containerd.stop() }
-        try containerd.importBusybox("docker.io/library/busybox:e2e")
-        let run = try containerd.ctr(["run", "--rm", "--runtime", "io.containerd.kata.v2",
-                                      "docker.io/library/busybox:e2e", "k1", "echo", "hi"])
-        #expect(run.status != 0)
-        #expect(run.stdout.isEmpty)
+        let run = try Self.ctrRunFailingOnMissingKernel(containerd, id: "k1")
         #expect(run.stderr.contains("kata-swift: cannot start the sandbox VM"), "ctr said: \(run.stderr)")
-        #expect(run.stderr.contains("/nonexistent/kata-swift/vmlinux"), "ctr said: \(run.stderr)")
         #expect(!run.stderr.contains("failed to start shim"), "ctr said: \(run.stderr)")
         // Nothing is left: no shim process, socket, mount, bundle, task or container.
         #expect(waitUntil { containerd.shimProcesses().isEmpty }, "shim processes left: \(containerd.shimProcesses())")
@@ -58,18 +73,12 @@ import Shim
     @Test func shippedShimIgnoresTheOldTestSandboxVariable() async throws {
         // The variable that once turned the production shim into the scripted sandbox: now the
         // shipped shim still boots a VM (here: fails to, naming the missing kernel).
-        let configPath = "/tmp/ks-e2e-novar-\(getpid()).toml"
-        try "[hypervisor.qemu]\nkernel = \"/nonexistent/kata-swift/vmlinux\"\n[runtime]\nhypervisor_name = \"auto\"\n".write(toFile: configPath, atomically: true, encoding: .utf8)
+        let configPath = try Self.writeMissingKernelConfig("novar")
         defer { unlink(configPath) }
         let containerd = try ContainerdHarness(
             name: "novar", extraEnvironment: ["KATA_SWIFT_TEST_SANDBOX": "scripted", "KATA_CONF_FILE": configPath])
         defer { containerd.stop() }
-        try containerd.importBusybox("docker.io/library/busybox:e2e")
-        let run = try containerd.ctr(["run", "--rm", "--runtime", "io.containerd.kata.v2",
-                                      "docker.io/library/busybox:e2e", "v1", "echo", "hello"])
-        #expect(run.status != 0)
-        #expect(run.stdout.isEmpty)
-        #expect(run.stderr.contains("/nonexistent/kata-swift/vmlinux"), "ctr said: \(run.stderr)")
+        _ = try Self.ctrRunFailingOnMissingKernel(containerd, id: "v1")
         #expect(waitUntil { containerd.shimProcesses().isEmpty }, "shim processes left: \(containerd.shimProcesses())")
     }
 }
