@@ -31,9 +31,11 @@ $(GUEST)/initramfs-marker.cpio: $(GUEST)/boot-marker guest-image/build-initramfs
 
 initramfs: deps $(GUEST)/initramfs-marker.cpio
 
-# The agent's initramfs: static kata-agent as /init (incremental release build in .build-agent).
+# The agent's initramfs: static kata-agent as /init (incremental release build in .build-agent),
+# and the same tree as a read-only ext4 disk image (the guest's root on virtio-blk).
 agent-initramfs: deps
 	guest-image/build-agent-initramfs.sh $(GUEST)/initramfs-agent.cpio
+	guest-image/build-agent-initramfs.sh --ext4 $(GUEST)/agent.img
 
 # The agent initramfs plus a busybox rootfs at /test-rootfs, for the guest container tests.
 test-initramfs: agent-initramfs
@@ -73,6 +75,7 @@ export KATA_GUEST_KERNEL := $(abspath $(GUEST)/vmlinux)
 export KATA_GUEST_INITRD := $(abspath $(GUEST)/initramfs-marker.cpio)
 export KATA_AGENT_INITRD := $(abspath $(GUEST)/initramfs-agent.cpio)
 export KATA_AGENT_TEST_INITRD := $(abspath $(GUEST)/initramfs-agent-test.cpio)
+export KATA_AGENT_IMAGE := $(abspath $(GUEST)/agent.img)
 
 # Every test: unit tests, KVM tiny guests, one real boot of our kernel, containerd end to end,
 # and (NestedKVMTests) our VMM end to end on a real KVM inside the nested KVM host.

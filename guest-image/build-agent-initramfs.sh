@@ -3,7 +3,10 @@
 # and packs it as /init of an initramfs with guest-image/build-initramfs.sh, together with
 # Debian's static busybox (/bin/busybox, /bin/sh and the applet links) for the debug console.
 #
-#   guest-image/build-agent-initramfs.sh [--lz4] [OUT]     default OUT: build/guest/initramfs-agent.cpio
+#   guest-image/build-agent-initramfs.sh [--lz4 | --ext4] [OUT]   default OUT: build/guest/initramfs-agent.cpio
+#
+# --ext4 writes the same tree as a read-only ext4 disk image instead (Kata's `image`: the guest's
+# root on virtio-blk, paged in on demand rather than unpacked into guest RAM; docs/guest-image.md).
 #
 # The stripped binary is left next to OUT as kata-agent. Release builds go to .build-agent so they
 # never invalidate the debug build in .build. The static flags stay on this command line (not
@@ -13,7 +16,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 lz4=()
-if [ "${1:-}" = "--lz4" ]; then lz4=(--lz4); shift; fi
+case "${1:-}" in --lz4 | --ext4) lz4=("$1"); shift ;; esac
 out=${1:-$root/build/guest/initramfs-agent.cpio}
 mkdir -p "$(dirname "$out")"
 out=$(cd "$(dirname "$out")" && pwd)/$(basename "$out")

@@ -34,6 +34,13 @@ public struct HypervisorConfig: Sendable {
     /// Guest kernel: vmlinux (PVH) or bzImage.
     public var kernelPath: String
     public var initrdPath: String?
+    /// The guest's root file system as a read-only disk image (ext4, /dev/vda, `root=/dev/vda ro`):
+    /// the agent and its files are paged in from it instead of unpacked from an initramfs into
+    /// guest RAM (docs/guest-image.md). Set instead of `initrdPath`.
+    public var imagePath: String?
+    /// A virtio-balloon device with free page reporting: memory the guest frees goes back to the
+    /// host (Kata's `reclaim_guest_freed_memory`).
+    public var reclaimFreedMemory: Bool
     /// Arguments appended to the backend's own command line (console, reboot, timing).
     public var cmdlineExtras: [String]
     public var vcpus: Int
@@ -67,7 +74,8 @@ public struct HypervisorConfig: Sendable {
     public var qemuUserPool: QEMUUserPool?
 
     public init(
-        kernelPath: String, initrdPath: String? = nil, cmdlineExtras: [String] = [], vcpus: Int = 1,
+        kernelPath: String, initrdPath: String? = nil, imagePath: String? = nil, reclaimFreedMemory: Bool = false,
+        cmdlineExtras: [String] = [], vcpus: Int = 1,
         memoryMiB: Int = 256, backend: HypervisorBackendKind = .auto, debug: Bool = false, guestCID: UInt32 = 3,
         runtimeDirectory: String, hybridVsockPath: String? = nil, hybridForwardedPorts: [UInt32] = [],
         consoleOutput: (@Sendable ([UInt8]) -> Void)? = nil, qemuBinary: String = "/usr/bin/qemu-system-x86_64",
@@ -76,6 +84,8 @@ public struct HypervisorConfig: Sendable {
     ) {
         self.kernelPath = kernelPath
         self.initrdPath = initrdPath
+        self.imagePath = imagePath
+        self.reclaimFreedMemory = reclaimFreedMemory
         self.cmdlineExtras = cmdlineExtras
         self.vcpus = vcpus
         self.memoryMiB = memoryMiB
@@ -93,6 +103,12 @@ public struct HypervisorConfig: Sendable {
         self.qemuUser = qemuUser
         self.qemuUserPool = qemuUserPool
     }
+}
+
+extension HypervisorConfig {
+    /// Kernel arguments that mount `imagePath` as the root: the only virtio-blk disk is /dev/vda,
+    /// mounted read-only; the kernel then runs its /init (the agent) as PID 1.
+    public static let imageRootArguments = ["root=/dev/vda", "ro", "rootfstype=ext4", "init=/init"]
 }
 
 /// Where a VM is in its life. Transitions: created → running ⇄ paused → stopped.

@@ -65,10 +65,22 @@ extension RuntimeConfig {
 
     private mutating func applyHypervisor(_ reader: ConfigReader, table t: String, qemu: Bool) throws(ConfigError) {
         if let path = try reader.path(t, "kernel") { kernel = path }
-        if let path = try reader.string(t, "initrd"), !path.isEmpty {
+        let initrdSet = try reader.string(t, "initrd").flatMap { $0.isEmpty ? nil : $0 }
+        let imageSet = try reader.string(t, "image").flatMap { $0.isEmpty ? nil : $0 }
+        if let path = initrdSet {
             guard path.hasPrefix("/") else { throw reader.invalid(t, "initrd", "\"\(path)\" is not an absolute path") }
             initrd = path
+            image = nil
         }
+        if let path = imageSet {
+            // Kata's rule: the guest boots from one or the other.
+            guard initrdSet == nil else {
+                throw reader.invalid(t, "image", "set both image and initrd: the guest boots from one of them; remove one")
+            }
+            guard path.hasPrefix("/") else { throw reader.invalid(t, "image", "\"\(path)\" is not an absolute path") }
+            image = path
+        }
+        if let flag = try reader.boolean(t, "reclaim_guest_freed_memory") { reclaimFreedMemory = flag }
         if let n = try reader.integer(t, "default_vcpus", in: -1024...1024) { vcpus = Self.kataVcpus(n) }
         if let n = try reader.integer(t, "default_memory", in: 0...65536) {
             // Kata: unspecified or 0 is the default.
@@ -156,13 +168,13 @@ extension RuntimeConfig {
     /// not act on. Set to anything but false, 0, "" or [], each is warned about.
     static let unimplementedKataKeys: [String: Set<String>] = {
         let hypervisor: Set<String> = [
-            "image", "rootfs_type", "confidential_guest", "sev_snp_guest", "rootless", "firmware", "firmware_volume",
+            "rootfs_type", "confidential_guest", "sev_snp_guest", "rootless", "firmware", "firmware_volume",
             "machine_accelerators", "cpu_features", "default_bridges", "memory_slots", "default_maxmemory", "memory_offset",
             "enable_virtio_mem", "disable_block_device_use", "virtio_fs_daemon", "valid_virtio_fs_daemon_paths",
             "virtio_fs_cache_size", "virtio_fs_queue_size", "virtio_fs_extra_args", "virtio_fs_cache",
             "virtio_fs_inode_file_handles", "block_device_driver", "block_device_aio", "block_device_cache_set",
             "block_device_cache_direct", "block_device_cache_noflush", "enable_iothreads", "enable_mem_prealloc",
-            "reclaim_guest_freed_memory", "enable_hugepages", "enable_vhost_user_store", "vhost_user_store_path",
+            "enable_hugepages", "enable_vhost_user_store", "vhost_user_store_path",
             "enable_iommu", "enable_iommu_platform", "valid_vhost_user_store_paths", "vhost_user_reconnect_timeout_sec",
             "file_mem_backend", "valid_file_mem_backends", "pflashes", "extra_monitor_socket", "disable_nesting_checks",
             "msize_9p", "disable_image_nvdimm", "hot_plug_vfio", "cold_plug_vfio", "pcie_root_port", "disable_vhost_net",

@@ -22,6 +22,12 @@ public struct RuntimeConfig: Equatable, Sendable {
     public var backend: HypervisorBackendKind = .auto
     public var kernel = "/usr/local/share/kata-swift/vmlinux"
     public var initrd = "/usr/local/share/kata-swift/initramfs-agent.cpio"
+    /// The guest's root as a read-only ext4 image on virtio-blk, instead of `initrd` (Kata's
+    /// `image`; docs/guest-image.md). nil: boot from `initrd`.
+    public var image: String?
+    /// A virtio-balloon with free page reporting, so memory the guest frees returns to the host
+    /// (Kata's `reclaim_guest_freed_memory`; QEMU backend).
+    public var reclaimFreedMemory = true
     public var vcpus = 1
     public var memoryMiB = 256
     /// Extra kernel command-line words, appended to the backend's own.

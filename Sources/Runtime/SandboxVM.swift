@@ -51,7 +51,8 @@ public final class SandboxVM: Sendable {
         var extras = config.kernelParams + ["agent.log=\(config.agentLogLevel)"]
         if config.debugConsole { extras.append("agent.debug_console") }
         return HypervisorConfig(
-            kernelPath: config.kernel, initrdPath: config.initrd, cmdlineExtras: extras, vcpus: config.vcpus,
+            kernelPath: config.kernel, initrdPath: config.image == nil ? config.initrd : nil, imagePath: config.image,
+            reclaimFreedMemory: config.reclaimFreedMemory, cmdlineExtras: extras, vcpus: config.vcpus,
             memoryMiB: config.memoryMiB, backend: config.backend,
             debug: config.hypervisorDebug || config.logLevel == "debug" || config.logLevel == "trace",
             runtimeDirectory: paths.vmDirectory, hybridVsockPath: config.debugConsole ? paths.hybridVsock : nil,

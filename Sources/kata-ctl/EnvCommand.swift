@@ -90,7 +90,9 @@ struct EnvReport: Encodable {
     var runtime: RuntimeSection
     var hypervisor: HypervisorSection
     var kernel: KernelSection
-    var initrd: Image
+    /// The guest's root: the initramfs, or (Kata's `image`) a read-only disk image; one of them.
+    var initrd: Image?
+    var image: Image?
     var agent: AgentSection
     var host: Host
     /// Each with its fix.
@@ -107,13 +109,15 @@ struct EnvReport: Encodable {
         let usesQEMU = config.backend == .qemu || (config.backend == .auto && verdict.autoChoice == .qemu)
         var problems: [String] = []
         let kernelPresent = access(config.kernel, R_OK) == 0
-        let initrdPresent = access(config.initrd, R_OK) == 0
+        let rootKey = config.image == nil ? "initrd" : "image"
+        let rootPath = config.image ?? config.initrd
+        let rootPresent = access(rootPath, R_OK) == 0
         let where_ = source.path.map { "in \($0)" } ?? "by a configuration file"
         if !kernelPresent {
             problems.append("kernel \(config.kernel) is missing: run `make install`, or set kernel of the [hypervisor.*] table \(where_)")
         }
-        if !initrdPresent {
-            problems.append("initrd \(config.initrd) is missing: run `make install`, or set initrd of the [hypervisor.*] table \(where_)")
+        if !rootPresent {
+            problems.append("\(rootKey) \(rootPath) is missing: run `make install`, or set \(rootKey) of the [hypervisor.*] table \(where_)")
         }
         if usesQEMU, !verdict.qemuAvailable {
             problems.append("QEMU cannot run: \(verdict.qemuReason) (install qemu-system-x86, or set path of [hypervisor.qemu] \(where_))")
@@ -136,7 +140,8 @@ struct EnvReport: Encodable {
                 enableAnnotations: config.enableAnnotations, validHypervisorPaths: config.validHypervisorPaths,
                 seccompSandbox: config.qemuSandbox, user: config.qemuUser),
             kernel: KernelSection(path: config.kernel, present: kernelPresent, parameters: config.kernelParams.joined(separator: " ")),
-            initrd: Image(path: config.initrd, present: initrdPresent),
+            initrd: config.image == nil ? Image(path: rootPath, present: rootPresent) : nil,
+            image: config.image == nil ? nil : Image(path: rootPath, present: rootPresent),
             agent: AgentSection(
                 debugConsole: config.debugConsole, dialTimeoutSeconds: config.agentDialTimeoutSeconds, logLevel: config.agentLogLevel),
             host: Host(
@@ -194,9 +199,9 @@ struct EnvReport: Encodable {
               Present = \(kernel.present)
               Parameters = \(q(kernel.parameters))
 
-            [Initrd]
-              Path = \(q(initrd.path))
-              Present = \(initrd.present)
+            [\(image == nil ? "Initrd" : "Image")]
+              Path = \(q((image ?? initrd)?.path))
+              Present = \((image ?? initrd)?.present ?? false)
 
             [Agent]
               DebugConsole = \(agent.debugConsole)

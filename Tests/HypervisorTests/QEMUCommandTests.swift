@@ -20,6 +20,28 @@ import Testing
         #expect(args.suffix(2) == ["-initrd", "/k/initrd"])
     }
 
+    @Test func anImageIsTheRootDiskAndReplacesTheInitrd() {
+        let config = HypervisorConfig(
+            kernelPath: "/k/vmlinux", initrdPath: "/k/initrd", imagePath: "/k/a,b.img", reclaimFreedMemory: true,
+            runtimeDirectory: "/run/x")
+        let args = QEMUCommand(config: config, accelerator: .tcg, vhostVsockSocket: "/v", qmpSocket: "/q", tscKHz: nil).arguments
+        #expect(args.contains("file=/k/a,,b.img,if=none,id=rootfs,format=raw,readonly=on"))
+        #expect(args.contains("virtio-blk-device,drive=rootfs"))
+        #expect(!args.contains("-initrd"))
+        let append = args.firstIndex(of: "-append").map { args[$0 + 1] } ?? ""
+        #expect(append.hasPrefix("console=ttyS0 reboot=t panic=-1 root=/dev/vda ro rootfstype=ext4 init=/init"))
+        #expect(args.contains("virtio-balloon-device,free-page-reporting=on"))
+        #expect(args.contains("tcg,tb-size=16"))
+        // Without them: the initrd, no disk, no balloon; KVM has no translation buffer.
+        let plain = QEMUCommand(
+            config: HypervisorConfig(kernelPath: "/k/vmlinux", initrdPath: "/k/initrd", runtimeDirectory: "/run/x"),
+            accelerator: .kvm, vhostVsockSocket: "/v", qmpSocket: "/q", tscKHz: nil
+        ).arguments
+        #expect(plain.suffix(2) == ["-initrd", "/k/initrd"])
+        #expect(!plain.contains("-drive") && !plain.contains { $0.hasPrefix("virtio-balloon") })
+        #expect(plain.contains("kvm"))
+    }
+
     @Test func sandboxIsOnByDefaultAndRunasSwitchesUser() throws {
         let config = HypervisorConfig(kernelPath: "/k/vmlinux", runtimeDirectory: "/run/x")
         let root = QEMUCommand(config: config, accelerator: .tcg, vhostVsockSocket: "/run/x/v.sock", qmpSocket: "/run/x/q.sock", tscKHz: nil)

@@ -98,6 +98,21 @@ import Testing
         #expect(qemu.validHypervisorPaths == ["/opt/*"])
     }
 
+    @Test func imageOrInitrdButNotBoth() throws {
+        let image = try RuntimeConfig.parse(
+            "[hypervisor.qemu]\nimage = \"/k/agent.img\"\nreclaim_guest_freed_memory = false\n", file: Self.file)
+        #expect(image.image == "/k/agent.img" && !image.reclaimFreedMemory)
+        let vm = SandboxVM.hypervisorConfig(image, paths: try SandboxPaths(sandboxDirectory: "/run/ks", sandboxID: "s"))
+        #expect(vm.imagePath == "/k/agent.img" && vm.initrdPath == nil && !vm.reclaimFreedMemory)
+        let initrd = try RuntimeConfig.parse("[hypervisor.qemu]\ninitrd = \"/k/i.cpio\"\nimage = \"\"\n", file: Self.file)
+        #expect(initrd.image == nil && initrd.initrd == "/k/i.cpio" && initrd.reclaimFreedMemory)
+        let both = #expect(throws: ConfigError.self) {
+            try RuntimeConfig.parse("[hypervisor.qemu]\ninitrd = \"/k/i.cpio\"\nimage = \"/k/a.img\"\n", file: Self.file)
+        }
+        #expect(both?.description.contains(":3: hypervisor.qemu.image: set both image and initrd") == true, "\(String(describing: both))")
+        #expect(throws: ConfigError.self) { try RuntimeConfig.parse("[hypervisor.qemu]\nimage = \"a.img\"\n", file: Self.file) }
+    }
+
     @Test func hypervisorNamePicksTheTable() throws {
         let both = "[hypervisor.qemu]\ndefault_vcpus = 1\n[hypervisor.kvm]\ndefault_memory = 512\n"
         let error = #expect(throws: ConfigError.self) { try RuntimeConfig.parse(both, file: Self.file) }

@@ -100,6 +100,9 @@ public final class KVMHypervisor: Hypervisor {
         if let initrd = config.initrdPath, access(initrd, R_OK) != 0 {
             throw .invalidConfig("initrd \(initrd) is not readable")
         }
+        if let image = config.imagePath {
+            throw .invalidConfig("image \(image): the in-process VMM has no virtio-blk disk yet; set initrd instead of image in [hypervisor.kvm]")
+        }
         guard (1...64).contains(config.vcpus) else { throw .invalidConfig("vcpus \(config.vcpus) not in 1...64") }
         guard (32...65536).contains(config.memoryMiB) else { throw .invalidConfig("memory \(config.memoryMiB) MiB not in 32...65536") }
         guard config.guestCID >= 3 else { throw .invalidConfig("guest CID \(config.guestCID) must be 3 or more") }

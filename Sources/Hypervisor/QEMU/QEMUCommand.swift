@@ -20,6 +20,14 @@ struct QEMUCommand: Equatable, Sendable {
     var binary: String
     var kernelPath: String
     var initrdPath: String?
+    /// The guest's root disk (read-only raw image on QEMU's virtio-blk-device).
+    var imagePath: String?
+    /// A virtio-balloon-device with free page reporting.
+    var reclaimFreedMemory = false
+    /// TCG's translation buffer (-accel tcg,tb-size=N, MiB). QEMU's default for a system emulator
+    /// is 1 GiB, of which an idle pod's guest fills about 42 MiB with code it has run once; the
+    /// cap trades a few retranslations for that memory (docs/performance.md).
+    static let tcgTranslationBufferMiB = 16
     var cmdline: String
     var vcpus: Int
     var memoryMiB: Int
@@ -66,8 +74,11 @@ struct QEMUCommand: Equatable, Sendable {
         self.networks = networks
         binary = config.qemuBinary
         kernelPath = config.kernelPath
-        initrdPath = config.initrdPath
+        initrdPath = config.imagePath == nil ? config.initrdPath : nil
+        imagePath = config.imagePath
+        reclaimFreedMemory = config.reclaimFreedMemory
         var args = Self.baseCmdline
+        if config.imagePath != nil { args += HypervisorConfig.imageRootArguments }
         if accelerator == .tcg, let tscKHz { args.append("tsc_early_khz=\(tscKHz)") }
         if !config.debug { args.append("quiet") }
         cmdline = (args + config.cmdlineExtras).joined(separator: " ")
@@ -99,7 +110,7 @@ struct QEMUCommand: Equatable, Sendable {
             "-object", "memory-backend-memfd,id=mem,size=\(memoryMiB)M,share=on",
             "-m", "\(memoryMiB)M",
             "-smp", "\(vcpus)",
-            "-accel", accelerator.rawValue,
+            "-accel", accelerator == .tcg ? "tcg,tb-size=\(Self.tcgTranslationBufferMiB)" : accelerator.rawValue,
             "-cpu", accelerator == .kvm ? "host,-arch-capabilities" : "max",
             "-nographic", "-nodefaults", "-no-user-config", "-no-reboot",
             "-serial", "stdio",
@@ -120,6 +131,13 @@ struct QEMUCommand: Equatable, Sendable {
                 "-device", "virtio-net-device,netdev=netdev\(index),mac=\(net.mac),host_mtu=\(net.mtu)",
             ]
         }
+        if let imagePath {
+            a += [
+                "-drive", "file=\(Self.escaped(imagePath)),if=none,id=rootfs,format=raw,readonly=on",
+                "-device", "virtio-blk-device,drive=rootfs",
+            ]
+        }
+        if reclaimFreedMemory { a += ["-device", "virtio-balloon-device,free-page-reporting=on"] }
         if sandbox { a += ["-sandbox", sandboxOption] }
         if let runAs { a += ["-runas", "\(runAs.uid):\(runAs.gid)"] }
         a += ["-kernel", kernelPath, "-append", cmdline]

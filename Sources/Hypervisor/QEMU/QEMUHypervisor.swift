@@ -127,6 +127,9 @@ public final class QEMUHypervisor: Hypervisor {
         if let initrd = config.initrdPath, access(initrd, R_OK) != 0 {
             throw .invalidConfig("initrd \(initrd) is not readable")
         }
+        if let image = config.imagePath, access(image, R_OK) != 0 {
+            throw .invalidConfig("image \(image) is not readable")
+        }
         guard access(config.qemuBinary, X_OK) == 0 else {
             throw .backendUnavailable("\(config.qemuBinary) is not executable (install qemu-system-x86)")
         }
