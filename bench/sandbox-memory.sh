@@ -3,12 +3,13 @@
 # under it (for kata: the shim, QEMU and the guest RAM QEMU touched; for runsc: the runc shim,
 # runsc's sandbox and gofer), with `sleep` idling in the container. Side by side in one run.
 #
-#   bench/sandbox-memory.sh [RUNTIME ...]   runtimes: runc runsc kata (default: runc runsc kata)
+#   bench/sandbox-memory.sh [RUNTIME ...]   runtimes: runc runsc kata kata-initrd (default: runc runsc kata kata-initrd)
+#                                            kata: the guest's root on the agent's disk image; kata-initrd: the initramfs
 #   KATA_CONF=FILE                           configuration for the kata runtime (default: built here)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-runtimes=("$@"); [ ${#runtimes[@]} -gt 0 ] || runtimes=(runc runsc kata)
-bin=$here/.build-release/release  # make bench builds it (make release)
+runtimes=("$@"); [ ${#runtimes[@]} -gt 0 ] || runtimes=(runc runsc kata kata-initrd)
+bin=${KATA_BIN_DIR:-$here/.build-release/release}  # make bench builds it (make release)
 
 work=$(mktemp -d /tmp/kata-mem.XXXXXX)
 cleanup() {
@@ -25,6 +26,13 @@ trap cleanup EXIT
 
 conf=${KATA_CONF:-$work/configuration.toml}
 [ -n "${KATA_CONF:-}" ] || "$here/scripts/kata-config.sh" "$conf"
+# The same configuration with the initramfs instead of the disk image (or the other way round).
+if grep -q '^image = ' "$conf"; then
+  sed -e "s|^image = .*|initrd = \"$here/build/guest/initramfs-agent.cpio\"|" "$conf" > "$work/initrd.toml"
+else
+  cp "$conf" "$work/initrd.toml"
+  sed -i -e "s|^initrd = .*|image = \"$here/build/guest/agent.img\"|" "$conf"
+fi
 mkdir -p "$work/bin"
 printf '#!/bin/sh\nexec runsc --network=none --ignore-cgroups "$@"\n' > "$work/bin/runsc-wrapper"
 chmod +x "$work/bin/runsc-wrapper"
@@ -50,15 +58,20 @@ for rt in "${runtimes[@]}"; do
     runc) args=(--runtime io.containerd.runc.v2) ;;
     runsc) args=(--runtime io.containerd.runc.v2 --runc-binary "$work/bin/runsc-wrapper") ;;
     kata) args=(--runtime io.containerd.kata.v2 --runtime-config-path "$conf") ;;
+    kata-initrd) args=(--runtime io.containerd.kata.v2 --runtime-config-path "$work/initrd.toml") ;;
   esac
   ctr run -d "${args[@]}" docker.io/library/busybox:kata-mem "mem-$rt" sleep 3600 >/dev/null
-  sleep 3   # let the sandbox settle (guest boot done, runsc gofer up)
+  # Let the sandbox settle: guest boot done, runsc's gofer up, and the pages the guest freed
+  # reported back through the balloon (the guest reports free memory about 2 s after freeing it).
+  sleep 10
   shim=$(pgrep -f -- "-id mem-$rt( |$)" | head -1)
   pids=$(descendants "$shim" | sort -u)
   kib=$(pss_kib $pids)
   names=$(for p in $pids; do printf '%s %s\n' "$(cat /proc/"$p"/comm 2>/dev/null)" "$(pss_kib "$p")"; done |
     awk '{n[$1]++; k[$1]+=$2} END {for (c in n) {printf "%s%s×%d %.1f MiB", sep, c, n[c], k[c]/1024; sep=", "}}')
-  printf '%-6s idle sandbox PSS %7.1f MiB  (%s)\n' "$rt" "$(echo "$kib/1024" | bc -l)" "$names"
+  printf '%-11s idle sandbox PSS %7.1f MiB  (%s)\n' "$rt" "$(echo "$kib/1024" | bc -l)" "$names"
+  # shellcheck disable=SC2086
+  "$here/bench/pss-parts.py" $pids
   echo "$rt $kib" >> "$work/results"
   ctr task kill -s KILL "mem-$rt" >/dev/null 2>&1 || true
   for _ in $(seq 1 50); do ctr task ls 2>/dev/null | grep -q "mem-$rt .*RUNNING" || break; sleep 0.1; done
