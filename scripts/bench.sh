@@ -13,11 +13,14 @@ runs=${BENCH_RUNS:-5}
 echo "== ctr run --rm <busybox> true: kata-swift (auto backend) vs runc vs runsc (gVisor), median of $runs, alternated"
 bench/ctr-run.sh "$runs" runc runsc kata
 
+echo "== where kata-swift's ctr run --rm true spends its time: host and guest steps, median of $runs"
+bench/start-path.sh "$runs"
+
 echo "== Kubernetes pod start through containerd's CRI plugin and CNI: runc vs kata, median of $runs, alternated"
 bench/cri-pod-start.sh "$runs"
 
-echo "== host memory of one idle sandbox (PSS of the shim and everything under it)"
-bench/sandbox-memory.sh runc runsc kata
+echo "== host memory of one idle sandbox (PSS of the shim and everything under it, per process and part)"
+bench/sandbox-memory.sh runc runsc kata kata-initrd
 
 echo "== QEMU/TCG backend: spawn to first vsock echo, and vsock echo round trips (our vhost-user vsock)"
 KS_HV_BENCH=1 swift test --skip-build --filter QEMUBenchmarkTests 2>&1 | grep -E "bench|median|round trip|passed|failed" || true

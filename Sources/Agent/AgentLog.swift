@@ -99,4 +99,14 @@ public enum BootClock {
         guard clock_gettime(CLOCK_BOOTTIME, &ts) == 0 else { return 0 }
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
+
+    /// When this process was exec'd, on the boot clock (field 22 of /proc/self/stat, in clock
+    /// ticks: 10 ms steps); for PID 1, when the kernel handed over to init.
+    public static func processStartMilliseconds() -> UInt64? {
+        guard let stat = try? SystemFiles.readText("/proc/self/stat"), let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 19, let ticks = UInt64(fields[19]) else { return nil }
+        let hz = UInt64(max(1, sysconf(Int32(_SC_CLK_TCK))))
+        return ticks * 1000 / hz
+    }
 }

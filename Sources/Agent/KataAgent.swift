@@ -55,7 +55,9 @@ public enum KataAgent {
             }
         }
         if let listenError { GuestInit.fatal("\(listenError)", role: role, log: log) }
-        log.info("ready after \((BootClock.nanoseconds() - startedNanos) / 1_000_000) ms")
+        // The shim reads this line from the console for its start path (Runtime's StartPath).
+        let listeningNanos = BootClock.nanoseconds()
+        log.info("ready after \((listeningNanos - startedNanos) / 1_000_000) ms (boot clock: init exec \(BootClock.processStartMilliseconds() ?? 0) ms, main \(startedNanos / 1_000_000) ms, listening \(listeningNanos / 1_000_000) ms)")
 
         let reaper = Reaper(log: log)
         _ = SignalLoop.run(reaper: reaper, log: log)

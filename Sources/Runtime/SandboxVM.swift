@@ -71,7 +71,8 @@ public final class SandboxVM: Sendable {
     /// With `networkNamespace` (the pod's), connections to 127.0.0.1 there reach the guest's
     /// loopback (PortForwarder), as containerd's port forwarding expects.
     static func boot(
-        sandboxID: String, config: RuntimeConfig, network: PodNetworking? = nil, networkNamespace: String? = nil, logger: Logger
+        sandboxID: String, config: RuntimeConfig, network: PodNetworking? = nil, networkNamespace: String? = nil,
+        startPath: StartPath? = nil, logger: Logger
     ) async throws(RuntimeError)
         -> SandboxVM
     {
@@ -80,7 +81,9 @@ public final class SandboxVM: Sendable {
         let hypervisor: any Hypervisor
         do {
             hypervisor = try HypervisorFactory.make(hypervisorConfig(config, paths: paths, network: network), logger: logger)
+            startPath?.mark("VM starting")
             try await hypervisor.start()
+            startPath?.mark("VM running")
         } catch {
             paths.remove(logger: logger)
             throw .boot(reason: error.description, consoleTail: "")
@@ -106,6 +109,8 @@ public final class SandboxVM: Sendable {
         }
         do {
             let client = try await connectAgent(hypervisor, timeoutSeconds: Double(config.agentDialTimeoutSeconds), logger: logger)
+            startPath?.mark("agent ready")
+            startPath?.recordGuest(console: hypervisor.consoleTail)
             let portForwarder = networkNamespace.flatMap { startPortForwarding($0, hypervisor: hypervisor, logger: logger) }
             return SandboxVM(
                 sandboxID: sandboxID, paths: paths, hypervisor: hypervisor, client: client, network: network,

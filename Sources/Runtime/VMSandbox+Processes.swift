@@ -51,6 +51,8 @@ extension VMSandbox {
                     process.guestPID = try await call("StartContainer") { agent in
                         try await agent.startContainer(.with { $0.containerID = containerID }).pid
                     }
+                    startPath.mark("container started")
+                    if let line = startPath.reportOnce() { logger.info("sandbox \(sandboxID): \(line)") }
                 }
             } catch {
                 process.started = false

@@ -42,6 +42,8 @@ public actor VMSandbox: Sandbox {
     var processes: [Key: GuestProcess] = [:]
     /// The per-sandbox directory, once a VM was booted.
     var paths: SandboxPaths?
+    /// The first container's start, step by step (logged once it runs).
+    let startPath = StartPath()
 
     /// `sandboxID` names the per-sandbox directory; `environment` is where KATA_CONF_FILE is read.
     public init(sandboxID: String, environment: [String: String], logger: Logger) {
@@ -71,11 +73,14 @@ public actor VMSandbox: Sandbox {
         for warning in warnings { logger.warning("sandbox \(sandboxID): \(warning)") }
         let sandboxID = self.sandboxID
         let logger = self.logger
+        let startPath = self.startPath
+        startPath.mark("configuration read")
         let task = Task { () async throws -> SandboxVM in
             var network: PodNetworking?
             if let path = networkNamespace { network = try await PodNetworking.scan(namespacePath: path) }
             let vm = try await SandboxVM.boot(
-                sandboxID: sandboxID, config: config, network: network, networkNamespace: networkNamespace, logger: logger)
+                sandboxID: sandboxID, config: config, network: network, networkNamespace: networkNamespace,
+                startPath: startPath, logger: logger)
             do {
                 _ = try await vm.agent.createSandbox(.with {
                     $0.sandboxID = sandboxID
@@ -95,6 +100,7 @@ public actor VMSandbox: Sandbox {
                     }]
                 }, options: TTRPCCallOptions(timeout: .seconds(30)))
                 try await network?.configureGuest(vm.agent)
+                startPath.mark("sandbox created")
             } catch {
                 let tail = vm.hypervisor.consoleTail
                 await vm.shutdown(destroySandbox: false)
@@ -268,6 +274,7 @@ public actor VMSandbox: Sandbox {
             containers[config.id] = Container(spec: config.spec)
             processes[Key(containerID: config.id, execID: "")] = GuestProcess(
                 containerID: config.id, execID: "", stdio: config.stdio, execJSON: nil)
+            startPath.mark("container created")
             logger.info("container \(config.id) created in sandbox \(sandboxID)")
             return UInt32(getpid())
         }

@@ -144,6 +144,13 @@ import Testing
         #expect(run.status == 0, "ctr said: \(run.stderr)")
         #expect(run.stdout.contains("root=/dev/vda ro rootfstype=ext4"), "stdout: \(run.stdout)")
         #expect(run.stdout.contains("virtio"), "no balloon device bound in the guest: \(run.stdout)")
+        // The shim logs the start path, host and guest steps (bench/start-path.sh reads it).
+        let log = containerd.containerdLog()
+        let line = log.split(separator: "\n").first { $0.contains("start path (ms since the shim process started)") } ?? ""
+        for step in ["configuration read", "VM starting", "VM running", "agent ready", "sandbox created", "container created",
+                     "container started", "guest boot clock (ms): init exec"] {
+            #expect(line.contains(step), "no '\(step)' in the start path: \(line)")
+        }
         try Self.expectClean(containerd, ids: ["img1"])
     }
 
