@@ -100,13 +100,32 @@ public enum BootClock {
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 
-    /// When this process was exec'd, on the boot clock (field 22 of /proc/self/stat, in clock
-    /// ticks: 10 ms steps); for PID 1, when the kernel handed over to init.
-    public static func processStartMilliseconds() -> UInt64? {
-        guard let stat = try? SystemFiles.readText("/proc/self/stat"), let close = stat.lastIndex(of: ")") else { return nil }
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        guard fields.count > 19, let ticks = UInt64(fields[19]) else { return nil }
-        let hz = UInt64(max(1, sysconf(Int32(_SC_CLK_TCK))))
-        return ticks * 1000 / hz
+    /// When the kernel exec'd init, on the boot clock: the time stamp of its "Run /init as init
+    /// process" record in the kernel log (/dev/kmsg; logged at KERN_INFO, so present even when
+    /// `quiet` keeps it off the console). PID 1's start time in /proc/self/stat would not do: the
+    /// init task exists long before the exec, from the kernel's first thread on.
+    public static func initExecMilliseconds() -> UInt64? {
+        let fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var record = [UInt8](repeating: 0, count: 8192)
+        // One record per read, oldest first, until EAGAIN (the end) or a bounded number of them.
+        for _ in 0..<4096 {
+            let n = record.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EPIPE { continue }  // a record was overwritten while we read
+            guard n > 0 else { return nil }
+            if let ms = Self.initExecMilliseconds(kmsgRecord: record[..<n]) { return ms }
+        }
+        return nil
+    }
+
+    /// "PRIORITY,SEQUENCE,MICROSECONDS,FLAGS;Run /init as init process" -> MICROSECONDS / 1000.
+    static func initExecMilliseconds(kmsgRecord: ArraySlice<UInt8>) -> UInt64? {
+        guard let semicolon = kmsgRecord.firstIndex(of: UInt8(ascii: ";")) else { return nil }
+        let message = String(decoding: kmsgRecord[(semicolon + 1)...].prefix { $0 != UInt8(ascii: "\n") }, as: UTF8.self)
+        guard message.hasPrefix("Run "), message.hasSuffix(" as init process") else { return nil }
+        let header = kmsgRecord[..<semicolon].split(separator: UInt8(ascii: ","))
+        guard header.count >= 3, let micros = UInt64(String(decoding: header[2], as: UTF8.self)) else { return nil }
+        return micros / 1000
     }
 }

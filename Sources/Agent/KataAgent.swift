@@ -55,9 +55,11 @@ public enum KataAgent {
             }
         }
         if let listenError { GuestInit.fatal("\(listenError)", role: role, log: log) }
-        // The shim reads this line from the console for its start path (Runtime's StartPath).
+        // The shim reads this line from the console for its start path (Runtime's StartPath); an
+        // init exec time of 0 means the kernel log did not say (not PID 1, or the record is gone).
         let listeningNanos = BootClock.nanoseconds()
-        log.info("ready after \((listeningNanos - startedNanos) / 1_000_000) ms (boot clock: init exec \(BootClock.processStartMilliseconds() ?? 0) ms, main \(startedNanos / 1_000_000) ms, listening \(listeningNanos / 1_000_000) ms)")
+        let initExec = role == .initProcess ? BootClock.initExecMilliseconds() ?? 0 : 0
+        log.info("ready after \((listeningNanos - startedNanos) / 1_000_000) ms (boot clock: init exec \(initExec) ms, main \(startedNanos / 1_000_000) ms, listening \(listeningNanos / 1_000_000) ms)")
 
         let reaper = Reaper(log: log)
         _ = SignalLoop.run(reaper: reaper, log: log)

@@ -64,6 +64,10 @@ public struct HypervisorConfig: Sendable {
     public var sharedDirectories: [SharedDirectory]
     /// The guest's network interfaces (virtio-net over a tap each); in-process backend only.
     public var networkInterfaces: [NetworkInterface]
+    /// QEMU backend: the host file behind the guest's virtio-rng (Kata's `entropy_source`); nil:
+    /// no rng device. Without one the guest's first getrandom() waits about a second under TCG for
+    /// the kernel's own entropy (the agent's Swift runtime calls it before main).
+    public var qemuEntropySource: String?
     /// QEMU backend: start QEMU with its seccomp filter (-sandbox on, every optional group denied).
     public var qemuSandbox: Bool
     /// QEMU backend: the unprivileged user QEMU switches to once its devices are set up (-runas):
@@ -80,8 +84,10 @@ public struct HypervisorConfig: Sendable {
         runtimeDirectory: String, hybridVsockPath: String? = nil, hybridForwardedPorts: [UInt32] = [],
         consoleOutput: (@Sendable ([UInt8]) -> Void)? = nil, qemuBinary: String = "/usr/bin/qemu-system-x86_64",
         sharedDirectories: [SharedDirectory] = [], networkInterfaces: [NetworkInterface] = [],
-        qemuSandbox: Bool = true, qemuUser: String? = nil, qemuUserPool: QEMUUserPool? = nil
+        qemuSandbox: Bool = true, qemuUser: String? = nil, qemuUserPool: QEMUUserPool? = nil,
+        qemuEntropySource: String? = "/dev/urandom"
     ) {
+        self.qemuEntropySource = qemuEntropySource
         self.kernelPath = kernelPath
         self.initrdPath = initrdPath
         self.imagePath = imagePath

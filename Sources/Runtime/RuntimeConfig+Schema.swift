@@ -115,6 +115,12 @@ extension RuntimeConfig {
         if let user = try reader.string(t, "user") { try setQEMUUser(user, reader, t, "user") }
         if let base = try reader.integer(t, "uid_base", in: 1...4_000_000_000) { qemuUIDBase = base }
         if let count = try reader.integer(t, "uid_count", in: 0...65536) { qemuUIDCount = count }
+        if let source = try reader.string(t, "entropy_source") {
+            guard source.isEmpty || source.hasPrefix("/") else {
+                throw reader.invalid(t, "entropy_source", "\"\(source)\" is not an absolute path")
+            }
+            entropySource = source
+        }
     }
 
     private mutating func applyAgent(_ reader: ConfigReader) throws(ConfigError) {
@@ -178,13 +184,14 @@ extension RuntimeConfig {
             "enable_iommu", "enable_iommu_platform", "valid_vhost_user_store_paths", "vhost_user_reconnect_timeout_sec",
             "file_mem_backend", "valid_file_mem_backends", "pflashes", "extra_monitor_socket", "disable_nesting_checks",
             "msize_9p", "disable_image_nvdimm", "hot_plug_vfio", "cold_plug_vfio", "pcie_root_port", "disable_vhost_net",
-            "entropy_source", "valid_entropy_sources", "guest_hook_path", "rx_rate_limiter_max_rate",
+"valid_entropy_sources", "guest_hook_path", "rx_rate_limiter_max_rate",
             "tx_rate_limiter_max_rate", "guest_memory_dump_path", "guest_memory_dump_paging", "enable_guest_swap",
             "use_legacy_serial", "disable_selinux", "disable_guest_selinux", "use_vsock", "hotplug_vfio_on_root_bus",
             "enable_swap", "valid_kernel_params", "enable_template",
         ]
         return [
-            "hypervisor.qemu": hypervisor, "hypervisor.kvm": hypervisor,
+            // Our VMM's rng reads the host's getrandom(); entropy_source is QEMU's.
+            "hypervisor.qemu": hypervisor, "hypervisor.kvm": hypervisor.union(["entropy_source"]),
             "agent.kata": ["enable_tracing", "cdh_api_timeout", "container_pipe_size", "trace_mode", "trace_type"],
             "runtime": [
                 "disable_guest_seccomp", "enable_vcpus_pinning", "guest_selinux_label", "enable_tracing", "jaeger_endpoint",

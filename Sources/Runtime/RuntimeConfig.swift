@@ -28,6 +28,8 @@ public struct RuntimeConfig: Equatable, Sendable {
     /// A virtio-balloon with free page reporting, so memory the guest frees returns to the host
     /// (Kata's `reclaim_guest_freed_memory`; QEMU backend).
     public var reclaimFreedMemory = true
+    /// The host file behind the guest's virtio-rng under QEMU (Kata's `entropy_source`); "": none.
+    public var entropySource = "/dev/urandom"
     public var vcpus = 1
     public var memoryMiB = 256
     /// Extra kernel command-line words, appended to the backend's own.

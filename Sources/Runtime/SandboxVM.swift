@@ -63,7 +63,8 @@ public final class SandboxVM: Sendable {
             // qemu_user = "" keeps QEMU root; otherwise each sandbox gets a uid of its own.
             qemuUserPool: config.qemuUser == nil || config.qemuUIDCount == 0 ? nil
                 : QEMUUserPool(base: UInt32(config.qemuUIDBase), count: UInt32(config.qemuUIDCount),
-                               directory: RuntimeConfig.qemuUIDLockDirectory))
+                               directory: RuntimeConfig.qemuUIDLockDirectory),
+            qemuEntropySource: config.entropySource.isEmpty ? nil : config.entropySource)
     }
 
     /// Boots the VM and waits for a healthy agent. On failure everything started is torn down.

@@ -43,3 +43,21 @@ import Glibc
         #expect(LogLevel(name: "verbose") == nil)
     }
 }
+
+@Suite struct BootClockTests {
+    @Test func initExecTimeComesFromTheKernelsRunInitRecord() {
+        func ms(_ record: String) -> UInt64? { BootClock.initExecMilliseconds(kmsgRecord: ArraySlice(Array(record.utf8))) }
+        #expect(ms("6,512,1620345,-;Run /init as init process\n") == 1620)
+        #expect(ms("6,512,1620345,-,caller=T1;Run /sbin/init as init process\n with arguments:") == 1620)
+        #expect(ms("6,513,1700000,-;Freeing unused kernel image (initmem) memory: 1234K\n") == nil)
+        #expect(ms("6,512,x,-;Run /init as init process\n") == nil)
+        #expect(ms("Run /init as init process") == nil)
+        #expect(ms("6,512,1620345,-;Run /init as init process but not really\n") == nil)
+    }
+
+    @Test func theHostsKernelLogHasNoRecordOfOurInit() {
+        // Not PID 1 of a fresh boot: either /dev/kmsg is readable and the record (if any) is the
+        // host's own boot, long ago; or it is not readable. Either way no crash and no hang.
+        if let ms = BootClock.initExecMilliseconds() { #expect(ms < BootClock.nanoseconds() / 1_000_000) }
+    }
+}

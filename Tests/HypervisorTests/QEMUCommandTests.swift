@@ -32,6 +32,7 @@ import Testing
         #expect(append.hasPrefix("console=ttyS0 reboot=t panic=-1 root=/dev/vda ro rootfstype=ext4 init=/init"))
         #expect(args.contains("virtio-balloon-device,free-page-reporting=on"))
         #expect(args.contains("tcg,tb-size=16"))
+        #expect(args.contains("rng-random,filename=/dev/urandom,id=rng0") && args.contains("virtio-rng-device,rng=rng0"))
         // Without them: the initrd, no disk, no balloon; KVM has no translation buffer.
         let plain = QEMUCommand(
             config: HypervisorConfig(kernelPath: "/k/vmlinux", initrdPath: "/k/initrd", runtimeDirectory: "/run/x"),
@@ -39,6 +40,10 @@ import Testing
         ).arguments
         #expect(plain.suffix(2) == ["-initrd", "/k/initrd"])
         #expect(!plain.contains("-drive") && !plain.contains { $0.hasPrefix("virtio-balloon") })
+        var noRng = HypervisorConfig(kernelPath: "/k/vmlinux", runtimeDirectory: "/run/x")
+        noRng.qemuEntropySource = nil
+        #expect(!QEMUCommand(config: noRng, accelerator: .tcg, vhostVsockSocket: "/v", qmpSocket: "/q", tscKHz: nil)
+            .arguments.contains("virtio-rng-device,rng=rng0"))
         #expect(plain.contains("kvm"))
     }
 

@@ -24,6 +24,8 @@ struct QEMUCommand: Equatable, Sendable {
     var imagePath: String?
     /// A virtio-balloon-device with free page reporting.
     var reclaimFreedMemory = false
+    /// The host file behind a virtio-rng-device; nil: none.
+    var entropySource: String?
     /// TCG's translation buffer (-accel tcg,tb-size=N, MiB). QEMU's default for a system emulator
     /// is 1 GiB, of which an idle pod's guest fills about 42 MiB with code it has run once; the
     /// cap trades a few retranslations for that memory (docs/performance.md).
@@ -77,6 +79,7 @@ struct QEMUCommand: Equatable, Sendable {
         initrdPath = config.imagePath == nil ? config.initrdPath : nil
         imagePath = config.imagePath
         reclaimFreedMemory = config.reclaimFreedMemory
+        entropySource = config.qemuEntropySource
         var args = Self.baseCmdline
         if config.imagePath != nil { args += HypervisorConfig.imageRootArguments }
         if accelerator == .tcg, let tscKHz { args.append("tsc_early_khz=\(tscKHz)") }
@@ -138,6 +141,9 @@ struct QEMUCommand: Equatable, Sendable {
             ]
         }
         if reclaimFreedMemory { a += ["-device", "virtio-balloon-device,free-page-reporting=on"] }
+        if let entropySource {
+            a += ["-object", "rng-random,filename=\(Self.escaped(entropySource)),id=rng0", "-device", "virtio-rng-device,rng=rng0"]
+        }
         if sandbox { a += ["-sandbox", sandboxOption] }
         if let runAs { a += ["-runas", "\(runAs.uid):\(runAs.gid)"] }
         a += ["-kernel", kernelPath, "-append", cmdline]

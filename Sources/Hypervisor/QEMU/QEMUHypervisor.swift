@@ -130,6 +130,9 @@ public final class QEMUHypervisor: Hypervisor {
         if let image = config.imagePath, access(image, R_OK) != 0 {
             throw .invalidConfig("image \(image) is not readable")
         }
+        if let source = config.qemuEntropySource, access(source, R_OK) != 0 {
+            throw .invalidConfig("entropy_source \(source) is not readable")
+        }
         guard access(config.qemuBinary, X_OK) == 0 else {
             throw .backendUnavailable("\(config.qemuBinary) is not executable (install qemu-system-x86)")
         }
