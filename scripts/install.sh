@@ -4,8 +4,8 @@
 #   scripts/install.sh install   DESTDIR PREFIX SYSCONFDIR BIN_DIR GUEST_DIR
 #   scripts/install.sh uninstall DESTDIR PREFIX SYSCONFDIR
 #
-# install: BIN_DIR's containerd-shim-kata-v2 and kata-ctl into PREFIX/bin; GUEST_DIR's vmlinux and
-# initramfs-agent.cpio into PREFIX/share/kata-swift; the default configuration (kernel and initrd
+# install: BIN_DIR's containerd-shim-kata-v2 and kata-ctl into PREFIX/bin; GUEST_DIR's vmlinux,
+# agent.img and initramfs-agent.cpio into PREFIX/share/kata-swift; the default configuration (kernel and image
 # under PREFIX/share/kata-swift) into SYSCONFDIR/kata-swift/configuration.toml, or, when a file is
 # already there and differs, beside it as configuration.toml.new (as Debian packages do). Every
 # path is written under DESTDIR. uninstall removes those files, and the configuration only while it
@@ -17,7 +17,7 @@ bin="$destdir$prefix/bin"
 share="$destdir$prefix/share/kata-swift"
 etc="$destdir$sysconfdir/kata-swift"
 binaries=(containerd-shim-kata-v2 kata-ctl)
-images=(vmlinux initramfs-agent.cpio)
+images=(vmlinux agent.img initramfs-agent.cpio)
 
 # The default configuration for this PREFIX (docs/configuration.md).
 default_config() {

@@ -8,11 +8,13 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:?usage: $0 FILE [BACKEND]}
 backend=${2:-auto}
 table=qemu; [ "$backend" = kvm ] && table=kvm
+# The guest's root: the agent's disk image (docs/guest-image.md).
+root="image = \"$here/build/guest/agent.img\""
 cat > "$out" <<TOML
 # kata-swift configuration written by scripts/kata-config.sh (see docs/configuration.md)
 [hypervisor.$table]
 kernel = "$here/build/guest/vmlinux"
-initrd = "$here/build/guest/initramfs-agent.cpio"
+$root
 default_vcpus = 1
 default_memory = 256
 

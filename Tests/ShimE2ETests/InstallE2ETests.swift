@@ -54,14 +54,15 @@ import Testing
         try #require(installed.status == 0, "make install: \(installed.stdout)\(installed.stderr)")
         let expected = [
             "etc/kata-swift/configuration.toml", "usr/local/bin/containerd-shim-kata-v2", "usr/local/bin/kata-ctl",
-            "usr/local/share/kata-swift/initramfs-agent.cpio", "usr/local/share/kata-swift/vmlinux",
+            "usr/local/share/kata-swift/agent.img", "usr/local/share/kata-swift/initramfs-agent.cpio",
+            "usr/local/share/kata-swift/vmlinux",
         ]
         #expect(Self.files(below: destdir) == expected)
         // The installed default configuration points into $(PREFIX)/share/kata-swift.
         let configPath = destdir + "/etc/kata-swift/configuration.toml"
         let installedConfig = try RuntimeConfig.read(path: configPath)
         #expect(installedConfig.kernel == "/usr/local/share/kata-swift/vmlinux")
-        #expect(installedConfig.initrd == "/usr/local/share/kata-swift/initramfs-agent.cpio")
+        #expect(installedConfig.image == "/usr/local/share/kata-swift/agent.img")
 
         // The same file with DESTDIR in front of its paths (the environment override, as the
         // guest images are not in the host's /usr/local), and a sandbox directory of the test's.
