@@ -37,6 +37,12 @@ public protocol GuestMemory: AnyObject, Sendable {
     func withUnsafeMutableBytes<R>(
         at address: GuestAddress, count: Int, _ body: (UnsafeMutableRawBufferPointer) throws -> R
     ) throws -> R
+
+    /// Gives the host memory behind [address, address+count) back to the host (free page
+    /// reporting): afterwards the range reads as zeros. The range must lie inside one region.
+    /// The default zeroes it, which is correct but reclaims nothing; providers that own their
+    /// mappings drop the pages instead.
+    func discard(at address: GuestAddress, count: Int) throws
 }
 
 /// One contiguous range of guest RAM.
@@ -75,6 +81,10 @@ extension GuestMemory {
             }
         }
         throw GuestMemoryError.outOfBounds(address: address, length: UInt64(count))
+    }
+
+    public func discard(at address: GuestAddress, count: Int) throws {
+        try zero(at: address, count: count)
     }
 
     /// Total RAM in bytes.

@@ -55,4 +55,27 @@ public final class MmapGuestMemory: GuestMemory, @unchecked Sendable {
 
     /// Host address of region `index`, for KVM_SET_USER_MEMORY_REGION and the region lookup.
     public func hostAddress(ofRegion index: Int) -> UnsafeMutableRawPointer { mappings[index] }
+
+    /// Drops the host pages behind the range (MADV_DONTNEED on our private anonymous mapping):
+    /// the host gets the memory back, KVM's MMU notifier unmaps it from the guest, and the
+    /// guest's next touch finds zeroed pages. Page-aligned ranges only; a partial page at either
+    /// end is zeroed instead.
+    public func discard(at address: GuestAddress, count: Int) throws {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        try withUnsafeMutableBytes(at: address, count: count) { range in
+            guard let base = range.baseAddress, count > 0 else { return }
+            let first = (Int(bitPattern: base) + page - 1) / page * page - Int(bitPattern: base)
+            let whole = max(0, (count - first) / page * page)
+            guard whole > 0 else {
+                range.initializeMemory(as: UInt8.self, repeating: 0)
+                return
+            }
+            if madvise(base + first, whole, MADV_DONTNEED) != 0 {
+                range.initializeMemory(as: UInt8.self, repeating: 0)
+                return
+            }
+            UnsafeMutableRawBufferPointer(rebasing: range[..<first]).initializeMemory(as: UInt8.self, repeating: 0)
+            UnsafeMutableRawBufferPointer(rebasing: range[(first + whole)...]).initializeMemory(as: UInt8.self, repeating: 0)
+        }
+    }
 }

@@ -9,6 +9,7 @@ public struct VirtioDeviceType: RawRepresentable, Hashable, Sendable, CustomStri
     public static let block = VirtioDeviceType(rawValue: 2)
     public static let console = VirtioDeviceType(rawValue: 3)
     public static let rng = VirtioDeviceType(rawValue: 4)
+    public static let balloon = VirtioDeviceType(rawValue: 5)
     public static let vsock = VirtioDeviceType(rawValue: 19)
     public static let fs = VirtioDeviceType(rawValue: 26)
 
@@ -18,6 +19,7 @@ public struct VirtioDeviceType: RawRepresentable, Hashable, Sendable, CustomStri
         case .block: "block"
         case .console: "console"
         case .rng: "rng"
+        case .balloon: "balloon"
         case .vsock: "vsock"
         case .fs: "fs"
         default: "type \(rawValue)"

@@ -101,13 +101,17 @@ import Testing
         try await Task.sleep(for: .milliseconds(300))
 
         let t0 = Date()
-        let run = try containerd.ctr(["run", "--rm"] + Self.runtime + [Self.image, "r1", "sh", "-c", "echo hello from $(uname -r) on $(nproc) CPUs"])
+        let run = try containerd.ctr(["run", "--rm"] + Self.runtime + [
+            Self.image, "r1", "sh", "-c", "echo hello from $(uname -r) on $(nproc) CPUs; ls /sys/bus/virtio/drivers/virtio_balloon",
+        ])
         print("BENCH e2e: ctr run --rm (VM boot + echo): \(String(format: "%.2f", Date().timeIntervalSince(t0))) s")
         #expect(run.status == 0, "ctr said: \(run.stderr)")
         #expect(run.stdout.hasPrefix("hello from ") && run.stdout.contains("-kata-swift"), "stdout: \(run.stdout)")
         // Kata's default_vcpus rule: never more than the host has (the nested host has 1 CPU).
         let expected = min(Self.vcpus, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         #expect(run.stdout.contains(" on \(expected) CPUs"), "the guest should see \(expected) vCPUs: \(run.stdout)")
+        // Free page reporting: a balloon device (QEMU's, or our VMM's BalloonDevice) bound in the guest.
+        #expect(run.stdout.contains("\nvirtio"), "no virtio-balloon device bound in the guest: \(run.stdout)")
         Self.expectBackendLogged(containerd)
         try Self.expectClean(containerd, ids: ["r1"])
 

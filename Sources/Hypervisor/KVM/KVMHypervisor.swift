@@ -153,6 +153,7 @@ public final class KVMHypervisor: Hypervisor {
         let vsock = try VsockHost(hybridPath: config.hybridVsockPath, forwardedPorts: config.hybridForwardedPorts, logger: logger)
         let vsockDevice = VsockDevice(guestCID: UInt64(config.guestCID), backend: vsock.muxer, logger: logger)
         devices = [.vsock(vsockDevice, muxer: vsock.muxer), .rng()] + devices
+        if config.reclaimFreedMemory { devices.append(.balloon(BalloonDevice(logger: logger))) }
         do {
             devices += try config.networkInterfaces.map { (interface) throws(Errno) in
                 let tap = try TapBackend(name: interface.tapName, netnsPath: interface.netnsPath)

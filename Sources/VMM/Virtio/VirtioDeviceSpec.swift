@@ -44,6 +44,11 @@ public struct VirtioDeviceSpec: @unchecked Sendable {
             backendDescriptor: device.backend.readinessDescriptor)
     }
 
+    /// virtio-balloon with free page reporting: all its work comes from queue notifications.
+    public static func balloon(_ device: BalloonDevice = BalloonDevice()) -> VirtioDeviceSpec {
+        VirtioDeviceSpec(device: device)
+    }
+
     /// virtio-rng: all its work comes from queue notifications.
     public static func rng(_ device: RngDevice = RngDevice()) -> VirtioDeviceSpec {
         VirtioDeviceSpec(device: device)
