@@ -6,6 +6,7 @@
 // and our old keys (RuntimeConfig+Legacy.swift), are warnings.
 
 import Hypervisor
+import OCI
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -204,3 +205,24 @@ func readTextFile(_ path: String) throws(RuntimeError) -> String {
     }
     return String(decoding: bytes, as: UTF8.self)
 }
+
+extension RuntimeConfig {
+    /// Kata's static sandbox sizing: the VM gets the configured memory and vCPUs plus what the
+    /// first container's limits ask for (memory limit in MiB, rounded up; CPU quota / period,
+    /// rounded up), so a container limited to more than the default VM still gets it. Unlimited
+    /// (absent, 0 or negative) adds nothing; vCPUs stay within Kata's rule (the host's CPUs,
+    /// at most 64) and memory within what the backends accept.
+    public func sized(for resources: OCIResources?) -> RuntimeConfig {
+        var sized = self
+        if let limit = resources?.memory?.limit, limit > 0 {
+            let mib = limit >> 20 + (limit & ((1 << 20) - 1) == 0 ? 0 : 1)
+            sized.memoryMiB = Int(min(mib, 65536 - Int64(memoryMiB))) + memoryMiB
+        }
+        if let quota = resources?.cpu?.quota, quota > 0, let period = resources?.cpu?.period, period > 0 {
+            let cpus = UInt64(quota) / period + (UInt64(quota) % period == 0 ? 0 : 1)
+            sized.vcpus = Self.kataVcpus(vcpus + Int(min(cpus, 64)))
+        }
+        return sized
+    }
+}
+

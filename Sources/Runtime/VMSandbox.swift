@@ -55,8 +55,10 @@ public actor VMSandbox: Sandbox {
     /// The running VM, booting it first if needed (once; concurrent callers share the boot).
     /// `networkNamespace` is the pod's (the first container's spec: CRI's sandbox container).
     /// `annotations` are the pod's (io.katacontainers.config.*, KataAnnotations).
-    func readyVM(configPath: String?, hostname: String, networkNamespace: String?, annotations: [String: String]? = nil)
-        async throws(RuntimeError) -> SandboxVM
+    func readyVM(
+        configPath: String?, hostname: String, networkNamespace: String?, annotations: [String: String]? = nil,
+        resources: OCIResources? = nil
+    ) async throws(RuntimeError) -> SandboxVM
     {
         switch vmState {
         case .ready(let vm): return vm
@@ -65,8 +67,10 @@ public actor VMSandbox: Sandbox {
         case .booting(let task): return try await Self.value(of: task)
         case .none: break
         }
-        let (config, source, warnings) = try Self.loadConfig(
+        let (configured, source, warnings) = try Self.loadConfig(
             configPath: configPath, environment: environment, annotations: annotations)
+        // Sized once, for the first container (CRI: the pod's sandbox container, usually unlimited).
+        let config = configured.sized(for: resources)
         // The configuration's level, unless the shim already logs more (containerd's -debug).
         if let level = Logger.Level(rawValue: config.logLevel), level < logger.logLevel { logger.logLevel = level }
         logger.info("sandbox \(sandboxID): configuration from \(source); backend \(config.backend), kernel \(config.kernel), \(config.vcpus) vCPU(s), \(config.memoryMiB) MiB")
@@ -253,7 +257,8 @@ public actor VMSandbox: Sandbox {
             guard containers[config.id] == nil else { throw .alreadyExists("container \(config.id)") }
             let vm = try await readyVM(
                 configPath: config.configPath, hostname: config.spec.hostname ?? "",
-                networkNamespace: config.spec.networkNamespacePath, annotations: config.spec.annotations)
+                networkNamespace: config.spec.networkNamespacePath, annotations: config.spec.annotations,
+                resources: config.spec.linux?.resources)
             guard containers[config.id] == nil else { throw .alreadyExists("container \(config.id)") }
             // Shared writable, as runc finds it: the guest creates the mount points first and
             // makes the root read-only last when the spec asks (root.readonly).

@@ -3,6 +3,7 @@
 
 import Foundation
 import Hypervisor
+import OCI
 import Testing
 @testable import Runtime
 
@@ -188,5 +189,34 @@ import Testing
         #expect(on.hybridVsockPath == "/run/kata-swift/pod1/hvsock")
         #expect(on.cmdlineExtras == ["quiet", "agent.log=info", "agent.debug_console"])
         #expect(on.sharedDirectories == [SharedDirectory(tag: "kataShared", hostPath: "/run/kata-swift/pod1/shared")])
+    }
+}
+
+@Suite struct StaticSizingTests {
+    @Test func theFirstContainersLimitsGrowTheVM() {
+        var config = RuntimeConfig()
+        config.memoryMiB = 128
+        config.vcpus = 1
+        let limited = config.sized(for: OCIResources(
+            memory: .init(limit: 300 * 1024 * 1024 + 1), cpu: .init(quota: 150_000, period: 100_000)))
+        #expect(limited.memoryMiB == 128 + 301)
+        #expect(limited.vcpus == RuntimeConfig.kataVcpus(1 + 2))
+        // Unlimited, absent, zero or negative: nothing added.
+        for resources in [nil, OCIResources(), OCIResources(memory: .init(limit: -1), cpu: .init(quota: -1, period: 100_000)),
+                          OCIResources(memory: .init(limit: 0), cpu: .init(quota: 50_000, period: 0))] {
+            let same = config.sized(for: resources)
+            #expect(same.memoryMiB == 128 && same.vcpus == 1)
+        }
+        // Never past what a backend accepts.
+        #expect(config.sized(for: OCIResources(memory: .init(limit: Int64.max))).memoryMiB == 65536)
+    }
+}
+
+extension StaticSizingTests {
+    @Test func hugeLimitsDoNotOverflow() {
+        let config = RuntimeConfig()
+        let huge = config.sized(for: OCIResources(cpu: .init(quota: Int64.max, period: 1)))
+        #expect(huge.vcpus == RuntimeConfig.kataVcpus(config.vcpus + 64))
+        #expect(config.sized(for: OCIResources(cpu: .init(quota: 1, period: UInt64.max))).vcpus == RuntimeConfig.kataVcpus(config.vcpus + 1))
     }
 }
