@@ -129,7 +129,8 @@ import Testing
 
     /// The agent's read-only ext4 image (KATA_AGENT_IMAGE, else build/guest/agent.img) as the
     /// guest's root disk instead of the initramfs: the container runs, the guest booted from
-    /// /dev/vda, and the balloon device is there to take back what the guest frees.
+    /// /dev/vda, and the balloon device is there to take back what the guest frees. The
+    /// container's 384 MiB memory limit sizes the VM (256 MiB by default) to 640 MiB.
     @Test(.timeLimit(.minutes(10)))
     func runFromTheAgentImage() async throws {
         let image = ProcessInfo.processInfo.environment["KATA_AGENT_IMAGE"].flatMap { $0.isEmpty ? nil : $0 }
@@ -138,7 +139,8 @@ import Testing
         let containerd = try Self.start("vmimage", rootImage: image)
         defer { containerd.stop(); rmdir(Self.sandboxRoot) }
         let run = try containerd.ctr(
-            ["run", "--rm"] + Self.runtime + [Self.image, "img1", "sh", "-c", "cat /proc/cmdline; ls /sys/bus/virtio/drivers/virtio_balloon"])
+            ["run", "--rm", "--memory-limit", "\(384 << 20)"] + Self.runtime
+                + [Self.image, "img1", "sh", "-c", "cat /proc/cmdline; ls /sys/bus/virtio/drivers/virtio_balloon; grep MemTotal /proc/meminfo"])
         guard Self.backend != "kvm" else {
             // Our VMM has no virtio-blk disk yet: the configuration is refused, by name.
             #expect(run.status != 0 && run.stderr.contains("no virtio-blk disk yet"), "ctr said: \(run.stdout) \(run.stderr)")
@@ -148,6 +150,9 @@ import Testing
         #expect(run.status == 0, "ctr said: \(run.stderr)")
         #expect(run.stdout.contains("root=/dev/vda ro rootfstype=ext4"), "stdout: \(run.stdout)")
         #expect(run.stdout.contains("virtio"), "no balloon device bound in the guest: \(run.stdout)")
+        let memTotalKiB = run.stdout.split(separator: "\n").first { $0.hasPrefix("MemTotal:") }
+            .flatMap { $0.split(separator: " ").dropFirst().first.flatMap { Int($0) } } ?? 0
+        #expect(memTotalKiB > 560 << 10, "the guest should have about 640 MiB: \(run.stdout)")
         // The shim logs the start path, host and guest steps (bench/start-path.sh reads it).
         let log = containerd.containerdLog()
         let line = log.split(separator: "\n").first { $0.contains("start path (ms since the shim process started)") } ?? ""
