@@ -16,7 +16,7 @@ cat > "$out" <<TOML
 kernel = "$here/build/guest/vmlinux"
 $root
 default_vcpus = 1
-default_memory = 256
+default_memory = 128
 
 [runtime]
 hypervisor_name = "$backend"

@@ -32,7 +32,7 @@ public struct RuntimeConfig: Equatable, Sendable {
     /// The host file behind the guest's virtio-rng under QEMU (Kata's `entropy_source`); "": none.
     public var entropySource = "/dev/urandom"
     public var vcpus = 1
-    public var memoryMiB = 256
+    public var memoryMiB = 128
     /// Extra kernel command-line words, appended to the backend's own.
     public var kernelParams: [String] = []
     /// The VMM's own debug output (`enable_debug` of the hypervisor table).

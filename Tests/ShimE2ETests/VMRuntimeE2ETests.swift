@@ -130,7 +130,7 @@ import Testing
     /// The agent's read-only ext4 image (KATA_AGENT_IMAGE, else build/guest/agent.img) as the
     /// guest's root disk instead of the initramfs: the container runs, the guest booted from
     /// /dev/vda, and the balloon device is there to take back what the guest frees. The
-    /// container's 384 MiB memory limit sizes the VM (256 MiB by default) to 640 MiB.
+    /// container's 384 MiB memory limit sizes the VM (128 MiB by default) to 512 MiB.
     @Test(.timeLimit(.minutes(10)))
     func runFromTheAgentImage() async throws {
         let image = ProcessInfo.processInfo.environment["KATA_AGENT_IMAGE"].flatMap { $0.isEmpty ? nil : $0 }
@@ -152,7 +152,7 @@ import Testing
         #expect(run.stdout.contains("virtio"), "no balloon device bound in the guest: \(run.stdout)")
         let memTotalKiB = run.stdout.split(separator: "\n").first { $0.hasPrefix("MemTotal:") }
             .flatMap { $0.split(separator: " ").dropFirst().first.flatMap { Int($0) } } ?? 0
-        #expect(memTotalKiB > 560 << 10, "the guest should have about 640 MiB: \(run.stdout)")
+        #expect(memTotalKiB > 440 << 10, "the guest should have about 512 MiB: \(run.stdout)")
         // The shim logs the start path, host and guest steps (bench/start-path.sh reads it).
         let log = containerd.containerdLog()
         let line = log.split(separator: "\n").first { $0.contains("start path (ms since the shim process started)") } ?? ""
