@@ -32,11 +32,16 @@ public final class SandboxVM: Sendable {
     public var agent: Kata_Agent_V1_AgentServiceClient { Kata_Agent_V1_AgentServiceClient(client) }
     public var health: Kata_Agent_V1_HealthClient { Kata_Agent_V1_HealthClient(client) }
     let logger: Logger
+    /// The guest console in the shim's log (hypervisor `enable_debug`), drained by `consoleDrain`.
+    let consoleLog: GuestConsoleLog?
+    let consoleDrain: Task<Void, Never>?
 
     private init(
         sandboxID: String, paths: SandboxPaths, hypervisor: any Hypervisor, client: TTRPCClient, network: PodNetworking?,
-        portForwarder: PortForwarder?, logger: Logger
+        portForwarder: PortForwarder?, consoleLog: GuestConsoleLog?, consoleDrain: Task<Void, Never>?, logger: Logger
     ) {
+        self.consoleLog = consoleLog
+        self.consoleDrain = consoleDrain
         self.sandboxID = sandboxID
         self.paths = paths
         self.hypervisor = hypervisor
@@ -80,12 +85,25 @@ public final class SandboxVM: Sendable {
         let paths = try SandboxPaths(sandboxDirectory: config.sandboxDirectory, sandboxID: sandboxID)
         try paths.create()
         let hypervisor: any Hypervisor
+        var vmConfig = hypervisorConfig(config, paths: paths, network: network)
+        let consoleLog = config.hypervisorDebug ? GuestConsoleLog(logger: logger, sandboxID: sandboxID) : nil
+        if let consoleLog { vmConfig.consoleOutput = { consoleLog.append($0) } }
+        let consoleDrain = consoleLog.map { log in
+            Task {
+                while !Task.isCancelled {
+                    log.drain()
+                    try? await Task.sleep(for: .milliseconds(200))
+                }
+                log.drain(flush: true)
+            }
+        }
         do {
-            hypervisor = try HypervisorFactory.make(hypervisorConfig(config, paths: paths, network: network), logger: logger)
+            hypervisor = try HypervisorFactory.make(vmConfig, logger: logger)
             startPath?.mark("VM starting")
             try await hypervisor.start()
             startPath?.mark("VM running")
         } catch {
+            consoleDrain?.cancel()
             paths.remove(logger: logger)
             throw .boot(reason: error.description, consoleTail: "")
         }
@@ -94,6 +112,7 @@ public final class SandboxVM: Sendable {
                 try await network.connect()
             } catch {
                 await hypervisor.stop(graceSeconds: 1)
+                consoleDrain?.cancel()
                 paths.remove(logger: logger)
                 throw error
             }
@@ -115,9 +134,10 @@ public final class SandboxVM: Sendable {
             let portForwarder = networkNamespace.flatMap { startPortForwarding($0, hypervisor: hypervisor, logger: logger) }
             return SandboxVM(
                 sandboxID: sandboxID, paths: paths, hypervisor: hypervisor, client: client, network: network,
-                portForwarder: portForwarder, logger: logger)
+                portForwarder: portForwarder, consoleLog: consoleLog, consoleDrain: consoleDrain, logger: logger)
         } catch {
             await hypervisor.stop(graceSeconds: 1)
+            consoleDrain?.cancel()
             await network?.disconnect(logger: logger)
             paths.remove(logger: logger)
             throw error
@@ -200,6 +220,8 @@ public final class SandboxVM: Sendable {
         await portForwarder?.stop()
         await client.close()
         await hypervisor.stop(graceSeconds: 3)
+        consoleDrain?.cancel()
+        await consoleDrain?.value
         await network?.disconnect(logger: logger)
         paths.remove(logger: logger)
     }

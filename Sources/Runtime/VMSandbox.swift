@@ -263,6 +263,7 @@ public actor VMSandbox: Sandbox {
             // Shared writable, as runc finds it: the guest creates the mount points first and
             // makes the root read-only last when the spec asks (root.readonly).
             try vm.paths.shareRootfs(containerID: config.id, from: config.rootfs, readOnly: false)
+            startPath.mark("rootfs shared")
             do throws(RuntimeError) {
                 let spec = try GuestSpec.encode(GuestSpec.rewrite(
                     config.spec, containerID: config.id, paths: vm.paths, pod: pod(of: config.spec), logger: logger))

@@ -36,7 +36,9 @@ extension AgentService {
             throw AgentError.invalidRequest(
                 field: "oci_spec_json root.path", reason: "must be the container's absolute guest path, got \"\(spec.root?.path ?? "")\"")
         }
+        let started = ContinuousClock.now
         let mounts = try StorageMounts.mountAll(request.storages, field: "storages")
+        log.debug("container \(id): spec decoded, \(mounts.count) storage(s) mounted after \(started.duration(to: .now))")
         do {
             let streams = try PendingStreams()
             let stdio = streams.childStdio
@@ -49,6 +51,7 @@ extension AgentService {
                 }
             }
             let container = try result.get()
+            log.debug("container \(id): created (namespaces, cgroup, mounts, launcher waiting) after \(started.duration(to: .now))")
             do {
                 guard let s = try streams.finish(container.initProcess) else { throw AgentError.invalidState("no streams") }
                 let initRecord = ProcessRecord(execID: "", process: container.initProcess, streams: s)
