@@ -30,11 +30,11 @@ grep -q '^cpu-template: host' <<< "$defaults" || fail "the CPU template on a rea
 
 # The images the host built (make kernel agent-initramfs): nothing may be built in L1.
 guest=$PWD/build/guest
-for f in vmlinux initramfs-agent.cpio; do [ -r "$guest/$f" ] || fail "$guest/$f is missing: run make kernel agent-initramfs on the host"; done
-export KATA_GUEST_KERNEL=$guest/vmlinux KATA_AGENT_INITRD=$guest/initramfs-agent.cpio
+for f in vmlinux initramfs-agent.cpio agent.img; do [ -r "$guest/$f" ] || fail "$guest/$f is missing: run make kernel agent-initramfs on the host"; done
+export KATA_GUEST_KERNEL=$guest/vmlinux KATA_AGENT_INITRD=$guest/initramfs-agent.cpio KATA_AGENT_IMAGE=$guest/agent.img
 export KATA_REQUIRE_KVM=1 KATA_E2E_BACKEND=kvm KATA_E2E_VCPUS=2
 case "$mode" in
-  ci) filter='AgentOverVsockTests.healthAndGuestDetailsOnTheInProcessKVMBackend|VMRuntimeE2ETests.runStdoutExitCodeAndEventsInOrder|NetworkInterfaceTests.guestTrafficRoundTripsThroughTheTapOnOurVMM' ;;
+  ci) filter='AgentOverVsockTests.healthAndGuestDetailsOnTheInProcessKVMBackend|VMRuntimeE2ETests.runStdoutExitCodeAndEventsInOrder|VMRuntimeE2ETests.runFromTheAgentImage|NetworkInterfaceTests.guestTrafficRoundTripsThroughTheTapOnOurVMM' ;;
   all) filter='AgentOverVsockTests|DebugConsoleExecTests|VMRuntimeE2ETests|NetworkInterfaceTests|CRITests.criSuiteWithKata' ;;
   *) fail "unknown mode '$mode' (ci, all)" ;;
 esac

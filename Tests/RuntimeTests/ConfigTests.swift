@@ -171,8 +171,8 @@ import Testing
         var expected = RuntimeConfig()
         expected.backend = .qemu
         expected.validHypervisorPaths = ["/usr/bin/qemu-system-x86_64"]
-        // The installed file boots QEMU from the disk image; the built-in default stays the
-        // initramfs while our VMM (which `auto` may pick) has no virtio-blk disk.
+        // The installed file boots from the disk image; without a file the guest boots from the
+        // initramfs, the one image every build of ours has had.
         expected.image = "/usr/local/share/kata-swift/agent.img"
         #expect(config == expected)
     }

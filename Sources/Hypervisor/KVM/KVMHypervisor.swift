@@ -100,8 +100,8 @@ public final class KVMHypervisor: Hypervisor {
         if let initrd = config.initrdPath, access(initrd, R_OK) != 0 {
             throw .invalidConfig("initrd \(initrd) is not readable")
         }
-        if let image = config.imagePath {
-            throw .invalidConfig("image \(image): the in-process VMM has no virtio-blk disk yet; set initrd instead of image in [hypervisor.kvm]")
+        if let image = config.imagePath, access(image, R_OK) != 0 {
+            throw .invalidConfig("image \(image) is not readable")
         }
         guard (1...64).contains(config.vcpus) else { throw .invalidConfig("vcpus \(config.vcpus) not in 1...64") }
         guard (32...65536).contains(config.memoryMiB) else { throw .invalidConfig("memory \(config.memoryMiB) MiB not in 32...65536") }
@@ -131,7 +131,8 @@ public final class KVMHypervisor: Hypervisor {
         let initrd: [UInt8]?
         do {
             kernel = try readWholeFile(config.kernelPath)
-            initrd = try config.initrdPath.map { (path) throws(Errno) in try readWholeFile(path) }
+            // With a root disk image the guest needs no initramfs (QEMUCommand does the same).
+            initrd = try (config.imagePath == nil ? config.initrdPath : nil).map { (path) throws(Errno) in try readWholeFile(path) }
         } catch {
             throw .system(operation: "reading the kernel or initrd", error)
         }
@@ -139,7 +140,8 @@ public final class KVMHypervisor: Hypervisor {
         let cmdline: Cmdline
         do {
             defaults = try Self.guestDefaults()
-            cmdline = try Cmdline(([defaults.cmdline] + (config.debug ? [] : ["quiet"]) + config.cmdlineExtras).joined(separator: " "))
+            let root = config.imagePath == nil ? [] : HypervisorConfig.imageRootArguments
+            cmdline = try Cmdline(([defaults.cmdline] + root + (config.debug ? [] : ["quiet"]) + config.cmdlineExtras).joined(separator: " "))
         } catch let error as VMMError {
             throw .backendUnavailable("kvm: probing guest defaults: \(error)")
         } catch {
@@ -154,6 +156,14 @@ public final class KVMHypervisor: Hypervisor {
         let vsockDevice = VsockDevice(guestCID: UInt64(config.guestCID), backend: vsock.muxer, logger: logger)
         devices = [.vsock(vsockDevice, muxer: vsock.muxer), .rng()] + devices
         if config.reclaimFreedMemory { devices.append(.balloon(BalloonDevice(logger: logger))) }
+        if let image = config.imagePath {
+            do {
+                devices.append(.block(try BlockDevice(path: image, logger: logger)))
+            } catch {
+                vsock.stop()
+                throw .system(operation: "opening the root disk image \(image) (a whole number of 512-byte sectors)", error)
+            }
+        }
         do {
             devices += try config.networkInterfaces.map { (interface) throws(Errno) in
                 let tap = try TapBackend(name: interface.tapName, netnsPath: interface.netnsPath)

@@ -44,6 +44,11 @@ public struct VirtioDeviceSpec: @unchecked Sendable {
             backendDescriptor: device.backend.readinessDescriptor)
     }
 
+    /// virtio-blk (read-only): all its work comes from queue notifications.
+    public static func block(_ device: BlockDevice) -> VirtioDeviceSpec {
+        VirtioDeviceSpec(device: device)
+    }
+
     /// virtio-balloon with free page reporting: all its work comes from queue notifications.
     public static func balloon(_ device: BalloonDevice = BalloonDevice()) -> VirtioDeviceSpec {
         VirtioDeviceSpec(device: device)
