@@ -43,7 +43,34 @@ start=$(date +%s)
 # takes minutes where every instruction is emulated.
 tests="$bin/kata-swiftPackageTests.xctest"
 [ -x "$tests" ] || fail "$tests is missing: run make build on the host first"
-"$tests" --testing-library swift-testing --no-parallel --filter "$filter"
+# A watchdog inside L1: the ci run has hung here now and then (docs/nested-kvm.md). Before the
+# host's deadline kills L1 and everything in it, say where every process of ours waits, with the
+# tail of each test containerd's log, then end with 124 as the host's deadline would.
+watchdog=${NESTED_WATCHDOG_S:-$([ "$mode" = ci ] && echo 330 || echo 4500)}
+"$tests" --testing-library swift-testing --no-parallel --filter "$filter" &
+tests_pid=$!
+waited=0
+while kill -0 "$tests_pid" 2> /dev/null && [ "$waited" -lt "$watchdog" ]; do sleep 5; waited=$((waited + 5)); done
+if kill -0 "$tests_pid" 2> /dev/null; then
+  echo "nested-tests: HUNG: the suites are still running after ${watchdog} s; where everything waits:"
+  ps -eo pid,ppid,stat,etimes,wchan:30,args --sort=pid | grep -E 'containerd|ctr |kata|qemu|PID' | grep -v grep | cut -c1-220
+  for pid in $(pgrep -f 'containerd-shim-kata-v2|kata-swiftPackageTests|ctr '); do
+    echo "nested-tests: threads of $pid ($(tr '\0' ' ' < /proc/$pid/cmdline 2> /dev/null | cut -c1-100)):"
+    for task in /proc/$pid/task/*; do
+      printf '  %s %-16s %-28s syscall %s\n' "${task##*/}" "$(cat $task/comm 2> /dev/null)" "$(cat $task/wchan 2> /dev/null)" \
+        "$(cut -d' ' -f1 $task/syscall 2> /dev/null)"
+    done
+  done
+  for log in /tmp/ks-e2e-*/containerd.log; do
+    [ -f "$log" ] || continue
+    echo "nested-tests: last lines of $log:"
+    tail -n 40 "$log" | cut -c1-300 | sed 's/^/  /'
+  done
+  echo "nested-tests: kernel log:"; dmesg | tail -n 15 | sed 's/^/  /'
+  kill -9 "$tests_pid" 2> /dev/null || true
+  exit 124
+fi
+wait "$tests_pid"
 echo "nested-tests: suites took $(( $(date +%s) - start )) s"
 
 left=$(pgrep -f 'containerd-shim-kata-v2|kata-agent' || true)

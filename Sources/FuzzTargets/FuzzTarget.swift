@@ -15,6 +15,10 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case fuse
     /// The runtime's configuration file (Sources/Runtime).
     case config
+    /// Our VMM's read-only virtio-blk: requests of any type, sector and layout (Sources/Devices/Block).
+    case block
+    /// Our VMM's virtio-balloon: free page reports of any ranges (Sources/Devices/Balloon).
+    case balloon
 
     /// Runs one input. Any input must return normally: a trap is a bug in the code under test.
     public func run(_ input: [UInt8]) {
@@ -25,6 +29,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .vhostUser: VhostUserFuzz.run(input)
         case .fuse: FUSEFuzz.run(input)
         case .config: ConfigFuzz.run(input)
+        case .block: BlockFuzz.run(input)
+        case .balloon: BalloonFuzz.run(input)
         }
     }
 
@@ -37,6 +43,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .vhostUser: VhostUserFuzz.seeds
         case .fuse: FUSEFuzz.seeds
         case .config: ConfigFuzz.seeds
+        case .block: BlockFuzz.seeds
+        case .balloon: BalloonFuzz.seeds
         }
     }
 
@@ -47,6 +55,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .virtqueue: 4096 + 8
         case .vsock, .vhostUser: 4096
         case .config: 2048
+        case .block, .balloon: 1024
         }
     }
 }
