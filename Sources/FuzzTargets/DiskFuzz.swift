@@ -32,33 +32,20 @@ enum BlockFuzz {
         else { preconditionFailure("block fuzz: cannot set up the device") }
         device.queues = [driver.makeQueue(maxSize: BlockDevice.queueSize, eventIndex: true)]
         guard (try? device.activate(memory: memory, interrupt: RecordingInterruptTrigger())) != nil else { return }
-        var operations = 0
-        while !input.isEmpty, operations < 64 {
-            operations += 1
-            switch input.u8() % 3 {
-            case 0:
-                // u32 type (mod 16), u64 sector, u8 layout, u16 data length (mod 8192): a request.
-                let type = input.u32() % 16
-                let sector = input.u64()
-                let layout = input.u8()
-                let length = UInt32(input.u16() % 8192)
-                var header = withUnsafeBytes(of: type.littleEndian, Array.init) + [0, 0, 0, 0]
-                header += withUnsafeBytes(of: sector.littleEndian, Array.init)
-                if layout & 1 != 0 { header = Array(header.prefix(Int(layout >> 4))) }  // short headers
-                var segments: [FakeVirtqueueDriver.Segment] = header.isEmpty ? [] : [.readable(header)]
-                if layout & 2 != 0 { segments.append(.readable([UInt8](repeating: 0xee, count: 512))) }
-                if length > 0 { segments.append(.writable(length)) }
-                if layout & 4 == 0 { segments.append(.writable(1)) }
-                if !segments.isEmpty { _ = try? driver.add(segments) }
-                device.queueNotified(0)
-            case 1:
-                // u16 offset (mod the rings' span), u16 value: the guest scribbles on its rings.
-                let offset = UInt64(input.u16()) % 0x1000
-                try? memory.store(input.u16(), at: GuestAddress(0x1000 + offset))
-                device.queueNotified(0)
-            default:
-                _ = try? driver.takeUsed()
-            }
+        OperationLoop.run(&input, memory: memory, driver: driver, ringSpan: 0x1000, kick: { device.queueNotified(0) }) { input in
+            // u32 type (mod 16), u64 sector, u8 layout, u16 data length (mod 8192): a request.
+            let type = input.u32() % 16
+            let sector = input.u64()
+            let layout = input.u8()
+            let length = UInt32(input.u16() % 8192)
+            var header = withUnsafeBytes(of: type.littleEndian, Array.init) + [0, 0, 0, 0]
+            header += withUnsafeBytes(of: sector.littleEndian, Array.init)
+            if layout & 1 != 0 { header = Array(header.prefix(Int(layout >> 4))) }  // short headers
+            var segments: [FakeVirtqueueDriver.Segment] = header.isEmpty ? [] : [.readable(header)]
+            if layout & 2 != 0 { segments.append(.readable([UInt8](repeating: 0xee, count: 512))) }
+            if length > 0 { segments.append(.writable(length)) }
+            if layout & 4 == 0 { segments.append(.writable(1)) }
+            if !segments.isEmpty { _ = try? driver.add(segments) }
         }
     }
 
@@ -88,32 +75,20 @@ enum BalloonFuzz {
         else { preconditionFailure("balloon fuzz: cannot set up the device") }
         device.queues[BalloonDevice.reportingQueue] = driver.makeQueue(maxSize: BalloonDevice.queueSize, eventIndex: true)
         guard (try? device.activate(memory: memory, interrupt: RecordingInterruptTrigger())) != nil else { return }
-        var operations = 0
-        while !input.isEmpty, operations < 64 {
-            operations += 1
-            switch input.u8() % 3 {
-            case 0:
-                // u8 count (mod 4 + 1), then per range u64 address, u32 length, u8 flags: a report.
-                let count = Int(input.u8() % 4) + 1
-                for i in 0..<count {
-                    let address = input.u64(), length = input.u32(), flags = input.u8()
-                    let last = i == count - 1
-                    let descriptor = Descriptor(
-                        address: address, length: length,
-                        flags: (flags & 1 == 0 ? DescriptorFlag.write : 0) | (last ? 0 : DescriptorFlag.next),
-                        next: last ? 0 : UInt16(i + 1))
-                    try? driver.writeDescriptor(descriptor, at: UInt16(i))
-                }
-                try? driver.publish(head: 0)
-                device.queueNotified(BalloonDevice.reportingQueue)
-            case 1:
-                let offset = UInt64(input.u16()) % 0x600
-                try? memory.store(input.u16(), at: GuestAddress(0x1000 + offset))
-                device.queueNotified(BalloonDevice.reportingQueue)
-            default:
-                _ = try? driver.takeUsed()
-                device.queueNotified(Int(input.u8() % 4))
+        let kick = { device.queueNotified(BalloonDevice.reportingQueue) }
+        OperationLoop.run(&input, memory: memory, driver: driver, ringSpan: 0x600, kick: kick) { input in
+            // u8 count (mod 4 + 1), then per range u64 address, u32 length, u8 flags: a report.
+            let count = Int(input.u8() % 4) + 1
+            for i in 0..<count {
+                let address = input.u64(), length = input.u32(), flags = input.u8()
+                let last = i == count - 1
+                let descriptor = Descriptor(
+                    address: address, length: length,
+                    flags: (flags & 1 == 0 ? DescriptorFlag.write : 0) | (last ? 0 : DescriptorFlag.next),
+                    next: last ? 0 : UInt16(i + 1))
+                try? driver.writeDescriptor(descriptor, at: UInt16(i))
             }
+            try? driver.publish(head: 0)
         }
     }
 
@@ -129,3 +104,30 @@ enum BalloonFuzz {
         ]
     }()
 }
+
+/// The loop both targets share: up to 64 operations, one per leading byte (mod 3): 0 the target's
+/// own request, then a kick; 1 the guest scribbling on its rings (u16 offset mod `ringSpan` from
+/// the queue's base, u16 value), then a kick; 2 the guest reaping used buffers.
+enum OperationLoop {
+    static func run(
+        _ input: inout FuzzInput, memory: HeapGuestMemory, driver: FakeVirtqueueDriver, ringSpan: UInt64, kick: () -> Void,
+        request: (inout FuzzInput) -> Void
+    ) {
+        var operations = 0
+        while !input.isEmpty, operations < 64 {
+            operations += 1
+            switch input.u8() % 3 {
+            case 0:
+                request(&input)
+                kick()
+            case 1:
+                let offset = UInt64(input.u16()) % ringSpan
+                try? memory.store(input.u16(), at: GuestAddress(0x1000 + offset))
+                kick()
+            default:
+                _ = try? driver.takeUsed()
+            }
+        }
+    }
+}
+
