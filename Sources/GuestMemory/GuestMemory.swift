@@ -131,7 +131,7 @@ extension GuestMemory {
     /// Fills [address, address+count) with zeros.
     public func zero(at address: GuestAddress, count: Int) throws {
         try withUnsafeMutableBytes(at: address, count: count) { dst in
-            dst.initializeMemory(as: UInt8.self, repeating: 0)
+            _ = dst.initializeMemory(as: UInt8.self, repeating: 0)
         }
     }
 
