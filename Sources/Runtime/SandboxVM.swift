@@ -32,15 +32,13 @@ public final class SandboxVM: Sendable {
     public var agent: Kata_Agent_V1_AgentServiceClient { Kata_Agent_V1_AgentServiceClient(client) }
     public var health: Kata_Agent_V1_HealthClient { Kata_Agent_V1_HealthClient(client) }
     let logger: Logger
-    /// The guest console in the shim's log (hypervisor `enable_debug`), drained by `consoleDrain`.
-    let consoleLog: GuestConsoleLog?
+    /// Drains the guest console into the shim's log (hypervisor `enable_debug`, GuestConsoleLog).
     let consoleDrain: Task<Void, Never>?
 
     private init(
         sandboxID: String, paths: SandboxPaths, hypervisor: any Hypervisor, client: TTRPCClient, network: PodNetworking?,
-        portForwarder: PortForwarder?, consoleLog: GuestConsoleLog?, consoleDrain: Task<Void, Never>?, logger: Logger
+        portForwarder: PortForwarder?, consoleDrain: Task<Void, Never>?, logger: Logger
     ) {
-        self.consoleLog = consoleLog
         self.consoleDrain = consoleDrain
         self.sandboxID = sandboxID
         self.paths = paths
@@ -134,7 +132,7 @@ public final class SandboxVM: Sendable {
             let portForwarder = networkNamespace.flatMap { startPortForwarding($0, hypervisor: hypervisor, logger: logger) }
             return SandboxVM(
                 sandboxID: sandboxID, paths: paths, hypervisor: hypervisor, client: client, network: network,
-                portForwarder: portForwarder, consoleLog: consoleLog, consoleDrain: consoleDrain, logger: logger)
+                portForwarder: portForwarder, consoleDrain: consoleDrain, logger: logger)
         } catch {
             await hypervisor.stop(graceSeconds: 1)
             consoleDrain?.cancel()
