@@ -9,6 +9,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case virtqueue
     /// The vsock device: guest TX packets, RX buffers and host streams (Sources/Devices/Vsock).
     case vsock
+    /// The read-only virtio-blk device: requests and their validation (Sources/Devices/Blk).
+    case blk
     /// vhost-user messages from the frontend into a session over a vsock device (Sources/VhostUser).
     case vhostUser = "vhost-user"
     /// FUSE requests dispatched on a scratch share (Sources/FUSE).
@@ -22,6 +24,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .ttrpc: TTRPCFuzz.run(input)
         case .virtqueue: VirtqueueFuzz.run(input)
         case .vsock: VsockFuzz.run(input)
+        case .blk: BlkFuzz.run(input)
         case .vhostUser: VhostUserFuzz.run(input)
         case .fuse: FUSEFuzz.run(input)
         case .config: ConfigFuzz.run(input)
@@ -34,6 +37,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .ttrpc: TTRPCFuzz.seeds
         case .virtqueue: VirtqueueFuzz.seeds
         case .vsock: VsockFuzz.seeds
+        case .blk: BlkFuzz.seeds
         case .vhostUser: VhostUserFuzz.seeds
         case .fuse: FUSEFuzz.seeds
         case .config: ConfigFuzz.seeds
@@ -45,7 +49,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         switch self {
         case .ttrpc, .fuse: 8192
         case .virtqueue: 4096 + 8
-        case .vsock, .vhostUser: 4096
+        case .vsock, .vhostUser, .blk: 4096
         case .config: 2048
         }
     }
