@@ -48,4 +48,10 @@ public struct VirtioDeviceSpec: @unchecked Sendable {
     public static func rng(_ device: RngDevice = RngDevice()) -> VirtioDeviceSpec {
         VirtioDeviceSpec(device: device)
     }
+
+    /// virtio-blk (read-only): all its work comes from queue notifications; the reads (pread on
+    /// the image) run on the device thread, under its seccomp allowlist.
+    public static func blk(_ device: BlkDevice) -> VirtioDeviceSpec {
+        VirtioDeviceSpec(device: device)
+    }
 }
