@@ -15,7 +15,7 @@ final class TemporaryImage {
         var template = Array("/tmp/kata-blk-test-XXXXXX".utf8CString)
         let fd = mkstemp(&template)
         guard fd >= 0 else { throw Errno.current }
-        path = String(cString: template)
+        path = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
         bytes = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ ($0 >> 9) &* 7) }
         let owned = FileDescriptor(owning: fd)
         try owned.writeAll(bytes)

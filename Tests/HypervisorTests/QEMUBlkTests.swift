@@ -66,7 +66,7 @@ import Testing
             "-append", "console=ttyS0 reboot=t panic=-1 root=/dev/vda ro rootfstype=ext4 init=/init nowatchdog",
         ] + blk.arguments(id: "blk0")
         let qemuLog = "\(dir)/qemu.log"
-        FileManager.default.createFile(atPath: qemuLog, contents: nil)
+        _ = FileManager.default.createFile(atPath: qemuLog, contents: nil)
         process.standardOutput = FileHandle.nullDevice
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: qemuLog))
         try process.run()

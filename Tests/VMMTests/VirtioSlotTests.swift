@@ -121,7 +121,7 @@ struct MmioBusDriver {
         var template = Array("/tmp/kata-blk-slot-XXXXXX".utf8CString)
         let fd = mkstemp(&template)
         try #require(fd >= 0)
-        let path = String(cString: template)
+        let path = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
         defer { unlink(path) }
         let image = (0..<8192).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 8) }
         try FileDescriptor(owning: fd).writeAll(image)

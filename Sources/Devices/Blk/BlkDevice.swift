@@ -130,7 +130,7 @@ public final class BlkDevice: VirtioDevice {
             return length
         case .getID(let length):
             do {
-                return UInt64(try chain.write(serial[0..<Int(length)].map { $0 }, to: memory))
+                return UInt64(try chain.write(Array(serial.prefix(Int(length))), to: memory))
             } catch {
                 throw .guestMemory("\(error)")
             }
