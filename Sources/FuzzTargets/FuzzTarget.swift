@@ -9,14 +9,14 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case virtqueue
     /// The vsock device: guest TX packets, RX buffers and host streams (Sources/Devices/Vsock).
     case vsock
+    /// The read-only virtio-blk device: requests and their validation (Sources/Devices/Blk).
+    case blk
     /// vhost-user messages from the frontend into a session over a vsock device (Sources/VhostUser).
     case vhostUser = "vhost-user"
     /// FUSE requests dispatched on a scratch share (Sources/FUSE).
     case fuse
     /// The runtime's configuration file (Sources/Runtime).
     case config
-    /// Our VMM's read-only virtio-blk: requests of any type, sector and layout (Sources/Devices/Block).
-    case block
     /// Our VMM's virtio-balloon: free page reports of any ranges (Sources/Devices/Balloon).
     case balloon
 
@@ -26,10 +26,10 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .ttrpc: TTRPCFuzz.run(input)
         case .virtqueue: VirtqueueFuzz.run(input)
         case .vsock: VsockFuzz.run(input)
+        case .blk: BlkFuzz.run(input)
         case .vhostUser: VhostUserFuzz.run(input)
         case .fuse: FUSEFuzz.run(input)
         case .config: ConfigFuzz.run(input)
-        case .block: BlockFuzz.run(input)
         case .balloon: BalloonFuzz.run(input)
         }
     }
@@ -40,10 +40,10 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .ttrpc: TTRPCFuzz.seeds
         case .virtqueue: VirtqueueFuzz.seeds
         case .vsock: VsockFuzz.seeds
+        case .blk: BlkFuzz.seeds
         case .vhostUser: VhostUserFuzz.seeds
         case .fuse: FUSEFuzz.seeds
         case .config: ConfigFuzz.seeds
-        case .block: BlockFuzz.seeds
         case .balloon: BalloonFuzz.seeds
         }
     }
@@ -53,9 +53,9 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         switch self {
         case .ttrpc, .fuse: 8192
         case .virtqueue: 4096 + 8
-        case .vsock, .vhostUser: 4096
+        case .vsock, .vhostUser, .blk: 4096
         case .config: 2048
-        case .block, .balloon: 1024
+        case .balloon: 1024
         }
     }
 }

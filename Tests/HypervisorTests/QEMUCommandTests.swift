@@ -24,9 +24,11 @@ import Testing
         let config = HypervisorConfig(
             kernelPath: "/k/vmlinux", initrdPath: "/k/initrd", imagePath: "/k/a,b.img", reclaimFreedMemory: true,
             runtimeDirectory: "/run/x")
-        let args = QEMUCommand(config: config, accelerator: .tcg, vhostVsockSocket: "/v", qmpSocket: "/q", tscKHz: nil).arguments
-        #expect(args.contains("file=/k/a,,b.img,if=none,id=rootfs,format=raw,readonly=on"))
-        #expect(args.contains("virtio-blk-device,drive=rootfs"))
+        let args = QEMUCommand(
+            config: config, accelerator: .tcg, vhostVsockSocket: "/v", diskSocket: "/run/x/vhost-blk.sock", qmpSocket: "/q", tscKHz: nil
+        ).arguments
+        #expect(args.contains("socket,id=blk0,path=/run/x/vhost-blk.sock"))
+        #expect(args.contains("vhost-user-blk,chardev=blk0"))
         #expect(!args.contains("-initrd"))
         let append = args.firstIndex(of: "-append").map { args[$0 + 1] } ?? ""
         #expect(append.hasPrefix("console=ttyS0 reboot=t panic=-1 root=/dev/vda ro rootfstype=ext4 init=/init"))
@@ -39,7 +41,7 @@ import Testing
             accelerator: .kvm, vhostVsockSocket: "/v", qmpSocket: "/q", tscKHz: nil
         ).arguments
         #expect(plain.suffix(2) == ["-initrd", "/k/initrd"])
-        #expect(!plain.contains("-drive") && !plain.contains { $0.hasPrefix("virtio-balloon") })
+        #expect(!plain.contains("vhost-user-blk,chardev=blk0") && !plain.contains { $0.hasPrefix("virtio-balloon") })
         var noRng = HypervisorConfig(kernelPath: "/k/vmlinux", runtimeDirectory: "/run/x")
         noRng.qemuEntropySource = nil
         #expect(!QEMUCommand(config: noRng, accelerator: .tcg, vhostVsockSocket: "/v", qmpSocket: "/q", tscKHz: nil)

@@ -117,6 +117,39 @@ struct MmioBusDriver {
         #expect(driver.read(.interruptStatus) == 0)
     }
 
+    @Test func blkReadsTheImageOnTheConfinedDeviceThread() throws {
+        var template = Array("/tmp/kata-blk-slot-XXXXXX".utf8CString)
+        let fd = mkstemp(&template)
+        try #require(fd >= 0)
+        let path = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        defer { unlink(path) }
+        let image = (0..<8192).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 8) }
+        try FileDescriptor(owning: fd).writeAll(image)
+        let device = BlkDevice(backend: try FileBlockBackend(path: path))
+        let slot = try VirtioMmioSlot(spec: .blk(device), base: 0xd000_2000, irq: 7, memory: memory, interruptLine: line)
+        try bus.register(slot, base: slot.base, length: 0x1000)
+        let driver = MmioBusDriver(bus: bus, base: slot.base)
+        #expect(driver.read(.deviceID) == 2)
+        // Capacity through the config window, as the guest's driver reads it.
+        #expect(driver.load(slot.base + MmioRegister.configOffset, 4) == [16, 0, 0, 0])
+        let queue = try FakeVirtqueueDriver(memory: memory, size: 8, base: GuestAddress(0x10000))
+        driver.initialise(queues: [queue])
+        #expect(slot.status.contains(.driverOK))
+        let loop = try DeviceEventLoop(slots: [slot])
+        try loop.start()
+        defer { loop.stop() }
+
+        // The loop's thread ("virtio-devices") runs under ThreadConfinement.device: the read
+        // is a pread64 there, and a refused one would come back as IOERR.
+        let header: [UInt8] = [0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0]
+        let chain = try queue.add([.readable(header), .writable(1024), .writable(1)])
+        driver.write(.queueNotify, 0)
+        #expect(try waitUntil { try queue.usedIndex() == 1 })
+        #expect(try queue.takeUsed() == [.init(head: UInt32(chain.head), length: 1025)])
+        #expect(try queue.written(chain, count: 1025) == Array(image[(3 * 512)..<(5 * 512)]) + [0])
+        #expect(device.bytesRead == 1024)
+    }
+
     @Test func vsockBackendWakesTheDeviceThread() throws {
         let muxer = VsockMuxer()
         let device = VsockDevice(guestCID: 3, backend: muxer)

@@ -158,10 +158,10 @@ public final class KVMHypervisor: Hypervisor {
         if config.reclaimFreedMemory { devices.append(.balloon(BalloonDevice(logger: logger))) }
         if let image = config.imagePath {
             do {
-                devices.append(.block(try BlockDevice(path: image, logger: logger)))
+                devices.append(.blk(BlkDevice(backend: try FileBlockBackend(path: image), logger: logger)))
             } catch {
                 vsock.stop()
-                throw .system(operation: "opening the root disk image \(image) (a whole number of 512-byte sectors)", error)
+                throw .invalidConfig("image \(image): \(error)")
             }
         }
         do {

@@ -20,8 +20,8 @@ struct QEMUCommand: Equatable, Sendable {
     var binary: String
     var kernelPath: String
     var initrdPath: String?
-    /// The guest's root disk (read-only raw image on QEMU's virtio-blk-device).
-    var imagePath: String?
+    /// The guest's root disk: our BlkDevice's vhost-user socket (QEMU's vhost-user-blk).
+    var diskSocket: String?
     /// A virtio-balloon-device with free page reporting.
     var reclaimFreedMemory = false
     /// The host file behind a virtio-rng-device; nil: none.
@@ -70,14 +70,14 @@ struct QEMUCommand: Equatable, Sendable {
 
     init(
         config: HypervisorConfig, accelerator: QEMUAccelerator, vhostVsockSocket: String, virtioFs: [VirtioFs] = [],
-        networks: [Network] = [], qmpSocket: String, tscKHz: Int?, runAs: QEMUUser? = nil
+        networks: [Network] = [], diskSocket: String? = nil, qmpSocket: String, tscKHz: Int?, runAs: QEMUUser? = nil
     ) {
         self.virtioFs = virtioFs
         self.networks = networks
         binary = config.qemuBinary
         kernelPath = config.kernelPath
         initrdPath = config.imagePath == nil ? config.initrdPath : nil
-        imagePath = config.imagePath
+        self.diskSocket = diskSocket
         reclaimFreedMemory = config.reclaimFreedMemory
         entropySource = config.qemuEntropySource
         var args = Self.baseCmdline
@@ -134,12 +134,7 @@ struct QEMUCommand: Equatable, Sendable {
                 "-device", "virtio-net-device,netdev=netdev\(index),mac=\(net.mac),host_mtu=\(net.mtu)",
             ]
         }
-        if let imagePath {
-            a += [
-                "-drive", "file=\(Self.escaped(imagePath)),if=none,id=rootfs,format=raw,readonly=on",
-                "-device", "virtio-blk-device,drive=rootfs",
-            ]
-        }
+        if let diskSocket { a += VhostUserBlk.arguments(id: "blk0", socketPath: diskSocket) }
         if reclaimFreedMemory { a += ["-device", "virtio-balloon-device,free-page-reporting=on"] }
         if let entropySource {
             a += ["-object", "rng-random,filename=\(Self.escaped(entropySource)),id=rng0", "-device", "virtio-rng-device,rng=rng0"]

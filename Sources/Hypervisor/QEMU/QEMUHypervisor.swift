@@ -27,12 +27,15 @@ public final class QEMUHypervisor: Hypervisor {
         let vsock: VsockHost
         let shares: [VirtioFsShare]
         let nets: [VhostUserNet]
+        /// The root disk (`imagePath`): our BlkDevice over vhost-user.
+        let disk: VhostUserBlk?
 
         /// Stops every vhost-user server (threads joined, sockets removed) and the vsock host.
         func stopServers() {
             server.stop()
             shares.forEach { $0.stop() }
             nets.forEach { $0.stop() }
+            disk?.stop()
             vsock.stop()
         }
     }
@@ -70,6 +73,8 @@ public final class QEMUHypervisor: Hypervisor {
     var virtioFsSocketPaths: [String] { config.sharedDirectories.indices.map { config.runtimeDirectory + "/vhost-fs\($0).sock" } }
     /// The vhost-user socket of each network interface, in `config.networkInterfaces` order.
     var netSocketPaths: [String] { config.networkInterfaces.indices.map { config.runtimeDirectory + "/vhost-net\($0).sock" } }
+    /// The vhost-user socket of the root disk.
+    var diskSocketPath: String { config.runtimeDirectory + "/vhost-blk.sock" }
 
     /// The vsock muxer (in-process host API: `connect(port:)`, `listen(port:)`), while running.
     public var vsockMuxer: VsockMuxer? { locked.withLock { $0.running?.vsock.muxer } }
@@ -144,7 +149,7 @@ public final class QEMUHypervisor: Hypervisor {
                 throw .invalidConfig("network interface \(interface.tapName): MAC of 6 bytes and MTU of at least 68 needed")
             }
         }
-        guard ([vhostSocketPath, qmpSocketPath] + virtioFsSocketPaths + netSocketPaths).allSatisfy({ $0.utf8.count < 108 }) else {
+        guard ([vhostSocketPath, qmpSocketPath, diskSocketPath] + virtioFsSocketPaths + netSocketPaths).allSatisfy({ $0.utf8.count < 108 }) else {
             throw .invalidConfig("runtime directory \(config.runtimeDirectory) is too long for Unix sockets")
         }
         var tags: Set<String> = []
@@ -186,6 +191,7 @@ public final class QEMUHypervisor: Hypervisor {
         vsock.muxer.setWakeHandler { [weak server] in server?.wake() }
         var shares: [VirtioFsShare] = []
         var nets: [VhostUserNet] = []
+        var disk: VhostUserBlk?
         do {
             for (share, path) in zip(config.sharedDirectories, virtioFsSocketPaths) {
                 shares.append(try VirtioFsShare(share, socketPath: path, logger: logger))
@@ -193,6 +199,7 @@ public final class QEMUHypervisor: Hypervisor {
             for (interface, path) in zip(config.networkInterfaces, netSocketPaths) {
                 nets.append(try VhostUserNet(interface, socketPath: path, logger: logger))
             }
+            if let image = config.imagePath { disk = try VhostUserBlk(imagePath: image, socketPath: diskSocketPath, logger: logger) }
         } catch {
             server.stop()
             shares.forEach { $0.stop() }
@@ -205,16 +212,18 @@ public final class QEMUHypervisor: Hypervisor {
             config: config, accelerator: accelerator, vhostVsockSocket: vhostSocketPath,
             virtioFs: shares.map { QEMUCommand.VirtioFs(tag: $0.tag, socket: $0.socketPath) },
             networks: nets.map { QEMUCommand.Network(socket: $0.socketPath, mac: $0.macText, mtu: $0.interface.mtu) },
+            diskSocket: disk?.socketPath,
             qmpSocket: qmpSocketPath,
             tscKHz: QEMUCommand.tscKHz(cpuinfo: cpuinfo), runAs: runAs.withLock { $0 })
         logger.debug("qemu: \(command.arguments.joined(separator: " "))")
         do {
             let process = try ChildProcess(arguments: command.arguments, output: config.consoleOutput)
-            return Running(process: process, server: server, vsock: vsock, shares: shares, nets: nets)
+            return Running(process: process, server: server, vsock: vsock, shares: shares, nets: nets, disk: disk)
         } catch {
             server.stop()
             shares.forEach { $0.stop() }
             nets.forEach { $0.stop() }
+            disk?.stop()
             vsock.stop()
             throw error
         }

@@ -44,11 +44,6 @@ public struct VirtioDeviceSpec: @unchecked Sendable {
             backendDescriptor: device.backend.readinessDescriptor)
     }
 
-    /// virtio-blk (read-only): all its work comes from queue notifications.
-    public static func block(_ device: BlockDevice) -> VirtioDeviceSpec {
-        VirtioDeviceSpec(device: device)
-    }
-
     /// virtio-balloon with free page reporting: all its work comes from queue notifications.
     public static func balloon(_ device: BalloonDevice = BalloonDevice()) -> VirtioDeviceSpec {
         VirtioDeviceSpec(device: device)
@@ -56,6 +51,12 @@ public struct VirtioDeviceSpec: @unchecked Sendable {
 
     /// virtio-rng: all its work comes from queue notifications.
     public static func rng(_ device: RngDevice = RngDevice()) -> VirtioDeviceSpec {
+        VirtioDeviceSpec(device: device)
+    }
+
+    /// virtio-blk (read-only): all its work comes from queue notifications; the reads (pread on
+    /// the image) run on the device thread, under its seccomp allowlist.
+    public static func blk(_ device: BlkDevice) -> VirtioDeviceSpec {
         VirtioDeviceSpec(device: device)
     }
 }
