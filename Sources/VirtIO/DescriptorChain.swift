@@ -65,6 +65,15 @@ public struct DescriptorChain: Equatable, Sendable {
         return result
     }
 
+    /// The pieces of [offset, offset+count) across the writable buffers, in order: where a device
+    /// that fills guest memory itself (a disk reading straight into it) puts its bytes.
+    public func writablePieces(offset: UInt64, count: UInt64) -> [(address: GuestAddress, length: Int)] {
+        var pieces: [(address: GuestAddress, length: Int)] = []
+        // walk's body never throws here.
+        try? walk(writable, offset: offset, count: count) { address, n in pieces.append((address, n)) }
+        return pieces
+    }
+
     /// Scatters `bytes` into the writable buffers from `offset`; returns how many fitted.
     @discardableResult
     public func write(_ bytes: [UInt8], to memory: some GuestMemory, offset: UInt64 = 0) throws -> Int {

@@ -150,25 +150,3 @@ public struct BlkRequest: Equatable, Sendable {
         public var statusOffset: UInt64?
     }
 }
-
-extension DescriptorChain {
-    /// The pieces of [offset, offset+count) across the writable buffers, in order.
-    func writablePieces(offset: UInt64, count: UInt64) -> [(address: GuestAddress, length: Int)] {
-        var pieces: [(address: GuestAddress, length: Int)] = []
-        var skip = offset
-        var left = count
-        for buffer in writable where left > 0 {
-            let length = UInt64(buffer.length)
-            if skip >= length {
-                skip -= length
-                continue
-            }
-            let n = min(length - skip, left)
-            // The parser validated address + length inside RAM, so address + skip is too.
-            pieces.append((buffer.address.adding(skip), Int(n)))
-            skip = 0
-            left -= n
-        }
-        return pieces
-    }
-}
