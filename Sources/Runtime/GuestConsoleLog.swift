@@ -37,20 +37,19 @@ final class GuestConsoleLog: Sendable {
         }
     }
 
-    /// The complete lines received so far (and, with `flush`, the unfinished last one).
+    /// The complete lines received so far (and, with `flush`, the unfinished last one). One
+    /// caller (the drain task) at a time: the unfinished line is kept for its next call.
     func takeLines(flush: Bool = false) -> [String] {
-        let (bytes, dropped) = state.withLock { s -> ([UInt8], Int) in
+        let (kept, bytes, dropped) = state.withLock { s -> ([UInt8], [UInt8], Int) in
             defer {
+                s.partial = []
                 s.pending.removeAll(keepingCapacity: true)
                 s.dropped = 0
             }
-            return (s.pending, s.dropped)
+            return (s.partial, s.pending, s.dropped)
         }
+        var partial = kept
         var lines: [String] = []
-        var partial = state.withLock { s -> [UInt8] in
-            defer { s.partial = [] }
-            return s.partial
-        }
         for byte in bytes {
             if byte == UInt8(ascii: "\n") {
                 lines.append(Self.text(partial))
@@ -64,7 +63,7 @@ final class GuestConsoleLog: Sendable {
             partial = []
         }
         let rest = partial
-        state.withLock { $0.partial = rest + $0.partial }
+        state.withLock { $0.partial = rest }
         if dropped > 0 { lines.append("(\(dropped) bytes of console output dropped)") }
         return lines
     }
