@@ -1,15 +1,8 @@
-import VMM
 import Logging
 
 /// Makes the sandbox's hypervisor for `config.backend`, resolving `auto` through the cached
 /// host probe (`BackendProbe`).
 public enum HypervisorFactory {
-    /// How the kvm backend serves `HypervisorConfig.sharedDirectories`: our virtio-fs device model
-    /// (the one QEMU gets over vhost-user) on a virtio-mmio slot.
-    public static let sharedDirectoryDevice: KVMHypervisor.SharedDirectoryDevice = { (share) throws(HypervisorError) in
-        VirtioDeviceSpec(device: try makeVirtioFsDevice(share, logger: Logger(label: "kata-swift.virtiofs")))
-    }
-
     public static func make(_ config: HypervisorConfig, logger: Logger = Logger(label: "kata-swift.hypervisor")) throws(HypervisorError)
         -> any Hypervisor
     {
@@ -20,7 +13,7 @@ public enum HypervisorFactory {
             return QEMUHypervisor(config: config, accelerator: kvm ? .kvm : .tcg, logger: logger)
         case .kvm:
             // `auto` lands here only where the probe saw KVM run a guest userspace.
-            return KVMHypervisor(config: config, sharedDirectoryDevice: sharedDirectoryDevice, logger: logger)
+            return KVMHypervisor(config: config, logger: logger)
         }
     }
 }

@@ -67,39 +67,51 @@ import Glibc
         #expect(HostState.openFDCount() <= fdsBefore, "before: \(listBefore)\nafter: \(HostState.openFDs())")
     }
 
-    @Test func sharedDirectoriesNeedAVirtioFsDevice() async throws {
+    @Test func badSharesAreRefusedBeforeTheVMIsBuilt() async throws {
+        // The same checks as the QEMU backend's (HypervisorLifecycle, VirtioFsGuestTests).
+        let fdsBefore = HostState.openFDCount()
         var config = try GuestFixture.config(name: "kvm-fs")
-        config.sharedDirectories = [SharedDirectory(tag: "kataShared", hostPath: "/tmp")]
-        let vm = KVMHypervisor(config: config)
-        do {
-            try await vm.start()
-            Issue.record("start with shares succeeded")
-            await vm.stop()
-        } catch {
-            guard case .unsupported(let what) = error else { throw error }
-            #expect(what.contains("virtio-fs") && what.contains("kataShared"))
+        for (shares, refused) in [
+            ([SharedDirectory(tag: String(repeating: "t", count: 37), hostPath: "/tmp")], "tag"),
+            ([SharedDirectory(tag: "x", hostPath: "/tmp"), SharedDirectory(tag: "x", hostPath: "/tmp")], "unique"),
+            ([SharedDirectory(tag: "kataShared", hostPath: "/nonexistent/share")], "not a directory"),
+        ] {
+            config.sharedDirectories = shares
+            let vm = KVMHypervisor(config: config)
+            do {
+                try await vm.start()
+                Issue.record("start with shares \(shares) succeeded")
+                await vm.stop()
+            } catch {
+                guard case .invalidConfig(let what) = error else { throw error }
+                #expect(what.contains(refused), "\(what)")
+            }
+            #expect(vm.state == .stopped(exitCode: -1, requested: false))
+            #expect(!HostState.fileExists(config.runtimeDirectory))
         }
-        #expect(vm.state == .stopped(exitCode: -1, requested: false))
-        #expect(!HostState.fileExists(config.runtimeDirectory))
+        #expect(HostState.openFDCount() <= fdsBefore)
     }
 
-    @Test func theFactorysVirtioFsDeviceServesSharesAndRefusesBadOnes() async throws {
+    @Test func sharedDirectoriesGetOurVirtioFsDevice() async throws {
         let share = "/tmp/ks-kvm-share-\(getpid())"
         mkdir(share, 0o755)
         defer { rmdir(share) }
         let fdsBefore = HostState.openFDCount()
         var config = try GuestFixture.config(name: "kvm-fs-ok")
         config.sharedDirectories = [SharedDirectory(tag: "kataShared", hostPath: share)]
-        let vm = KVMHypervisor(config: config, sharedDirectoryDevice: HypervisorFactory.sharedDirectoryDevice)
+        let vm = KVMHypervisor(config: config)
         try await vm.start()
         #expect(vm.state == .running)
+        // vsock, rng, then the share's virtio-fs.
+        #expect(vm.virtualMachine?.virtioSlots.count == 3)
         await vm.stop()
         #expect(await vm.waitForExit() == .stopped(exitCode: 0, requested: true))
         #expect(HostState.openFDCount() <= fdsBefore, "the FUSE server's root descriptor was released")
 
+        // A missing shared directory fails the start and leaves nothing.
         config = try GuestFixture.config(name: "kvm-fs-bad")
         config.sharedDirectories = [SharedDirectory(tag: "kataShared", hostPath: share + "/missing")]
-        let bad = KVMHypervisor(config: config, sharedDirectoryDevice: HypervisorFactory.sharedDirectoryDevice)
+        let bad = KVMHypervisor(config: config)
         do {
             try await bad.start()
             Issue.record("start with a missing shared directory succeeded")

@@ -11,42 +11,30 @@ import Glibc
 /// The in-process backend: our VMM (`VirtualMachine`) in this process, with virtio-mmio vsock
 /// (the same `VsockDevice` + `VsockHost` the QEMU backend serves over vhost-user, so
 /// `connectVsock`, `listenVsock` and the hybrid socket behave identically), virtio-rng, and
-/// virtio-fs for `sharedDirectories` once a device for them is plugged in.
+/// virtio-fs for `sharedDirectories` (the device model QEMU gets over vhost-user).
+///
+/// The lifecycle (states, checks, runtime directory, stop) is `HypervisorLifecycle`'s; this
+/// class supplies the steps of our VMM.
 ///
 /// Threads: one per vCPU and one device event loop (inside the VMM), one waiter that records how
 /// the VM ended and releases everything, plus the vsock bridge (and hybrid server).
-public final class KVMHypervisor: Hypervisor {
-    /// Makes the virtio device serving one shared directory (virtio-fs). Nil: shares are refused.
-    public typealias SharedDirectoryDevice = @Sendable (SharedDirectory) throws(HypervisorError) -> VirtioDeviceSpec
-
+public final class KVMHypervisor: Hypervisor, HypervisorBackendSteps {
     public let kind = HypervisorBackendKind.kvm
     public let capabilities = HypervisorCapabilities(pauseResume: true, hybridVsock: true)
-    public let config: HypervisorConfig
-    private let sharedDirectoryDevice: SharedDirectoryDevice?
+    public var config: HypervisorConfig { lifecycle.config }
     private let logger: Logger
     private let console = ConsoleTail()
 
-    private struct Running: Sendable {
+    struct Running: Sendable {
         let vm: VirtualMachine
         let vsock: VsockHost
         let waiter: WorkerThread
     }
 
-    private struct State {
-        var phase: HypervisorState = .created
-        var running: Running?
-        var stopRequested = false
-        var createdDirectory = false
-    }
+    private let lifecycle: HypervisorLifecycle<Running>
 
-    private let locked = Mutex(State())
-
-    public init(
-        config: HypervisorConfig, sharedDirectoryDevice: SharedDirectoryDevice? = nil,
-        logger: Logger = Logger(label: "kata-swift.kvm")
-    ) {
-        self.config = config
-        self.sharedDirectoryDevice = sharedDirectoryDevice
+    public init(config: HypervisorConfig, logger: Logger = Logger(label: "kata-swift.kvm")) {
+        lifecycle = HypervisorLifecycle(config: config)
         var logger = logger
         if config.debug { logger.logLevel = .trace }
         self.logger = logger
@@ -54,79 +42,56 @@ public final class KVMHypervisor: Hypervisor {
 
     deinit {
         // Dropped without stop(): no vCPU may outlive the object that owns its sockets.
-        if let running = locked.withLock({ $0.running }) {
+        if let running = lifecycle.held {
             running.vm.stop()
             running.vsock.stop()
         }
     }
 
-    public var state: HypervisorState { locked.withLock { $0.phase } }
+    public var state: HypervisorState { lifecycle.phase }
     public var consoleTail: String { console.text }
     /// The vsock muxer (in-process host API), while running.
-    public var vsockMuxer: VsockMuxer? { locked.withLock { $0.running?.vsock.muxer } }
+    public var vsockMuxer: VsockMuxer? { lifecycle.held?.vsock.muxer }
     /// The VM, while running (tests look at its virtio slots).
-    public var virtualMachine: VirtualMachine? { locked.withLock { $0.running?.vm } }
+    public var virtualMachine: VirtualMachine? { lifecycle.held?.vm }
 
-    // MARK: start
+    // MARK: the lifecycle
 
-    public func start() async throws(HypervisorError) {
-        try locked.withLock { (s) throws(HypervisorError) in
-            guard s.phase == .created else { throw .invalidState(operation: "start", state: "\(s.phase)") }
-            s.phase = .running  // claimed; set to stopped on failure below
-        }
+    public func start() async throws(HypervisorError) { try await lifecycle.start(self) }
+
+    /// Our VMM has no polite shutdown channel (no ACPI): the vCPUs are stopped at once, then
+    /// every thread is joined and every descriptor closed. `graceSeconds` is not needed.
+    public func stop(graceSeconds: Double) async { await lifecycle.stop(self, graceSeconds: graceSeconds) }
+    public func waitForExit() async -> HypervisorState { await lifecycle.waitForExit(self) }
+    public func pause() async throws(HypervisorError) { try await lifecycle.pause(self) }
+    public func resume() async throws(HypervisorError) { try await lifecycle.resume(self) }
+
+    public func connectVsock(port: UInt32, timeoutSeconds: Double) async throws(HypervisorError) -> FileDescriptor {
+        try await lifecycle.connectVsock(self, port: port, timeoutSeconds: timeoutSeconds)
+    }
+
+    public func listenVsock(port: UInt32) throws(HypervisorError) -> AsyncStream<FileDescriptor> {
+        try lifecycle.listenVsock(self, port: port)
+    }
+
+    // MARK: our VMM's steps
+
+    /// Nothing beyond the shared checks: every configured device is one our VMM has.
+    func validateBackend() throws(HypervisorError) {}
+
+    func launch() async throws(HypervisorError) -> Running {
         let result = await runBlocking("kvm-start") { () -> Result<Running, HypervisorError> in
             do throws(HypervisorError) {
-                return .success(try self.launch())
+                return .success(try self.launchBlocking())
             } catch {
                 return .failure(error)
             }
         }
-        switch result {
-        case .success(let running):
-            let stopNow = locked.withLock { s -> Bool in
-                s.running = running
-                return s.stopRequested
-            }
-            if stopNow { await stop() }  // stop() came while we were starting
-        case .failure(let error):
-            removeRuntimeFiles()
-            locked.withLock { $0.phase = .stopped(exitCode: -1, requested: false) }
-            throw error
-        }
-    }
-
-    private func validate() throws(HypervisorError) {
-        guard access(config.kernelPath, R_OK) == 0 else { throw .invalidConfig("kernel \(config.kernelPath) is not readable") }
-        if let initrd = config.initrdPath, access(initrd, R_OK) != 0 {
-            throw .invalidConfig("initrd \(initrd) is not readable")
-        }
-        if let image = config.imagePath, access(image, R_OK) != 0 {
-            throw .invalidConfig("image \(image) is not readable")
-        }
-        guard (1...64).contains(config.vcpus) else { throw .invalidConfig("vcpus \(config.vcpus) not in 1...64") }
-        guard (32...65536).contains(config.memoryMiB) else { throw .invalidConfig("memory \(config.memoryMiB) MiB not in 32...65536") }
-        guard config.guestCID >= 3 else { throw .invalidConfig("guest CID \(config.guestCID) must be 3 or more") }
-        for interface in config.networkInterfaces {
-            guard interface.mac.count == 6 else {
-                throw .invalidConfig("network interface \(interface.tapName): a MAC address has 6 bytes")
-            }
-            // The spec's floor for VIRTIO_NET_F_MTU (the IPv4 minimum).
-            guard interface.mtu >= 68 else {
-                throw .invalidConfig("network interface \(interface.tapName): MTU \(interface.mtu) below 68")
-            }
-        }
-        if !config.sharedDirectories.isEmpty, sharedDirectoryDevice == nil {
-            throw .unsupported(
-                "virtio-fs shares (\(config.sharedDirectories.map(\.tag).joined(separator: ", "))) on the kvm backend: "
-                    + "this build has no virtio-fs device for the in-process VMM")
-        }
+        return try result.get()
     }
 
     /// Blocking: reads the images, probes the guest defaults, builds and starts the VM.
-    private func launch() throws(HypervisorError) -> Running {
-        try validate()
-        let created = try makeRuntimeDirectory()
-        locked.withLock { $0.createdDirectory = created }
+    private func launchBlocking() throws(HypervisorError) -> Running {
         let kernel: [UInt8]
         let initrd: [UInt8]?
         do {
@@ -147,14 +112,13 @@ public final class KVMHypervisor: Hypervisor {
         } catch {
             throw .invalidConfig("kernel command line: \(error)")
         }
-        var devices: [VirtioDeviceSpec] = []
-        for share in config.sharedDirectories {
-            guard let make = sharedDirectoryDevice else { break }
-            devices.append(try make(share))
+        // Our virtio-fs device model over our FUSE server, one per share, on a virtio-mmio slot.
+        let shares = try config.sharedDirectories.map { (share) throws(HypervisorError) in
+            VirtioDeviceSpec(device: try makeVirtioFsDevice(share, logger: logger))
         }
         let vsock = try VsockHost(hybridPath: config.hybridVsockPath, forwardedPorts: config.hybridForwardedPorts, logger: logger)
         let vsockDevice = VsockDevice(guestCID: UInt64(config.guestCID), backend: vsock.muxer, logger: logger)
-        devices = [.vsock(vsockDevice, muxer: vsock.muxer), .rng()] + devices
+        var devices: [VirtioDeviceSpec] = [.vsock(vsockDevice, muxer: vsock.muxer), .rng()] + shares
         if config.reclaimFreedMemory { devices.append(.balloon(BalloonDevice(logger: logger))) }
         if let image = config.imagePath {
             do {
@@ -215,25 +179,10 @@ public final class KVMHypervisor: Hypervisor {
         return probed
     }
 
-    /// Creates the runtime directory (mode 0700) if needed; true when we created it.
-    private func makeRuntimeDirectory() throws(HypervisorError) -> Bool {
-        var st = stat()
-        if stat(config.runtimeDirectory, &st) == 0 { return false }
-        guard mkdir(config.runtimeDirectory, 0o700) == 0 else {
-            throw .system(operation: "mkdir \(config.runtimeDirectory)", .current)
-        }
-        return true
-    }
-
-    /// The VM ended (every vCPU and device thread joined): release the vsock host side and
-    /// record how it ended. Runs on the waiter thread.
+    /// The VM ended (every vCPU and device thread joined): the lifecycle releases and records
+    /// it. Runs on the waiter thread.
     private func finished(_ reason: StopReason) {
-        let running = locked.withLock { $0.running }
-        running?.vsock.stop()
-        removeRuntimeFiles()
-        locked.withLock { s in
-            s.phase = .stopped(exitCode: Self.exitCode(reason), requested: s.stopRequested)
-        }
+        lifecycle.ended(exitCode: Self.exitCode(reason), backend: self)
         if Self.exitCode(reason) == 0 {
             logger.debug("kvm: VM ended: \(reason)")
         } else {
@@ -250,81 +199,31 @@ public final class KVMHypervisor: Hypervisor {
         }
     }
 
-    private func removeRuntimeFiles() {
-        if locked.withLock({ $0.createdDirectory }) { rmdir(config.runtimeDirectory) }
-    }
+    func halt(_ running: Running, graceSeconds: Double) async { running.vm.stop(.stopRequested) }
 
-    // MARK: stop, wait, pause
+    func join(_ running: Running) async { await runBlocking("kvm-join") { running.waiter.join() } }
 
-    /// Our VMM has no polite shutdown channel (no ACPI): the vCPUs are stopped at once, then
-    /// every thread is joined and every descriptor closed. `graceSeconds` is not needed.
-    public func stop(graceSeconds: Double) async {
-        let running = locked.withLock { s -> Running? in
-            if s.phase == .created { s.phase = .stopped(exitCode: 0, requested: true) }
-            s.stopRequested = true
-            return s.running
-        }
-        guard let running else { return }
-        running.vm.stop(.stopRequested)
-        await runBlocking("kvm-join") { running.waiter.join() }
-        locked.withLock { $0.running = nil }
-    }
+    /// The vsock host side; the VM's own threads are joined already.
+    func release(_ running: Running) { running.vsock.stop() }
 
-    public func waitForExit() async -> HypervisorState {
-        guard let running = locked.withLock({ $0.running }) else { return state }
-        await runBlocking("kvm-join") { running.waiter.join() }
-        locked.withLock { $0.running = nil }  // the VM's descriptors go with it
-        return state
-    }
+    func pause(_ running: Running) async throws(HypervisorError) { try await freeze(running.vm, pausing: true) }
 
-    public func pause() async throws(HypervisorError) {
-        try await transition(to: .paused)
-    }
+    func resume(_ running: Running) async throws(HypervisorError) { try await freeze(running.vm, pausing: false) }
 
-    public func resume() async throws(HypervisorError) {
-        try await transition(to: .running)
-    }
-
-    private func transition(to target: HypervisorState) async throws(HypervisorError) {
-        let from: HypervisorState = target == .paused ? .running : .paused
-        let name = target == .paused ? "pause" : "resume"
-        let vm = try locked.withLock { (s) throws(HypervisorError) -> VirtualMachine in
-            guard s.phase == from, let running = s.running else { throw .invalidState(operation: name, state: "\(s.phase)") }
-            return running.vm
-        }
+    private func freeze(_ vm: VirtualMachine, pausing: Bool) async throws(HypervisorError) {
+        let name = pausing ? "pause" : "resume"
         let result = await runBlocking("kvm-\(name)") { () -> String? in
             do throws(VMMError) {
-                if target == .paused { try vm.pause() } else { try vm.resume() }
+                if pausing { try vm.pause() } else { try vm.resume() }
                 return nil
             } catch {
                 return "\(error)"
             }
         }
         if let error = result { throw .invalidState(operation: name, state: error) }
-        locked.withLock { s in if s.phase == from { s.phase = target } }
     }
 
-    // MARK: vsock
-
-    public func connectVsock(port: UInt32, timeoutSeconds: Double) async throws(HypervisorError) -> FileDescriptor {
-        guard let vsock = locked.withLock({ s -> VsockHost? in
-            if case .stopped = s.phase { return nil }
-            return s.running?.vsock
-        }) else {
-            throw .vsockConnect(port: port, reason: "the VM is not running (\(state))")
-        }
-        return try await vsock.connect(port: port, timeoutSeconds: timeoutSeconds) { [weak self] in
-            guard let self else { return false }
-            return self.locked.withLock { if case .stopped = $0.phase { false } else { $0.running != nil } }
-        }
-    }
-
-    public func listenVsock(port: UInt32) throws(HypervisorError) -> AsyncStream<FileDescriptor> {
-        guard let vsock = locked.withLock({ $0.running?.vsock }) else {
-            throw .invalidState(operation: "listenVsock", state: "\(state)")
-        }
-        return try vsock.listen(port: port)
-    }
+    func vsockHost(of running: Running) -> VsockHost { running.vsock }
 }
 
 /// The last 64 KiB of console output.

@@ -11,17 +11,20 @@ import Glibc
 /// own `VsockDevice` and whose virtio-fs devices (one per `sharedDirectories` entry) are our own
 /// `VirtioFsDevice` over our FUSE server, each served over vhost-user from this process, with
 /// guest RAM in a shared memfd.
-public final class QEMUHypervisor: Hypervisor {
+///
+/// The lifecycle (states, checks, runtime directory, stop) is `HypervisorLifecycle`'s; this
+/// class supplies the steps of QEMU and its vhost-user servers.
+public final class QEMUHypervisor: Hypervisor, HypervisorBackendSteps {
     public let kind = HypervisorBackendKind.qemu
     public let capabilities = HypervisorCapabilities(pauseResume: true, hybridVsock: true)
-    public let config: HypervisorConfig
+    public var config: HypervisorConfig { lifecycle.config }
     let accelerator: QEMUAccelerator
     private let logger: Logger
 
     /// Seconds to wait for QEMU to connect to the vhost-user socket after spawning.
     static let frontendTimeout = 20.0
 
-    private struct Running {
+    struct Running: Sendable {
         let process: ChildProcess
         let server: VhostUserServer
         let vsock: VsockHost
@@ -40,17 +43,10 @@ public final class QEMUHypervisor: Hypervisor {
         }
     }
 
-    private struct State {
-        var phase: HypervisorState = .created
-        var running: Running?
-        var stopRequested = false
-        var createdDirectory = false
-    }
-
-    private let locked = Mutex(State())
+    private let lifecycle: HypervisorLifecycle<Running>
 
     public init(config: HypervisorConfig, accelerator: QEMUAccelerator = .tcg, logger: Logger = Logger(label: "kata-swift.qemu")) {
-        self.config = config
+        lifecycle = HypervisorLifecycle(config: config)
         self.accelerator = accelerator
         var logger = logger
         if config.debug { logger.logLevel = .trace }
@@ -59,13 +55,13 @@ public final class QEMUHypervisor: Hypervisor {
 
     deinit {
         // A VM dropped without stop(): no process may outlive it.
-        if let running = locked.withLock({ $0.running }) {
+        if let running = lifecycle.live {
             running.process.signal(SIGKILL)
             running.stopServers()
         }
     }
 
-    public var state: HypervisorState { locked.withLock { $0.phase } }
+    public var state: HypervisorState { lifecycle.phase }
 
     var vhostSocketPath: String { config.runtimeDirectory + "/vhost-vsock.sock" }
     var qmpSocketPath: String { config.runtimeDirectory + "/qmp.sock" }
@@ -76,50 +72,56 @@ public final class QEMUHypervisor: Hypervisor {
     /// The vhost-user socket of the root disk.
     var diskSocketPath: String { config.runtimeDirectory + "/vhost-blk.sock" }
 
-    /// The vsock muxer (in-process host API: `connect(port:)`, `listen(port:)`), while running.
-    public var vsockMuxer: VsockMuxer? { locked.withLock { $0.running?.vsock.muxer } }
+    /// The vsock muxer (in-process host API: `connect(port:)`, `listenVsock(port:)`), while running.
+    public var vsockMuxer: VsockMuxer? { lifecycle.live?.vsock.muxer }
     /// The QEMU process id, while running.
-    public var pid: Int32? { locked.withLock { $0.running?.process.pid } }
+    public var pid: Int32? { lifecycle.live?.process.pid }
     /// Joined vsock connections (for tests: closed connections must go away).
-    var activeBridgedConnections: Int { locked.withLock { $0.running?.vsock.bridge.activePairs } ?? 0 }
-    var frontendState: VhostUserServer.FrontendState? { locked.withLock { $0.running?.server.frontendState } }
+    var activeBridgedConnections: Int { lifecycle.live?.vsock.bridge.activePairs ?? 0 }
+    var frontendState: VhostUserServer.FrontendState? { lifecycle.live?.server.frontendState }
 
-    public var consoleTail: String { locked.withLock { $0.running?.process.outputTail } ?? lastConsoleTail.withLock { $0 } }
+    public var consoleTail: String { lifecycle.live?.process.outputTail ?? lastConsoleTail.withLock { $0 } }
     private let lastConsoleTail = Mutex("")
 
-    public func start() async throws(HypervisorError) {
-        try locked.withLock { (s) throws(HypervisorError) in
-            guard s.phase == .created else { throw .invalidState(operation: "start", state: "\(s.phase)") }
-            s.phase = .running  // claimed; set back on failure below
-        }
-        do {
-            try validate()
-            let created = try makeRuntimeDirectory()
-            locked.withLock { $0.createdDirectory = created }
-            let running = try launch()
-            locked.withLock { $0.running = running }
-            running.process.onExit { [weak self] code in self?.finished(code) }
-            try await waitForFrontend(running)
-            try await waitForMachine(running)
-        } catch {
-            let running = locked.withLock { $0.running }
-            if let running {
-                _ = await running.process.terminate(graceSeconds: 0)
-                running.process.joinThreads()
-            } else {
-                removeRuntimeFiles()
-                locked.withLock { $0.phase = .stopped(exitCode: -1, requested: false) }
-            }
-            throw error
-        }
+    // MARK: the lifecycle
+
+    public func start() async throws(HypervisorError) { try await lifecycle.start(self) }
+    public func stop(graceSeconds: Double) async { await lifecycle.stop(self, graceSeconds: graceSeconds) }
+    public func waitForExit() async -> HypervisorState { await lifecycle.waitForExit(self) }
+
+    /// Freezes the VM by stopping QEMU's process group (SIGSTOP). QMP `stop` would also stop
+    /// the vhost-user device (GET_VRING_BASE), and our session resets the vsock device then,
+    /// which would drop every connection; a stopped process keeps them, and our backend simply
+    /// sees no kicks until `resume`.
+    public func pause() async throws(HypervisorError) { try await lifecycle.pause(self) }
+    public func resume() async throws(HypervisorError) { try await lifecycle.resume(self) }
+
+    public func connectVsock(port: UInt32, timeoutSeconds: Double) async throws(HypervisorError) -> FileDescriptor {
+        try await lifecycle.connectVsock(self, port: port, timeoutSeconds: timeoutSeconds)
     }
 
-    /// The user QEMU runs as after setup, resolved by `validate`.
+    public func listenVsock(port: UInt32) throws(HypervisorError) -> AsyncStream<FileDescriptor> {
+        try lifecycle.listenVsock(self, port: port)
+    }
+
+    // MARK: QEMU's steps
+
+    /// The user QEMU runs as after setup, resolved by `validateBackend`.
     private let runAs = Mutex<QEMUUser?>(nil)
-    /// This sandbox's own uid, held until QEMU has ended (`finished`).
+    /// This sandbox's own uid, held until QEMU has ended (`removeFiles`).
     private let userClaim = Mutex<QEMUUserClaim?>(nil)
 
-    private func validate() throws(HypervisorError) {
+    /// QEMU's user, its entropy source and binary, and socket paths that fit `sun_path`.
+    func validateBackend() throws(HypervisorError) {
+        if let source = config.qemuEntropySource, access(source, R_OK) != 0 {
+            throw .invalidConfig("entropy_source \(source) is not readable")
+        }
+        guard access(config.qemuBinary, X_OK) == 0 else {
+            throw .backendUnavailable("\(config.qemuBinary) is not executable (install qemu-system-x86)")
+        }
+        guard ([vhostSocketPath, qmpSocketPath, diskSocketPath] + virtioFsSocketPaths + netSocketPaths).allSatisfy({ $0.utf8.count < 108 }) else {
+            throw .invalidConfig("runtime directory \(config.runtimeDirectory) is too long for Unix sockets")
+        }
         if let pool = config.qemuUserPool {
             let claim = try pool.claim()
             userClaim.withLock { $0 = claim }
@@ -128,54 +130,48 @@ public final class QEMUHypervisor: Hypervisor {
             let user = try QEMUUser.resolve(name)
             runAs.withLock { $0 = user }
         }
-        guard access(config.kernelPath, R_OK) == 0 else { throw .invalidConfig("kernel \(config.kernelPath) is not readable") }
-        if let initrd = config.initrdPath, access(initrd, R_OK) != 0 {
-            throw .invalidConfig("initrd \(initrd) is not readable")
-        }
-        if let image = config.imagePath, access(image, R_OK) != 0 {
-            throw .invalidConfig("image \(image) is not readable")
-        }
-        if let source = config.qemuEntropySource, access(source, R_OK) != 0 {
-            throw .invalidConfig("entropy_source \(source) is not readable")
-        }
-        guard access(config.qemuBinary, X_OK) == 0 else {
-            throw .backendUnavailable("\(config.qemuBinary) is not executable (install qemu-system-x86)")
-        }
-        guard (1...64).contains(config.vcpus) else { throw .invalidConfig("vcpus \(config.vcpus) not in 1...64") }
-        guard (32...65536).contains(config.memoryMiB) else { throw .invalidConfig("memory \(config.memoryMiB) MiB not in 32...65536") }
-        guard config.guestCID >= 3 else { throw .invalidConfig("guest CID \(config.guestCID) must be 3 or more") }
-        for interface in config.networkInterfaces {
-            guard interface.mac.count == 6, interface.mtu >= 68 else {
-                throw .invalidConfig("network interface \(interface.tapName): MAC of 6 bytes and MTU of at least 68 needed")
-            }
-        }
-        guard ([vhostSocketPath, qmpSocketPath, diskSocketPath] + virtioFsSocketPaths + netSocketPaths).allSatisfy({ $0.utf8.count < 108 }) else {
-            throw .invalidConfig("runtime directory \(config.runtimeDirectory) is too long for Unix sockets")
-        }
-        var tags: Set<String> = []
-        for share in config.sharedDirectories {
-            let bytes = share.tag.utf8.count
-            guard (1...VirtioFsDevice.tagSize).contains(bytes), !share.tag.contains("\0"), tags.insert(share.tag).inserted else {
-                throw .invalidConfig("virtio-fs tag \"\(share.tag)\" must be 1...\(VirtioFsDevice.tagSize) bytes and unique")
-            }
-            var st = stat()
-            guard stat(share.hostPath, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
-                throw .invalidConfig("shared directory \(share.hostPath) (tag \(share.tag)) is not a directory")
-            }
-        }
     }
 
-    /// Creates the runtime directory (mode 0700) if needed; true when we created it.
-    private func makeRuntimeDirectory() throws(HypervisorError) -> Bool {
-        var st = stat()
-        if stat(config.runtimeDirectory, &st) == 0 { return false }
-        guard mkdir(config.runtimeDirectory, 0o700) == 0 else {
-            throw .system(operation: "mkdir \(config.runtimeDirectory)", .current)
-        }
-        return true
+    /// Waits until QEMU has connected to the vsock socket and its monitor answers; from here on
+    /// its end is recorded (`finished`).
+    func awaitReady(_ running: Running) async throws(HypervisorError) {
+        running.process.onExit { [weak self] code in self?.finished(code) }
+        try await waitForFrontend(running)
+        try await waitForMachine(running)
     }
 
-    private func launch() throws(HypervisorError) -> Running {
+    func halt(_ running: Running, graceSeconds: Double) async {
+        _ = await running.process.terminate(graceSeconds: graceSeconds)
+    }
+
+    func join(_ running: Running) async {
+        _ = await running.process.waitForExit()
+        await runBlocking("qemu-join") { running.process.joinThreads() }
+    }
+
+    /// Keeps the console's last bytes, then stops the vhost-user servers and the vsock host.
+    func release(_ running: Running) {
+        let tail = running.process.outputTail
+        lastConsoleTail.withLock { $0 = tail }
+        running.stopServers()
+    }
+
+    func removeFiles() {
+        userClaim.withLock { $0 = nil }  // QEMU has ended (or never started): its uid is free again
+        unlink(vhostSocketPath)
+        unlink(qmpSocketPath)
+        virtioFsSocketPaths.forEach { unlink($0) }
+    }
+
+    func pause(_ running: Running) async throws(HypervisorError) { running.process.signal(SIGSTOP) }
+
+    func resume(_ running: Running) async throws(HypervisorError) { running.process.signal(SIGCONT) }
+
+    func vsockHost(of running: Running) -> VsockHost { running.vsock }
+
+    /// Starts the vhost-user servers (vsock, one per share, net and disk), then QEMU connected to
+    /// them; on failure stops what it started.
+    func launch() throws(HypervisorError) -> Running {
         let vsock = try VsockHost(hybridPath: config.hybridVsockPath, forwardedPorts: config.hybridForwardedPorts, logger: logger)
         let device = VsockDevice(guestCID: UInt64(config.guestCID), backend: vsock.muxer, logger: logger)
         let server: VhostUserServer
@@ -239,9 +235,8 @@ public final class QEMUHypervisor: Hypervisor {
             }
         }
         let process = running.process
-        running.process.onExit { [weak self] code in
-            let tail = self?.lastLines(process.outputTail) ?? ""
-            continuation.yield(.failure(.exitedEarly(code: code, consoleTail: tail)))
+        running.process.onExit { code in
+            continuation.yield(.failure(.exitedEarly(code: code, consoleTail: lastLines(process.outputTail))))
         }
         let timer = Task {
             try await Task.sleep(for: .milliseconds(Int(Self.frontendTimeout * 1000)))
@@ -292,88 +287,9 @@ public final class QEMUHypervisor: Hypervisor {
         return process.exitCode
     }
 
-    /// QEMU ended: release everything (on the reaper thread) and record how it ended.
+    /// QEMU ended: the lifecycle releases and records it (on the reaper thread).
     private func finished(_ code: Int32) {
-        let running = locked.withLock { $0.running }
-        running?.stopServers()
-        removeRuntimeFiles()
-        locked.withLock { s in
-            if let tail = s.running?.process.outputTail { lastConsoleTail.withLock { $0 = tail } }
-            s.phase = .stopped(exitCode: code, requested: s.stopRequested)
-            s.running = nil
-        }
-    }
-
-    private func removeRuntimeFiles() {
-        userClaim.withLock { $0 = nil }  // QEMU has ended (or never started): its uid is free again
-        unlink(vhostSocketPath)
-        unlink(qmpSocketPath)
-        virtioFsSocketPaths.forEach { unlink($0) }
-        if locked.withLock({ $0.createdDirectory }) { rmdir(config.runtimeDirectory) }
-    }
-
-    public func stop(graceSeconds: Double) async {
-        let running = locked.withLock { s -> Running? in
-            if s.phase == .created { s.phase = .stopped(exitCode: 0, requested: true) }
-            s.stopRequested = true
-            return s.running
-        }
-        guard let running else { return }
-        _ = await running.process.terminate(graceSeconds: graceSeconds)
-        await runBlocking("qemu-join") { running.process.joinThreads() }
-    }
-
-    public func waitForExit() async -> HypervisorState {
-        guard let running = locked.withLock({ $0.running }) else { return locked.withLock { $0.phase } }
-        _ = await running.process.waitForExit()
-        await runBlocking("qemu-join") { running.process.joinThreads() }
-        return locked.withLock { $0.phase }
-    }
-
-    /// Freezes the VM by stopping QEMU's process group (SIGSTOP). QMP `stop` would also stop
-    /// the vhost-user device (GET_VRING_BASE), and our session resets the vsock device then,
-    /// which would drop every connection; a stopped process keeps them, and our backend simply
-    /// sees no kicks until `resume`.
-    public func pause() async throws(HypervisorError) {
-        try transition(from: .running, to: .paused, signal: SIGSTOP)
-    }
-
-    public func resume() async throws(HypervisorError) {
-        try transition(from: .paused, to: .running, signal: SIGCONT)
-    }
-
-    private func transition(from: HypervisorState, to: HypervisorState, signal: Int32) throws(HypervisorError) {
-        try locked.withLock { (s) throws(HypervisorError) in
-            guard s.phase == from, let running = s.running else {
-                throw .invalidState(operation: to == .paused ? "pause" : "resume", state: "\(s.phase)")
-            }
-            running.process.signal(signal)
-            s.phase = to
-        }
-    }
-
-    public func connectVsock(port: UInt32, timeoutSeconds: Double) async throws(HypervisorError) -> FileDescriptor {
-        guard let vsock = locked.withLock({ $0.running?.vsock }) else {
-            throw .vsockConnect(port: port, reason: "the VM is not running (\(state))")
-        }
-        do {
-            return try await vsock.connect(port: port, timeoutSeconds: timeoutSeconds) { [weak self] in
-                guard let self else { return false }
-                return self.locked.withLock { $0.running != nil }
-            }
-        } catch {
-            if case .stopped = state {
-                throw .vsockConnect(port: port, reason: "the VM stopped (\(state)); console tail:\n\(lastLines(consoleTail))")
-            }
-            throw error
-        }
-    }
-
-    public func listenVsock(port: UInt32) throws(HypervisorError) -> AsyncStream<FileDescriptor> {
-        guard let vsock = locked.withLock({ $0.running?.vsock }) else {
-            throw .invalidState(operation: "listenVsock", state: "\(locked.withLock { $0.phase })")
-        }
-        return try vsock.listen(port: port)
+        lifecycle.ended(exitCode: code, backend: self)
     }
 
     /// The start of a /proc file (whose size fstat reports as 0), at most `limit` bytes.
@@ -384,9 +300,6 @@ public final class QEMUHypervisor: Hypervisor {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    private func lastLines(_ text: String, count: Int = 20) -> String {
-        text.split(separator: "\n", omittingEmptySubsequences: false).suffix(count).joined(separator: "\n")
-    }
 }
 
 /// How QEMU executes guest code.
@@ -400,5 +313,5 @@ public enum QEMUAccelerator: String, Sendable {
 extension QEMUHypervisor {
     /// Whether each network interface's vhost-user device is running (the guest's driver set
     /// DRIVER_OK and QEMU started the rings); empty when not running. For tests.
-    var networkDevicesActive: [Bool] { locked.withLock { $0.running?.nets.map(\.server.isActive) ?? [] } }
+    var networkDevicesActive: [Bool] { lifecycle.live?.nets.map(\.server.isActive) ?? [] }
 }
