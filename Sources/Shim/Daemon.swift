@@ -20,8 +20,8 @@ public struct SandboxContext: Sendable {
     public var logger: Logger
 }
 
-/// Builds the production sandbox. The executable supplies it (the Runtime module's VMSandbox), so
-/// the Shim module does not depend on the runtime.
+/// Builds the daemon's sandbox. The executable supplies it (the Runtime module's VMSandbox; the
+/// test-only scripted shim its ScriptedSandbox), so the Shim module does not depend on the runtime.
 public typealias SandboxFactory = @Sendable (SandboxContext) -> any Sandbox
 
 /// The shim daemon.
@@ -30,7 +30,7 @@ public enum Daemon {
     static let listenerFD: Int32 = 3
 
     /// Serves until the shim is told to end; returns the exit status.
-    public static func run(flags: ShimFlags, makeSandbox: SandboxFactory? = nil) async -> Int32 {
+    public static func run(flags: ShimFlags, makeSandbox: SandboxFactory) async -> Int32 {
         // Signals first: a SIGTERM that arrives while the daemon is still starting must still end it
         // cleanly (socket removed), not kill it outright.
         let (ended, endSignal) = AsyncStream<String>.makeStream()
@@ -60,8 +60,7 @@ public enum Daemon {
         let sink: any EventSink = environment["TTRPC_ADDRESS"].map { EventForwarder(address: $0) } ?? DroppingEventSink()
         let events = EventQueue(sink: sink, namespace: flags.namespace, logger: logger)
         let service = TaskService(
-            sandbox: makeSandbox?(SandboxContext(sandboxID: flags.id, environment: environment, logger: logger))
-                ?? UnavailableSandbox(),
+            sandbox: makeSandbox(SandboxContext(sandboxID: flags.id, environment: environment, logger: logger)),
             events: events,
             namespace: flags.namespace, logger: logger
         ) { endSignal.yield("shutdown: no task left") }

@@ -1,7 +1,7 @@
-// The interface the task service drives: one sandbox (one pod, later one VM) holding containers and
-// their processes. The VM-backed implementation comes with the Runtime module; this issue ships
-// `UnavailableSandbox` (says what is missing); the test-only ScriptedSandbox lives in its own
-// executable, containerd-shim-kata-scripted-v2, never in the shipped shim.
+// The interface the task service drives: one sandbox (one pod, one VM) holding containers and
+// their processes. The VM-backed implementation is the Runtime module's VMSandbox, which the
+// shipped shim's executable hands to `ShimMain.run`; the test-only ScriptedSandbox lives in its
+// own executable, containerd-shim-kata-scripted-v2, never in the shipped shim.
 //
 // Process identity: `containerID` plus `execID`, where `execID == nil` is the container's init.
 // Stdio: the service opens containerd's endpoints (FIFOs, files, logging binaries) and hands the

@@ -15,9 +15,10 @@ public enum ShimMain {
     public static let version = "containerd-shim-kata-v2 (kata-swift) 0.1.0, runtime io.containerd.kata.v2"
 
     /// Runs the shim with `arguments` (without the program name) and returns the exit status.
-    /// `makeSandbox` builds the daemon's production sandbox (nil: UnavailableSandbox).
+    /// `makeSandbox` builds the daemon's sandbox (the executable's: VMSandbox, or the test-only
+    /// ScriptedSandbox).
     /// `cleanUpSandbox` removes what a dead shim left of its sandbox (`delete`).
-    public static func run(arguments: [String], makeSandbox: SandboxFactory? = nil, cleanUpSandbox: SandboxCleanup? = nil) async -> Int32 {
+    public static func run(arguments: [String], makeSandbox: @escaping SandboxFactory, cleanUpSandbox: SandboxCleanup? = nil) async -> Int32 {
         let flags: ShimFlags
         do {
             flags = try ShimFlags(parsing: arguments)

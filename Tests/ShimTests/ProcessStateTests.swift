@@ -34,6 +34,12 @@ import Testing
         #expect(TaskError.Code.alreadyExists.rpcCode == 6)
         #expect(TaskError.Code.failedPrecondition.rpcCode == 9)
         #expect(TaskError.Code.unimplemented.rpcCode == 12)
-        #expect(TaskError.from(SandboxError.noHypervisorBackend(containerID: "c")).code == .unknown)
+        #expect(TaskError.from(SomeSandboxFailure()).code == .unknown)
+        #expect(TaskError.from(SomeSandboxFailure()).message == "the sandbox failed")
     }
+}
+
+/// A sandbox's own error: containerd sees it as `unknown`, with its description.
+private struct SomeSandboxFailure: Error, CustomStringConvertible {
+    var description: String { "the sandbox failed" }
 }
