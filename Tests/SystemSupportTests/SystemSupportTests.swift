@@ -46,3 +46,42 @@ enum Token: UInt64 { case first = 1, second = 2 }
     try writer.writeAll(Array("hello".utf8))
     #expect(try reader.read(upTo: 16) == Array("hello".utf8))
 }
+
+@Test func eventManagerHandsEachReadyTokenToItsHandlerUntilStopped() throws {
+    let manager = try EventManager<Token>()
+    let a = try EventFD()
+    let b = try EventFD()
+    try manager.add(a.fd, token: .first)
+    try manager.add(rawDescriptor: b.fd.rawValue, events: .readable, token: .second)
+    try a.signal()
+    try b.signal()
+    var seen: [Token] = []
+    var batches = 0
+    try manager.run({ token, events in
+        #expect(events.contains(.readable))
+        seen.append(token)
+        switch token {
+        case .first: _ = try? a.consume()
+        case .second: _ = try? b.consume()
+        }
+    }, afterBatch: {
+        batches += 1
+        manager.stop()  // from inside the loop: the next wait returns at once
+    })
+    #expect(Set(seen) == [.first, .second])
+    #expect(batches == 1)
+    // A removed descriptor is no longer reported; the stop stays set, so run returns at once.
+    try manager.remove(a.fd)
+    try a.signal()
+    try manager.run { token, _ in Issue.record("\(token) after stop") }
+}
+
+@Test func eventManagerStopsFromAnotherThread() throws {
+    let manager = try EventManager<Token>()
+    let stopper = try WorkerThread(name: "stopper") {
+        usleep(20_000)
+        manager.stop()
+    }
+    try manager.run { token, _ in Issue.record("unexpected \(token)") }
+    stopper.join()
+}

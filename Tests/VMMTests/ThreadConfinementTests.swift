@@ -90,6 +90,36 @@ import Testing
         #expect(getcwd(&buffer, buffer.count) != nil)
     }
 
+    enum LoopToken: UInt64 { case kick = 1 }
+
+    /// A loop is built (epoll_create1, eventfd2) before its thread loads the filter; registering,
+    /// waiting and stopping are allowed under the strictest policy (vCPU).
+    @Test func anEventManagerBuiltBeforeTheFilterRunsUnderIt() throws {
+        let manager = try EventManager<LoopToken>()
+        let kick = try EventFD()
+        let handled = Atomic<Int>(0)
+        let thread = VcpuThread()
+        try thread.start(name: "loop-test", confinement: .vcpu) {
+            do {
+                try manager.add(kick.fd, token: .kick)
+                try manager.run { _, _ in
+                    _ = try? kick.consume()
+                    handled.add(1, ordering: .releasing)
+                }
+            } catch {
+                handled.store(-1, ordering: .releasing)
+            }
+        }
+        // The thread registers the kick itself: signal until it has handled one.
+        for _ in 0..<500 where handled.load(ordering: .acquiring) == 0 {
+            try kick.signal()
+            usleep(2000)
+        }
+        manager.stop()
+        thread.join()
+        #expect(handled.load(ordering: .acquiring) >= 1)
+    }
+
     @Test func aRunningVMsVcpuAndDeviceThreadsAreFiltered() throws {
         let vm = try VirtualMachine(config: VMConfig(
             memorySize: 1 << 20, payload: .realMode(code: [0xeb, 0xfe], address: 0x1000),  // jmp $
