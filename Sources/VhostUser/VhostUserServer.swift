@@ -39,14 +39,13 @@ public final class VhostUserServer: @unchecked Sendable {
     // they are touched only by the server thread (run and what it calls). The rest is immutable
     // or locked.
     enum Token: RawRepresentable, Sendable {
-        case listener, frontend, wake, stop, backend, kick(Int)
+        case listener, frontend, wake, backend, kick(Int)
         static let maxQueues = 64
         init?(rawValue: UInt64) {
             switch rawValue {
             case 1: self = .listener
             case 2: self = .frontend
             case 3: self = .wake
-            case 4: self = .stop
             case 5: self = .backend
             case 100..<(100 + UInt64(Self.maxQueues)): self = .kick(Int(rawValue - 100))
             default: return nil
@@ -57,7 +56,6 @@ public final class VhostUserServer: @unchecked Sendable {
             case .listener: 1
             case .frontend: 2
             case .wake: 3
-            case .stop: 4
             case .backend: 5
             case .kick(let q): 100 + UInt64(q)
             }
@@ -78,9 +76,9 @@ public final class VhostUserServer: @unchecked Sendable {
     private let device: any VirtioDevice
     private let backendWork: (() -> Void)?
     private let listener: FileDescriptor
-    private let epoll: Epoll<Token>
+    /// The server thread's loop, built here, before the thread loads its seccomp filter.
+    private let events: EventManager<Token>
     private let wakeEvent: EventFD
-    private let stopEvent: EventFD
     private let logger: Logger
     private let status = Mutex<(state: FrontendState, messages: Int, active: Bool, waiters: [@Sendable (FrontendState) -> Void])>(
         (.waiting, 0, false, []))
@@ -109,16 +107,14 @@ public final class VhostUserServer: @unchecked Sendable {
             throw .listen(path: path, error)
         }
         do throws(Errno) {
-            epoll = try Epoll()
+            events = try EventManager()
             wakeEvent = try EventFD()
-            stopEvent = try EventFD()
-            try epoll.add(listener, events: .readable, token: .listener)
-            try epoll.add(wakeEvent.fd, events: .readable, token: .wake)
-            try epoll.add(stopEvent.fd, events: .readable, token: .stop)
+            try events.add(listener, token: .listener)
+            try events.add(wakeEvent.fd, token: .wake)
             // Edge-triggered: what the device leaves unread (no guest buffers) does not spin the
             // loop; the guest's next kick picks it up.
             if let backendDescriptor {
-                try epoll.add(backendDescriptor, events: [.readable, .edgeTriggered], token: .backend)
+                try events.add(backendDescriptor, events: [.readable, .edgeTriggered], token: .backend)
             }
         } catch {
             unlink(path)
@@ -171,7 +167,7 @@ public final class VhostUserServer: @unchecked Sendable {
     /// Stops and joins the thread, drops the frontend (its fds closed, the device reset), removes
     /// the socket file. Idempotent.
     public func stop() {
-        try? stopEvent.signal()
+        events.stop()
         let worker = thread.withLock { $0 }
         if let worker, !worker.isCurrent { worker.join() }
         unlink(path)
@@ -194,25 +190,16 @@ public final class VhostUserServer: @unchecked Sendable {
 
     private func run() {
         var connection: Connection?
-        loop: while true {
-            let events: [(token: Token, events: EpollEvents)]
-            do {
-                events = try epoll.wait(max: 32, timeoutMs: -1)
-            } catch {
-                logger.error("vhost-user: epoll_wait: \(error)")
-                break
-            }
-            for (token, _) in events {
+        do {
+            try events.run(maxEvents: 32) { token, _ in
                 switch token {
-                case .stop:
-                    break loop
                 case .listener:
                     acceptFrontend(&connection)
                 case .frontend:
-                    guard let c = connection else { continue }
+                    guard let c = connection else { return }
                     if let reason = serviceFrontend(c) { drop(&connection, reason: reason) }
                 case .kick(let queue):
-                    guard let c = connection, let fd = c.watchedKicks[queue] else { continue }
+                    guard let c = connection, let fd = c.watchedKicks[queue] else { return }
                     var value: UInt64 = 0
                     _ = Glibc.read(fd, &value, 8)
                     c.session.kick(queue: queue)
@@ -224,8 +211,11 @@ public final class VhostUserServer: @unchecked Sendable {
                         rearm(c)
                     }
                 }
+            } afterBatch: {
+                status.withLock { $0.active = connection?.session.isActive ?? false }
             }
-            status.withLock { $0.active = connection?.session.isActive ?? false }
+        } catch {
+            logger.error("vhost-user: epoll_wait: \(error)")
         }
         if connection != nil { drop(&connection, reason: "server stopped") }
     }
@@ -239,7 +229,7 @@ public final class VhostUserServer: @unchecked Sendable {
             return
         }
         do {
-            try epoll.add(socket, events: .readable, token: .frontend)
+            try events.add(socket, token: .frontend)
         } catch {
             logger.error("vhost-user: watching the frontend: \(error)")
             return
@@ -359,12 +349,10 @@ public final class VhostUserServer: @unchecked Sendable {
             let current = c.session.kickFD(ofQueue: queue)
             if current == c.watchedKicks[queue], current == nil { continue }
             if let old = c.watchedKicks[queue] {
-                _ = ks_epoll_ctl(epoll.fd.rawValue, 2, old, 0, 0)
+                try? events.remove(rawDescriptor: old)
             }
             c.watchedKicks[queue] = nil
-            if let fd = current,
-                ks_epoll_ctl(epoll.fd.rawValue, 1, fd, EpollEvents.readable.rawValue, Token.kick(queue).rawValue) == 0
-            {
+            if let fd = current, (try? events.add(rawDescriptor: fd, token: .kick(queue))) != nil {
                 c.watchedKicks[queue] = fd
             }
         }
@@ -372,8 +360,8 @@ public final class VhostUserServer: @unchecked Sendable {
 
     private func drop(_ connection: inout Connection?, reason: String) {
         guard let c = connection else { return }
-        for fd in c.watchedKicks.values { _ = ks_epoll_ctl(epoll.fd.rawValue, 2, fd, 0, 0) }
-        try? epoll.remove(c.socket)
+        for fd in c.watchedKicks.values { try? events.remove(rawDescriptor: fd) }
+        try? events.remove(c.socket)
         c.session.disconnect()
         connection = nil
         status.withLock { $0.active = false }
