@@ -7,7 +7,8 @@ import SystemSupport
 import Glibc
 #endif
 
-/// Joins host Unix sockets to guest vsock streams, byte for byte, on one thread.
+/// Joins host Unix sockets to guest vsock streams, byte for byte, on one thread (one
+/// `EventManager`: the wake eventfd and each socket it waits on).
 ///
 /// Used for the descriptors `connectVsock` hands out (one end of a socketpair) and for the
 /// hybrid socket's clients. Both directions respect back-pressure: at most `chunk` bytes wait
@@ -38,14 +39,12 @@ final class VsockBridge: Sendable {
     struct Token: RawRepresentable, Sendable {
         var rawValue: UInt64
         static let wake = Token(rawValue: 1)
-        static let stop = Token(rawValue: 2)
         static func socket(_ fd: Int32) -> Token { Token(rawValue: 16 + UInt64(fd)) }
         var socketFD: Int32? { rawValue >= 16 ? Int32(rawValue - 16) : nil }
     }
 
-    private let epoll: Epoll<Token>
+    private let events: EventManager<Token>
     private let wake: EventFD
-    private let stopEvent: EventFD
     private let logger: Logger
     /// Pairs handed over by other threads, adopted by the bridge thread.
     private let incoming = Mutex<[Pair]>([])
@@ -55,11 +54,9 @@ final class VsockBridge: Sendable {
     init(logger: Logger) throws(HypervisorError) {
         self.logger = logger
         do {
-            epoll = try Epoll()
+            events = try EventManager()
             wake = try EventFD()
-            stopEvent = try EventFD()
-            try epoll.add(wake.fd, events: .readable, token: .wake)
-            try epoll.add(stopEvent.fd, events: .readable, token: .stop)
+            try events.add(wake.fd, token: .wake)
             let worker = try WorkerThread(name: "vsock-bridge") { [self] in run() }
             thread.withLock { $0 = worker }
         } catch {
@@ -81,7 +78,7 @@ final class VsockBridge: Sendable {
 
     /// Ends the thread and closes every joined socket and stream. Idempotent.
     func stop() {
-        try? stopEvent.signal()
+        events.stop()
         if let worker = thread.withLock({ $0 }), !worker.isCurrent { worker.join() }
     }
 
@@ -89,40 +86,42 @@ final class VsockBridge: Sendable {
 
     private func run() {
         var pairs: [Int32: Pair] = [:]
-        loop: while true {
-            let events = (try? epoll.wait(max: 64, timeoutMs: -1)) ?? []
-            var dirty = Set<Int32>()
-            for (token, _) in events {
-                if token.rawValue == Token.stop.rawValue { break loop }
+        var dirty = Set<Int32>()
+        do {
+            try events.run(maxEvents: 64) { token, _ in
                 if token.rawValue == Token.wake.rawValue {
                     _ = try? wake.consume()
                     dirty.formUnion(pairs.keys)
                 } else if let fd = token.socketFD {
                     dirty.insert(fd)
                 }
-            }
-            for pair in incoming.withLock({ list in defer { list = [] }; return list }) {
-                let fd = pair.socket.rawValue
-                pairs[fd] = pair
-                let wake = self.wake
-                pair.stream.setEventHandler { try? wake.signal() }
-                dirty.insert(fd)
-            }
-            for fd in dirty {
-                guard let pair = pairs[fd] else { continue }
-                if !pump(pair) {
-                    if !pair.interest.isEmpty { try? epoll.remove(pair.socket) }
-                    pair.stream.setEventHandler {}
-                    pair.stream.close()
-                    pairs[fd] = nil
-                } else {
-                    updateInterest(pair)
+            } afterBatch: {
+                for pair in incoming.withLock({ list in defer { list = [] }; return list }) {
+                    let fd = pair.socket.rawValue
+                    pairs[fd] = pair
+                    let wake = self.wake
+                    pair.stream.setEventHandler { try? wake.signal() }
+                    dirty.insert(fd)
                 }
+                for fd in dirty {
+                    guard let pair = pairs[fd] else { continue }
+                    if !pump(pair) {
+                        if !pair.interest.isEmpty { try? events.remove(pair.socket) }
+                        pair.stream.setEventHandler {}
+                        pair.stream.close()
+                        pairs[fd] = nil
+                    } else {
+                        updateInterest(pair)
+                    }
+                }
+                dirty = []
+                count.store(pairs.count, ordering: .relaxed)
             }
-            count.store(pairs.count, ordering: .relaxed)
+        } catch {
+            logger.error("vsock bridge: epoll_wait: \(error)")
         }
         for pair in pairs.values {
-            if !pair.interest.isEmpty { try? epoll.remove(pair.socket) }
+            if !pair.interest.isEmpty { try? events.remove(pair.socket) }
             pair.stream.setEventHandler {}
             pair.stream.close()
         }
@@ -206,9 +205,9 @@ final class VsockBridge: Sendable {
         if !pair.socketEOF, pair.toGuest.isEmpty, pair.greeting == nil { wanted.insert(.readable) }
         if !pair.toSocket.isEmpty { wanted.insert(.writable) }
         guard wanted != pair.interest else { return }
-        if !pair.interest.isEmpty { try? epoll.remove(pair.socket) }
+        if !pair.interest.isEmpty { try? events.remove(pair.socket) }
         pair.interest = []
-        if !wanted.isEmpty, (try? epoll.add(pair.socket, events: wanted, token: .socket(pair.socket.rawValue))) != nil {
+        if !wanted.isEmpty, (try? events.add(pair.socket, events: wanted, token: .socket(pair.socket.rawValue))) != nil {
             pair.interest = wanted
         }
     }
