@@ -14,19 +14,18 @@ import Glibc
 ///   the connection closed.
 final class HybridVsockServer: Sendable {
     enum Token: RawRepresentable, Sendable {
-        case listener, stop, wake, client(Int32)
+        case listener, wake, client(Int32)
         init?(rawValue: UInt64) {
             switch rawValue {
             case 1: self = .listener
-            case 2: self = .stop
             case 3: self = .wake
-            default: self = .client(Int32(truncatingIfNeeded: rawValue - 16))
+            case 16...: self = .client(Int32(truncatingIfNeeded: rawValue - 16))
+            default: return nil
             }
         }
         var rawValue: UInt64 {
             switch self {
             case .listener: 1
-            case .stop: 2
             case .wake: 3
             case .client(let fd): 16 + UInt64(fd)
             }
@@ -40,8 +39,7 @@ final class HybridVsockServer: Sendable {
     private let muxer: VsockMuxer
     private let bridge: VsockBridge
     private let listener: FileDescriptor
-    private let epoll: Epoll<Token>
-    private let stopEvent: EventFD
+    private let events: EventManager<Token>
     private let wake: EventFD
     private let vsockListeners: [VsockListener]
     private let logger: Logger
@@ -54,12 +52,10 @@ final class HybridVsockServer: Sendable {
         self.logger = logger
         do {
             listener = try UnixSocket.listen(path: path)
-            epoll = try Epoll()
-            stopEvent = try EventFD()
+            events = try EventManager()
             wake = try EventFD()
-            try epoll.add(listener, events: .readable, token: .listener)
-            try epoll.add(stopEvent.fd, events: .readable, token: .stop)
-            try epoll.add(wake.fd, events: .readable, token: .wake)
+            try events.add(listener, token: .listener)
+            try events.add(wake.fd, token: .wake)
         } catch {
             unlink(path)
             throw .system(operation: "hybrid vsock listen on \(path)", error)
@@ -90,7 +86,7 @@ final class HybridVsockServer: Sendable {
 
     /// Stops accepting, closes half-open clients and the forwarded listeners, removes the socket.
     func stop() {
-        try? stopEvent.signal()
+        events.stop()
         if let worker = thread.withLock({ $0 }), !worker.isCurrent { worker.join() }
         vsockListeners.forEach { $0.close() }
         unlink(path)
@@ -98,15 +94,12 @@ final class HybridVsockServer: Sendable {
 
     private func run() {
         var pending: [Int32: (socket: FileDescriptor, buffer: [UInt8])] = [:]
-        loop: while true {
-            let events = (try? epoll.wait(max: 32, timeoutMs: -1)) ?? []
-            for (token, _) in events {
+        do {
+            try events.run { token, _ in
                 switch token {
-                case .stop:
-                    break loop
                 case .listener:
                     while let client = try? UnixSocket.accept(listener) {
-                        if (try? epoll.add(client, events: .readable, token: .client(client.rawValue))) != nil {
+                        if (try? events.add(client, token: .client(client.rawValue))) != nil {
                             pending[client.rawValue] = (client, [])
                         }
                     }
@@ -114,16 +107,16 @@ final class HybridVsockServer: Sendable {
                     _ = try? wake.consume()
                     forwardGuestConnections()
                 case .client(let fd):
-                    guard var entry = pending[fd] else { continue }
+                    guard var entry = pending[fd] else { return }
                     switch readRequest(&entry) {
                     case .needMore:
                         pending[fd] = entry
                     case .bad(let why):
                         logger.debug("hybrid vsock: \(why)")
-                        try? epoll.remove(entry.socket)
+                        try? events.remove(entry.socket)
                         pending[fd] = nil
                     case .connect(let port):
-                        try? epoll.remove(entry.socket)
+                        try? events.remove(entry.socket)
                         pending[fd] = nil
                         do {
                             let stream = try muxer.connect(port: port)
@@ -134,8 +127,10 @@ final class HybridVsockServer: Sendable {
                     }
                 }
             }
+        } catch {
+            logger.error("hybrid vsock: epoll_wait: \(error)")
         }
-        for entry in pending.values { try? epoll.remove(entry.socket) }
+        for entry in pending.values { try? events.remove(entry.socket) }
     }
 
     private enum Request {
