@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", exact: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", exact: "2.4.1"),
     ],
     targets: [
         // C: ioctl request numbers, fixed-argument wrappers for variadic calls, headers Swift cannot import.
@@ -121,14 +122,26 @@ let package = Package(
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]),
 
+        // Prometheus metrics over HTTP: the exposition served on a Unix or TCP socket, scraped over a
+        // Unix socket, relabelled and merged (kata-ctl monitor); /proc/<pid> readings of a process.
+        .target(
+            name: "Monitoring",
+            dependencies: [
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]),
+
         // The VM-backed sandbox behind the shim: configuration, VM boot through Hypervisor, the agent
         // over ttrpc/vsock, rootfs sharing, stdio pumps.
         .target(
             name: "Runtime",
             dependencies: [
                 "Shim", "OCI", "Hypervisor", "AgentAPI", "TTRPC", "ContainerdAPI", "SystemSupport", "Netlink",
-                "PodNetwork", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                "PodNetwork", "Monitoring", "VirtIO", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]),
 
         // ---- executables: thin mains
@@ -140,7 +153,12 @@ let package = Package(
         .executableTarget(name: "fuse-bench", dependencies: ["FUSE"]),
         .executableTarget(
             name: "kata-ctl",
-            dependencies: ["VMM", "Hypervisor", "Runtime", "Shim", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: [
+                "VMM", "Hypervisor", "Runtime", "Shim", "Monitoring",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]),
         // Guest PID 1; built fully static for the initramfs by guest-image/build-agent-initramfs.sh.
         .executableTarget(name: "kata-agent", dependencies: ["Agent"]),
         // Fuzz entry points, one per guest- or peer-facing parser, over the real modules (docs/fuzzing.md).
@@ -158,6 +176,7 @@ let package = Package(
 
         // ---- tests
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
+        .testTarget(name: "MonitoringTests", dependencies: ["Monitoring"]),
         // The OCI model: containerd's and CRI's config.json round-trip, decoding errors name the field.
         .testTarget(name: "OCITests", dependencies: ["OCI"], exclude: ["Fixtures"]),
         .testTarget(name: "VirtIOTests", dependencies: ["VirtIO", "VirtIOTestSupport", "GuestMemory"]),
@@ -208,7 +227,7 @@ let package = Package(
         .testTarget(
             name: "RuntimeTests",
             dependencies: [
-                "Runtime", "Shim", "OCI", "Hypervisor", "AgentAPI", "TTRPC", "ContainerdAPI", "CShims", "SystemSupport",
+                "Runtime", "Shim", "OCI", "Hypervisor", "AgentAPI", "TTRPC", "ContainerdAPI", "CShims", "SystemSupport", "Monitoring",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

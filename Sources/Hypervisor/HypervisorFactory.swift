@@ -6,8 +6,8 @@ import Logging
 public enum HypervisorFactory {
     /// How the kvm backend serves `HypervisorConfig.sharedDirectories`: our virtio-fs device model
     /// (the one QEMU gets over vhost-user) on a virtio-mmio slot.
-    public static let sharedDirectoryDevice: KVMHypervisor.SharedDirectoryDevice = { (share) throws(HypervisorError) in
-        VirtioDeviceSpec(device: try makeVirtioFsDevice(share, logger: Logger(label: "kata-swift.virtiofs")))
+    public static let sharedDirectoryDevice: KVMHypervisor.SharedDirectoryDevice = { (share, traffic) throws(HypervisorError) in
+        VirtioDeviceSpec(device: try makeVirtioFsDevice(share, traffic: traffic, logger: Logger(label: "kata-swift.virtiofs")))
     }
 
     public static func make(_ config: HypervisorConfig, logger: Logger = Logger(label: "kata-swift.hypervisor")) throws(HypervisorError)

@@ -4,6 +4,7 @@ import Logging
 import Synchronization
 import SystemSupport
 import VMM
+import VirtIO
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -17,7 +18,7 @@ import Glibc
 /// the VM ended and releases everything, plus the vsock bridge (and hybrid server).
 public final class KVMHypervisor: Hypervisor {
     /// Makes the virtio device serving one shared directory (virtio-fs). Nil: shares are refused.
-    public typealias SharedDirectoryDevice = @Sendable (SharedDirectory) throws(HypervisorError) -> VirtioDeviceSpec
+    public typealias SharedDirectoryDevice = @Sendable (SharedDirectory, DeviceTraffic) throws(HypervisorError) -> VirtioDeviceSpec
 
     public let kind = HypervisorBackendKind.kvm
     public let capabilities = HypervisorCapabilities(pauseResume: true, hybridVsock: true)
@@ -150,10 +151,10 @@ public final class KVMHypervisor: Hypervisor {
         var devices: [VirtioDeviceSpec] = []
         for share in config.sharedDirectories {
             guard let make = sharedDirectoryDevice else { break }
-            devices.append(try make(share))
+            devices.append(try make(share, config.traffic.sharedDirectories))
         }
         let vsock = try VsockHost(hybridPath: config.hybridVsockPath, forwardedPorts: config.hybridForwardedPorts, logger: logger)
-        let vsockDevice = VsockDevice(guestCID: UInt64(config.guestCID), backend: vsock.muxer, logger: logger)
+        let vsockDevice = VsockDevice(guestCID: UInt64(config.guestCID), backend: vsock.muxer, traffic: config.traffic.vsock, logger: logger)
         devices = [.vsock(vsockDevice, muxer: vsock.muxer), .rng()] + devices
         if config.reclaimFreedMemory { devices.append(.balloon(BalloonDevice(logger: logger))) }
         if let image = config.imagePath {

@@ -67,6 +67,8 @@ public final class QEMUHypervisor: Hypervisor {
 
     public var state: HypervisorState { locked.withLock { $0.phase } }
 
+    public var processID: Int32? { locked.withLock { $0.running?.process.pid } }
+
     var vhostSocketPath: String { config.runtimeDirectory + "/vhost-vsock.sock" }
     var qmpSocketPath: String { config.runtimeDirectory + "/qmp.sock" }
     /// The vhost-user socket of each shared directory, in `config.sharedDirectories` order.
@@ -177,7 +179,7 @@ public final class QEMUHypervisor: Hypervisor {
 
     private func launch() throws(HypervisorError) -> Running {
         let vsock = try VsockHost(hybridPath: config.hybridVsockPath, forwardedPorts: config.hybridForwardedPorts, logger: logger)
-        let device = VsockDevice(guestCID: UInt64(config.guestCID), backend: vsock.muxer, logger: logger)
+        let device = VsockDevice(guestCID: UInt64(config.guestCID), backend: vsock.muxer, traffic: config.traffic.vsock, logger: logger)
         let server: VhostUserServer
         do {
             server = try VhostUserServer(
@@ -194,7 +196,7 @@ public final class QEMUHypervisor: Hypervisor {
         var disk: VhostUserBlk?
         do {
             for (share, path) in zip(config.sharedDirectories, virtioFsSocketPaths) {
-                shares.append(try VirtioFsShare(share, socketPath: path, logger: logger))
+                shares.append(try VirtioFsShare(share, socketPath: path, traffic: config.traffic.sharedDirectories, logger: logger))
             }
             for (interface, path) in zip(config.networkInterfaces, netSocketPaths) {
                 nets.append(try VhostUserNet(interface, socketPath: path, logger: logger))
