@@ -56,12 +56,15 @@ let package = Package(
             dependencies: ["Devices", "VirtIO", "GuestMemory", "SystemSupport", "CShims", .product(name: "Logging", package: "swift-log")]),
         // Builds and runs a VM: memory, vCPU threads, devices, event loop, stop.
         .target(name: "VMM", dependencies: ["KVM", "Boot", "Devices", "VirtIO", "GuestMemory", "SystemSupport"]),
+        // What this host's KVM runs, found with tiny guests built by the VMM: the CPU template and
+        // kernel arguments for a Linux guest (host and CPUID probes), and whether a guest userspace runs.
+        .target(name: "HostProbes", dependencies: ["VMM", "KVM", "Boot", "Devices"]),
         // The interface the sandbox uses to run its VM; backends: QEMU (+ our vhost-user server),
         // our in-process VMM; `auto` probing; host side of vsock (bridge, hybrid socket).
         .target(
             name: "Hypervisor",
             dependencies: [
-                "VMM", "KVM", "VhostUser", "Devices", "FUSE", "VirtIO", "GuestMemory", "SystemSupport", "CShims",
+                "VMM", "HostProbes", "KVM", "VhostUser", "Devices", "FUSE", "VirtIO", "GuestMemory", "SystemSupport", "CShims",
                 .product(name: "Logging", package: "swift-log"),
             ]),
 
@@ -154,7 +157,7 @@ let package = Package(
         .executableTarget(
             name: "kata-ctl",
             dependencies: [
-                "VMM", "Hypervisor", "Runtime", "Shim", "Monitoring",
+                "VMM", "HostProbes", "Hypervisor", "Runtime", "Shim", "Monitoring",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -192,6 +195,8 @@ let package = Package(
         .testTarget(
             name: "VMMTests",
             dependencies: ["VMM", "Devices", "KVM", "Boot", "GuestMemory", "VirtIO", "VirtIOTestSupport", "SystemSupport", "CShims"]),
+        // The host probes' tiny guests on this host's KVM, and their verdicts.
+        .testTarget(name: "HostProbesTests", dependencies: ["HostProbes", "VMM", "Devices", "KVM"]),
         .testTarget(
             name: "VhostUserTests", dependencies: ["VhostUser", "Devices", "VirtIO", "VirtIOTestSupport", "GuestMemory"]),
         .testTarget(
@@ -235,7 +240,7 @@ let package = Package(
         .testTarget(
             name: "HypervisorTests", dependencies: ["Hypervisor", "VhostUser", "Devices", "VirtIO", "GuestMemory", "SystemSupport", "CShims"]),
         // One real boot of our kernel under our VMM (minutes on hosts whose KVM emulates the guest).
-        .testTarget(name: "BootKernelTests", dependencies: ["VMM", "Boot", "SystemSupport", "Devices", "VirtIO"]),
+        .testTarget(name: "BootKernelTests", dependencies: ["VMM", "HostProbes", "Boot", "SystemSupport", "Devices", "VirtIO"]),
         .testTarget(name: "GuestContainersTests", dependencies: ["GuestContainers", "OCI", "CShims"]),
         // Netlink codec (golden bytes, hostile replies) and, as root, the real thing in scratch
         // network namespaces: scan, tc redirect with traffic, the agent's interface and routes.
