@@ -91,7 +91,7 @@ test-nested: kernel agent-initramfs nested-host build
 
 # The unit tests that need no root, KVM, QEMU, containerd or guest image, in seconds: queues,
 # devices (fake drivers), memory, boot structures, ttrpc framing, vhost-user messages.
-UNIT_SUITES := ^(SystemSupportTests|TTRPCTests|GuestMemoryTests|BootTests|VirtIOTests|DevicesTests|VhostUserTests)\.
+UNIT_SUITES := ^(SystemSupportTests|TTRPCTests|MonitoringTests|GuestMemoryTests|BootTests|VirtIOTests|DevicesTests|VhostUserTests)\.
 UNIT_SKIP := TapBackendTests|QEMUVsockTests
 test-unit:
 	@scripts/drop-stale-cshims-module.sh .build

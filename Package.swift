@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", exact: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", exact: "2.4.1"),
     ],
     targets: [
         // C: ioctl request numbers, fixed-argument wrappers for variadic calls, headers Swift cannot import.
@@ -55,12 +56,15 @@ let package = Package(
             dependencies: ["Devices", "VirtIO", "GuestMemory", "SystemSupport", "CShims", .product(name: "Logging", package: "swift-log")]),
         // Builds and runs a VM: memory, vCPU threads, devices, event loop, stop.
         .target(name: "VMM", dependencies: ["KVM", "Boot", "Devices", "VirtIO", "GuestMemory", "SystemSupport"]),
+        // What this host's KVM runs, found with tiny guests built by the VMM: the CPU template and
+        // kernel arguments for a Linux guest (host and CPUID probes), and whether a guest userspace runs.
+        .target(name: "HostProbes", dependencies: ["VMM", "KVM", "Boot", "Devices"]),
         // The interface the sandbox uses to run its VM; backends: QEMU (+ our vhost-user server),
         // our in-process VMM; `auto` probing; host side of vsock (bridge, hybrid socket).
         .target(
             name: "Hypervisor",
             dependencies: [
-                "VMM", "KVM", "VhostUser", "Devices", "FUSE", "VirtIO", "GuestMemory", "SystemSupport", "CShims",
+                "VMM", "HostProbes", "KVM", "VhostUser", "Devices", "FUSE", "VirtIO", "GuestMemory", "SystemSupport", "CShims",
                 .product(name: "Logging", package: "swift-log"),
             ]),
 
@@ -121,14 +125,26 @@ let package = Package(
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]),
 
+        // Prometheus metrics over HTTP: the exposition served on a Unix or TCP socket, scraped over a
+        // Unix socket, relabelled and merged (kata-ctl monitor); /proc/<pid> readings of a process.
+        .target(
+            name: "Monitoring",
+            dependencies: [
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]),
+
         // The VM-backed sandbox behind the shim: configuration, VM boot through Hypervisor, the agent
         // over ttrpc/vsock, rootfs sharing, stdio pumps.
         .target(
             name: "Runtime",
             dependencies: [
                 "Shim", "OCI", "Hypervisor", "AgentAPI", "TTRPC", "ContainerdAPI", "SystemSupport", "Netlink",
-                "PodNetwork", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                "PodNetwork", "Monitoring", "VirtIO", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]),
 
         // ---- executables: thin mains
@@ -140,7 +156,12 @@ let package = Package(
         .executableTarget(name: "fuse-bench", dependencies: ["FUSE"]),
         .executableTarget(
             name: "kata-ctl",
-            dependencies: ["VMM", "Hypervisor", "Runtime", "Shim", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: [
+                "VMM", "HostProbes", "Hypervisor", "Runtime", "Shim", "Monitoring",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]),
         // Guest PID 1; built fully static for the initramfs by guest-image/build-agent-initramfs.sh.
         .executableTarget(name: "kata-agent", dependencies: ["Agent"]),
         // Fuzz entry points, one per guest- or peer-facing parser, over the real modules (docs/fuzzing.md).
@@ -158,6 +179,7 @@ let package = Package(
 
         // ---- tests
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
+        .testTarget(name: "MonitoringTests", dependencies: ["Monitoring"]),
         // The OCI model: containerd's and CRI's config.json round-trip, decoding errors name the field.
         .testTarget(name: "OCITests", dependencies: ["OCI"], exclude: ["Fixtures"]),
         .testTarget(name: "VirtIOTests", dependencies: ["VirtIO", "VirtIOTestSupport", "GuestMemory"]),
@@ -173,6 +195,8 @@ let package = Package(
         .testTarget(
             name: "VMMTests",
             dependencies: ["VMM", "Devices", "KVM", "Boot", "GuestMemory", "VirtIO", "VirtIOTestSupport", "SystemSupport", "CShims"]),
+        // The host probes' tiny guests on this host's KVM, and their verdicts.
+        .testTarget(name: "HostProbesTests", dependencies: ["HostProbes", "VMM", "Devices", "KVM"]),
         .testTarget(
             name: "VhostUserTests", dependencies: ["VhostUser", "Devices", "VirtIO", "VirtIOTestSupport", "GuestMemory"]),
         .testTarget(
@@ -208,7 +232,7 @@ let package = Package(
         .testTarget(
             name: "RuntimeTests",
             dependencies: [
-                "Runtime", "Shim", "OCI", "Hypervisor", "AgentAPI", "TTRPC", "ContainerdAPI", "CShims", "SystemSupport",
+                "Runtime", "Shim", "OCI", "Hypervisor", "AgentAPI", "TTRPC", "ContainerdAPI", "CShims", "SystemSupport", "Monitoring",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -216,7 +240,7 @@ let package = Package(
         .testTarget(
             name: "HypervisorTests", dependencies: ["Hypervisor", "VhostUser", "Devices", "VirtIO", "GuestMemory", "SystemSupport", "CShims"]),
         // One real boot of our kernel under our VMM (minutes on hosts whose KVM emulates the guest).
-        .testTarget(name: "BootKernelTests", dependencies: ["VMM", "Boot", "SystemSupport", "Devices", "VirtIO"]),
+        .testTarget(name: "BootKernelTests", dependencies: ["VMM", "HostProbes", "Boot", "SystemSupport", "Devices", "VirtIO"]),
         .testTarget(name: "GuestContainersTests", dependencies: ["GuestContainers", "OCI", "CShims"]),
         // Netlink codec (golden bytes, hostile replies) and, as root, the real thing in scratch
         // network namespaces: scan, tc redirect with traffic, the agent's interface and routes.

@@ -1,4 +1,4 @@
-// kata.agent.v1.AgentService. GetGuestDetails here; sandbox, containers, processes and their I/O
+// kata.agent.v1.AgentService. GetGuestDetails and GetMetrics here; sandbox, containers, processes and their I/O
 // in Containers/AgentService+*.swift; interfaces, routes and neighbours in
 // Network/AgentService+Network.swift.
 
@@ -33,5 +33,20 @@ struct AgentService: Kata_Agent_V1_AgentServiceProvider {
         response.uptimeNs = facts.uptimeNanos
         response.initStartedNs = startedNanos
         return response
+    }
+
+    func getMetrics(_ request: Kata_Agent_V1_GetMetricsRequest, context: TTRPCCallContext) async throws
+        -> Kata_Agent_V1_GuestMetrics
+    {
+        let snapshot = GuestMetricsReader.read()
+        var metrics = Kata_Agent_V1_GuestMetrics()
+        metrics.meminfoBytes = snapshot.meminfoBytes
+        metrics.cpuSeconds = snapshot.cpuSeconds
+        metrics.load1 = snapshot.load1
+        metrics.tasksRunning = snapshot.tasksRunning
+        metrics.tasksTotal = snapshot.tasksTotal
+        metrics.agentRssBytes = snapshot.agentRSSBytes
+        metrics.uptimeNs = BootClock.nanoseconds()
+        return metrics
     }
 }

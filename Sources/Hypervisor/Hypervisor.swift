@@ -1,4 +1,5 @@
 import Devices
+import VirtIO
 import SystemSupport
 
 /// Which VMM runs the guest.
@@ -76,6 +77,8 @@ public struct HypervisorConfig: Sendable {
     /// QEMU backend: a uid of its own for this sandbox's QEMU, claimed from this range (overrides
     /// `qemuUser`). nil: `qemuUser`.
     public var qemuUserPool: QEMUUserPool?
+    /// The devices' traffic counters, read by the sandbox's metrics while the VM runs.
+    public var traffic = HypervisorTraffic()
 
     public init(
         kernelPath: String, initrdPath: String? = nil, imagePath: String? = nil, reclaimFreedMemory: Bool = false,
@@ -115,6 +118,17 @@ extension HypervisorConfig {
     /// Kernel arguments that mount `imagePath` as the root: the only virtio-blk disk is /dev/vda,
     /// mounted read-only; the kernel then runs its /init (the agent) as PID 1.
     public static let imageRootArguments = ["root=/dev/vda", "ro", "rootfstype=ext4", "init=/init"]
+}
+
+/// What the guest moved through the sandbox's own device models, the same on every backend (both
+/// run our vsock and virtio-fs devices in this process).
+public final class HypervisorTraffic: Sendable {
+    /// The vsock device: packets and payload bytes (the agent's ttrpc, stdio, port forwards).
+    public let vsock = DeviceTraffic()
+    /// Every virtio-fs device together: FUSE requests and replies.
+    public let sharedDirectories = DeviceTraffic()
+
+    public init() {}
 }
 
 /// Where a VM is in its life. Transitions: created → running ⇄ paused → stopped.
@@ -161,6 +175,9 @@ public protocol Hypervisor: AnyObject, Sendable {
 
     /// The last bytes of console output (at most 64 KiB), for errors and tests.
     var consoleTail: String { get }
+    /// The VMM's process while it runs, when it is a process of its own (QEMU); nil for the
+    /// in-process VMM, whose threads are the shim's.
+    var processID: Int32? { get }
 
     /// A connected byte stream to guest vsock port `port`: a Unix socket descriptor joined to the
     /// vsock connection. Retries while the guest refuses (it may still be booting) until
@@ -171,6 +188,7 @@ public protocol Hypervisor: AnyObject, Sendable {
 }
 
 extension Hypervisor {
+    public var processID: Int32? { nil }
     public func stop() async { await stop(graceSeconds: 5) }
     public func connectVsock(port: UInt32) async throws(HypervisorError) -> FileDescriptor {
         try await connectVsock(port: port, timeoutSeconds: 10)

@@ -4,6 +4,8 @@
 //       containers/<cid>/rootfs             bind mount of the container's <bundle>/rootfs
 //       containers/<cid>/mounts/<i>-<name>  bind mounts of host paths the spec mounts (+Mounts)
 //     hvsock                                hybrid vsock socket (debug console on only)
+//     shim-monitor.sock                     the shim's metrics endpoint (in vm-<pid>/ beside it
+//                                           when the path is too long for a socket address)
 // Removal unmounts everything below the directory first (deepest first, lazily) and never
 // crosses into another file system, so a leftover bind mount can never cost a rootfs its files.
 
@@ -19,6 +21,9 @@ public struct SandboxPaths: Sendable, Equatable {
     public let root: String
     public var shared: String { root + "/shared" }
     public var hybridVsock: String { root + "/hvsock" }
+    /// The shim's metrics endpoint (HTTP, GET /metrics), beside the hypervisor's sockets: its path
+    /// fits in a socket address by the same rule.
+    public var monitorSocket: String { vmDirectory + "/shim-monitor.sock" }
     /// The hypervisor's socket directory: the sandbox directory itself when its sockets' paths fit
     /// in a Unix socket address (108 bytes), else a short per-process directory.
     public let vmDirectory: String

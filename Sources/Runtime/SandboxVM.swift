@@ -7,6 +7,8 @@
 import AgentAPI
 import Hypervisor
 import Logging
+import Monitoring
+import Synchronization
 import SystemSupport
 import TTRPC
 #if canImport(Glibc)
@@ -34,12 +36,16 @@ public final class SandboxVM: Sendable {
     let logger: Logger
     /// Drains the guest console into the shim's log (hypervisor `enable_debug`, GuestConsoleLog).
     let consoleDrain: Task<Void, Never>?
+    /// What kata-ctl monitor scrapes, and the endpoint serving it on `paths.monitorSocket`.
+    let metrics: SandboxMetrics
+    private let metricsEndpoint = Mutex<MetricsEndpoint?>(nil)
 
     private init(
         sandboxID: String, paths: SandboxPaths, hypervisor: any Hypervisor, client: TTRPCClient, network: PodNetworking?,
-        portForwarder: PortForwarder?, consoleDrain: Task<Void, Never>?, logger: Logger
+        portForwarder: PortForwarder?, consoleDrain: Task<Void, Never>?, metrics: SandboxMetrics, logger: Logger
     ) {
         self.consoleDrain = consoleDrain
+        self.metrics = metrics
         self.sandboxID = sandboxID
         self.paths = paths
         self.hypervisor = hypervisor
@@ -95,6 +101,8 @@ public final class SandboxVM: Sendable {
                 log.drain(flush: true)
             }
         }
+        let metrics = SandboxMetrics(traffic: vmConfig.traffic)
+        let bootStarted = ContinuousClock.now
         do {
             hypervisor = try HypervisorFactory.make(vmConfig, logger: logger)
             startPath?.mark("VM starting")
@@ -119,20 +127,25 @@ public final class SandboxVM: Sendable {
         logger.info("sandbox \(sandboxID): VM started, hypervisor backend: \(hypervisor.backendSummary) (configured: \(config.backend)), waiting for the agent")
         let record = SandboxRecord(
             shimPID: getpid(), backend: hypervisor.backendSummary, vcpus: config.vcpus, memoryMiB: config.memoryMiB,
-            kernel: config.kernel, started: time(nil))
+            kernel: config.kernel, started: time(nil), monitorSocket: paths.monitorSocket)
         do throws(RuntimeError) {
             try record.write(to: paths)
         } catch {
             logger.warning("sandbox \(sandboxID): \(error) (kata-ctl list will not show it)")
         }
         do {
-            let client = try await connectAgent(hypervisor, timeoutSeconds: Double(config.agentDialTimeoutSeconds), logger: logger)
+            let client = try await connectAgent(
+                hypervisor, timeoutSeconds: Double(config.agentDialTimeoutSeconds), observer: metrics.agentCallObserver, logger: logger)
             startPath?.mark("agent ready")
+            let booted = ContinuousClock.now - bootStarted
+            metrics.recordBoot(seconds: Double(booted.components.seconds) + Double(booted.components.attoseconds) / 1e18)
             startPath?.recordGuest(console: hypervisor.consoleTail)
             let portForwarder = networkNamespace.flatMap { startPortForwarding($0, hypervisor: hypervisor, logger: logger) }
-            return SandboxVM(
+            let vm = SandboxVM(
                 sandboxID: sandboxID, paths: paths, hypervisor: hypervisor, client: client, network: network,
-                portForwarder: portForwarder, consoleDrain: consoleDrain, logger: logger)
+                portForwarder: portForwarder, consoleDrain: consoleDrain, metrics: metrics, logger: logger)
+            await vm.serveMetrics()
+            return vm
         } catch {
             await hypervisor.stop(graceSeconds: 1)
             consoleDrain?.cancel()
@@ -159,8 +172,9 @@ public final class SandboxVM: Sendable {
 
     /// Dials vsock port 1024 until `timeoutSeconds`, then health-checks (retrying on a fresh
     /// connection) until the agent says SERVING or the same deadline passes.
-    static func connectAgent(_ hypervisor: any Hypervisor, timeoutSeconds: Double, logger: Logger) async throws(RuntimeError)
-        -> TTRPCClient
+    static func connectAgent(
+        _ hypervisor: any Hypervisor, timeoutSeconds: Double, observer: TTRPCCallObserver? = nil, logger: Logger
+    ) async throws(RuntimeError) -> TTRPCClient
     {
         let deadline = ContinuousClock.now + .milliseconds(Int64(timeoutSeconds * 1000))
         var lastError = "no attempt"
@@ -175,7 +189,7 @@ public final class SandboxVM: Sendable {
                 let stream = try await hypervisor.connectVsock(port: agentPort, timeoutSeconds: max(left, 0.5))
                 let fd = dup(stream.rawValue)
                 guard fd >= 0 else { throw RuntimeError.system(operation: "dup vsock stream", errno: errno) }
-                let client = try await TTRPCClient.connect(connectedDescriptor: fd)
+                let client = try await TTRPCClient.connect(connectedDescriptor: fd, observer: observer)
                 do {
                     let reply = try await Kata_Agent_V1_HealthClient(client).check(
                         .init(), options: TTRPCCallOptions(timeout: .seconds(5)))
@@ -199,6 +213,28 @@ public final class SandboxVM: Sendable {
             consoleTail: hypervisor.consoleTail)
     }
 
+    /// Serves the metrics on `paths.monitorSocket`; without it (logged) the sandbox runs on unmonitored.
+    func serveMetrics() async {
+        let path = paths.monitorSocket
+        do {
+            let endpoint = try await MetricsEndpoint.serve(unixSocket: path) { [weak self] in
+                await self?.renderMetrics() ?? ""
+            }
+            metricsEndpoint.withLock { $0 = endpoint }
+            logger.debug("sandbox \(sandboxID): metrics at \(path)")
+        } catch {
+            logger.warning("sandbox \(sandboxID): no metrics endpoint at \(path): \(error)")
+        }
+    }
+
+    /// One scrape: the host side now, and the guest's numbers if the agent answers within 3 s.
+    func renderMetrics() async -> String {
+        await metrics.render(hypervisorPID: hypervisor.processID) { [self] in
+            guard isAlive else { return nil }
+            return try? await agent.getMetrics(.init(), options: TTRPCCallOptions(timeout: .seconds(3)))
+        }
+    }
+
     /// True while the VM runs (or is paused).
     public var isAlive: Bool {
         if case .stopped = hypervisor.state { return false }
@@ -216,6 +252,10 @@ public final class SandboxVM: Sendable {
             }
         }
         await portForwarder?.stop()
+        if let endpoint = metricsEndpoint.withLock({ endpoint in defer { endpoint = nil }; return endpoint }) {
+            await endpoint.close()
+            unlink(paths.monitorSocket)
+        }
         await client.close()
         await hypervisor.stop(graceSeconds: 3)
         consoleDrain?.cancel()

@@ -4,17 +4,23 @@ import NIOPosix
 import SwiftProtobuf
 import Synchronization
 
+/// Told of every typed call when it ends: the request's message name (without its package, as
+/// Kata's metrics name agent calls), how long it took, and whether it failed.
+public typealias TTRPCCallObserver = @Sendable (_ requestName: String, _ duration: Duration, _ failed: Bool) -> Void
+
 /// A connection to a ttrpc server. Calls may run concurrently; each fails with
 /// `unavailable` if the connection drops before its response arrives.
 public final class TTRPCClient: Sendable {
     private let channel: any Channel
     private let handler: NIOLoopBound<ClientConnectionHandler>
+    private let observer: TTRPCCallObserver?
     /// The next stream id: odd, from 1 (client-initiated streams are odd).
     private let nextStreamID = Mutex<UInt32>(1)
 
-    private init(channel: any Channel, handler: NIOLoopBound<ClientConnectionHandler>) {
+    private init(channel: any Channel, handler: NIOLoopBound<ClientConnectionHandler>, observer: TTRPCCallObserver? = nil) {
         self.channel = channel
         self.handler = handler
+        self.observer = observer
     }
 
     /// A client dropped without `close()` still closes its connection.
@@ -36,13 +42,15 @@ public final class TTRPCClient: Sendable {
     }
 
     /// Uses `descriptor`, an already-connected stream socket (e.g. vsock). The client owns it from now on.
+    /// `observer` hears of every typed call's end.
     public static func connect(
-        connectedDescriptor descriptor: CInt, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        connectedDescriptor descriptor: CInt, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        observer: TTRPCCallObserver? = nil
     ) async throws -> TTRPCClient {
         do {
             let (channel, handler) = try await ClientBootstrap(group: group)
                 .withConnectedSocket(descriptor) { channel in initialize(channel) }
-            return TTRPCClient(channel: channel, handler: handler)
+            return TTRPCClient(channel: channel, handler: handler, observer: observer)
         } catch {
             throw TTRPCError(.unavailable, "connect on fd \(descriptor): \(error)")
         }
@@ -99,7 +107,19 @@ public final class TTRPCClient: Sendable {
         } catch {
             throw TTRPCError(.internal, "\(service)/\(method): cannot encode \(Request.protoMessageName): \(error)")
         }
-        let reply = try await call(service: service, method: method, payload: payload, options: options)
+        let reply: [UInt8]
+        if let observer {
+            let started = ContinuousClock.now
+            do {
+                reply = try await call(service: service, method: method, payload: payload, options: options)
+            } catch {
+                observer(Self.shortName(Request.protoMessageName), ContinuousClock.now - started, true)
+                throw error
+            }
+            observer(Self.shortName(Request.protoMessageName), ContinuousClock.now - started, false)
+        } else {
+            reply = try await call(service: service, method: method, payload: payload, options: options)
+        }
         do {
             return try Response(serializedBytes: reply)
         } catch {
@@ -120,6 +140,11 @@ public final class TTRPCClient: Sendable {
     /// Closes the connection; pending calls fail with `unavailable`.
     public func close() async {
         try? await channel.close()
+    }
+
+    /// "kata.agent.v1.CreateContainerRequest" -> "CreateContainerRequest".
+    static func shortName(_ messageName: String) -> String {
+        messageName.split(separator: ".").last.map(String.init) ?? messageName
     }
 
     private func allocateStreamID() -> UInt32 {

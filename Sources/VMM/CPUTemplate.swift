@@ -21,8 +21,9 @@ public enum CPUTemplate: String, Sendable, CaseIterable {
         }
     }
 
-    /// (leaf, register, bits to clear). Registers: 0 eax, 1 ebx, 2 ecx, 3 edx.
-    var hidden: [(leaf: UInt32, subleaf: UInt32?, register: Int, mask: UInt32)] {
+    /// The CPUID bits this template clears (register: 0 eax, 1 ebx, 2 ecx, 3 edx), which the CPUID
+    /// probe checks the guest really no longer sees.
+    public var hidden: [(leaf: UInt32, subleaf: UInt32?, register: Int, mask: UInt32)] {
         switch self {
         case .host: return []
         case .emulated:

@@ -3,8 +3,8 @@ import CShims
 import GuestMemory
 import KVM
 
-/// A tiny 64-bit guest for finding out what this host's KVM runs (`HostProbe`, and the ring-3
-/// SYSCALL probe above the VMM): 2 MiB of RAM with Boot's GDT and identity page tables, one vCPU
+/// A tiny 64-bit guest for finding out what this host's KVM runs (the HostProbes module above
+/// the VMM: the long-mode instruction probe and the ring-3 SYSCALL probe): 2 MiB of RAM with Boot's GDT and identity page tables, one vCPU
 /// in long mode set up as the VMM sets up a boot vCPU, and `code` at `Layout.probeCodeStart`.
 /// Every address comes from `Layout`.
 public struct ProbeGuest {

@@ -15,7 +15,7 @@ public enum VirtioDeviceError: Error, Equatable, Sendable, CustomStringConvertib
     }
 }
 
-/// A virtio device model, independent of transport (MMIO here, vhost-user later) and of KVM.
+/// A virtio device model, independent of transport (virtio-mmio in our VMM, vhost-user for QEMU) and of KVM.
 ///
 /// The device supplies its type, features, queues and configuration bytes; the transport does
 /// the register decode, the feature handshake and queue setup once for every device, then calls

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Boot
 import Glibc
+import HostProbes
 import KVM
 import SystemSupport
 import VMM

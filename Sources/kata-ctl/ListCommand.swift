@@ -68,14 +68,8 @@ struct ListCommand: ParsableCommand {
     }
 
     static func list(_ directory: String) -> [Entry] {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        return names.sorted().compactMap { id -> Entry? in
-            let root = directory + "/" + id
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: root, isDirectory: &isDirectory), isDirectory.boolValue else { return nil }
-            guard let record = SandboxRecord.read(sandboxRoot: root) else {
-                // A QEMU socket directory (vm-<pid>), or a sandbox still booting or never started.
-                if id.hasPrefix("vm-") { return nil }
+        SandboxRecord.list(sandboxDirectory: directory).map { id, record -> Entry in
+            guard let record else {
                 return Entry(id: id, state: "starting or stale", fix: "no VM recorded yet; if it stays, its shim is gone: `ctr task delete \(id)` (or delete the container) has containerd clean it up")
             }
             let alive = isShim(pid: record.shimPID)

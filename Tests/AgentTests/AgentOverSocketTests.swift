@@ -81,6 +81,23 @@ import Testing
         #expect(await agent.stop() == 0)
     }
 
+    @Test func metricsDescribeTheMachineTheAgentRunsOn() async throws {
+        let (agent, client, _) = try await Self.startAgent()
+        let metrics = try await Kata_Agent_V1_AgentServiceClient(client).getMetrics(Kata_Agent_V1_GetMetricsRequest())
+        let meminfo = try String(contentsOfFile: "/proc/meminfo", encoding: .utf8)
+        let memTotal = meminfo.split(separator: "\n").first { $0.hasPrefix("MemTotal:") }
+            .flatMap { $0.split(separator: " ").dropFirst().first.flatMap { UInt64($0) } }
+        #expect(metrics.meminfoBytes["MemTotal"] == memTotal.map { $0 * 1024 })
+        #expect(metrics.meminfoBytes.count > 20, "\(metrics.meminfoBytes.keys.sorted())")
+        #expect(Set(metrics.cpuSeconds.keys).isSuperset(of: ["user", "system", "idle"]))
+        #expect((metrics.cpuSeconds["idle"] ?? 0) > 0)
+        #expect(metrics.tasksTotal > 0 && metrics.tasksRunning <= metrics.tasksTotal)
+        #expect(metrics.agentRssBytes > 1 << 20 && metrics.agentRssBytes < 200 << 20, "agent RSS \(metrics.agentRssBytes)")
+        #expect(metrics.uptimeNs > 0)
+        await client.close()
+        #expect(await agent.stop() == 0)
+    }
+
     @Test func networkMethodsAnswerWithoutChangingTheHost() async throws {
         // Read-only calls, and requests refused before anything changes: this agent runs in the
         // host's network namespace (the real configuration is tested in scratch namespaces,

@@ -62,3 +62,28 @@ import Glibc
         #expect(throws: GuestFactsError.self) { try GuestFactsReader.read(procRoot: "/nonexistent-proc") }
     }
 }
+
+@Suite struct GuestMetricsReaderTests {
+    @Test func meminfoKeepsEveryFieldAndSkipsWhatItCannotRead() {
+        let fields = GuestMetricsReader.parseMeminfo(
+            "MemTotal:       1000 kB\nHugePages_Total:       4\nActive(anon):\t  12 kB\nbroken line\nMemFree: x kB\nHuge: 99999999999999999999 kB\n")
+        #expect(fields == ["MemTotal": 1_024_000, "HugePages_Total": 4, "Active(anon)": 12 * 1024])
+    }
+
+    @Test func cpuLineInSeconds() {
+        let stat = "cpu  100 0 50 1000 5 0 2 0 0 0\ncpu0 100 0 50 1000 5 0 2 0 0 0\nintr 1\n"
+        let seconds = GuestMetricsReader.parseCPULine(stat, ticksPerSecond: 100)
+        #expect(seconds["user"] == 1 && seconds["system"] == 0.5 && seconds["idle"] == 10 && seconds["softirq"] == 0.02)
+        #expect(seconds.count == 10)
+        #expect(GuestMetricsReader.parseCPULine("cpu  1 x 3\n", ticksPerSecond: 100).isEmpty)
+        #expect(GuestMetricsReader.parseCPULine("intr 1\n", ticksPerSecond: 100).isEmpty)
+    }
+
+    @Test func loadavgAndRSS() {
+        let load = GuestMetricsReader.parseLoadavg("0.25 0.10 0.05 2/83 1234\n")
+        #expect(load?.load1 == 0.25 && load?.running == 2 && load?.total == 83)
+        #expect(GuestMetricsReader.parseLoadavg("0.25 0.10\n") == nil)
+        #expect(GuestMetricsReader.parseVmRSS("Name:\tagent\nVmRSS:\t    2048 kB\n") == 2 << 20)
+        #expect(GuestMetricsReader.parseVmRSS("Name:\tkthread\n") == nil)
+    }
+}

@@ -1,5 +1,6 @@
 import Boot
 import Devices
+import HostProbes
 import Glibc
 import VirtIO
 import SystemSupport

@@ -152,6 +152,48 @@ public nonisolated struct Kata_Agent_V1_GuestDetailsResponse: Sendable {
   public init() {}
 }
 
+public nonisolated struct Kata_Agent_V1_GetMetricsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// What the guest kernel says of the whole guest, read from /proc when asked.
+public nonisolated struct Kata_Agent_V1_GuestMetrics: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// every /proc/meminfo line, kB lines as bytes
+  public var meminfoBytes: Dictionary<String,UInt64> = [:]
+
+  /// the "cpu" line of /proc/stat by mode (user, system, idle, ...)
+  public var cpuSeconds: Dictionary<String,Double> = [:]
+
+  /// /proc/loadavg
+  public var load1: Double = 0
+
+  /// /proc/loadavg: runnable scheduling entities
+  public var tasksRunning: UInt32 = 0
+
+  /// /proc/loadavg: all scheduling entities
+  public var tasksTotal: UInt32 = 0
+
+  /// the agent's VmRSS
+  public var agentRssBytes: UInt64 = 0
+
+  /// CLOCK_BOOTTIME when answering
+  public var uptimeNs: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 /// Where a container's filesystem comes from inside the guest.
 public nonisolated struct Kata_Agent_V1_Storage: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -973,6 +1015,85 @@ nonisolated extension Kata_Agent_V1_GuestDetailsResponse: SwiftProtobuf.Message,
     if lhs.agentVersion != rhs.agentVersion {return false}
     if lhs.uptimeNs != rhs.uptimeNs {return false}
     if lhs.initStartedNs != rhs.initStartedNs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Kata_Agent_V1_GetMetricsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetMetricsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Kata_Agent_V1_GetMetricsRequest, rhs: Kata_Agent_V1_GetMetricsRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Kata_Agent_V1_GuestMetrics: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GuestMetrics"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}meminfo_bytes\0\u{3}cpu_seconds\0\u{1}load1\0\u{3}tasks_running\0\u{3}tasks_total\0\u{3}agent_rss_bytes\0\u{3}uptime_ns\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufUInt64>.self, value: &self.meminfoBytes) }()
+      case 2: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufDouble>.self, value: &self.cpuSeconds) }()
+      case 3: try { try decoder.decodeSingularDoubleField(value: &self.load1) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.tasksRunning) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.tasksTotal) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.agentRssBytes) }()
+      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.uptimeNs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.meminfoBytes.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufUInt64>.self, value: self.meminfoBytes, fieldNumber: 1)
+    }
+    if !self.cpuSeconds.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufDouble>.self, value: self.cpuSeconds, fieldNumber: 2)
+    }
+    if self.load1.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.load1, fieldNumber: 3)
+    }
+    if self.tasksRunning != 0 {
+      try visitor.visitSingularUInt32Field(value: self.tasksRunning, fieldNumber: 4)
+    }
+    if self.tasksTotal != 0 {
+      try visitor.visitSingularUInt32Field(value: self.tasksTotal, fieldNumber: 5)
+    }
+    if self.agentRssBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.agentRssBytes, fieldNumber: 6)
+    }
+    if self.uptimeNs != 0 {
+      try visitor.visitSingularUInt64Field(value: self.uptimeNs, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Kata_Agent_V1_GuestMetrics, rhs: Kata_Agent_V1_GuestMetrics) -> Bool {
+    if lhs.meminfoBytes != rhs.meminfoBytes {return false}
+    if lhs.cpuSeconds != rhs.cpuSeconds {return false}
+    if lhs.load1 != rhs.load1 {return false}
+    if lhs.tasksRunning != rhs.tasksRunning {return false}
+    if lhs.tasksTotal != rhs.tasksTotal {return false}
+    if lhs.agentRssBytes != rhs.agentRssBytes {return false}
+    if lhs.uptimeNs != rhs.uptimeNs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -51,6 +51,8 @@ public protocol Kata_Agent_V1_AgentServiceProvider: Sendable {
     func createSandbox(_ request: Kata_Agent_V1_CreateSandboxRequest, context: TTRPCCallContext) async throws -> Google_Protobuf_Empty
     func destroySandbox(_ request: Kata_Agent_V1_DestroySandboxRequest, context: TTRPCCallContext) async throws -> Google_Protobuf_Empty
     func setGuestDateTime(_ request: Kata_Agent_V1_SetGuestDateTimeRequest, context: TTRPCCallContext) async throws -> Google_Protobuf_Empty
+    /// The guest's own numbers for the shim's metrics endpoint (Kata's GetMetrics, typed).
+    func getMetrics(_ request: Kata_Agent_V1_GetMetricsRequest, context: TTRPCCallContext) async throws -> Kata_Agent_V1_GuestMetrics
     /// Containers and processes
     func createContainer(_ request: Kata_Agent_V1_CreateContainerRequest, context: TTRPCCallContext) async throws -> Google_Protobuf_Empty
     func startContainer(_ request: Kata_Agent_V1_StartContainerRequest, context: TTRPCCallContext) async throws -> Kata_Agent_V1_StartContainerResponse
@@ -93,6 +95,9 @@ extension TTRPCServer {
         }
         service.addMethod("SetGuestDateTime") { (request: Kata_Agent_V1_SetGuestDateTimeRequest, context) in
             try await provider.setGuestDateTime(request, context: context)
+        }
+        service.addMethod("GetMetrics") { (request: Kata_Agent_V1_GetMetricsRequest, context) in
+            try await provider.getMetrics(request, context: context)
         }
         service.addMethod("CreateContainer") { (request: Kata_Agent_V1_CreateContainerRequest, context) in
             try await provider.createContainer(request, context: context)
@@ -188,6 +193,11 @@ public struct Kata_Agent_V1_AgentServiceClient: Sendable {
 
     public func setGuestDateTime(_ request: Kata_Agent_V1_SetGuestDateTimeRequest, options: TTRPCCallOptions = TTRPCCallOptions()) async throws -> Google_Protobuf_Empty {
         try await connection.call(service: Self.serviceName, method: "SetGuestDateTime", request: request, options: options)
+    }
+
+    /// The guest's own numbers for the shim's metrics endpoint (Kata's GetMetrics, typed).
+    public func getMetrics(_ request: Kata_Agent_V1_GetMetricsRequest, options: TTRPCCallOptions = TTRPCCallOptions()) async throws -> Kata_Agent_V1_GuestMetrics {
+        try await connection.call(service: Self.serviceName, method: "GetMetrics", request: request, options: options)
     }
 
     /// Containers and processes

@@ -40,6 +40,8 @@ public final class VirtioFsDevice: VirtioDevice {
     public private(set) var requestsServed = 0
     /// Chains completed without a FUSE reply because their writable part cannot hold one.
     public private(set) var unanswerableRequests = 0
+    /// Requests and replies with their bytes (the sandbox's metrics).
+    public let traffic: DeviceTraffic
 
     private var memory: (any GuestMemory)?
     private var interrupt: (any InterruptTrigger)?
@@ -48,7 +50,8 @@ public final class VirtioFsDevice: VirtioDevice {
     private var guestLog = GuestLogLimiter()
 
     public init(
-        tag: String, server: FUSEServer, requestQueues: Int = 1, logger: Logger = Logger(label: "kata-swift.virtio-fs")
+        tag: String, server: FUSEServer, requestQueues: Int = 1, traffic: DeviceTraffic = DeviceTraffic(),
+        logger: Logger = Logger(label: "kata-swift.virtio-fs")
     ) throws(VirtioFsError) {
         let bytes = Array(tag.utf8)
         guard (1...Self.tagSize).contains(bytes.count), !bytes.contains(0) else { throw .invalidTag(tag) }
@@ -56,6 +59,7 @@ public final class VirtioFsDevice: VirtioDevice {
         self.tag = tag
         self.requestQueueCount = requestQueues
         self.server = server
+        self.traffic = traffic
         self.logger = logger
         queues = Self.makeQueues(count: 1 + requestQueues, maxSize: Self.queueSize)
     }
@@ -92,8 +96,16 @@ public final class VirtioFsDevice: VirtioDevice {
         server.resetSession()
     }
 
-    /// Runs one request; returns the bytes written into the chain's writable buffers.
+    /// Runs one request, counted; returns the bytes written into the chain's writable buffers.
     private func serve(_ chain: DescriptorChain, _ memory: any GuestMemory) -> UInt32 {
+        traffic.countFromGuest(bytes: Int(clamping: chain.readableLength))
+        let written = answer(chain, memory)
+        if written > 0 { traffic.countToGuest(bytes: Int(written)) }
+        return written
+    }
+
+    /// Answers one request; returns the bytes written into the chain's writable buffers.
+    private func answer(_ chain: DescriptorChain, _ memory: any GuestMemory) -> UInt32 {
         guard chain.readable.count + chain.writable.count <= ChainBuffers.maxSegments else {
             guestLog.log(logger, .warning, "virtio-fs: chain \(chain.head) has \(chain.readable.count + chain.writable.count) buffers")
             return errorReply(FUSEErrno.tooBig, for: chain, memory)

@@ -1,8 +1,8 @@
 /// The host side of a vsock device (Firecracker's `VsockBackend`): the device moves packets
 /// between the virtqueues and the backend; the backend owns connections and host endpoints.
 ///
-/// Implementations: `VsockMuxer` (in-process host API, also used by tests); a hybrid
-/// Unix-socket muxer (`CONNECT <port>`) can come later behind the same protocol. The device
+/// Implementation: `VsockMuxer`, the in-process host API (also used by tests); the hybrid
+/// Unix socket (`CONNECT <port>`, Hypervisor's HybridVsockServer) is built on it. The device
 /// calls these methods under its own serialisation; backends are thread-safe because their
 /// host side is used from other threads.
 public protocol VsockBackend: AnyObject, Sendable {

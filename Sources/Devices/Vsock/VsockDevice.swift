@@ -32,9 +32,16 @@ public final class VsockDevice: VirtioDevice {
     /// Every line below is triggered by the guest: rate-limited.
     private var guestLog = GuestLogLimiter()
 
-    public init(guestCID: UInt64, backend: some VsockBackend, logger: Logger = Logger(label: "kata-swift.vsock")) {
+    /// Packets and payload bytes each way (the sandbox's metrics).
+    public let traffic: DeviceTraffic
+
+    public init(
+        guestCID: UInt64, backend: some VsockBackend, traffic: DeviceTraffic = DeviceTraffic(),
+        logger: Logger = Logger(label: "kata-swift.vsock")
+    ) {
         self.guestCID = guestCID
         self.backend = backend
+        self.traffic = traffic
         self.logger = logger
     }
 
@@ -79,6 +86,7 @@ public final class VsockDevice: VirtioDevice {
         let tx = QueueIndex.tx.rawValue
         if let error = serveQueue(tx, memory: memory, interrupt: interrupt, rounds: Self.maxRounds, { chain in
             if let packet = parse(chain, memory: memory) {
+                traffic.countFromGuest(bytes: packet.payload.count)
                 backend.handleGuestPacket(packet)
             } else {
                 droppedPackets += 1
@@ -153,6 +161,7 @@ public final class VsockDevice: VirtioDevice {
                 packet.header.destinationCID = guestCID
                 do {
                     used = UInt32(try chain.write(packet.header.bytes + packet.payload, to: memory))
+                    traffic.countToGuest(bytes: packet.payload.count)
                 } catch {
                     guestLog.log(logger, .error, "vsock RX: writing chain \(chain.head): \(error)")
                 }

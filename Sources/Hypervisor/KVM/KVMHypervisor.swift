@@ -1,9 +1,11 @@
 import Boot
 import Devices
+import HostProbes
 import Logging
 import Synchronization
 import SystemSupport
 import VMM
+import VirtIO
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -114,10 +116,10 @@ public final class KVMHypervisor: Hypervisor, HypervisorBackendSteps {
         }
         // Our virtio-fs device model over our FUSE server, one per share, on a virtio-mmio slot.
         let shares = try config.sharedDirectories.map { (share) throws(HypervisorError) in
-            VirtioDeviceSpec(device: try makeVirtioFsDevice(share, logger: logger))
+            VirtioDeviceSpec(device: try makeVirtioFsDevice(share, traffic: config.traffic.sharedDirectories, logger: logger))
         }
         let vsock = try VsockHost(hybridPath: config.hybridVsockPath, forwardedPorts: config.hybridForwardedPorts, logger: logger)
-        let vsockDevice = VsockDevice(guestCID: UInt64(config.guestCID), backend: vsock.muxer, logger: logger)
+        let vsockDevice = VsockDevice(guestCID: UInt64(config.guestCID), backend: vsock.muxer, traffic: config.traffic.vsock, logger: logger)
         var devices: [VirtioDeviceSpec] = [.vsock(vsockDevice, muxer: vsock.muxer), .rng()] + shares
         if config.reclaimFreedMemory { devices.append(.balloon(BalloonDevice(logger: logger))) }
         if let image = config.imagePath {

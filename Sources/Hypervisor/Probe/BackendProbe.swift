@@ -1,5 +1,6 @@
 import SystemSupport
 import CShims
+import HostProbes
 import KVM
 import Synchronization
 #if canImport(Glibc)

@@ -63,6 +63,8 @@ public final class QEMUHypervisor: Hypervisor, HypervisorBackendSteps {
 
     public var state: HypervisorState { lifecycle.phase }
 
+    public var processID: Int32? { lifecycle.live?.process.pid }
+
     var vhostSocketPath: String { config.runtimeDirectory + "/vhost-vsock.sock" }
     var qmpSocketPath: String { config.runtimeDirectory + "/qmp.sock" }
     /// The vhost-user socket of each shared directory, in `config.sharedDirectories` order.
@@ -173,7 +175,7 @@ public final class QEMUHypervisor: Hypervisor, HypervisorBackendSteps {
     /// them; on failure stops what it started.
     func launch() throws(HypervisorError) -> Running {
         let vsock = try VsockHost(hybridPath: config.hybridVsockPath, forwardedPorts: config.hybridForwardedPorts, logger: logger)
-        let device = VsockDevice(guestCID: UInt64(config.guestCID), backend: vsock.muxer, logger: logger)
+        let device = VsockDevice(guestCID: UInt64(config.guestCID), backend: vsock.muxer, traffic: config.traffic.vsock, logger: logger)
         let server: VhostUserServer
         do {
             server = try VhostUserServer(
@@ -190,7 +192,7 @@ public final class QEMUHypervisor: Hypervisor, HypervisorBackendSteps {
         var disk: VhostUserBlk?
         do {
             for (share, path) in zip(config.sharedDirectories, virtioFsSocketPaths) {
-                shares.append(try VirtioFsShare(share, socketPath: path, logger: logger))
+                shares.append(try VirtioFsShare(share, socketPath: path, traffic: config.traffic.sharedDirectories, logger: logger))
             }
             for (interface, path) in zip(config.networkInterfaces, netSocketPaths) {
                 nets.append(try VhostUserNet(interface, socketPath: path, logger: logger))

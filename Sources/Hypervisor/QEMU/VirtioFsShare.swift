@@ -1,6 +1,7 @@
 import Devices
 import FUSE
 import Logging
+import VirtIO
 import SystemSupport
 import VhostUser
 
@@ -13,8 +14,8 @@ final class VirtioFsShare: Sendable {
     let socketPath: String
     private let server: VhostUserServer
 
-    init(_ share: SharedDirectory, socketPath: String, logger: Logger) throws(HypervisorError) {
-        let (device, fileSystem) = try makeVirtioFsDeviceAndFileSystem(share, logger: logger)
+    init(_ share: SharedDirectory, socketPath: String, traffic: DeviceTraffic, logger: Logger) throws(HypervisorError) {
+        let (device, fileSystem) = try makeVirtioFsDeviceAndFileSystem(share, traffic: traffic, logger: logger)
         let root = share.hostPath
         do {
             // Like virtiofsd: the server thread gets a mount namespace of its own whose root is

@@ -1,6 +1,8 @@
 import Boot
 import Devices
 import KVM
+import Synchronization
+import VMM
 
 /// Checks which CPUID bits a guest really sees under a CPU template.
 ///
@@ -71,15 +73,15 @@ public enum CPUIDProbe {
 
 /// Collects 32-bit port writes.
 private final class WordSink: BusDevice {
-    private let capture = Locked<[UInt32]>([])
-    var words: [UInt32] { capture.value }
+    private let capture = Mutex<[UInt32]>([])
+    var words: [UInt32] { capture.withLock { $0 } }
 
     func read(offset: UInt64, size: Int) -> [UInt8] { [UInt8](repeating: 0, count: size) }
 
     func write(offset: UInt64, data: [UInt8]) -> BusWriteOutcome {
         guard data.count == 4 else { return .done }
         let word = data.enumerated().reduce(UInt32(0)) { $0 | UInt32($1.element) << (8 * $1.offset) }
-        capture.mutate { $0.append(word) }
+        capture.withLock { $0.append(word) }
         return .done
     }
 }

@@ -1,4 +1,5 @@
 import KVM
+import VMM
 
 /// What this host's KVM can run, found by running tiny guests (not by host name).
 public enum HostProbe {

@@ -5,8 +5,8 @@ import VMM
 /// executes SYSCALL, and reports its code segment from the SYSCALL handler (must be ring 0) and
 /// again after SYSRET (must be ring 3). A Linux userspace needs exactly this transition; on hosts
 /// whose KVM emulates the guest badly, the handler runs in ring 3, or the vCPU fails.
-enum KVMUserspaceProbe {
-    enum Outcome: Equatable, Sendable {
+public enum KVMUserspaceProbe {
+    public enum Outcome: Equatable, Sendable {
         case works
         case fails(String)
     }
@@ -19,7 +19,7 @@ enum KVMUserspaceProbe {
     /// ring 0 (LSTAR): mov ax, cs; out 0x99, ax; sysretq
     static let handlerProgram: [UInt8] = [0x66, 0x8c, 0xc8, 0x66, 0xe7, 0x99, 0x48, 0x0f, 0x07]
 
-    static func run() -> Outcome {
+    public static func run() -> Outcome {
         do {
             return try runGuest()
         } catch {
@@ -48,7 +48,7 @@ enum KVMUserspaceProbe {
         return .fails("no verdict after 16 exits (reports \(reports))")
     }
 
-    static func verdict(_ reports: [UInt16]) -> Outcome {
+    public static func verdict(_ reports: [UInt16]) -> Outcome {
         guard reports.count == 2 else { return .fails("incomplete reports \(reports)") }
         guard reports[0] & 3 == 0 else {
             return .fails("the SYSCALL handler ran with CS=0x\(String(reports[0], radix: 16)) (ring \(reports[0] & 3), not 0)")

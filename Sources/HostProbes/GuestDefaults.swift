@@ -1,4 +1,5 @@
 import KVM
+import VMM
 
 /// How to boot a Linux guest on this host: CPU template and kernel command line, chosen by
 /// probing the host's KVM with tiny guests (HostProbe, CPUIDProbe), never by host name.
