@@ -21,7 +21,7 @@ protocol HypervisorBackendSteps<Running>: AnyObject, Sendable {
     /// everything it made and the VMM never ran.
     func launch() async throws(HypervisorError) -> Running
     /// Once `running` is recorded: waits until the VMM serves its devices. A failure here halts
-    /// and joins the VMM.
+    /// and joins the VMM. Skipped when a stop came during `launch`.
     func awaitReady(_ running: Running) async throws(HypervisorError)
     /// Asks the VMM to end (politely, by force after `graceSeconds`); returns without waiting
     /// for its threads.
@@ -112,6 +112,11 @@ final class HypervisorLifecycle<Running: Sendable>: Sendable {
         }
         // The VMM ended before it was recorded: `ended` found nothing to release.
         if endedAlready { backend.release(running) }
+        if stopNow {
+            // stop() came while we were starting: no need to wait for a VM that is going.
+            await stop(backend, graceSeconds: 5)
+            return
+        }
         do {
             try await backend.awaitReady(running)
         } catch {
@@ -119,7 +124,6 @@ final class HypervisorLifecycle<Running: Sendable>: Sendable {
             await joinAndDrop(running, backend)
             throw error
         }
-        if stopNow { await stop(backend, graceSeconds: 5) }  // stop() came while we were starting
     }
 
     /// Creates the runtime directory (mode 0700) unless it exists, and remembers whether we did.

@@ -134,10 +134,8 @@ public final class QEMUHypervisor: Hypervisor, HypervisorBackendSteps {
         }
     }
 
-    /// Waits until QEMU has connected to the vsock socket and its monitor answers; from here on
-    /// its end is recorded (`finished`).
+    /// Waits until QEMU has connected to the vsock socket and its monitor answers.
     func awaitReady(_ running: Running) async throws(HypervisorError) {
-        running.process.onExit { [weak self] code in self?.finished(code) }
         try await waitForFrontend(running)
         try await waitForMachine(running)
     }
@@ -216,6 +214,8 @@ public final class QEMUHypervisor: Hypervisor, HypervisorBackendSteps {
         logger.debug("qemu: \(command.arguments.joined(separator: " "))")
         do {
             let process = try ChildProcess(arguments: command.arguments, output: config.consoleOutput)
+            // From here on QEMU's end is reported (`finished`), also before `launch` returns.
+            process.onExit { [weak self] code in self?.finished(code) }
             return Running(process: process, server: server, vsock: vsock, shares: shares, nets: nets, disk: disk)
         } catch {
             server.stop()
