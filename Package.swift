@@ -22,7 +22,9 @@ let package = Package(
         // C: ioctl request numbers, fixed-argument wrappers for variadic calls, headers Swift cannot import.
         // Links libseccomp for ks_container.c (filters are built and exported to BPF in C).
         .target(name: "CShims", linkerSettings: [.linkedLibrary("seccomp")]),
-        // Errno, owned descriptors, epoll, eventfd, signals.
+        // The one OS layer: Errno and its text, owned descriptors, whole-file read and write-all,
+        // WorkerThread (every thread starts there), mountinfo, epoll, eventfd, accept loop.
+        // Light on purpose (CShims only): even the FUSE server and the static agent's modules use it.
         .target(name: "SystemSupport", dependencies: ["CShims"]),
         // The OCI runtime spec (v1.1, Linux), one Codable model for the shim, the runtime's
         // host-to-guest rewrite and the guest engine. Foundation(Essentials) only: the static agent uses it.
@@ -66,7 +68,7 @@ let package = Package(
 
         // FUSE server (the file-system half of virtio-fs): wire protocol + passthrough over a host
         // directory, confined to it. Takes plain byte buffers/iovecs, so any transport can drive it.
-        .target(name: "FUSE", dependencies: ["CShims"]),
+        .target(name: "FUSE", dependencies: ["CShims", "SystemSupport"]),
 
         // ---- networking
         // rtnetlink: links, addresses, routes, neighbours, ingress qdiscs and mirred redirects;
@@ -80,8 +82,8 @@ let package = Package(
 
         // ---- guest side
         // OCI containers inside the guest: spec validation, clone/exec through ks_container.c,
-        // cgroups, seccomp, state machine. Used by the agent; depends only on CShims and OCI.
-        .target(name: "GuestContainers", dependencies: ["CShims", "OCI"]),
+        // cgroups, seccomp, state machine. Used by the agent; depends on CShims, SystemSupport and OCI.
+        .target(name: "GuestContainers", dependencies: ["CShims", "SystemSupport", "OCI"]),
 
         // ---- containerd side
         // ttrpc: framing, client, server, status codes, over any byte stream.
@@ -140,7 +142,10 @@ let package = Package(
         .executableTarget(name: "fuse-bench", dependencies: ["FUSE"]),
         .executableTarget(
             name: "kata-ctl",
-            dependencies: ["VMM", "Hypervisor", "Runtime", "Shim", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: [
+                "VMM", "Hypervisor", "Runtime", "Shim", "SystemSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
         // Guest PID 1; built fully static for the initramfs by guest-image/build-agent-initramfs.sh.
         .executableTarget(name: "kata-agent", dependencies: ["Agent"]),
         // Fuzz entry points, one per guest- or peer-facing parser, over the real modules (docs/fuzzing.md).
@@ -154,7 +159,7 @@ let package = Package(
             ]),
         // Replays inputs through a target; the fuzz build (make fuzz) runs libFuzzer on it.
         .executableTarget(
-            name: "kata-fuzz", dependencies: ["FuzzTargets", .product(name: "Logging", package: "swift-log")]),
+            name: "kata-fuzz", dependencies: ["FuzzTargets", "SystemSupport", .product(name: "Logging", package: "swift-log")]),
 
         // ---- tests
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),

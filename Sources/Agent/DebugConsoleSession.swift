@@ -7,6 +7,7 @@
 // when the console stops. A shell that outlives the hangup gets SIGKILL.
 
 import CShims
+import SystemSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -58,7 +59,7 @@ struct DebugConsoleSession: Sendable {
             return ks_console_spawn(UnsafePointer(strings[0]), argv, envp, shell.rows, shell.columns, &child)
         }
         guard rc == 0 else {
-            let why = "cannot start \(shell.path): \(errnoText(-rc))"
+            let why = "cannot start \(shell.path): \(Errno(-rc))"
             log.error("debug console: session \(id): \(why)")
             let text = Array("kata-agent debug console: \(why)\r\n".utf8)
             _ = text.withUnsafeBytes { send(socket, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -108,7 +109,7 @@ struct DebugConsoleSession: Sendable {
             let n = poll(&fds, nfds_t(fds.count), timeout)
             if n < 0 {
                 if errno == EINTR { continue }
-                return .failed("poll: \(errnoText(errno))")
+                return .failed("poll: \(Errno(errno))")
             }
             if fds[3].revents != 0 { return .stopped }
             if fds[2].revents != 0 { shellExitedAt = BootClock.nanoseconds() }
@@ -198,7 +199,7 @@ struct DebugConsoleSession: Sendable {
         case 1: return "exited with status \(code)"
         case -ECHILD: return "reaped by the agent's reaper"
         case 0: return "still running after SIGKILL"
-        case let rc: return "waitid: \(errnoText(-rc))"
+        case let rc: return "waitid: \(Errno(-rc))"
         }
     }
 

@@ -3,6 +3,7 @@
 // posix_spawn, so no Swift code runs in the child.
 
 import CShims
+import SystemSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -13,7 +14,7 @@ public enum SpawnError: Error, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .spawn(let path, let errno): "spawn \(path): \(errnoText(errno))"
+        case .spawn(let path, let errno): "spawn \(path): \(Errno(errno))"
         }
     }
 }

@@ -74,25 +74,19 @@ public final class KVMHypervisor: Hypervisor {
             guard s.phase == .created else { throw .invalidState(operation: "start", state: "\(s.phase)") }
             s.phase = .running  // claimed; set to stopped on failure below
         }
-        let result = await runBlocking("kvm-start") { () -> Result<Running, HypervisorError> in
-            do throws(HypervisorError) {
-                return .success(try self.launch())
-            } catch {
-                return .failure(error)
-            }
-        }
-        switch result {
-        case .success(let running):
-            let stopNow = locked.withLock { s -> Bool in
-                s.running = running
-                return s.stopRequested
-            }
-            if stopNow { await stop() }  // stop() came while we were starting
-        case .failure(let error):
+        let running: Running
+        do {
+            running = try await runBlocking("kvm-start") { () throws(HypervisorError) in try self.launch() }
+        } catch {
             removeRuntimeFiles()
             locked.withLock { $0.phase = .stopped(exitCode: -1, requested: false) }
             throw error
         }
+        let stopNow = locked.withLock { s -> Bool in
+            s.running = running
+            return s.stopRequested
+        }
+        if stopNow { await stop() }  // stop() came while we were starting
     }
 
     private func validate() throws(HypervisorError) {

@@ -30,7 +30,7 @@ final class ChildProcess: Sendable {
     init(arguments: [String], output: (@Sendable ([UInt8]) -> Void)?) throws(HypervisorError) {
         guard let path = arguments.first else { throw .invalidConfig("empty command") }
         var pipeFDs: [Int32] = [-1, -1]
-        let pipeResult = ks_hv_pipe(&pipeFDs)
+        let pipeResult = ks_pipe_cloexec(&pipeFDs)
         guard pipeResult == 0 else { throw .process(operation: "pipe", Errno(rawValue: -pipeResult)) }
         let readEnd = FileDescriptor(owning: pipeFDs[0])
         let writeEnd = WriteEnd(FileDescriptor(owning: pipeFDs[1]))
