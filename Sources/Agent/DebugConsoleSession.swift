@@ -55,7 +55,7 @@ struct DebugConsoleSession: Sendable {
         var child = ks_console_shell(pid: -1, pidfd: -1, master: -1)
         let rc = withCStrings([shell.path] + shell.arguments + shell.environment) { strings in
             let argv = Array(strings[1..<(1 + shell.arguments.count)]) + [nil]
-            let envp = Array(strings[(1 + shell.arguments.count)...]) + [nil]
+            let envp = Array(strings[(1 + shell.arguments.count)...])  // ends with withCStrings' NULL
             return ks_console_spawn(UnsafePointer(strings[0]), argv, envp, shell.rows, shell.columns, &child)
         }
         guard rc == 0 else {
@@ -216,11 +216,4 @@ struct DebugConsoleSession: Sendable {
         let flags = fcntl(fd, F_GETFL)
         if flags >= 0 { _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
     }
-}
-
-/// Calls `body` with NUL-terminated copies of `strings`, valid only during the call.
-func withCStrings<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> R) -> R {
-    let pointers = strings.map { strdup($0) }
-    defer { pointers.forEach { free($0) } }
-    return body(pointers)
 }

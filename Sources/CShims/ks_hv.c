@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -14,34 +13,6 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-int ks_hv_spawn(const char *path, char *const argv[], char *const envp[], int out_fd, pid_t *pid) {
-    posix_spawn_file_actions_t actions;
-    posix_spawnattr_t attr;
-    int rc = posix_spawn_file_actions_init(&actions);
-    if (rc != 0) return -rc;
-    rc = posix_spawnattr_init(&attr);
-    if (rc != 0) {
-        posix_spawn_file_actions_destroy(&actions);
-        return -rc;
-    }
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    if ((rc = posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)) == 0 &&
-        (rc = posix_spawn_file_actions_adddup2(&actions, out_fd, 1)) == 0 &&
-        (rc = posix_spawn_file_actions_adddup2(&actions, out_fd, 2)) == 0 &&
-        (rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                                  POSIX_SPAWN_SETSIGDEF)) == 0 &&
-        (rc = posix_spawnattr_setpgroup(&attr, 0)) == 0 &&
-        (rc = posix_spawnattr_setsigmask(&attr, &none)) == 0 &&
-        (rc = posix_spawnattr_setsigdefault(&attr, &all)) == 0) {
-        rc = posix_spawn(pid, path, &actions, &attr, argv, envp);
-    }
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attr);
-    return -rc;
-}
 
 int ks_hv_wait(pid_t pid, int nohang, int *exit_code) {
     int status = 0;

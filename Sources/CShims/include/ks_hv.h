@@ -1,7 +1,7 @@
 // ks_hv: process spawning and shared memory for the hypervisor backends (QEMU, vhost-user).
 // Their Unix sockets are ks_unix.h.
 //
-// Why: posix_spawn file actions and attributes, fork with async-signal-safe children, and mmap's
+// Why: fork with an async-signal-safe child (the guard), waitpid status macros, and mmap's
 // MAP_FAILED are awkward or unavailable from Swift.
 #ifndef KS_HV_H
 #define KS_HV_H
@@ -9,11 +9,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
-
-/// Spawns `path` with `argv` (NULL-terminated) and `envp` (NULL-terminated) in a new process
-/// group of its own (pgid = pid), stdin from /dev/null, stdout and stderr onto `out_fd`, the
-/// signal mask cleared and every signal at its default. Stores the pid. 0 or -errno.
-int ks_hv_spawn(const char *path, char *const argv[], char *const envp[], int out_fd, pid_t *pid);
 
 /// What a guard reports to its caller: an errno, or the VMM's pid.
 struct ks_hv_spawn_report {

@@ -1,6 +1,6 @@
-// See include/ks_shim.h.
+// See include/ks_spawn.h.
 #define _GNU_SOURCE
-#include "ks_shim.h"
+#include "ks_spawn.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,8 +12,8 @@
 
 enum { KS_MAX_SPAWN_FDS = 16, KS_HIGH_FD_BASE = 100 };
 
-int ks_shim_spawn(const char *path, char *const argv[], char *const envp[], const int *fd_map, int fd_count,
-                  int new_process_group, pid_t *pid) {
+int ks_spawn(const char *path, char *const argv[], char *const envp[], const int *fd_map, int fd_count,
+             int new_process_group, pid_t *pid) {
     if (fd_count < 0 || fd_count > KS_MAX_SPAWN_FDS) return -EINVAL;
     // Move every source above the target range first, so dup2(source, i) never clobbers a source
     // that a later target still needs.
