@@ -4,7 +4,7 @@ import SystemSupport
 import Glibc
 #endif
 
-/// Unix stream sockets, as owned descriptors. Thin wrappers over ks_hv.
+/// Unix stream sockets, as owned descriptors. Thin wrappers over ks_unix.
 enum UnixSocket {
     /// A listening socket at `path`; a stale socket file there is removed first.
     static func listen(path: String, backlog: Int32 = 16) throws(Errno) -> FileDescriptor {
