@@ -26,7 +26,7 @@ public enum GuestFactsError: Error, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .uname(let errno): "uname: errno \(errno)"
+        case .uname(let errno): "uname: \(Errno(errno))"
         case .readFile(let error): "\(error)"
         case .meminfoFieldMissing(let field): "/proc/meminfo has no \(field) line"
         case .meminfoFieldInvalid(let field, let line): "/proc/meminfo \(field) line is malformed: '\(line)'"
