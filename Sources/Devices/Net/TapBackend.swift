@@ -20,9 +20,9 @@ public final class TapBackend: FrameDescriptorBackend, @unchecked Sendable {
         super.init(descriptor: owned)
     }
 
-    /// Inside another namespace: on a short-lived thread of its own that joins the namespace
-    /// first; only that thread changes namespace, and it ends right after, taking the change
-    /// with it.
+    /// Opens the tap in the calling thread's namespace or, with `netnsPath`, on a short-lived
+    /// thread of its own that joins that namespace first: only that thread changes namespace, and
+    /// it ends right after, taking the change with it.
     private static func open(_ name: String, netnsPath: String?) throws(Errno) -> (FileDescriptor, String) {
         guard let netnsPath else { return try openHere(name) }
         do {
