@@ -23,7 +23,9 @@ let package = Package(
         // C: ioctl request numbers, fixed-argument wrappers for variadic calls, headers Swift cannot import.
         // Links libseccomp for ks_container.c (filters are built and exported to BPF in C).
         .target(name: "CShims", linkerSettings: [.linkedLibrary("seccomp")]),
-        // Errno, owned descriptors, epoll, eventfd, signals.
+        // The one OS layer: Errno and its text, owned descriptors, whole-file read and write-all,
+        // WorkerThread (every thread starts there), mountinfo, epoll, eventfd, accept loop.
+        // Light on purpose (CShims only): even the FUSE server and the static agent's modules use it.
         .target(name: "SystemSupport", dependencies: ["CShims"]),
         // The OCI runtime spec (v1.1, Linux), one Codable model for the shim, the runtime's
         // host-to-guest rewrite and the guest engine. Foundation(Essentials) only: the static agent uses it.
@@ -70,7 +72,7 @@ let package = Package(
 
         // FUSE server (the file-system half of virtio-fs): wire protocol + passthrough over a host
         // directory, confined to it. Takes plain byte buffers/iovecs, so any transport can drive it.
-        .target(name: "FUSE", dependencies: ["CShims"]),
+        .target(name: "FUSE", dependencies: ["CShims", "SystemSupport"]),
 
         // ---- networking
         // rtnetlink: links, addresses, routes, neighbours, ingress qdiscs and mirred redirects;
@@ -84,8 +86,8 @@ let package = Package(
 
         // ---- guest side
         // OCI containers inside the guest: spec validation, clone/exec through ks_container.c,
-        // cgroups, seccomp, state machine. Used by the agent; depends only on CShims and OCI.
-        .target(name: "GuestContainers", dependencies: ["CShims", "OCI"]),
+        // cgroups, seccomp, state machine. Used by the agent; depends on CShims, SystemSupport and OCI.
+        .target(name: "GuestContainers", dependencies: ["CShims", "SystemSupport", "OCI"]),
 
         // ---- containerd side
         // ttrpc: framing, client, server, status codes, over any byte stream.
@@ -157,10 +159,8 @@ let package = Package(
         .executableTarget(
             name: "kata-ctl",
             dependencies: [
-                "VMM", "HostProbes", "Hypervisor", "Runtime", "Shim", "Monitoring",
+                "VMM", "HostProbes", "Hypervisor", "Runtime", "Shim", "Monitoring", "SystemSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
             ]),
         // Guest PID 1; built fully static for the initramfs by guest-image/build-agent-initramfs.sh.
         .executableTarget(name: "kata-agent", dependencies: ["Agent"]),
@@ -175,7 +175,7 @@ let package = Package(
             ]),
         // Replays inputs through a target; the fuzz build (make fuzz) runs libFuzzer on it.
         .executableTarget(
-            name: "kata-fuzz", dependencies: ["FuzzTargets", .product(name: "Logging", package: "swift-log")]),
+            name: "kata-fuzz", dependencies: ["FuzzTargets", "SystemSupport", .product(name: "Logging", package: "swift-log")]),
 
         // ---- tests
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),

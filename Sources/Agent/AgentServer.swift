@@ -3,6 +3,7 @@
 import CShims
 import Synchronization
 import TTRPC
+import SystemSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -16,7 +17,7 @@ public enum AgentServerError: Error, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .vsockListen(let address, let errno): "listen on \(address): \(errnoText(errno))"
+        case .vsockListen(let address, let errno): "listen on \(address): \(Errno(errno))"
         case .listen(let address, let error): "listen on \(address): \(error)"
         }
     }
@@ -69,7 +70,7 @@ public final class AgentServer: Sendable {
     public func stop() async {
         await server.shutdown(gracePeriod: .seconds(1))
         for path in socketFiles.withLock({ $0 }) where unlink(path) != 0 && errno != ENOENT {
-            log.warning("unlink \(path): \(errnoText(errno))")
+            log.warning("unlink \(path): \(Errno(errno))")
         }
     }
 }

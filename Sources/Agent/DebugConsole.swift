@@ -22,8 +22,8 @@ public enum DebugConsoleError: Error, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .listen(let address, let errno): "debug console: listen on \(address): \(errnoText(errno))"
-        case .thread(let errno): "debug console: accept loop (pipe, pthread_create): \(errnoText(errno))"
+        case .listen(let address, let errno): "debug console: listen on \(address): \(Errno(errno))"
+        case .thread(let errno): "debug console: accept loop (pipe, pthread_create): \(Errno(errno))"
         }
     }
 }
@@ -74,7 +74,7 @@ public final class DebugConsole: Sendable {
             fd = ks_vsock_listen(cid ?? ks_vmaddr_cid_any, port, 16)
         case .unix(let path):
             unlink(path)
-            fd = ks_hv_unix_listen(path, 16, 0)
+            fd = ks_unix_listen(path, 16, 0, 0)
         }
         guard fd >= 0 else { throw .listen(address, errno: -fd) }
         listener = fd

@@ -7,6 +7,7 @@
 // when the console stops. A shell that outlives the hangup gets SIGKILL.
 
 import CShims
+import SystemSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -54,11 +55,11 @@ struct DebugConsoleSession: Sendable {
         var child = ks_console_shell(pid: -1, pidfd: -1, master: -1)
         let rc = withCStrings([shell.path] + shell.arguments + shell.environment) { strings in
             let argv = Array(strings[1..<(1 + shell.arguments.count)]) + [nil]
-            let envp = Array(strings[(1 + shell.arguments.count)...]) + [nil]
+            let envp = Array(strings[(1 + shell.arguments.count)...])  // ends with withCStrings' NULL
             return ks_console_spawn(UnsafePointer(strings[0]), argv, envp, shell.rows, shell.columns, &child)
         }
         guard rc == 0 else {
-            let why = "cannot start \(shell.path): \(errnoText(-rc))"
+            let why = "cannot start \(shell.path): \(Errno(-rc))"
             log.error("debug console: session \(id): \(why)")
             let text = Array("kata-agent debug console: \(why)\r\n".utf8)
             _ = text.withUnsafeBytes { send(socket, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -108,7 +109,7 @@ struct DebugConsoleSession: Sendable {
             let n = poll(&fds, nfds_t(fds.count), timeout)
             if n < 0 {
                 if errno == EINTR { continue }
-                return .failed("poll: \(errnoText(errno))")
+                return .failed("poll: \(Errno(errno))")
             }
             if fds[3].revents != 0 { return .stopped }
             if fds[2].revents != 0 { shellExitedAt = BootClock.nanoseconds() }
@@ -198,7 +199,7 @@ struct DebugConsoleSession: Sendable {
         case 1: return "exited with status \(code)"
         case -ECHILD: return "reaped by the agent's reaper"
         case 0: return "still running after SIGKILL"
-        case let rc: return "waitid: \(errnoText(-rc))"
+        case let rc: return "waitid: \(Errno(-rc))"
         }
     }
 
@@ -215,11 +216,4 @@ struct DebugConsoleSession: Sendable {
         let flags = fcntl(fd, F_GETFL)
         if flags >= 0 { _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
     }
-}
-
-/// Calls `body` with NUL-terminated copies of `strings`, valid only during the call.
-func withCStrings<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> R) -> R {
-    let pointers = strings.map { strdup($0) }
-    defer { pointers.forEach { free($0) } }
-    return body(pointers)
 }

@@ -1,6 +1,7 @@
 // Facts about the guest the agent runs in, for GetGuestDetails: kernel, memory, CPUs, clocks.
 // The parsers are pure functions over the files' text so tests can feed them anything.
 
+import SystemSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -25,7 +26,7 @@ public enum GuestFactsError: Error, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .uname(let errno): "uname: errno \(errno)"
+        case .uname(let errno): "uname: \(Errno(errno))"
         case .readFile(let error): "\(error)"
         case .meminfoFieldMissing(let field): "/proc/meminfo has no \(field) line"
         case .meminfoFieldInvalid(let field, let line): "/proc/meminfo \(field) line is malformed: '\(line)'"
@@ -39,7 +40,9 @@ public enum GuestFactsReader {
     public static func read(procRoot: String = "/proc", sysRoot: String = "/sys") throws(GuestFactsError) -> GuestFacts {
         let (release, version) = try kernel()
         let meminfo: String
-        do { meminfo = try SystemFiles.readText(procRoot + "/meminfo") } catch { throw .readFile(error) }
+        do { meminfo = try readWholeTextFile(procRoot + "/meminfo", limit: 1 << 20) } catch {
+            throw .readFile(SystemCallError("read", procRoot + "/meminfo", errno: error.rawValue))
+        }
         let memory = try parseMeminfo(meminfo)
         return GuestFacts(
             kernelRelease: release, kernelVersion: version,
@@ -58,7 +61,7 @@ public enum GuestFactsReader {
     /// Online CPUs from /sys/devices/system/cpu/online (a list like "0-3,6"); sysconf as a fallback
     /// when sysfs is not mounted.
     public static func onlineCPUs(sysRoot: String = "/sys") throws(GuestFactsError) -> UInt32 {
-        if let text = try? SystemFiles.readText(sysRoot + "/devices/system/cpu/online") {
+        if let text = try? readWholeTextFile(sysRoot + "/devices/system/cpu/online", limit: 1 << 20) {
             return try countCPUList(text)
         }
         return UInt32(max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN))))

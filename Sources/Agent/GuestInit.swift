@@ -2,6 +2,7 @@
 // PID 1 (tests on the host) it mounts nothing and never reboots anything.
 
 import CShims
+import SystemSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -29,7 +30,7 @@ public enum GuestInit {
         switch ks_agent_early_proc_mount_result() {
         case 1: log.info("early constructor mounted /proc")
         case 0: break
-        case let rc: log.error("early constructor could not mount /proc: \(errnoText(-rc))")
+        case let rc: log.error("early constructor could not mount /proc: \(Errno(-rc))")
         }
         try GuestRoot.leaveInitialRootfs(log: log)
         try GuestMounts.mountAll(GuestMounts.bootSequence, log: log)
@@ -41,7 +42,7 @@ public enum GuestInit {
     /// (PID 1 gets them anyway).
     public static func becomeSubreaper(log: AgentLog) {
         let rc = ks_set_child_subreaper()
-        if rc != 0 { log.warning("prctl(PR_SET_CHILD_SUBREAPER): \(errnoText(-rc))") }
+        if rc != 0 { log.warning("prctl(PR_SET_CHILD_SUBREAPER): \(Errno(-rc))") }
     }
 
     /// The kernel opens /dev/console as fds 0-2 for init when the initramfs has the node; when it
@@ -52,7 +53,7 @@ public enum GuestInit {
         guard !closed.isEmpty else { return }
         let console = open("/dev/console", O_RDWR | O_NOCTTY)
         guard console >= 0 else {
-            log.warning("open /dev/console: \(errnoText(errno)); fds \(closed) stay closed")
+            log.warning("open /dev/console: \(Errno(errno)); fds \(closed) stay closed")
             return
         }
         for fd in closed where fd != Int(console) { dup2(console, Int32(fd)) }
@@ -71,7 +72,7 @@ public enum GuestInit {
         let rc = ks_reboot_restart()
         // Only reached if the kernel refused (no CAP_SYS_BOOT); PID 1 exiting panics the kernel,
         // which with panic=-1 restarts it as well.
-        log.error("reboot(RB_AUTOBOOT): \(errnoText(-rc))")
+        log.error("reboot(RB_AUTOBOOT): \(Errno(-rc))")
         _exit(exitCode)
     }
 

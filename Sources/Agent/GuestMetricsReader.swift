@@ -3,6 +3,7 @@
 // are pure functions over the files' text; a line they do not understand is skipped, not fatal:
 // a newer kernel may add fields, and a metrics scrape must not fail on them.
 
+import SystemSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -26,13 +27,13 @@ public enum GuestMetricsReader {
     /// Reads the running guest. A file that cannot be read leaves its fields empty.
     public static func read(procRoot: String = "/proc") -> GuestMetricsSnapshot {
         var snapshot = GuestMetricsSnapshot()
-        if let text = try? SystemFiles.readText(procRoot + "/meminfo") { snapshot.meminfoBytes = parseMeminfo(text) }
+        if let text = try? readWholeTextFile(procRoot + "/meminfo", limit: 1 << 20) { snapshot.meminfoBytes = parseMeminfo(text) }
         let ticks = Double(max(1, sysconf(Int32(_SC_CLK_TCK))))
-        if let text = try? SystemFiles.readText(procRoot + "/stat") { snapshot.cpuSeconds = parseCPULine(text, ticksPerSecond: ticks) }
-        if let text = try? SystemFiles.readText(procRoot + "/loadavg"), let load = parseLoadavg(text) {
+        if let text = try? readWholeTextFile(procRoot + "/stat", limit: 1 << 20) { snapshot.cpuSeconds = parseCPULine(text, ticksPerSecond: ticks) }
+        if let text = try? readWholeTextFile(procRoot + "/loadavg", limit: 1 << 20), let load = parseLoadavg(text) {
             (snapshot.load1, snapshot.tasksRunning, snapshot.tasksTotal) = load
         }
-        if let text = try? SystemFiles.readText(procRoot + "/self/status") { snapshot.agentRSSBytes = parseVmRSS(text) ?? 0 }
+        if let text = try? readWholeTextFile(procRoot + "/self/status", limit: 1 << 20) { snapshot.agentRSSBytes = parseVmRSS(text) ?? 0 }
         return snapshot
     }
 

@@ -2,6 +2,7 @@
 // already mounted (the early C constructor may have mounted /proc; the kernel may have mounted
 // devtmpfs).
 
+import SystemSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -36,9 +37,9 @@ public enum MountError: Error, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .system(let step, let errno): "\(step): \(errnoText(errno))"
-        case .createDirectory(let path, let errno): "mkdir \(path): \(errnoText(errno))"
-        case .mount(let spec, let errno): "mount \(spec.fstype) on \(spec.target): \(errnoText(errno))"
+        case .system(let step, let errno): "\(step): \(Errno(errno))"
+        case .createDirectory(let path, let errno): "mkdir \(path): \(Errno(errno))"
+        case .mount(let spec, let errno): "mount \(spec.fstype) on \(spec.target): \(Errno(errno))"
         }
     }
 }
@@ -72,12 +73,7 @@ public enum GuestMounts {
 
     /// Mount points listed in a mountinfo file (field 5), with octal escapes (\040) decoded.
     public static func mountPoints(mountinfo: String) -> Set<String> {
-        var result = Set<String>()
-        for line in mountinfo.split(separator: "\n") {
-            let fields = line.split(separator: " ")
-            if fields.count > 4 { result.insert(unescapeOctal(fields[4])) }
-        }
-        return result
+        Set(MountInfo.parse(mountinfo).map(\.mountPoint))
     }
 
     /// Mounts every entry of `specs` whose target is not a mount point yet, creating directories.
@@ -87,7 +83,7 @@ public enum GuestMounts {
         var mounted: [String] = []
         for spec in specs {
             // Re-read each time: mounting /proc makes mountinfo readable in the first place.
-            let existing = (try? SystemFiles.readText("/proc/self/mountinfo")).map(mountPoints) ?? []
+            let existing = Set(((try? MountInfo.current()) ?? []).map(\.mountPoint))
             if existing.contains(spec.target) {
                 log.debug("\(spec.target) already mounted")
                 continue
@@ -103,27 +99,8 @@ public enum GuestMounts {
             mounted.append(spec.target)
         }
         for (link, target) in devLinks where symlink(target, link) != 0 && errno != EEXIST {
-            log.warning("symlink \(link) -> \(target): \(errnoText(errno))")
+            log.warning("symlink \(link) -> \(target): \(Errno(errno))")
         }
         return mounted
-    }
-
-    private static func unescapeOctal(_ field: Substring) -> String {
-        guard field.utf8.contains(UInt8(ascii: "\\")) else { return String(field) }
-        var bytes: [UInt8] = []
-        let utf8 = Array(field.utf8)
-        var i = 0
-        while i < utf8.count {
-            if utf8[i] == UInt8(ascii: "\\"), i + 3 < utf8.count,
-                let value = UInt8(String(decoding: utf8[(i + 1)...(i + 3)], as: UTF8.self), radix: 8)
-            {
-                bytes.append(value)
-                i += 4
-            } else {
-                bytes.append(utf8[i])
-                i += 1
-            }
-        }
-        return String(decoding: bytes, as: UTF8.self)
     }
 }

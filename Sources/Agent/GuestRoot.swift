@@ -3,6 +3,8 @@
 // recursive bind of / on top of it and chroots into that (what switch_root does, without a copy):
 // from then on the root mount has a parent, and every container's pivot_root works.
 
+import SystemSupport
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -12,14 +14,8 @@ enum GuestRoot {
 
     /// Whether / is the initial rootfs (per /proc/self/mountinfo).
     static func isInitialRootfs() -> Bool {
-        guard let text = try? SystemFiles.readText("/proc/self/mountinfo") else { return false }
-        for line in text.split(separator: "\n") {
-            let halves = line.split(separator: " - ", maxSplits: 1)
-            let fields = halves.first?.split(separator: " ") ?? []
-            guard fields.count >= 5, fields[4] == "/", halves.count == 2 else { continue }
-            if halves[1].split(separator: " ").first == "rootfs" { return true }
-        }
-        return false
+        guard let mounts = try? MountInfo.current() else { return false }
+        return mounts.contains { $0.mountPoint == "/" && $0.fileSystemType == "rootfs" }
     }
 
     /// As PID 1 on rootfs: bind / recursively onto a directory, move that bind onto /, chroot.

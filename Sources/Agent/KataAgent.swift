@@ -9,6 +9,7 @@
 // Any failure on the way is printed on the console and ends the guest.
 
 import Dispatch
+import SystemSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -77,7 +78,7 @@ public enum KataAgent {
         for key in ["KATA_AGENT_LISTEN", "KATA_AGENT_LOG_LEVEL"] {
             if let value = getenv(key) { environment[key] = String(cString: value) }
         }
-        let kernelCommandLine = role == .initProcess ? (try? SystemFiles.readText("/proc/cmdline")) ?? "" : ""
+        let kernelCommandLine = role == .initProcess ? (try? readWholeTextFile("/proc/cmdline", limit: 1 << 20)) ?? "" : ""
         let config: AgentConfig
         do {
             config = try AgentConfig.resolve(

@@ -30,7 +30,7 @@ final class PortForwardService: Sendable {
     static func start(port: UInt32 = PortForwardWire.vsockPort, log: AgentLog) -> PortForwardService? {
         let fd = ks_vsock_listen(ks_vmaddr_cid_any, port, 64)
         guard fd >= 0 else {
-            log.error("port forward: listen on vsock port \(port): \(errnoText(-fd))")
+            log.error("port forward: listen on vsock port \(port): \(Errno(-fd))")
             return nil
         }
         let service = PortForwardService(listener: fd, log: log)
@@ -94,12 +94,12 @@ final class PortForwardService: Sendable {
         var status = target >= 0 ? 0 : PortForwardWire.status(errno: -target)
         guard send(client, &status, 1, Int32(MSG_NOSIGNAL)) == 1, target >= 0 else {
             if target >= 0 { close(target) }
-            log.debug("port forward to \(port): \(target >= 0 ? "the shim went away" : errnoText(-target))")
+            log.debug("port forward to \(port): \(target >= 0 ? "the shim went away" : "\(Errno(-target))")")
             return
         }
         defer { close(target) }
         let rc = ks_relay(client, target, stop)
-        if rc < 0 { log.debug("port forward to \(port): relay ended: \(errnoText(-rc))") }
+        if rc < 0 { log.debug("port forward to \(port): relay ended: \(Errno(-rc))") }
     }
 
     private func readHeader(_ fd: Int32, stop: Int32) -> [UInt8]? {

@@ -6,6 +6,7 @@
 import CShims
 import GuestContainers
 import Synchronization
+import SystemSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -74,7 +75,7 @@ public enum SignalLoop {
                 return .terminate(signal: signo)
             default:
                 // sigwaitinfo failed: nothing sensible to retry with; a tight loop would spin.
-                log.error("sigwaitinfo: \(errnoText(-signo))")
+                log.error("sigwaitinfo: \(Errno(-signo))")
                 return .terminate(signal: 0)
             }
         }

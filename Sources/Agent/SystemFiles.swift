@@ -1,4 +1,7 @@
-// Reading small kernel-provided text files (/proc, /sys) without Foundation.
+// A failed system call with what it was about; reading /proc and /sys is SystemSupport's
+// readWholeTextFile.
+
+import SystemSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -16,36 +19,10 @@ public struct SystemCallError: Error, Equatable, CustomStringConvertible {
         self.errno = errno
     }
 
-    public var description: String { "\(operation) \(subject): \(errnoText(errno))" }
-}
-
-/// strerror text with the number, e.g. "No such file or directory (errno 2)".
-func errnoText(_ code: Int32) -> String {
-    let text = strerror(code).map { String(cString: $0) } ?? "unknown error"
-    return "\(text) (errno \(code))"
+    public var description: String { "\(operation) \(subject): \(Errno(errno))" }
 }
 
 enum SystemFiles {
-    /// Files under /proc report size 0, so read until EOF; `limit` bounds what a broken or hostile
-    /// file system can make us allocate.
-    static func readText(_ path: String, limit: Int = 1 << 20) throws(SystemCallError) -> String {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw SystemCallError("open", path, errno: errno) }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while bytes.count < limit {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw SystemCallError("read", path, errno: errno)
-            }
-            if n == 0 { break }
-            bytes.append(contentsOf: chunk[0..<min(n, limit - bytes.count)])
-        }
-        return String(decoding: bytes, as: UTF8.self)
-    }
-
     static func exists(_ path: String) -> Bool {
         access(path, F_OK) == 0
     }

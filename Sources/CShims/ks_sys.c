@@ -1,11 +1,14 @@
+#define _GNU_SOURCE
 #include "ks_sys.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <unistd.h>
 
 int ks_eventfd(unsigned int initval, int nonblocking) {
     int fd = eventfd(initval, EFD_CLOEXEC | (nonblocking ? EFD_NONBLOCK : 0));
@@ -61,3 +64,7 @@ int ks_set_thread_name(const char *name) {
 }
 
 int ks_sigrtmin(void) { return SIGRTMIN; }
+
+int ks_pipe_cloexec(int fds[2]) {
+    return pipe2(fds, O_CLOEXEC) == 0 ? 0 : -errno;
+}

@@ -99,10 +99,8 @@ static int build(scmp_filter_ctx ctx, int kind) {
 int ks_thread_filter_install(int kind) {
     if (kind != KS_THREAD_VCPU && kind != KS_THREAD_DEVICE) return -EINVAL;
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return -errno;
-    // glibc opens its message catalogues (openat, killed on vCPU threads) at the first strerror
-    // of the process and remembers even a miss: done here, an error message formatted on this
-    // thread later touches no file.
-    (void)strerror(EPERM);
+    // The caller (ThreadConfinement.install, Swift) has called strerror once already, so glibc's
+    // message catalogues are loaded and an error message formatted here later opens no file.
     scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ERRNO(EPERM));
     if (!ctx) return -ENOMEM;
     int rc = build(ctx, kind);

@@ -1,38 +1,33 @@
-// The one error type of the FUSE module: a POSIX errno, positive here, negated on the wire.
+// The FUSE module's errors are SystemSupport's Errno: positive here, negated on the wire.
 
 import Glibc
+import SystemSupport
 
 /// A POSIX error number as a FUSE reply carries it. Every failing operation of the server and of
 /// the passthrough file system ends in one of these; the reply header carries `-code`.
-public struct FUSEErrno: Error, Equatable, Hashable, Sendable, CustomStringConvertible {
-    public let code: Int32
+public typealias FUSEErrno = Errno
 
-    public init(_ code: Int32) { self.code = code }
+extension Errno {
+    /// The positive error number a FUSE reply negates.
+    var code: Int32 { rawValue }
 
-    /// The calling thread's `errno` after a failed libc call.
-    static var current: FUSEErrno { FUSEErrno(errno) }
-
-    public var description: String { "errno \(code) (\(String(cString: strerror(code))))" }
-
-    public static let notPermitted = FUSEErrno(EPERM)
-    public static let noEntry = FUSEErrno(ENOENT)
-    public static let io = FUSEErrno(EIO)
-    public static let badHandle = FUSEErrno(EBADF)
-    public static let accessDenied = FUSEErrno(EACCES)
-    public static let notDirectory = FUSEErrno(ENOTDIR)
-    public static let isDirectory = FUSEErrno(EISDIR)
-    public static let invalid = FUSEErrno(EINVAL)
-    public static let tooManyFiles = FUSEErrno(ENFILE)
-    public static let range = FUSEErrno(ERANGE)
-    public static let nameTooLong = FUSEErrno(ENAMETOOLONG)
-    public static let notImplemented = FUSEErrno(ENOSYS)
-    public static let loop = FUSEErrno(ELOOP)
-    public static let notSupported = FUSEErrno(EOPNOTSUPP)
-    public static let protocolError = FUSEErrno(EPROTO)
-    public static let crossDevice = FUSEErrno(EXDEV)
-    public static let noData = FUSEErrno(ENODATA)
-    public static let tooBig = FUSEErrno(E2BIG)
-    public static let readOnly = FUSEErrno(EROFS)
+    static let notPermitted = Errno(EPERM)
+    static let io = Errno(EIO)
+    static let badHandle = Errno(EBADF)
+    static let accessDenied = Errno(EACCES)
+    static let notDirectory = Errno(ENOTDIR)
+    static let isDirectory = Errno(EISDIR)
+    static let invalid = Errno(EINVAL)
+    static let tooManyFiles = Errno(ENFILE)
+    static let range = Errno(ERANGE)
+    static let nameTooLong = Errno(ENAMETOOLONG)
+    static let notImplemented = Errno(ENOSYS)
+    static let loop = Errno(ELOOP)
+    static let notSupported = Errno(EOPNOTSUPP)
+    static let protocolError = Errno(EPROTO)
+    static let crossDevice = Errno(EXDEV)
+    static let noData = Errno(ENODATA)
+    static let readOnly = Errno(EROFS)
 }
 
 /// Checks a libc return value that signals failure with -1 and `errno`, retrying on EINTR.

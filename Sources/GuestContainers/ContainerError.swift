@@ -2,6 +2,7 @@
 // agent puts on the wire ("container c1: pivot_root: Invalid argument").
 import CShims
 import Glibc
+import SystemSupport
 
 public enum ContainerError: Error, Equatable, CustomStringConvertible {
     /// The spec (or a Process / Resources JSON) is malformed or asks for something unsupported.
@@ -26,11 +27,11 @@ public enum ContainerError: Error, Equatable, CustomStringConvertible {
             return "invalid OCI spec: \(field): \(reason)"
         case .setup(let id, let step, let detail, let e):
             let what = detail.map { "\(step) \($0)" } ?? step
-            return "container \(id): \(what): \(errnoText(e))"
+            return "container \(id): \(what): \(Errno(e).message)"
         case .system(let id, let op, let e):
-            return "container \(id): \(op): \(errnoText(e))"
+            return "container \(id): \(op): \(Errno(e).message)"
         case .cgroup(let id, let path, let op, let e):
-            return "container \(id): cgroup \(op) \(path): \(errnoText(e))"
+            return "container \(id): cgroup \(op) \(path): \(Errno(e).message)"
         case .invalidTransition(let id, let from, let op):
             return "container \(id): cannot \(op) while \(from)"
         case .childVanished(let id, let phase):
@@ -41,8 +42,4 @@ public enum ContainerError: Error, Equatable, CustomStringConvertible {
             return "container \(id): process \(exec) already exists"
         }
     }
-}
-
-func errnoText(_ e: Int32) -> String {
-    String(cString: strerror(e))
 }

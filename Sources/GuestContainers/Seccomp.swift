@@ -3,6 +3,7 @@
 import CShims
 import Glibc
 import OCI
+import SystemSupport
 
 enum SeccompFilter {
     /// The BPF program bytes (struct sock_filter array) for `spec`.
@@ -49,13 +50,13 @@ enum SeccompFilter {
             defaultAction, archs, Int32(archNames.count), cRules, Int32(rules.count), &prog, &insns, &badArch, &badRule)
         guard rc == 0, let prog else {
             if badArch >= 0 {
-                throw .invalidSpec(field: "linux.seccomp.architectures[\(badArch)]", reason: errnoText(-rc))
+                throw .invalidSpec(field: "linux.seccomp.architectures[\(badArch)]", reason: Errno(-rc).message)
             }
             if badRule >= 0 {
                 let r = rules[Int(badRule)]
-                throw .invalidSpec(field: "linux.seccomp.syscalls[\(r.origin)]", reason: "\(r.name): \(errnoText(-rc))")
+                throw .invalidSpec(field: "linux.seccomp.syscalls[\(r.origin)]", reason: "\(r.name): \(Errno(-rc).message)")
             }
-            throw .invalidSpec(field: "linux.seccomp", reason: "libseccomp: \(errnoText(-rc))")
+            throw .invalidSpec(field: "linux.seccomp", reason: "libseccomp: \(Errno(-rc).message)")
         }
         defer { free(prog) }
         return Array(UnsafeRawBufferPointer(start: prog, count: Int(insns) * 8))

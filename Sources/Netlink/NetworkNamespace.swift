@@ -6,7 +6,6 @@
 // Sockets (netlink, and a tap's /dev/net/tun descriptor) belong to the namespace of the thread
 // that created them for their whole life: open them inside, use them from anywhere.
 import CShims
-import Synchronization
 import SystemSupport
 
 #if canImport(Glibc)
@@ -18,40 +17,36 @@ public enum NetworkNamespace {
     /// thread until it returns. From async code use the async overload.
     public static func run<T: Sendable>(path: String, _ body: @escaping @Sendable () throws -> T) throws -> T {
         let namespace = try open(path)
-        let result = Mutex<Result<T, any Error>?>(nil)
-        let thread: WorkerThread
         do {
-            thread = try WorkerThread(name: "netns") {
-                let outcome = Result { () throws -> T in
-                    try enter(namespace, path: path)
-                    return try body()
-                }
-                result.withLock { $0 = outcome }
+            return try WorkerThread.runAndWait(name: "netns") {
+                try enter(namespace, path: path)
+                return try body()
             }
         } catch {
-            throw NetlinkError.system(operation: "pthread_create", errno: error)
+            throw unwrapped(error)
         }
-        thread.join()
-        guard let outcome = result.withLock({ $0 }) else { preconditionFailure("NetworkNamespace.run: no result") }
-        return try outcome.get()
     }
 
     /// Runs `body` on a new thread inside the network namespace at `path`; the calling task
     /// suspends without holding a thread of the pool.
     public static func run<T: Sendable>(path: String, _ body: @escaping @Sendable () throws -> T) async throws -> T {
         let namespace = try open(path)
-        let outcome: Result<T, any Error>
         do {
-            outcome = try await WorkerThread.run(name: "netns") {
-                Result { () throws -> T in
-                    try enter(namespace, path: path)
-                    return try body()
-                }
+            return try await WorkerThread.run(name: "netns") {
+                try enter(namespace, path: path)
+                return try body()
             }
         } catch {
-            throw NetlinkError.system(operation: "pthread_create", errno: error)
+            throw unwrapped(error)
         }
-        return try outcome.get()
+    }
+
+    /// The error of `body` as it threw it, or why no thread could run it.
+    private static func unwrapped(_ error: WorkerThread.RunError<any Error>) -> any Error {
+        switch error {
+        case .noThread(let errno): NetlinkError.system(operation: "pthread_create", errno: errno)
+        case .failed(let error): error
+        }
     }
 
     /// A route netlink socket opened inside the namespace at `path`, usable from any thread.

@@ -140,7 +140,7 @@ final class PortForwarder: Sendable {
             return
         }
         let rc = ks_relay(client.rawValue, guest.rawValue, stopDescriptor)
-        if rc < 0 { logger.debug("port forward to \(port): relay ended: \(String(cString: strerror(-rc)))") }
+        if rc < 0 { logger.debug("port forward to \(port): relay ended: \(Errno(-rc).message)") }
     }
 
     /// Makes the close of `client` a reset, as a refused connection would be.

@@ -7,6 +7,7 @@
 
 import Hypervisor
 import OCI
+import SystemSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -190,19 +191,14 @@ public enum ConfigError: Error, Equatable, CustomStringConvertible {
 
 /// Reads a whole (small) text file.
 func readTextFile(_ path: String) throws(RuntimeError) -> String {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { throw .system(operation: "open \(path)", errno: errno) }
-    defer { close(fd) }
-    var bytes: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 16384)
-    while true {
-        let n = read(fd, &buffer, buffer.count)
-        if n < 0 && errno == EINTR { continue }
-        guard n >= 0 else { throw .system(operation: "read \(path)", errno: errno) }
-        if n == 0 { break }
-        bytes += buffer[0..<n]
-        guard bytes.count <= 1 << 20 else { throw .system(operation: "read \(path): larger than 1 MiB", errno: EFBIG) }
+    let limit = 1 << 20
+    let bytes: [UInt8]
+    do {
+        bytes = try readWholeFile(path, limit: limit + 1)
+    } catch {
+        throw .system(operation: "read \(path)", errno: error.rawValue)
     }
+    guard bytes.count <= limit else { throw .system(operation: "read \(path): larger than 1 MiB", errno: EFBIG) }
     return String(decoding: bytes, as: UTF8.self)
 }
 

@@ -1,6 +1,7 @@
 // Errors of the VM sandbox; each case names the operation. `taskError` maps them onto the shim's
 // TaskError classes once, where VMSandbox hands them back to the task service.
 
+import SystemSupport
 import Shim
 import TTRPC
 #if canImport(Glibc)
@@ -43,7 +44,7 @@ public enum RuntimeError: Error, CustomStringConvertible {
         case .invalidSpec(let why): "kata-swift: container spec: \(why)"
         case .invalidIdentifier(let message): "kata-swift: \(message)"
         case .shutDown: "kata-swift: the sandbox is shut down"
-        case .system(let operation, let code): "kata-swift: \(operation): \(String(cString: strerror(code)))"
+        case .system(let operation, let code): "kata-swift: \(operation): \(Errno(code).message)"
         case .network(let operation, let reason): "kata-swift: pod network: \(operation): \(reason)"
         }
     }

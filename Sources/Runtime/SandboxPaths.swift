@@ -127,36 +127,8 @@ public struct SandboxPaths: Sendable, Equatable {
 
     /// Mount points at or below `directory`, deepest first.
     static func mountPoints(below directory: String) -> [String] {
-        guard let file = fopen("/proc/self/mounts", "r") else { return [] }
-        defer { fclose(file) }
-        var found: [String] = []
-        var line = [CChar](repeating: 0, count: 8192)
-        while fgets(&line, Int32(line.count), file) != nil {
-            let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            let fields = text.split(separator: " ")
-            guard fields.count > 1 else { continue }
-            let point = unescapeMountPath(String(fields[1]))
-            if point == directory || point.hasPrefix(directory + "/") { found.append(point) }
-        }
-        return found.sorted { $0.count > $1.count }
-    }
-
-    /// /proc/mounts escapes space, tab, newline and backslash as \ooo.
-    static func unescapeMountPath(_ path: String) -> String {
-        guard path.contains("\\") else { return path }
-        var out: [UInt8] = []
-        let bytes = Array(path.utf8)
-        var i = 0
-        while i < bytes.count {
-            if bytes[i] == UInt8(ascii: "\\"), i + 3 < bytes.count, let value = UInt8(String(decoding: bytes[(i + 1)...(i + 3)], as: UTF8.self), radix: 8) {
-                out.append(value)
-                i += 4
-            } else {
-                out.append(bytes[i])
-                i += 1
-            }
-        }
-        return String(decoding: out, as: UTF8.self)
+        let points = ((try? MountInfo.current()) ?? []).map(\.mountPoint)
+        return points.filter { $0 == directory || $0.hasPrefix(directory + "/") }.sorted { $0.count > $1.count }
     }
 
     static func unmountAll(below directory: String) {

@@ -3,6 +3,7 @@
 // work -> state dir. The shim adds `address`.
 
 import OCI
+import SystemSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -16,17 +17,12 @@ public enum BundleError: Error, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .readSpec(let path, let errno): "read OCI spec \(path): \(errnoText(errno))"
+        case .readSpec(let path, let errno): "read OCI spec \(path): \(Errno(errno))"
         case .badSpec(let reason): "parse OCI spec: \(reason)"
-        case .writeAddress(let path, let errno): "write shim address to \(path): \(errnoText(errno))"
-        case .readAddress(let path, let errno): "read shim address from \(path): \(errnoText(errno))"
+        case .writeAddress(let path, let errno): "write shim address to \(path): \(Errno(errno))"
+        case .readAddress(let path, let errno): "read shim address from \(path): \(Errno(errno))"
         }
     }
-}
-
-/// The readable text of an errno value.
-func errnoText(_ code: Int32) -> String {
-    "\(String(cString: strerror(code))) (errno \(code))"
 }
 
 /// A task's bundle directory.
@@ -48,7 +44,7 @@ public struct BundleDirectory: Sendable {
         do {
             bytes = try readWholeFile(specPath)
         } catch {
-            throw .readSpec(path: specPath, errno: error.code)
+            throw .readSpec(path: specPath, errno: error.rawValue)
         }
         return try OCISpec(json: bytes)
     }
@@ -79,54 +75,10 @@ public struct BundleDirectory: Sendable {
     public func readAddress() throws(BundleError) -> String? {
         do {
             return String(decoding: try readWholeFile(addressPath), as: UTF8.self)
-        } catch where error.code == ENOENT {
+        } catch where error == .noEntry {
             return nil
         } catch {
-            throw .readAddress(path: addressPath, errno: error.code)
+            throw .readAddress(path: addressPath, errno: error.rawValue)
         }
-    }
-}
-
-/// An errno from a file operation.
-struct FileErrno: Error {
-    var code: Int32
-}
-
-/// Reads a regular file (or a pipe, to EOF).
-func readWholeFile(_ path: String) throws(FileErrno) -> [UInt8] {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { throw FileErrno(code: errno) }
-    defer { close(fd) }
-    return try readToEnd(fd)
-}
-
-/// Reads `fd` until end of file, retrying on EINTR.
-func readToEnd(_ fd: Int32) throws(FileErrno) -> [UInt8] {
-    var result: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 64 * 1024)
-    while true {
-        let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if count < 0 {
-            if errno == EINTR { continue }
-            throw FileErrno(code: errno)
-        }
-        if count == 0 { return result }
-        result += chunk[0..<count]
-    }
-}
-
-/// Writes all of `bytes` to `fd`, retrying on EINTR and short writes.
-func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws(FileErrno) {
-    var offset = 0
-    while offset < bytes.count {
-        let count = bytes.withUnsafeBytes { buffer in
-            // SAFETY: offset < buffer.count, so the pointer and length stay inside `bytes`.
-            write(fd, buffer.baseAddress.map { $0 + offset }, buffer.count - offset)
-        }
-        if count < 0 {
-            if errno == EINTR { continue }
-            throw FileErrno(code: errno)
-        }
-        offset += count
     }
 }

@@ -5,6 +5,7 @@
 import CShims
 import Dispatch
 import Synchronization
+import SystemSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -21,12 +22,12 @@ public enum StdioError: Error, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .open(let path, let errno): "open \(path): \(errnoText(errno))"
-        case .write(let errno): "write process output: \(errnoText(errno))"
-        case .read(let errno): "read process input: \(errnoText(errno))"
+        case .open(let path, let errno): "open \(path): \(Errno(errno))"
+        case .write(let errno): "write process output: \(Errno(errno))"
+        case .read(let errno): "read process input: \(Errno(errno))"
         case .closed: "stream is closed"
         case .badURI(let uri): "unsupported stdio URI \(uri) (expected a FIFO path, file:// or binary://)"
-        case .pipe(let errno): "create pipe: \(errnoText(errno))"
+        case .pipe(let errno): "create pipe: \(Errno(errno))"
         case .loggerNotReady(let path, let reason): "logging binary \(path) did not become ready: \(reason)"
         }
     }
@@ -64,11 +65,11 @@ public final class FDWriter: StdioWriter, Sendable {
         let fd = self.fd
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             queue.async {
-                do throws(FileErrno) {
+                do throws(Errno) {
                     try writeAll(fd, bytes)
                     continuation.resume()
                 } catch {
-                    continuation.resume(throwing: StdioError.write(errno: error.code))
+                    continuation.resume(throwing: StdioError.write(errno: error.rawValue))
                 }
             }
         }
@@ -107,7 +108,7 @@ public final class FDReader: StdioReader, Sendable {
     /// Takes ownership of `fd`, which must be non-blocking.
     public init(fd: Int32, label: String) throws(StdioError) {
         var wake: [Int32] = [-1, -1]
-        let rc = wake.withUnsafeMutableBufferPointer { ks_shim_pipe_cloexec($0.baseAddress) }
+        let rc = wake.withUnsafeMutableBufferPointer { ks_pipe_cloexec($0.baseAddress) }
         guard rc == 0 else {
             Glibc.close(fd)
             throw .pipe(errno: -rc)

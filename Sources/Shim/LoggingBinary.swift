@@ -6,6 +6,7 @@
 import CShims
 import Dispatch
 import Synchronization
+import SystemSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -29,7 +30,7 @@ final class LoggingBinary: Sendable {
         defer { for pipe in pipes { for fd in pipe where fd >= 0 { close(fd) } } }
         for _ in 0..<3 {
             var fds: [Int32] = [-1, -1]
-            let rc = fds.withUnsafeMutableBufferPointer { ks_shim_pipe_cloexec($0.baseAddress) }
+            let rc = fds.withUnsafeMutableBufferPointer { ks_pipe_cloexec($0.baseAddress) }
             guard rc == 0 else { throw StdioError.pipe(errno: -rc) }
             pipes.append(fds)
         }
@@ -47,7 +48,7 @@ final class LoggingBinary: Sendable {
         repeat { rc = poll(&ready, 1, readyTimeout * 1000) } while rc < 0 && errno == EINTR
         guard rc > 0 else {
             binary.terminate()
-            throw StdioError.loggerNotReady(path: path, reason: rc == 0 ? "no signal on fd 5 within \(readyTimeout) s" : errnoText(errno))
+            throw StdioError.loggerNotReady(path: path, reason: rc == 0 ? "no signal on fd 5 within \(readyTimeout) s" : "\(Errno(errno))")
         }
         let stdout = FDWriter(fd: pipes[0][1], label: "\(containerID).logger.stdout") { binary.streamClosed() }
         let stderr = FDWriter(fd: pipes[1][1], label: "\(containerID).logger.stderr") { binary.streamClosed() }

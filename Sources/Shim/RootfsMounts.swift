@@ -1,6 +1,7 @@
 // containerd's rootfs mounts (Create's `rootfs`: type, source, options) mounted in order onto
 // `<bundle>/rootfs`, and taken off again by Delete and by the `delete` action.
 
+import SystemSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -28,9 +29,9 @@ public enum MountError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .mount(let type, let source, let target, let errno):
-            "mount \(type) \(source) on \(target): \(errnoText(errno))"
-        case .remountReadOnly(let target, let errno): "remount \(target) read-only: \(errnoText(errno))"
-        case .unmount(let target, let errno): "unmount \(target): \(errnoText(errno))"
+            "mount \(type) \(source) on \(target): \(Errno(errno))"
+        case .remountReadOnly(let target, let errno): "remount \(target) read-only: \(Errno(errno))"
+        case .unmount(let target, let errno): "unmount \(target): \(Errno(errno))"
         case .dataTooLong(let type, let length):
             "\(type) mount options are \(length) bytes, more than a page (4096)"
         }
@@ -117,16 +118,7 @@ public enum RootfsMounts {
 
     /// Whether something is mounted exactly at `path` (from /proc/self/mountinfo).
     public static func isMountPoint(_ path: String) -> Bool {
-        guard let info = try? readWholeFile("/proc/self/mountinfo") else { return false }
-        for line in String(decoding: info, as: UTF8.self).split(separator: "\n") {
-            let fields = line.split(separator: " ")
-            if fields.count > 4 && unescapeMountPath(String(fields[4])) == path { return true }
-        }
-        return false
-    }
-
-    private static func unescapeMountPath(_ field: String) -> String {
-        field.replacing("\\040", with: " ").replacing("\\011", with: "\t").replacing("\\012", with: "\n")
-            .replacing("\\134", with: "\\")
+        guard let mounts = try? MountInfo.current() else { return false }
+        return mounts.contains { $0.mountPoint == path }
     }
 }

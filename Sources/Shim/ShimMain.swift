@@ -2,6 +2,7 @@
 
 import ContainerdAPI
 import SwiftProtobuf
+import SystemSupport
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else

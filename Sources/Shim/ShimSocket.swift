@@ -4,6 +4,7 @@
 // removed by whoever ends it.
 
 import CShims
+import SystemSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -20,9 +21,9 @@ public enum SocketError: Error, Equatable, CustomStringConvertible {
         switch self {
         case .notUnixAddress(let address): "shim address \(address) is not a unix:// path"
         case .pathTooLong(let path): "socket path \(path) is \(path.utf8.count) bytes, longer than sun_path allows (107)"
-        case .createDirectory(let path, let errno): "create socket directory \(path): \(errnoText(errno))"
-        case .listen(let path, let errno): "listen on \(path): \(errnoText(errno))"
-        case .connect(let path, let errno): "connect to \(path): \(errnoText(errno))"
+        case .createDirectory(let path, let errno): "create socket directory \(path): \(Errno(errno))"
+        case .listen(let path, let errno): "listen on \(path): \(Errno(errno))"
+        case .connect(let path, let errno): "connect to \(path): \(Errno(errno))"
         }
     }
 }
@@ -55,7 +56,7 @@ public struct ShimSocket: Equatable, Sendable {
     public func listen() throws(SocketError) -> Int32 {
         guard path.utf8.count < 108 else { throw .pathTooLong(path) }
         try makeDirectories(parentDirectory)
-        let fd = ks_shim_unix_listen(path)
+        let fd = ks_unix_listen(path, 128, 0, 1)
         guard fd >= 0 else {
             if fd == -ENAMETOOLONG { throw .pathTooLong(path) }
             throw .listen(path: path, errno: -fd)
@@ -65,7 +66,7 @@ public struct ShimSocket: Equatable, Sendable {
 
     /// Whether a live server accepts connections on this socket.
     public func canConnect() -> Bool {
-        let fd = ks_shim_unix_connect(path)
+        let fd = ks_unix_connect(path)
         guard fd >= 0 else { return false }
         close(fd)
         return true
@@ -94,7 +95,7 @@ public struct ShimSocket: Equatable, Sendable {
     /// The path a listening socket descriptor is bound to (the daemon finds its socket from fd 3).
     public static func boundPath(of fd: Int32) -> String? {
         var buffer = [CChar](repeating: 0, count: 128)
-        let rc = buffer.withUnsafeMutableBufferPointer { ks_shim_unix_socket_path(fd, $0.baseAddress, Int32($0.count)) }
+        let rc = buffer.withUnsafeMutableBufferPointer { ks_unix_socket_path(fd, $0.baseAddress, Int32($0.count)) }
         guard rc == 0 else { return nil }
         return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }

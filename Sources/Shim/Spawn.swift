@@ -1,8 +1,8 @@
 // Spawning processes with an exact descriptor layout: the daemon (fd 3 = listener, 0-2 = /dev/null)
-// and logging binaries (fd 3 = stdout, 4 = stderr, 5 = ready pipe). The C side (ks_shim_spawn) uses
-// posix_spawn, so no Swift code runs in the child.
+// and logging binaries (fd 3 = stdout, 4 = stderr, 5 = ready pipe), through SystemSupport's
+// Spawn.process (posix_spawn, so no Swift code runs in the child).
 
-import CShims
+import SystemSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -13,7 +13,7 @@ public enum SpawnError: Error, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .spawn(let path, let errno): "spawn \(path): \(errnoText(errno))"
+        case .spawn(let path, let errno): "spawn \(path): \(Errno(errno))"
         }
     }
 }
@@ -23,27 +23,12 @@ public enum SpawnError: Error, Equatable, CustomStringConvertible {
 func spawnProcess(
     path: String, arguments: [String], environment: [String], fds: [Int32?], newProcessGroup: Bool
 ) throws(SpawnError) -> pid_t {
-    var pid: pid_t = 0
-    let fdMap = fds.map { $0 ?? -1 }
-    let rc = withCStrings([path] + arguments) { argv in
-        withCStrings(environment) { envp in
-            fdMap.withUnsafeBufferPointer { map in
-                ks_shim_spawn(path, argv, envp, map.baseAddress, Int32(map.count), newProcessGroup ? 1 : 0, &pid)
-            }
-        }
-    }
-    guard rc == 0 else { throw .spawn(path: path, errno: -rc) }
-    return pid
-}
-
-/// Calls `body` with a NULL-terminated C array of `strings`, valid only during the call.
-private func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
-    var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
-    pointers.append(nil)
-    defer { for pointer in pointers { free(pointer) } }
-    return pointers.withUnsafeBufferPointer { buffer in
-        // SAFETY: the buffer holds strings.count + 1 elements and is never empty.
-        body(buffer.baseAddress!)
+    do {
+        return try Spawn.process(
+            path: path, arguments: [path] + arguments, environment: environment, descriptors: fds,
+            newProcessGroup: newProcessGroup)
+    } catch {
+        throw .spawn(path: path, errno: error.rawValue)
     }
 }
 

@@ -4,6 +4,7 @@
 // Containers joining a CRI pod get the pod shim's address and spawn nothing.
 
 import OCI
+import SystemSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -15,7 +16,7 @@ public enum StartError: Error, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .readOptions(let errno): "read runtime options from stdin: \(errnoText(errno))"
+        case .readOptions(let errno): "read runtime options from stdin: \(Errno(errno))"
         case .sandboxShimMissing(let sandboxID, let socket):
             "no shim is serving sandbox \(sandboxID) (no listener on \(socket)); create the sandbox first"
         }
@@ -66,7 +67,7 @@ public struct StartCommand {
         do {
             _ = try readToEnd(optionsInput)
         } catch {
-            throw StartError.readOptions(errno: error.code)
+            throw StartError.readOptions(errno: error.rawValue)
         }
         let spec = try bundle.readSpec()
         let (socket, joins) = socket(for: spec)

@@ -26,7 +26,7 @@ public final class AcceptLoop: Sendable {
         accept: @escaping @Sendable (Int32) -> Void
     ) throws(Errno) {
         var fds: [Int32] = [-1, -1]
-        let rc = ks_hv_pipe(&fds)
+        let rc = ks_pipe_cloexec(&fds)
         guard rc == 0 else { throw Errno(rawValue: -rc) }
         stopRead = FileDescriptor(owning: fds[0])
         stopWrite = FileDescriptor(owning: fds[1])
@@ -42,7 +42,7 @@ public final class AcceptLoop: Sendable {
                 }
                 if polled[1].revents != 0 { return }
                 guard polled[0].revents != 0 else { continue }
-                let client = ks_hv_accept(listener, 0)
+                let client = ks_unix_accept(listener, 0)
                 if client >= 0 {
                     accept(client)
                 } else if client == -EMFILE || client == -ENFILE {

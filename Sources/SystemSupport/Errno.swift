@@ -1,14 +1,18 @@
-// SystemSupport: errno, owned descriptors, epoll, eventfd.
+// SystemSupport, the one OS layer: errno and its text, owned descriptors, whole-file reads and
+// writes, threads, mountinfo, epoll, eventfd. The only Swift file that calls strerror.
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
 
-/// A POSIX error number from a failed system call.
+/// A POSIX error number from a failed system call: the one errno type of the project. Module
+/// error enums keep their meaning (operation, path) and take the errno's text from here.
 public struct Errno: RawRepresentable, Error, Hashable, Sendable, CustomStringConvertible {
     public var rawValue: Int32
     public init(rawValue: Int32) { self.rawValue = rawValue }
+    /// The error number `code` (positive, as `errno` holds it).
+    public init(_ code: Int32) { self.rawValue = code }
 
     /// The calling thread's current `errno`.
     public static var current: Errno { Errno(rawValue: errno) }
@@ -22,10 +26,16 @@ public struct Errno: RawRepresentable, Error, Hashable, Sendable, CustomStringCo
     public static let permissionDenied = Errno(rawValue: EACCES)
     public static let noMemory = Errno(rawValue: ENOMEM)
 
-    public var description: String {
-        guard let text = strerror(rawValue) else { return "errno \(rawValue)" }
-        return "\(String(cString: text)) (errno \(rawValue))"
+    public static let fileTooBig = Errno(rawValue: EFBIG)
+
+    /// The C library's text alone, e.g. "No such file or directory" (strerror(3)).
+    public var message: String {
+        guard let text = strerror(rawValue) else { return "Unknown error \(rawValue)" }
+        return String(cString: text)
     }
+
+    /// The text with the number, e.g. "No such file or directory (errno 2)".
+    public var description: String { "\(message) (errno \(rawValue))" }
 }
 
 /// Runs a system call returning -1 with errno on failure, retrying on EINTR unless told not to.

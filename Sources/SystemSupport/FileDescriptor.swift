@@ -40,16 +40,9 @@ public final class FileDescriptor: Sendable, CustomStringConvertible {
         return buffer
     }
 
-    /// Writes all of `bytes`, looping over short writes.
+    /// Writes all of `bytes`, looping over short writes (`writeAll(_:_:)`).
     public func writeAll(_ bytes: some Collection<UInt8>) throws(Errno) {
-        let array = Array(bytes)
-        var offset = 0
-        while offset < array.count {
-            let n = try retryingSyscall {
-                array.withUnsafeBytes { raw in Glibc.write(rawValue, raw.baseAddress! + offset, raw.count - offset) }
-            }
-            offset += n
-        }
+        try SystemSupport.writeAll(rawValue, bytes)
     }
 
     /// Size in bytes from fstat.
@@ -94,11 +87,4 @@ public final class FileDescriptor: Sendable, CustomStringConvertible {
     }
 
     public var description: String { "fd \(rawValue)" }
-}
-
-/// Reads a whole file into memory.
-public func readWholeFile(_ path: String) throws(Errno) -> [UInt8] {
-    let fd = try FileDescriptor.open(path, O_RDONLY)
-    let size = try fd.size()
-    return try fd.read(count: size, at: 0)
 }

@@ -32,6 +32,10 @@ public enum ThreadConfinement: Sendable {
     /// Installs the policy on the calling thread (no_new_privs first). Only that thread and the
     /// threads it creates afterwards are filtered.
     public func install() throws(Errno) {
+        // glibc opens its message catalogues (openat, killed on vCPU threads) at the first
+        // strerror of the process and remembers even a miss: done here, an error message
+        // formatted on this thread later touches no file.
+        _ = Errno.permissionDenied.message
         _ = try shimResult(ks_thread_filter_install(kind))
     }
 }

@@ -102,7 +102,7 @@ public final class VhostUserServer: @unchecked Sendable {
         do throws(Errno) {
             var st = stat()
             if lstat(path, &st) == 0, st.st_mode & S_IFMT == S_IFSOCK { unlink(path) }
-            listener = FileDescriptor(owning: try shimResult(ks_hv_unix_listen(path, 1, 0)))
+            listener = FileDescriptor(owning: try shimResult(ks_unix_listen(path, 1, 0, 0)))
         } catch {
             throw .listen(path: path, error)
         }
@@ -221,7 +221,7 @@ public final class VhostUserServer: @unchecked Sendable {
     }
 
     private func acceptFrontend(_ connection: inout Connection?) {
-        let fd = ks_hv_accept(listener.rawValue, 0)
+        let fd = ks_unix_accept(listener.rawValue, 0)
         guard fd >= 0 else { return }
         let socket = FileDescriptor(owning: fd)
         guard connection == nil else {
@@ -246,7 +246,7 @@ public final class VhostUserServer: @unchecked Sendable {
         var fds = [Int32](repeating: -1, count: 8)
         var fdCount: Int32 = 0
         let n = header.withUnsafeMutableBytes {
-            ks_hv_recv_with_fds(c.socket.rawValue, $0.baseAddress, $0.count, &fds, 8, &fdCount)
+            ks_unix_recv_with_fds(c.socket.rawValue, $0.baseAddress, $0.count, &fds, 8, &fdCount)
         }
         let received = Array(fds.prefix(Int(fdCount)))
         if n == 0 { return "frontend closed the connection" }
@@ -313,7 +313,7 @@ public final class VhostUserServer: @unchecked Sendable {
     private func sendAll(_ bytes: [UInt8], to socket: FileDescriptor) -> Errno? {
         var offset = 0
         while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { ks_hv_send(socket.rawValue, $0.baseAddress! + offset, $0.count - offset) }
+            let n = bytes.withUnsafeBytes { ks_unix_send(socket.rawValue, $0.baseAddress! + offset, $0.count - offset) }
             if n < 0 { return Errno(rawValue: Int32(-n)) }
             offset += n
         }

@@ -1,10 +1,12 @@
 import Glibc
+import SystemSupport
 import VMM
 
 /// Copies stdin to the guest's serial port on a detached thread (ends at EOF).
 enum ConsoleInput {
     static func forward(to vm: VirtualMachine) {
-        detach {
+        // Without a thread to be had, there is no console input (as before): the VM still runs.
+        try? WorkerThread.detach(name: "console-input") {
             var buffer = [UInt8](repeating: 0, count: 256)
             while true {
                 let n = buffer.withUnsafeMutableBytes { Glibc.read(0, $0.baseAddress, $0.count) }
@@ -19,33 +21,11 @@ enum ConsoleInput {
 /// Stops the VM after a timeout.
 enum Watchdog {
     static func stop(_ vm: VirtualMachine, after seconds: Double) {
-        detach {
+        try? WorkerThread.detach(name: "watchdog") {
             var ts = timespec(tv_sec: Int(seconds), tv_nsec: Int((seconds - seconds.rounded(.down)) * 1e9))
             var remaining = timespec()
             while nanosleep(&ts, &remaining) != 0 && errno == EINTR { ts = remaining }
             vm.stop()
         }
     }
-}
-
-private final class Box {
-    let body: () -> Void
-    init(_ body: @escaping () -> Void) { self.body = body }
-}
-
-/// Runs `body` on a new detached POSIX thread.
-func detach(_ body: @escaping @Sendable () -> Void) {
-    var thread = pthread_t()
-    let box = Unmanaged.passRetained(Box(body)).toOpaque()
-    var attr = pthread_attr_t()
-    pthread_attr_init(&attr)
-    pthread_attr_setdetachstate(&attr, Int32(PTHREAD_CREATE_DETACHED))
-    if pthread_create(&thread, &attr, { arg in
-        guard let arg else { return nil }
-        Unmanaged<Box>.fromOpaque(arg).takeRetainedValue().body()
-        return nil
-    }, box) != 0 {
-        Unmanaged<Box>.fromOpaque(box).release()
-    }
-    pthread_attr_destroy(&attr)
 }

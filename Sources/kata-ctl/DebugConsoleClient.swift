@@ -15,7 +15,7 @@ enum DebugConsoleClient {
 
     /// Connects to `path`, sends `CONNECT <port>\n` and waits for `OK <hostport>\n`.
     static func connect(path: String, port: UInt32, timeoutSeconds: Double) throws(ExecError) -> FileDescriptor {
-        let rc = ks_hv_unix_connect(path)
+        let rc = ks_unix_connect(path)
         guard rc >= 0 else {
             switch -rc {
             case ENOENT: throw .socketMissing(path)
@@ -77,7 +77,7 @@ enum DebugConsoleClient {
         // stdin -> guest on its own thread (blocking reads of a terminal or pipe); the process
         // ends when the guest side ends, whatever that thread is blocked in.
         let fd = socket.rawValue
-        detach {
+        try? WorkerThread.detach(name: "console-input") {
             forwardInput(to: fd, interactive: interactive)
         }
         var buffer = [UInt8](repeating: 0, count: 16 * 1024)
@@ -86,7 +86,7 @@ enum DebugConsoleClient {
             if n < 0 && errno == EINTR { continue }
             // End of stream, or a reset when the agent's side went away: the session is over.
             if n <= 0 { break }
-            guard writeAll(1, buffer[0..<n]) else { break }
+            guard (try? writeAll(1, buffer[0..<n])) != nil else { break }
         }
         if interactive { FileDescriptor.stderrLine("\r\nkata-ctl: debug console session ended\r") }
     }
@@ -97,29 +97,18 @@ enum DebugConsoleClient {
             let n = buffer.withUnsafeMutableBytes { Glibc.read(0, $0.baseAddress, $0.count) }
             if n < 0 && errno == EINTR { continue }
             if n <= 0 {
-                if !interactive { _ = writeAll(socket, endOfInput) }
+                if !interactive { try? writeAll(socket, endOfInput) }
                 return
             }
             var chunk = buffer[0..<n]
             if interactive, let escape = chunk.firstIndex(of: escapeByte) {
                 chunk = chunk[..<escape]
-                _ = writeAll(socket, chunk)
+                try? writeAll(socket, chunk)
                 // Wakes the reader on the main thread with end of stream.
-                _ = ks_hv_shutdown(socket, 2)
+                _ = ks_unix_shutdown(socket, 2)
                 return
             }
-            guard writeAll(socket, chunk) else { return }
+            guard (try? writeAll(socket, chunk)) != nil else { return }
         }
-    }
-
-    private static func writeAll(_ fd: Int32, _ bytes: some Collection<UInt8>) -> Bool {
-        var rest = Array(bytes)[...]
-        while !rest.isEmpty {
-            let n = rest.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { return false }
-            rest = rest.dropFirst(n)
-        }
-        return true
     }
 }

@@ -8,6 +8,7 @@
 import FuzzTargets
 import Glibc
 import Logging
+import SystemSupport
 
 #if KATA_FUZZ
 @_silgen_name("LLVMFuzzerRunDriver")
@@ -40,19 +41,6 @@ func fail(_ message: String) -> Never {
     let line = "kata-fuzz: \(message)\n"
     _ = line.withCString { write(2, $0, strlen($0)) }
     exit(2)
-}
-
-func readFile(_ path: String) -> [UInt8]? {
-    guard let file = fopen(path, "rb") else { return nil }
-    defer { fclose(file) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let n = fread(&chunk, 1, chunk.count, file)
-        if n <= 0 { break }
-        bytes += chunk[0..<n]
-    }
-    return bytes
 }
 
 /// Regular files named by `paths`, directories expanded one level, sorted.
@@ -127,7 +115,7 @@ default:
     #else
     let files = inputFiles(Array(arguments.dropFirst(2)))
     for file in files {
-        guard let bytes = readFile(file) else { fail("\(file): cannot read") }
+        guard let bytes = try? readWholeFile(file) else { fail("\(file): cannot read") }
         target.run(bytes)
     }
     print("kata-fuzz \(target.rawValue): \(files.count) inputs replayed, no crash")

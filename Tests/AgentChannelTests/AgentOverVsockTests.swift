@@ -94,7 +94,7 @@ import Testing
             try await client.close()
 
             // The hybrid socket: CONNECT <port> -> OK <hostport>, then the same ttrpc stream.
-            let hybridFD = try shimResult(ks_hv_unix_connect(hybrid))
+            let hybridFD = try shimResult(ks_unix_connect(hybrid))
             let raw = FileDescriptor(owning: hybridFD)
             try raw.writeAll(Array("CONNECT \(agentPort)\n".utf8))
             let answer = try Self.readLine(raw)

@@ -58,7 +58,7 @@ import Testing
 
         // A stale socket file: nothing listens.
         let stale = directory + "/hvsock"
-        let fd = ks_hv_unix_listen(stale, 1, 0)
+        let fd = ks_unix_listen(stale, 1, 0, 0)
         #expect(fd >= 0)
         close(fd)
         defer { unlink(stale) }
@@ -172,7 +172,7 @@ enum KataCtl {
 
         let path = "/tmp/ks-fake-hvsock-\(getpid())"
         unlink(path)
-        let listener = ks_hv_unix_listen(path, 1, 0)
+        let listener = ks_unix_listen(path, 1, 0, 0)
         #expect(listener >= 0)
         defer { close(listener); unlink(path) }
 

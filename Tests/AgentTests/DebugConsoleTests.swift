@@ -194,7 +194,7 @@ final class ConsoleClient {
     struct Failure: Error, CustomStringConvertible { var description: String }
 
     init(path: String) throws {
-        let rc = ks_hv_unix_connect(path)
+        let rc = ks_unix_connect(path)
         guard rc >= 0 else { throw Failure(description: "connect \(path): errno \(-rc)") }
         fd = rc
     }

@@ -176,6 +176,6 @@ enum TestIO {
     }
 
     static func connectUnix(_ path: String) throws -> FileDescriptor {
-        FileDescriptor(owning: try shimResult(ks_hv_unix_connect(path)))
+        FileDescriptor(owning: try shimResult(ks_unix_connect(path)))
     }
 }

@@ -51,7 +51,7 @@ import Testing
 
         func connect() throws -> FileDescriptor {
             var fds: [Int32] = [-1, -1]
-            let rc = ks_hv_socketpair(&fds)
+            let rc = ks_unix_socketpair(&fds)
             guard rc == 0 else { throw PortForwardTestError.system("socketpair", -rc) }
             let agentEnd = FileDescriptor(owning: fds[1])
             try WorkerThread.detach(name: "stand-in") { [self] in serve(agentEnd) }

@@ -12,7 +12,7 @@ import Testing
         defer { directory.remove() }
         let path = directory.path + "/s"
         let previous = umask(0)
-        let fd = ks_shim_unix_listen(path)
+        let fd = ks_unix_listen(path, 128, 0, 1)
         umask(previous)
         try #require(fd >= 0)
         defer { close(fd) }

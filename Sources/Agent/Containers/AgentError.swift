@@ -3,6 +3,7 @@
 import GuestContainers
 import OCI
 import TTRPC
+import SystemSupport
 
 enum AgentError: Error, CustomStringConvertible {
     case unknownContainer(String)
@@ -25,7 +26,7 @@ enum AgentError: Error, CustomStringConvertible {
         case .duplicateProcess(let c, let e): "container \(c): process \"\(e)\" already exists"
         case .invalidRequest(let field, let reason): "\(field): \(reason)"
         case .invalidState(let text): text
-        case .system(let op, let e): "\(op): \(errnoText(e))"
+        case .system(let op, let e): "\(op): \(Errno(e))"
         case .engine(let e): e.description
         }
     }

@@ -43,14 +43,9 @@ extension AgentService {
             let streams = try PendingStreams()
             let stdio = streams.childStdio
             let options = engine.options.containers
-            let result = try await BlockingThread.run { () -> Result<Container, ContainerError> in
-                do throws(ContainerError) {
-                    return .success(try Container.create(id: id, spec: spec, rootfs: rootfs, stdio: stdio, options: options))
-                } catch {
-                    return .failure(error)
-                }
+            let container = try await BlockingThread.run { () throws(ContainerError) in
+                try Container.create(id: id, spec: spec, rootfs: rootfs, stdio: stdio, options: options)
             }
-            let container = try result.get()
             log.debug("container \(id): created (namespaces, cgroup, mounts, launcher waiting) after \(started.duration(to: .now))")
             do {
                 guard let s = try streams.finish(container.initProcess) else { throw AgentError.invalidState("no streams") }
@@ -72,9 +67,7 @@ extension AgentService {
         try await rpc(context) {
             let record = try await engine.registry.container(request.containerID)
             let c = record.container
-            try await BlockingThread.run { () -> Result<Void, ContainerError> in
-                do throws(ContainerError) { return .success(try c.start()) } catch { return .failure(error) }
-            }.get()
+            try await BlockingThread.run { () throws(ContainerError) in try c.start() }
             var response = Kata_Agent_V1_StartContainerResponse()
             response.pid = UInt32(c.initProcess.pid)
             return response
@@ -105,16 +98,21 @@ extension AgentService {
         // An OOM kill that ended the container is often still unreported here (CRI deletes the
         // task as soon as it exits): read the counter once more before the cgroup goes.
         let finalOOMCount = c.cgroup?.oomKillCount()
-        let result = try? await BlockingThread.run { () -> Result<Void, ContainerError> in
-            if c.status != .stopped && c.status != .created { try? c.signalAll(SIGKILL) }
-            do throws(ContainerError) { return .success(try c.delete(force: true)) } catch { return .failure(error) }
-        }
+        var deleteError: (any Error)?
+        do {
+            try await BlockingThread.run { () throws(ContainerError) in
+                if c.status != .stopped && c.status != .created { try? c.signalAll(SIGKILL) }
+                try c.delete(force: true)
+            }
+        } catch let error as ContainerError {
+            deleteError = error
+        } catch {}  // no thread for the delete: nothing to report, as before
         for p in record.allProcesses() { await p.streams.stdin.close() }
         StorageMounts.unmountAll(record.storageMounts)
         await engine.oom.forget(id, finalCount: finalOOMCount)
         await engine.registry.finishRemoval(id)
         log.info("container \(id) removed")
-        if case .failure(let error) = result { throw error }
+        if let deleteError { throw deleteError }
     }
 
     func updateContainer(_ request: Kata_Agent_V1_UpdateContainerRequest, context: TTRPCCallContext) async throws
@@ -165,13 +163,7 @@ extension AgentService {
     /// The freezer waits for the cgroup to report the new state: on its own thread.
     private func freeze(_ id: String, _ frozen: Bool) async throws {
         let c = try await engine.registry.container(id).container
-        try await BlockingThread.run { () -> Result<Void, ContainerError> in
-            do throws(ContainerError) {
-                return .success(try frozen ? c.pause() : c.resume())
-            } catch {
-                return .failure(error)
-            }
-        }.get()
+        try await BlockingThread.run { () throws(ContainerError) in try frozen ? c.pause() : c.resume() }
     }
 
     func getOOMEvent(_ request: Kata_Agent_V1_GetOOMEventRequest, context: TTRPCCallContext) async throws

@@ -25,14 +25,9 @@ extension AgentService {
             let stdio = streams.childStdio
             let c = record.container
             let execID = request.execID
-            let result = try await BlockingThread.run { () -> Result<ContainerProcess, ContainerError> in
-                do throws(ContainerError) {
-                    return .success(try c.exec(id: execID, process: process, stdio: stdio))
-                } catch {
-                    return .failure(error)
-                }
+            let proc = try await BlockingThread.run { () throws(ContainerError) in
+                try c.exec(id: execID, process: process, stdio: stdio)
             }
-            let proc = try result.get()
             guard let s = try streams.finish(proc) else { throw AgentError.invalidState("no streams") }
             published = ProcessRecord(execID: execID, process: proc, streams: s)
             var response = Kata_Agent_V1_ExecProcessResponse()

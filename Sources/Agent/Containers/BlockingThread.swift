@@ -18,7 +18,23 @@ enum BlockingThread {
         do {
             return try await WorkerThread.run(name: "agent-blocking", body)
         } catch {
-            throw .system(operation: "pthread_create", errno: error.rawValue)
+            switch error {
+            case .noThread(let errno): throw .system(operation: "pthread_create", errno: errno.rawValue)
+            case .failed(let never): switch never {}
+            }
+        }
+    }
+
+    /// Runs `body` on a new thread and suspends (without holding a pool thread) until it returns;
+    /// rethrows what `body` threw, or throws `AgentError.system` when no thread could be created.
+    static func run<T: Sendable, Failure: Error>(_ body: @escaping @Sendable () throws(Failure) -> T) async throws -> T {
+        do {
+            return try await WorkerThread.run(name: "agent-blocking", body)
+        } catch {
+            switch error {
+            case .noThread(let errno): throw AgentError.system(operation: "pthread_create", errno: errno.rawValue)
+            case .failed(let failure): throw failure
+            }
         }
     }
 }

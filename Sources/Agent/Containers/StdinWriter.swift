@@ -4,6 +4,7 @@
 // turns it into EOF for the reader.
 import Glibc
 import Synchronization
+import SystemSupport
 
 actor StdinWriter {
     private final class Descriptor: Sendable {
@@ -34,7 +35,12 @@ actor StdinWriter {
         let rc = await enqueue { () -> Int32 in
             // The lock only guards against a concurrent close; writes are already serialized.
             guard let fd = d.fd.withLock({ $0 }) else { return -EBADF }
-            return Self.writeAll(fd, bytes)
+            do throws(Errno) {
+                try writeAll(fd, bytes)
+                return 0
+            } catch {
+                return -error.rawValue
+            }
         }
         if rc == -EBADF { throw .invalidState("stdin is closed") }
         if rc < 0 { throw .system(operation: "write stdin", errno: -rc) }
@@ -47,7 +53,7 @@ actor StdinWriter {
         let eof: [UInt8] = atLineStart ? [4] : [4, 4]
         _ = await enqueue { () -> Int32 in
             if d.terminal, let fd = d.fd.withLock({ $0 }) {
-                _ = Self.writeAll(fd, eof)
+                try? writeAll(fd, eof)
             }
             d.fd.withLock { f in
                 if let fd = f { Glibc.close(fd) }
@@ -69,21 +75,5 @@ actor StdinWriter {
         }
         tail = Task { _ = await task.value }
         return await task.value
-    }
-
-    private static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Int32 {
-        var done = 0
-        while done < bytes.count {
-            let n = bytes.withUnsafeBytes { raw -> Int in
-                guard let base = raw.baseAddress else { return 0 }
-                return Glibc.write(fd, base + done, raw.count - done)
-            }
-            if n < 0 {
-                if errno == EINTR { continue }
-                return -errno
-            }
-            done += n
-        }
-        return 0
     }
 }

@@ -18,10 +18,10 @@ extern const int ks_ifnamsiz;
 /// Opens /dev/net/tun and attaches it to the tap `name` (created if absent; a template such as
 /// "tap%d" lets the kernel choose) with IFF_TAP | IFF_NO_PI | IFF_VNET_HDR, then sets the vnet
 /// header size to `vnet_hdr_size` and makes the descriptor non-blocking and close-on-exec.
-/// With `netns_path` (e.g. /var/run/netns/x or /proc/PID/ns/net) all of that happens on a
-/// short-lived thread that first joins that network namespace, so the tap lives there.
-/// Copies the interface's name into `name_out` (ks_ifnamsiz bytes). Returns the fd or -errno.
-int ks_tap_open(const char *netns_path, const char *name, char *name_out, int vnet_hdr_size);
+/// The tap lives in the calling thread's network namespace (TapBackend enters another one on a
+/// short-lived thread of its own first). Copies the interface's name into `name_out`
+/// (ks_ifnamsiz bytes). Returns the fd or -errno.
+int ks_tap_open(const char *name, char *name_out, int vnet_hdr_size);
 
 /// TUNSETOFFLOAD(fd, flags) with ks_tun_f_* bits. 0 or -errno.
 int ks_tap_set_offload(int fd, unsigned int flags);

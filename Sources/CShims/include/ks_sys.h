@@ -30,6 +30,10 @@ int ks_unblock_signal(int signo);
 /// prctl(PR_SET_NAME): names the calling thread (visible in ps/top). 0 or -errno.
 int ks_set_thread_name(const char *name);
 
+/// pipe2(fds, O_CLOEXEC): both ends close-on-exec (pipe2 is a GNU extension Swift's Glibc module
+/// does not show). 0 or -errno.
+int ks_pipe_cloexec(int fds[2]);
+
 /// The first real-time signal number (SIGRTMIN is a function call in glibc, a macro in C).
 int ks_sigrtmin(void);
 

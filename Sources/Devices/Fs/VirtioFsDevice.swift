@@ -140,7 +140,7 @@ public final class VirtioFsDevice: VirtioDevice {
             return 0
         }
         var reply: [UInt8] = [16, 0, 0, 0]
-        reply += (0..<4).map { UInt8(truncatingIfNeeded: UInt32(bitPattern: -error.code) >> (8 * $0)) }
+        reply += (0..<4).map { UInt8(truncatingIfNeeded: UInt32(bitPattern: -error.rawValue) >> (8 * $0)) }
         reply += head[8..<16]
         guard (try? chain.write(reply, to: memory)) == 16 else { return 0 }
         requestsServed += 1

@@ -82,14 +82,7 @@ public final class KVMHypervisor: Hypervisor, HypervisorBackendSteps {
     func validateBackend() throws(HypervisorError) {}
 
     func launch() async throws(HypervisorError) -> Running {
-        let result = await runBlocking("kvm-start") { () -> Result<Running, HypervisorError> in
-            do throws(HypervisorError) {
-                return .success(try self.launchBlocking())
-            } catch {
-                return .failure(error)
-            }
-        }
-        return try result.get()
+        try await runBlocking("kvm-start") { () throws(HypervisorError) in try self.launchBlocking() }
     }
 
     /// Blocking: reads the images, probes the guest defaults, builds and starts the VM.

@@ -127,14 +127,11 @@ public enum BackendProbe {
 
     static func readCache(key: String) -> BackendVerdict? {
         for dir in cacheDirectories {
-            guard let file = fopen(cachePath(directory: dir, key: key), "r") else { continue }
-            defer { fclose(file) }
+            guard let text = try? readWholeTextFile(cachePath(directory: dir, key: key), limit: 1 << 16) else { continue }
             var fields: [String: String] = [:]
-            var line = [CChar](repeating: 0, count: 1024)
-            while fgets(&line, Int32(line.count), file) != nil {
-                let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-                guard let eq = text.firstIndex(of: "=") else { continue }
-                fields[String(text[..<eq])] = String(text[text.index(after: eq)...]).trimmingNewline()
+            for line in text.split(separator: "\n") {
+                guard let eq = line.firstIndex(of: "=") else { continue }
+                fields[String(line[..<eq])] = String(line[line.index(after: eq)...]).trimmingNewline()
             }
             guard let kvm = fields["kvm_userspace"], let qemu = fields["qemu"] else { continue }
             return BackendVerdict(

@@ -30,7 +30,7 @@ final class ChildProcess: Sendable {
     init(arguments: [String], output: (@Sendable ([UInt8]) -> Void)?) throws(HypervisorError) {
         guard let path = arguments.first else { throw .invalidConfig("empty command") }
         var pipeFDs: [Int32] = [-1, -1]
-        let pipeResult = ks_hv_pipe(&pipeFDs)
+        let pipeResult = ks_pipe_cloexec(&pipeFDs)
         guard pipeResult == 0 else { throw .process(operation: "pipe", Errno(rawValue: -pipeResult)) }
         let readEnd = FileDescriptor(owning: pipeFDs[0])
         let writeEnd = WriteEnd(FileDescriptor(owning: pipeFDs[1]))
@@ -44,8 +44,8 @@ final class ChildProcess: Sendable {
             reaperThread = try WorkerThread(name: "vmm-reaper") {
                 var guardPID: pid_t = 0
                 var vmm: pid_t = 0
-                let rc = Self.withCStrings(arguments) { argv in
-                    Self.withCStrings(["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]) { envp in
+                let rc = withCStrings(arguments) { argv in
+                    withCStrings(["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]) { envp in
                         ks_hv_spawn_guarded(path, argv, envp, writeEnd.rawValue, &guardPID, &vmm)
                     }
                 }
@@ -169,11 +169,4 @@ final class ChildProcess: Sendable {
     }
 
     var outputTail: String { String(decoding: tail.bytes.withLock { $0 }, as: UTF8.self) }
-
-    private static func withCStrings<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> R) -> R {
-        var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
-        pointers.append(nil)
-        defer { pointers.forEach { free($0) } }
-        return body(pointers)
-    }
 }

@@ -256,22 +256,23 @@ public final class QEMUHypervisor: Hypervisor, HypervisorBackendSteps {
     private func waitForMachine(_ running: Running) async throws(HypervisorError) {
         let path = qmpSocketPath
         let process = running.process
-        let result = await runBlocking("qmp-start") { () -> Result<Void, HypervisorError> in
-            let deadline = ContinuousClock.now + .seconds(Int(Self.frontendTimeout))
-            var last = HypervisorError.timeout("waiting for QEMU's monitor")
-            while ContinuousClock.now < deadline, process.exitCode == nil {
-                do throws(HypervisorError) {
-                    var client = try QMPClient(path: path)
-                    try client.execute("query-status")
-                    return .success(())
-                } catch {
-                    last = error
-                    usleep(20_000)
+        do {
+            try await runBlocking("qmp-start") { () throws(HypervisorError) in
+                let deadline = ContinuousClock.now + .seconds(Int(Self.frontendTimeout))
+                var last = HypervisorError.timeout("waiting for QEMU's monitor")
+                while ContinuousClock.now < deadline, process.exitCode == nil {
+                    do throws(HypervisorError) {
+                        var client = try QMPClient(path: path)
+                        try client.execute("query-status")
+                        return
+                    } catch {
+                        last = error
+                        usleep(20_000)
+                    }
                 }
+                throw last
             }
-            return .failure(last)
-        }
-        if case .failure(let error) = result {
+        } catch {
             if let code = await exitCode(of: process, within: .seconds(2)) {
                 throw .exitedEarly(code: code, consoleTail: lastLines(process.outputTail))
             }
@@ -296,10 +297,7 @@ public final class QEMUHypervisor: Hypervisor, HypervisorBackendSteps {
 
     /// The start of a /proc file (whose size fstat reports as 0), at most `limit` bytes.
     static func readProcFile(_ path: String, limit: Int) -> String {
-        guard let fd = try? FileDescriptor.open(path, O_RDONLY) else { return "" }
-        var bytes: [UInt8] = []
-        while bytes.count < limit, let chunk = try? fd.read(upTo: limit - bytes.count), !chunk.isEmpty { bytes += chunk }
-        return String(decoding: bytes, as: UTF8.self)
+        (try? readWholeTextFile(path, limit: limit)) ?? ""
     }
 
 }

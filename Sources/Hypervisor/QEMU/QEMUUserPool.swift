@@ -1,6 +1,7 @@
 // A uid (and gid) of its own for each sandbox's QEMU (docs/security.md 8.2), so a QEMU taken over
 // by its guest shares its user with no other process: it cannot signal another pod's QEMU.
 
+import SystemSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -29,12 +30,12 @@ public struct QEMUUserPool: Equatable, Sendable {
         let parent = String(directory[..<(directory.lastIndex(of: "/") ?? directory.startIndex)])
         if !parent.isEmpty { mkdir(parent, 0o700) }
         guard mkdir(directory, 0o700) == 0 || errno == EEXIST else {
-            throw .invalidConfig("QEMU uid lock directory \(directory): \(String(cString: strerror(errno)))")
+            throw .invalidConfig("QEMU uid lock directory \(directory): \(Errno.current.message)")
         }
         for uid in base..<(base + count) {
             let fd = open("\(directory)/\(uid).lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
             guard fd >= 0 else {
-                throw .invalidConfig("QEMU uid lock \(directory)/\(uid).lock: \(String(cString: strerror(errno)))")
+                throw .invalidConfig("QEMU uid lock \(directory)/\(uid).lock: \(Errno.current.message)")
             }
             if flock(fd, LOCK_EX | LOCK_NB) == 0 {
                 return QEMUUserClaim(user: QEMUUser(uid: uid, gid: uid), lockDescriptor: fd)

@@ -1,77 +1,19 @@
-// See include/ks_shim.h.
+// See include/ks_spawn.h.
 #define _GNU_SOURCE
-#include "ks_shim.h"
+#include "ks_spawn.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
-
-static int ks_fill_address(struct sockaddr_un *address, const char *path) {
-    size_t length = strlen(path);
-    if (length == 0) return -EINVAL;
-    if (length >= sizeof(address->sun_path)) return -ENAMETOOLONG;
-    memset(address, 0, sizeof(*address));
-    address->sun_family = AF_UNIX;
-    memcpy(address->sun_path, path, length);
-    return 0;
-}
-
-int ks_shim_unix_listen(const char *path) {
-    struct sockaddr_un address;
-    int rc = ks_fill_address(&address, path);
-    if (rc < 0) return rc;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -errno;
-    if (fchmod(fd, 0600) < 0 || bind(fd, (struct sockaddr *)&address, sizeof(address)) < 0 || listen(fd, 128) < 0) {
-        int saved = errno;
-        close(fd);
-        return -saved;
-    }
-    return fd;
-}
-
-int ks_shim_unix_connect(const char *path) {
-    struct sockaddr_un address;
-    int rc = ks_fill_address(&address, path);
-    if (rc < 0) return rc;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -errno;
-    while (connect(fd, (struct sockaddr *)&address, sizeof(address)) < 0) {
-        if (errno == EINTR) continue;
-        int saved = errno;
-        close(fd);
-        return -saved;
-    }
-    return fd;
-}
-
-int ks_shim_unix_socket_path(int fd, char *buf, int buf_len) {
-    struct sockaddr_un address;
-    socklen_t length = sizeof(address);
-    memset(&address, 0, sizeof(address));
-    if (getsockname(fd, (struct sockaddr *)&address, &length) < 0) return -errno;
-    if (address.sun_family != AF_UNIX || address.sun_path[0] == '\0') return -EINVAL;
-    size_t path_length = strnlen(address.sun_path, sizeof(address.sun_path));
-    if (buf_len <= 0 || path_length >= (size_t)buf_len) return -ENAMETOOLONG;
-    memcpy(buf, address.sun_path, path_length);
-    buf[path_length] = '\0';
-    return 0;
-}
-
-int ks_shim_pipe_cloexec(int fds[2]) {
-    return pipe2(fds, O_CLOEXEC) < 0 ? -errno : 0;
-}
 
 enum { KS_MAX_SPAWN_FDS = 16, KS_HIGH_FD_BASE = 100 };
 
-int ks_shim_spawn(const char *path, char *const argv[], char *const envp[], const int *fd_map, int fd_count,
-                  int new_process_group, pid_t *pid) {
+int ks_spawn(const char *path, char *const argv[], char *const envp[], const int *fd_map, int fd_count,
+             int new_process_group, pid_t *pid) {
     if (fd_count < 0 || fd_count > KS_MAX_SPAWN_FDS) return -EINVAL;
     // Move every source above the target range first, so dup2(source, i) never clobbers a source
     // that a later target still needs.
