@@ -77,11 +77,12 @@ export KATA_AGENT_INITRD := $(abspath $(GUEST)/initramfs-agent.cpio)
 export KATA_AGENT_TEST_INITRD := $(abspath $(GUEST)/initramfs-agent-test.cpio)
 export KATA_AGENT_IMAGE := $(abspath $(GUEST)/agent.img)
 
-# Every test: unit tests, KVM tiny guests, one real boot of our kernel, containerd end to end,
+# Every test: Package.swift's truth (scripts/check-package.py), unit tests, KVM tiny guests, one real boot of our kernel, containerd end to end,
 # and (NestedKVMTests) our VMM end to end on a real KVM inside the nested KVM host.
 # Serially: many tests block a thread on real processes, VMs and sockets, and on 2 cores Swift
 # Testing's parallel runs would let two such tests starve the async ones of the cooperative pool.
 test: kernel initramfs agent-initramfs test-initramfs nested-host build
+	scripts/check-package.py
 	swift test $(SWIFT_BUILD_FLAGS) --skip-build --no-parallel
 
 # Everything that needs a real KVM, inside the nested KVM host: the containerd e2e and CRI suites, the
@@ -94,6 +95,7 @@ test-nested: kernel agent-initramfs nested-host build
 UNIT_SUITES := ^(SystemSupportTests|TTRPCTests|MonitoringTests|GuestMemoryTests|BootTests|VirtIOTests|DevicesTests|VhostUserTests)\.
 UNIT_SKIP := TapBackendTests|QEMUVsockTests
 test-unit:
+	scripts/check-package.py
 	@scripts/drop-stale-cshims-module.sh .build
 	swift build $(SWIFT_BUILD_FLAGS) --build-tests
 	swift test $(SWIFT_BUILD_FLAGS) --skip-build --no-parallel --filter '$(UNIT_SUITES)' --skip '$(UNIT_SKIP)'

@@ -46,6 +46,9 @@ let package = Package(
         .target(name: "VirtIOTestSupport", dependencies: ["VirtIO", "GuestMemory"]),
         // Tests only: where the guest kernel and agent initramfs images come from.
         .target(name: "GuestImageTestSupport"),
+        // FUSE server (the file-system half of virtio-fs): wire protocol + passthrough over a host
+        // directory, confined to it. Takes plain byte buffers/iovecs, so any transport can drive it.
+        .target(name: "FUSE", dependencies: ["CShims", "SystemSupport"]),
         // Device models: serial, i8042, boot timer, virtio vsock, rng and fs (over our FUSE server).
         .target(
             name: "Devices",
@@ -57,7 +60,7 @@ let package = Package(
             name: "VhostUser",
             dependencies: ["Devices", "VirtIO", "GuestMemory", "SystemSupport", "CShims", .product(name: "Logging", package: "swift-log")]),
         // Builds and runs a VM: memory, vCPU threads, devices, event loop, stop.
-        .target(name: "VMM", dependencies: ["KVM", "Boot", "Devices", "VirtIO", "GuestMemory", "SystemSupport"]),
+        .target(name: "VMM", dependencies: ["KVM", "Boot", "Devices", "VirtIO", "GuestMemory", "SystemSupport", "CShims"]),
         // What this host's KVM runs, found with tiny guests built by the VMM: the CPU template and
         // kernel arguments for a Linux guest (host and CPUID probes), and whether a guest userspace runs.
         .target(name: "HostProbes", dependencies: ["VMM", "KVM", "Boot", "Devices"]),
@@ -66,13 +69,23 @@ let package = Package(
         .target(
             name: "Hypervisor",
             dependencies: [
-                "VMM", "HostProbes", "KVM", "VhostUser", "Devices", "FUSE", "VirtIO", "GuestMemory", "SystemSupport", "CShims",
+                "VMM", "HostProbes", "KVM", "Boot", "VhostUser", "Devices", "FUSE", "VirtIO", "SystemSupport", "CShims",
                 .product(name: "Logging", package: "swift-log"),
             ]),
 
-        // FUSE server (the file-system half of virtio-fs): wire protocol + passthrough over a host
-        // directory, confined to it. Takes plain byte buffers/iovecs, so any transport can drive it.
-        .target(name: "FUSE", dependencies: ["CShims", "SystemSupport"]),
+        // ---- wire protocols
+        // ttrpc: framing, client, server, status codes, over any byte stream.
+        .target(
+            name: "TTRPC",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]),
+        // The agent API, generated from Protos/agent.proto (make protos); committed.
+        .target(
+            name: "AgentAPI",
+            dependencies: ["TTRPC", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
 
         // ---- networking
         // rtnetlink: links, addresses, routes, neighbours, ingress qdiscs and mirred redirects;
@@ -82,7 +95,7 @@ let package = Package(
         // veth and a tap with tc redirects, and express it as agent API requests.
         .target(
             name: "PodNetwork",
-            dependencies: ["Netlink", "SystemSupport", "AgentAPI", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+            dependencies: ["Netlink", "SystemSupport", "AgentAPI"]),
 
         // ---- guest side
         // OCI containers inside the guest: spec validation, clone/exec through ks_container.c,
@@ -90,14 +103,6 @@ let package = Package(
         .target(name: "GuestContainers", dependencies: ["CShims", "SystemSupport", "OCI"]),
 
         // ---- containerd side
-        // ttrpc: framing, client, server, status codes, over any byte stream.
-        .target(
-            name: "TTRPC",
-            dependencies: [
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-            ]),
         // Generated from containerd 1.6's protos (make protos); committed.
         .target(
             name: "ContainerdAPI",
@@ -107,23 +112,16 @@ let package = Package(
             name: "Shim",
             dependencies: [
                 "ContainerdAPI", "TTRPC", "CShims", "SystemSupport", "OCI",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
 
         // ---- guest
-        // Generated from Protos/agent.proto (make protos); committed.
-        .target(
-            name: "AgentAPI",
-            dependencies: ["TTRPC", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         // The guest agent: PID-1 duties (mounts, console, reaping, power off) and the agent services.
         .target(
             name: "Agent",
             dependencies: [
                 "AgentAPI", "TTRPC", "CShims", "GuestContainers", "OCI", "SystemSupport", "Netlink",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]),
 
@@ -132,7 +130,6 @@ let package = Package(
         .target(
             name: "Monitoring",
             dependencies: [
-                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -143,8 +140,8 @@ let package = Package(
         .target(
             name: "Runtime",
             dependencies: [
-                "Shim", "OCI", "Hypervisor", "AgentAPI", "TTRPC", "ContainerdAPI", "SystemSupport", "Netlink",
-                "PodNetwork", "Monitoring", "VirtIO", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                "Shim", "OCI", "Hypervisor", "AgentAPI", "TTRPC", "ContainerdAPI", "SystemSupport", "CShims", "Netlink",
+                "PodNetwork", "Monitoring", "VirtIO",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]),
@@ -159,7 +156,7 @@ let package = Package(
         .executableTarget(
             name: "kata-ctl",
             dependencies: [
-                "VMM", "HostProbes", "Hypervisor", "Runtime", "Shim", "Monitoring", "SystemSupport",
+                "VMM", "HostProbes", "Hypervisor", "Runtime", "Shim", "Monitoring", "SystemSupport", "KVM", "Boot", "CShims",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // Guest PID 1; built fully static for the initramfs by guest-image/build-agent-initramfs.sh.
@@ -168,7 +165,7 @@ let package = Package(
         .target(
             name: "FuzzTargets",
             dependencies: [
-                "TTRPC", "VirtIO", "VirtIOTestSupport", "GuestMemory", "Devices", "VhostUser", "FUSE", "Runtime",
+                "TTRPC", "VirtIO", "VirtIOTestSupport", "GuestMemory", "Devices", "VhostUser", "FUSE", "Runtime", "SystemSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -190,7 +187,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(name: "SystemSupportTests", dependencies: ["SystemSupport", "CShims"]),
-        .testTarget(name: "KVMTests", dependencies: ["KVM", "SystemSupport", "CShims"]),
+        .testTarget(name: "KVMTests", dependencies: ["KVM", "CShims"]),
         .testTarget(name: "BootTests", dependencies: ["Boot", "GuestMemory"]),
         .testTarget(
             name: "VMMTests",
@@ -232,23 +229,21 @@ let package = Package(
         .testTarget(
             name: "RuntimeTests",
             dependencies: [
-                "Runtime", "Shim", "OCI", "Hypervisor", "AgentAPI", "TTRPC", "ContainerdAPI", "CShims", "SystemSupport", "Monitoring",
-                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                "Runtime", "Shim", "OCI", "Hypervisor", "AgentAPI", "ContainerdAPI", "CShims", "SystemSupport", "Monitoring",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(
-            name: "HypervisorTests", dependencies: ["Hypervisor", "VhostUser", "Devices", "VirtIO", "GuestMemory", "SystemSupport", "CShims"]),
+            name: "HypervisorTests", dependencies: ["Hypervisor", "Devices", "VirtIO", "SystemSupport", "CShims"]),
         // One real boot of our kernel under our VMM (minutes on hosts whose KVM emulates the guest).
         .testTarget(name: "BootKernelTests", dependencies: ["VMM", "HostProbes", "Boot", "SystemSupport", "Devices", "VirtIO"]),
-        .testTarget(name: "GuestContainersTests", dependencies: ["GuestContainers", "OCI", "CShims"]),
+        .testTarget(name: "GuestContainersTests", dependencies: ["GuestContainers", "OCI"]),
         // Netlink codec (golden bytes, hostile replies) and, as root, the real thing in scratch
         // network namespaces: scan, tc redirect with traffic, the agent's interface and routes.
         .testTarget(
             name: "NetlinkTests",
             dependencies: [
-                "Netlink", "PodNetwork", "Agent", "AgentAPI", "TTRPC", "SystemSupport",
-                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                "Netlink", "PodNetwork", "Agent", "AgentAPI", "SystemSupport",
             ]),
         // Replays the fuzz corpus and every crash found (Tests/Fuzz) through each fuzz target.
         .testTarget(name: "FuzzTests", dependencies: ["FuzzTargets"]),
@@ -256,8 +251,8 @@ let package = Package(
         .testTarget(
             name: "AgentContainerTests",
             dependencies: [
-                "Agent", "AgentAPI", "TTRPC", "GuestContainers", "OCI", "Hypervisor", "SystemSupport", "CShims",
-                "GuestImageTestSupport", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                "Agent", "AgentAPI", "TTRPC", "GuestContainers", "OCI", "Hypervisor", "SystemSupport",
+                "GuestImageTestSupport",
             ]),
         // The shim-to-agent channel end to end: our kernel and kata-agent in a VM, ttrpc over our vsock.
         .testTarget(

@@ -47,7 +47,7 @@ public enum KataAgent {
         let portForward = role == .initProcess ? PortForwardService.start(log: log) : nil
         let server = AgentServer(
             startedNanos: startedNanos, log: log, engine: role == .initProcess ? .guest : .host)
-        let listenError = runBlocking { () async -> AgentServerError? in
+        let listenError = blockOn { () async -> AgentServerError? in
             do throws(AgentServerError) {
                 try await server.listen(on: config.listen)
                 return nil
@@ -64,7 +64,7 @@ public enum KataAgent {
 
         let reaper = Reaper(log: log)
         _ = SignalLoop.run(reaper: reaper, log: log)
-        runBlocking { await server.stop() }
+        blockOn { await server.stop() }
         debugConsole?.stop()
         portForward?.stop()
         log.info("stopped")
@@ -105,14 +105,14 @@ public enum KataAgent {
 
     /// Runs `body` on the concurrency pool and blocks this (non-pool) thread until it finishes.
     /// Only for the main thread, which owns no event loop and no task.
-    static func runBlocking<T: Sendable>(_ body: @escaping @Sendable () async -> T) -> T {
+    static func blockOn<T: Sendable>(_ body: @escaping @Sendable () async -> T) -> T {
         let box = ResultBox<T>()
         Task {
             box.value = await body()
             box.done.signal()
         }
         box.done.wait()
-        guard let value = box.value else { preconditionFailure("runBlocking: finished without a value") }
+        guard let value = box.value else { preconditionFailure("blockOn: finished without a value") }
         return value
     }
 }

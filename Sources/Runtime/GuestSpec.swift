@@ -1,4 +1,4 @@
-// The OCI spec as the guest sees it (the helpers' contract, docs/kubernetes.md), a typed
+// The OCI spec as the guest sees it (docs/kubernetes.md), a typed
 // transform of the container's spec; VMSandbox encodes the result once for the agent:
 // - `root.path` points into the shared directory (`/run/kata-containers/shared/containers/<cid>/rootfs`);
 // - bind mounts of host files and directories reach the guest through the share

@@ -22,7 +22,7 @@ extension SandboxPaths {
 
     /// The guest path of a shared host mount's name.
     static func guestMount(_ containerID: String, name: String) -> String {
-        SandboxVM.guestSharedPath + "/containers/" + containerID + "/mounts/" + name
+        PodVM.guestSharedPath + "/containers/" + containerID + "/mounts/" + name
     }
 
     /// Bind-mounts the host path `source` (symlinks followed, as CRI asks for host paths) into the

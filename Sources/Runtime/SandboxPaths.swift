@@ -1,4 +1,4 @@
-// The per-sandbox host directory (docs/shim.md, the helpers' contract):
+// The per-sandbox host directory (docs/shim.md):
 //   <sandbox_dir>/<sandbox-id>/            mode 0700
 //     shared/                               served to the guest over virtio-fs (tag kataShared)
 //       containers/<cid>/rootfs             bind mount of the container's <bundle>/rootfs
@@ -39,7 +39,7 @@ public struct SandboxPaths: Sendable, Equatable {
     public func containerDirectory(_ containerID: String) -> String { shared + "/containers/" + containerID }
     public func hostRootfs(_ containerID: String) -> String { containerDirectory(containerID) + "/rootfs" }
     public static func guestRootfs(_ containerID: String) -> String {
-        SandboxVM.guestSharedPath + "/containers/" + containerID + "/rootfs"
+        PodVM.guestSharedPath + "/containers/" + containerID + "/rootfs"
     }
 
     /// Creates the directory tree (the parent too, if missing). The share becomes a mount point

@@ -1,4 +1,4 @@
-// Task calls on processes and containers, each mapped onto agent calls (the helpers' contract):
+// Task calls on processes and containers, each mapped onto agent calls (docs/shim.md):
 // start → StartContainer / ExecProcess, signal → SignalProcess, wait → WaitProcess + stdio EOF,
 // resize → TtyWinResize, close stdin → the host reader's end then CloseStdin, pids →
 // ListProcesses, stats → StatsContainer (as cgroups v1 Metrics), pause/resume, update.

@@ -14,12 +14,12 @@ import TTRPC
 import Glibc
 #endif
 
-/// The production sandbox: one VM per shim.
+/// The production sandbox: one VM per shim (its `PodVM`), booted by the pod's first task.
 public actor VMSandbox: Sandbox {
     enum VMState {
         case none
-        case booting(Task<SandboxVM, any Error>)
-        case ready(SandboxVM)
+        case booting(Task<PodVM, any Error>)
+        case ready(PodVM)
         /// The VM ended on its own; the description and console tail explain it.
         case dead(state: String, consoleTail: String)
         case shutDown
@@ -58,7 +58,7 @@ public actor VMSandbox: Sandbox {
     func readyVM(
         configPath: String?, hostname: String, networkNamespace: String?, annotations: [String: String]? = nil,
         resources: OCIResources? = nil
-    ) async throws(RuntimeError) -> SandboxVM
+    ) async throws(RuntimeError) -> PodVM
     {
         switch vmState {
         case .ready(let vm): return vm
@@ -79,10 +79,10 @@ public actor VMSandbox: Sandbox {
         let logger = self.logger
         let startPath = self.startPath
         startPath.mark("configuration read")
-        let task = Task { () async throws -> SandboxVM in
+        let task = Task { () async throws -> PodVM in
             var network: PodNetworking?
             if let path = networkNamespace { network = try await PodNetworking.scan(namespacePath: path) }
-            let vm = try await SandboxVM.boot(
+            let vm = try await PodVM.boot(
                 sandboxID: sandboxID, config: config, network: network, networkNamespace: networkNamespace,
                 startPath: startPath, logger: logger)
             do {
@@ -91,9 +91,9 @@ public actor VMSandbox: Sandbox {
                     $0.hostname = hostname
                     $0.storages = [.with {
                         $0.driver = "virtio-fs"
-                        $0.source = SandboxVM.sharedTag
+                        $0.source = PodVM.sharedTag
                         $0.fstype = "virtiofs"
-                        $0.mountPoint = SandboxVM.guestSharedPath
+                        $0.mountPoint = PodVM.guestSharedPath
                     }, .with {
                         // The pod's /dev/shm (CRI containers bind it, GuestSpec), in guest memory.
                         $0.driver = "local"
@@ -134,7 +134,7 @@ public actor VMSandbox: Sandbox {
         }
     }
 
-    static func value(of task: Task<SandboxVM, any Error>) async throws(RuntimeError) -> SandboxVM {
+    static func value(of task: Task<PodVM, any Error>) async throws(RuntimeError) -> PodVM {
         do {
             return try await task.value
         } catch let error as RuntimeError {
@@ -160,14 +160,14 @@ public actor VMSandbox: Sandbox {
     }
 
     /// Waits for the VM to end; if nobody asked for it, every process exits with status 255.
-    private func watch(_ vm: SandboxVM) {
+    private func watch(_ vm: PodVM) {
         Task { [weak self] in
             let final = await vm.hypervisor.waitForExit()
             await self?.vmExited(vm, final: final)
         }
     }
 
-    private func vmExited(_ vm: SandboxVM, final: HypervisorState) async {
+    private func vmExited(_ vm: PodVM, final: HypervisorState) async {
         guard case .ready(let current) = vmState, current === vm else { return }
         let tail = vm.hypervisor.consoleTail
         logger.error("sandbox \(sandboxID): the VM ended unexpectedly (\(final))\(RuntimeError.tail(tail))")
@@ -181,7 +181,7 @@ public actor VMSandbox: Sandbox {
     }
 
     /// The VM for a call on an existing sandbox.
-    func currentVM() throws(RuntimeError) -> SandboxVM {
+    func currentVM() throws(RuntimeError) -> PodVM {
         switch vmState {
         case .ready(let vm): return vm
         case .dead(let state, let tail): throw .vmGone(state: state, consoleTail: tail)
@@ -194,10 +194,10 @@ public actor VMSandbox: Sandbox {
     /// `vm` defaults to the current one (Create passes the VM it just got, which may still be
     /// finishing its boot for another caller).
     func call<T: Sendable>(
-        _ operation: String, vm given: SandboxVM? = nil,
+        _ operation: String, vm given: PodVM? = nil,
         _ body: @escaping @Sendable (Kata_Agent_V1_AgentServiceClient) async throws -> T
     ) async throws(RuntimeError) -> T {
-        let vm: SandboxVM
+        let vm: PodVM
         if let given { vm = given } else { vm = try currentVM() }
         do {
             return try await Self.withDeadline(Self.callTimeout, operation: operation, vm: vm) { try await body(vm.agent) }
@@ -224,7 +224,7 @@ public actor VMSandbox: Sandbox {
 
     /// Runs `body`, or fails with the agent's silence (and the console tail) after `timeout`.
     static func withDeadline<T: Sendable>(
-        _ timeout: Duration, operation: String, vm: SandboxVM, _ body: @escaping @Sendable () async throws -> T
+        _ timeout: Duration, operation: String, vm: PodVM, _ body: @escaping @Sendable () async throws -> T
     ) async throws -> T {
         try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask { try await body() }

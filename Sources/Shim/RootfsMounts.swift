@@ -7,7 +7,7 @@ import Glibc
 #endif
 
 /// A mount as containerd describes it (containerd.types.Mount).
-public struct MountSpec: Equatable, Sendable {
+public struct RootfsMount: Equatable, Sendable {
     public var type: String
     public var source: String
     public var options: [String]
@@ -20,7 +20,7 @@ public struct MountSpec: Equatable, Sendable {
 }
 
 /// A failed mount operation.
-public enum MountError: Error, Equatable, CustomStringConvertible {
+public enum RootfsMountError: Error, Equatable, CustomStringConvertible {
     case mount(type: String, source: String, target: String, errno: Int32)
     case remountReadOnly(target: String, errno: Int32)
     case unmount(target: String, errno: Int32)
@@ -38,7 +38,7 @@ public enum MountError: Error, Equatable, CustomStringConvertible {
     }
 }
 
-extension MountSpec {
+extension RootfsMount {
     /// mount(2) flags and the leftover data string, parsed from fstab-style options.
     var flagsAndData: (flags: UInt, data: String) {
         let table: [String: (clear: Bool, flag: UInt)] = [
@@ -67,7 +67,7 @@ extension MountSpec {
     }
 
     /// Mounts onto `target`.
-    func mount(on target: String) throws(MountError) {
+    func mount(on target: String) throws(RootfsMountError) {
         let (flags, data) = flagsAndData
         guard data.utf8.count < 4096 else { throw .dataTooLong(type: type, length: data.utf8.count) }
         let isBind = flags & UInt(MS_BIND) != 0
@@ -90,7 +90,7 @@ extension MountSpec {
 /// The mounts of a container's rootfs.
 public enum RootfsMounts {
     /// Mounts `mounts` in order onto `target`; on failure, takes off what it mounted.
-    public static func mount(_ mounts: [MountSpec], on target: String) throws(MountError) {
+    public static func mount(_ mounts: [RootfsMount], on target: String) throws(RootfsMountError) {
         var done = 0
         do {
             for spec in mounts {
@@ -105,7 +105,7 @@ public enum RootfsMounts {
 
     /// Takes every mount off `target` (stacked mounts one by one). Succeeds when nothing is mounted
     /// there or `target` does not exist, so it can run any number of times.
-    public static func unmountAll(_ target: String) throws(MountError) {
+    public static func unmountAll(_ target: String) throws(RootfsMountError) {
         for _ in 0..<64 {
             if umount2(target, Int32(MNT_DETACH)) != 0 {
                 switch errno {

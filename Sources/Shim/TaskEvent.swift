@@ -9,7 +9,7 @@ import Foundation
 
 /// One task event, before it is encoded for containerd.
 public enum TaskEvent: Equatable, Sendable {
-    case create(containerID: String, bundle: String, rootfs: [MountSpec], stdio: StdioRequest, pid: UInt32)
+    case create(containerID: String, bundle: String, rootfs: [RootfsMount], stdio: StdioRequest, pid: UInt32)
     case start(containerID: String, pid: UInt32)
     /// `id` is the container id for the init process, else the exec id.
     case exit(containerID: String, id: String, pid: UInt32, status: ExitStatus)

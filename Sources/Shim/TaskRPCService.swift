@@ -47,7 +47,7 @@ public struct TaskRPCService: Containerd_Task_V2_TaskProvider {
             }
             let pid = try await service.create(.init(
                 id: request.id, bundle: request.bundle,
-                rootfs: request.rootfs.map { MountSpec(type: $0.type, source: $0.source, options: $0.options) },
+                rootfs: request.rootfs.map { RootfsMount(type: $0.type, source: $0.source, options: $0.options) },
                 stdio: StdioRequest(stdin: request.stdin, stdout: request.stdout, stderr: request.stderr,
                                     terminal: request.terminal),
                 checkpoint: request.checkpoint, configPath: configPath))

@@ -45,7 +45,7 @@ extension TaskService {
         let spec = try OCIProcess.decode(json: specJSON)
         guard let args = spec.args, !args.isEmpty else { throw TaskError.invalidArgument("exec \(execID): args are empty") }
         let stdio = try StdioEndpoints.open(request, containerID: key.containerID, namespace: namespace)
-        let process = ProcessRecord(key: key, stdioRequest: request, stdio: stdio)
+        let process = TaskProcess(key: key, stdioRequest: request, stdio: stdio)
         container.execs[execID] = process
         do {
             try await sandbox.addProcess(containerID: key.containerID, execID: execID, spec: spec, stdio: stdio)

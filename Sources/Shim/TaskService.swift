@@ -23,7 +23,7 @@ public actor TaskService {
     /// Held across Start and around exit handling, so TaskStart is queued before TaskExit.
     let lifecycle = AsyncLock()
     /// Containers by id.
-    var containers: [String: ContainerRecord] = [:]
+    var containers: [String: TaskContainer] = [:]
     /// Called once Shutdown finds no containers left (the daemon exits).
     let onShutdown: @Sendable () -> Void
     var shuttingDown = false
@@ -43,12 +43,12 @@ public actor TaskService {
     public struct CreateRequest: Sendable {
         public var id: String
         public var bundle: String
-        public var rootfs: [MountSpec]
+        public var rootfs: [RootfsMount]
         public var stdio: StdioRequest
         public var checkpoint: String
         public var configPath: String?
 
-        public init(id: String, bundle: String, rootfs: [MountSpec] = [], stdio: StdioRequest = StdioRequest(),
+        public init(id: String, bundle: String, rootfs: [RootfsMount] = [], stdio: StdioRequest = StdioRequest(),
                     checkpoint: String = "", configPath: String? = nil) {
             self.id = id
             self.bundle = bundle
@@ -61,12 +61,12 @@ public actor TaskService {
 
     // MARK: lookup
 
-    func container(_ id: String) throws(TaskError) -> ContainerRecord {
+    func container(_ id: String) throws(TaskError) -> TaskContainer {
         guard let container = containers[id] else { throw .notFound("container \(id) not found") }
         return container
     }
 
-    func process(_ key: ProcessKey) throws(TaskError) -> ProcessRecord {
+    func process(_ key: ProcessKey) throws(TaskError) -> TaskProcess {
         let container = try container(key.containerID)
         guard let execID = key.execID else { return container.initProcess }
         guard let process = container.execs[execID] else {
@@ -110,10 +110,10 @@ public actor TaskService {
         }
         let config = ContainerConfig(id: request.id, bundle: bundle.path, rootfs: rootfs, spec: spec, stdio: stdio,
                                      configPath: request.configPath)
-        let record = ProcessRecord(key: ProcessKey(containerID: request.id, execID: nil), stdioRequest: request.stdio,
+        let record = TaskProcess(key: ProcessKey(containerID: request.id, execID: nil), stdioRequest: request.stdio,
                                    stdio: stdio)
         // Claim the id before suspending, so a concurrent Create of the same id gets AlreadyExists.
-        let container = ContainerRecord(id: request.id, bundle: bundle, initProcess: record, mountedRootfs: mounted)
+        let container = TaskContainer(id: request.id, bundle: bundle, initProcess: record, mountedRootfs: mounted)
         containers[request.id] = container
         do {
             record.pid = try await sandbox.createContainer(config)
@@ -185,7 +185,7 @@ public actor TaskService {
     // MARK: exits
 
     /// Waits in the background for `process` to exit, then records the exit and publishes TaskExit.
-    private func watchExit(of process: ProcessRecord) {
+    private func watchExit(of process: TaskProcess) {
         let key = process.key
         let sandbox = self.sandbox
         Task {
@@ -200,7 +200,7 @@ public actor TaskService {
         }
     }
 
-    private func processExited(_ process: ProcessRecord, code: UInt32) async {
+    private func processExited(_ process: TaskProcess, code: UInt32) async {
         await lifecycle.lock()
         defer { lifecycle.unlock() }
         guard process.state.isLive else { return }

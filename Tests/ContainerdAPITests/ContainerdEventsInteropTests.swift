@@ -2,6 +2,7 @@
 // `ctr events` prints an event only when typeurl can unmarshal its Any (bare type URL).
 import ContainerdAPI
 import Foundation
+import SwiftProtobuf
 import Synchronization
 import TTRPC
 import Testing

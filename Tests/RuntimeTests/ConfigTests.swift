@@ -181,11 +181,11 @@ import Testing
         var config = RuntimeConfig()
         config.kernelParams = ["quiet"]
         let paths = try SandboxPaths(sandboxDirectory: "/run/kata-swift", sandboxID: "pod1")
-        let off = SandboxVM.hypervisorConfig(config, paths: paths)
+        let off = PodVM.hypervisorConfig(config, paths: paths)
         #expect(off.hybridVsockPath == nil)
         #expect(!off.cmdlineExtras.contains("agent.debug_console"))
         config.debugConsole = true
-        let on = SandboxVM.hypervisorConfig(config, paths: paths)
+        let on = PodVM.hypervisorConfig(config, paths: paths)
         #expect(on.hybridVsockPath == "/run/kata-swift/pod1/hvsock")
         #expect(on.cmdlineExtras == ["quiet", "agent.log=info", "agent.debug_console"])
         #expect(on.sharedDirectories == [SharedDirectory(tag: "kataShared", hostPath: "/run/kata-swift/pod1/shared")])

@@ -102,13 +102,13 @@ import Testing
         let image = try RuntimeConfig.parse(
             "[hypervisor.qemu]\nimage = \"/k/agent.img\"\nreclaim_guest_freed_memory = false\n", file: Self.file)
         #expect(image.image == "/k/agent.img" && !image.reclaimFreedMemory)
-        let vm = SandboxVM.hypervisorConfig(image, paths: try SandboxPaths(sandboxDirectory: "/run/ks", sandboxID: "s"))
+        let vm = PodVM.hypervisorConfig(image, paths: try SandboxPaths(sandboxDirectory: "/run/ks", sandboxID: "s"))
         #expect(vm.imagePath == "/k/agent.img" && vm.initrdPath == nil && !vm.reclaimFreedMemory)
         let initrd = try RuntimeConfig.parse("[hypervisor.qemu]\ninitrd = \"/k/i.cpio\"\nimage = \"\"\n", file: Self.file)
         #expect(initrd.image == nil && initrd.initrd == "/k/i.cpio" && initrd.reclaimFreedMemory)
         #expect(initrd.entropySource == "/dev/urandom")
         let noRng = try RuntimeConfig.parse("[hypervisor.qemu]\nentropy_source = \"\"\n", file: Self.file)
-        #expect(SandboxVM.hypervisorConfig(noRng, paths: try SandboxPaths(sandboxDirectory: "/run/ks", sandboxID: "s")).qemuEntropySource == nil)
+        #expect(PodVM.hypervisorConfig(noRng, paths: try SandboxPaths(sandboxDirectory: "/run/ks", sandboxID: "s")).qemuEntropySource == nil)
         let both = #expect(throws: ConfigError.self) {
             try RuntimeConfig.parse("[hypervisor.qemu]\ninitrd = \"/k/i.cpio\"\nimage = \"/k/a.img\"\n", file: Self.file)
         }

@@ -71,8 +71,8 @@ import Testing
         try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
         try "x".write(toFile: source + "/marker", atomically: true, encoding: .utf8)
         try RootfsMounts.mount([
-            MountSpec(type: "bind", source: source, options: ["rbind", "ro"]),
-            MountSpec(type: "tmpfs", source: "tmpfs", options: ["nosuid", "size=1m"]),
+            RootfsMount(type: "bind", source: source, options: ["rbind", "ro"]),
+            RootfsMount(type: "tmpfs", source: "tmpfs", options: ["nosuid", "size=1m"]),
         ], on: target)
         #expect(RootfsMounts.isMountPoint(target))
         #expect(!FileManager.default.fileExists(atPath: target + "/marker"))  // tmpfs on top
@@ -81,10 +81,10 @@ import Testing
         try RootfsMounts.unmountAll(target)  // nothing left: still fine
         try RootfsMounts.unmountAll(directory.path + "/missing")
         // A failing mount in the middle takes off the ones before it.
-        #expect(throws: MountError.self) {
+        #expect(throws: RootfsMountError.self) {
             try RootfsMounts.mount([
-                MountSpec(type: "tmpfs", source: "tmpfs", options: []),
-                MountSpec(type: "nosuchfs", source: "x", options: []),
+                RootfsMount(type: "tmpfs", source: "tmpfs", options: []),
+                RootfsMount(type: "nosuchfs", source: "x", options: []),
             ], on: target)
         }
         #expect(!RootfsMounts.isMountPoint(target))

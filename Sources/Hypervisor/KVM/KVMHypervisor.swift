@@ -82,7 +82,7 @@ public final class KVMHypervisor: Hypervisor, HypervisorBackendSteps {
     func validateBackend() throws(HypervisorError) {}
 
     func launch() async throws(HypervisorError) -> Running {
-        try await runBlocking("kvm-start") { () throws(HypervisorError) in try self.launchBlocking() }
+        try await onOwnThread("kvm-start") { () throws(HypervisorError) in try self.launchBlocking() }
     }
 
     /// Blocking: reads the images, probes the guest defaults, builds and starts the VM.
@@ -196,7 +196,7 @@ public final class KVMHypervisor: Hypervisor, HypervisorBackendSteps {
 
     func halt(_ running: Running, graceSeconds: Double) async { running.vm.stop(.stopRequested) }
 
-    func join(_ running: Running) async { await runBlocking("kvm-join") { running.waiter.join() } }
+    func join(_ running: Running) async { await onOwnThread("kvm-join") { running.waiter.join() } }
 
     /// The vsock host side; the VM's own threads are joined already.
     func release(_ running: Running) { running.vsock.stop() }
@@ -207,7 +207,7 @@ public final class KVMHypervisor: Hypervisor, HypervisorBackendSteps {
 
     private func freeze(_ vm: VirtualMachine, pausing: Bool) async throws(HypervisorError) {
         let name = pausing ? "pause" : "resume"
-        let result = await runBlocking("kvm-\(name)") { () -> String? in
+        let result = await onOwnThread("kvm-\(name)") { () -> String? in
             do throws(VMMError) {
                 if pausing { try vm.pause() } else { try vm.resume() }
                 return nil

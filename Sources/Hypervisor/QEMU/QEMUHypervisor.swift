@@ -146,7 +146,7 @@ public final class QEMUHypervisor: Hypervisor, HypervisorBackendSteps {
 
     func join(_ running: Running) async {
         _ = await running.process.waitForExit()
-        await runBlocking("qemu-join") { running.process.joinThreads() }
+        await onOwnThread("qemu-join") { running.process.joinThreads() }
     }
 
     /// Keeps the console's last bytes, then stops the vhost-user servers and the vsock host.
@@ -257,7 +257,7 @@ public final class QEMUHypervisor: Hypervisor, HypervisorBackendSteps {
         let path = qmpSocketPath
         let process = running.process
         do {
-            try await runBlocking("qmp-start") { () throws(HypervisorError) in
+            try await onOwnThread("qmp-start") { () throws(HypervisorError) in
                 let deadline = ContinuousClock.now + .seconds(Int(Self.frontendTimeout))
                 var last = HypervisorError.timeout("waiting for QEMU's monitor")
                 while ContinuousClock.now < deadline, process.exitCode == nil {

@@ -8,7 +8,7 @@ import Shim
 import Testing
 @testable import Runtime
 
-@Suite(.serialized) struct SandboxVMTests {
+@Suite(.serialized) struct PodVMTests {
     @Test(.timeLimit(.minutes(5)))
     func bootHealthCheckAndShutdownLeaveNothing() async throws {
         signal(SIGPIPE, SIG_IGN)
@@ -16,12 +16,12 @@ import Testing
         try await VMFixture.warmUp()
         let fdsBefore = VMFixture.openDescriptors()
         let t0 = ContinuousClock.now
-        let vm = try await SandboxVM.boot(sandboxID: "vmtest1", config: config, logger: VMFixture.logger)
-        print("BENCH runtime: SandboxVM.boot -> healthy agent: \(ContinuousClock.now - t0) (\(vm.hypervisor.kind))")
+        let vm = try await PodVM.boot(sandboxID: "vmtest1", config: config, logger: VMFixture.logger)
+        print("BENCH runtime: PodVM.boot -> healthy agent: \(ContinuousClock.now - t0) (\(vm.hypervisor.kind))")
         let root = config.sandboxDirectory + "/vmtest1"
         #expect(vm.paths.root == root)
         #expect(FileManager.default.fileExists(atPath: root + "/shared/containers"))
-        // The debug console's hybrid socket is where the contract puts it.
+        // The debug console's hybrid socket is where SandboxPaths puts it.
         var st = stat()
         #expect(lstat(root + "/hvsock", &st) == 0 && (st.st_mode & S_IFMT) == S_IFSOCK, "no hvsock socket")
         #expect(VMFixture.qemuChildren().count == 1)
@@ -46,7 +46,7 @@ import Testing
         let config = try VMFixture.config(dialTimeout: 12, kernelParams: ["agent.listen=vsock://-1:2000"])
         let t0 = ContinuousClock.now
         do {
-            let vm = try await SandboxVM.boot(sandboxID: "vmtest2", config: config, logger: VMFixture.logger)
+            let vm = try await PodVM.boot(sandboxID: "vmtest2", config: config, logger: VMFixture.logger)
             await vm.shutdown(destroySandbox: false)
             Issue.record("boot succeeded although the agent listens on port 2000")
         } catch {
@@ -70,10 +70,10 @@ import Testing
         var config = try VMFixture.config()
         config.kernel = "/nonexistent/vmlinux"
         await #expect(throws: RuntimeError.self) {
-            _ = try await SandboxVM.boot(sandboxID: "vmtest3", config: config, logger: VMFixture.logger)
+            _ = try await PodVM.boot(sandboxID: "vmtest3", config: config, logger: VMFixture.logger)
         }
         do {
-            _ = try await SandboxVM.boot(sandboxID: "vmtest3", config: config, logger: VMFixture.logger)
+            _ = try await PodVM.boot(sandboxID: "vmtest3", config: config, logger: VMFixture.logger)
         } catch {
             #expect(error.description.contains("/nonexistent/vmlinux"), "\(error)")
         }

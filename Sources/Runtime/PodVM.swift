@@ -15,8 +15,9 @@ import TTRPC
 import Glibc
 #endif
 
-/// A running sandbox VM with a healthy agent.
-public final class SandboxVM: Sendable {
+/// A running pod VM with a healthy agent. `VMSandbox` (the `Sandbox` the shim drives) boots one
+/// for its pod and turns task calls into calls to its agent.
+public final class PodVM: Sendable {
     public static let agentPort: UInt32 = 1024
     public static let debugConsolePort: UInt32 = 1026
     /// The virtio-fs tag of the sandbox's shared directory and where the guest mounts it.
@@ -84,7 +85,7 @@ public final class SandboxVM: Sendable {
         sandboxID: String, config: RuntimeConfig, network: PodNetworking? = nil, networkNamespace: String? = nil,
         startPath: StartPath? = nil, logger: Logger
     ) async throws(RuntimeError)
-        -> SandboxVM
+        -> PodVM
     {
         let paths = try SandboxPaths(sandboxDirectory: config.sandboxDirectory, sandboxID: sandboxID)
         try paths.create()
@@ -141,7 +142,7 @@ public final class SandboxVM: Sendable {
             metrics.recordBoot(seconds: Double(booted.components.seconds) + Double(booted.components.attoseconds) / 1e18)
             startPath?.recordGuest(console: hypervisor.consoleTail)
             let portForwarder = networkNamespace.flatMap { startPortForwarding($0, hypervisor: hypervisor, logger: logger) }
-            let vm = SandboxVM(
+            let vm = PodVM(
                 sandboxID: sandboxID, paths: paths, hypervisor: hypervisor, client: client, network: network,
                 portForwarder: portForwarder, consoleDrain: consoleDrain, metrics: metrics, logger: logger)
             await vm.serveMetrics()

@@ -1,7 +1,7 @@
 import SystemSupport
 /// Runs blocking `body` on its own thread and awaits its result, so the concurrency pool is
 /// never blocked (QMP round trips, joins). Without a thread to be had, `body` runs here.
-func runBlocking<T: Sendable, Failure: Error>(
+func onOwnThread<T: Sendable, Failure: Error>(
     _ name: String, _ body: @escaping @Sendable () throws(Failure) -> T
 ) async throws(Failure) -> T {
     do {

@@ -25,7 +25,7 @@ public struct ProcessSnapshot: Equatable, Sendable {
 }
 
 /// One process: its state machine, stdio and waiters.
-final class ProcessRecord {
+final class TaskProcess {
     let key: ProcessKey
     let stdioRequest: StdioRequest
     let stdio: ProcessStdio
@@ -62,15 +62,15 @@ final class ProcessRecord {
 }
 
 /// One container: its init process, its execs and its rootfs.
-final class ContainerRecord {
+final class TaskContainer {
     let id: String
     let bundle: BundleDirectory
-    let initProcess: ProcessRecord
-    var execs: [String: ProcessRecord] = [:]
+    let initProcess: TaskProcess
+    var execs: [String: TaskProcess] = [:]
     /// Whether the shim mounted containerd's rootfs on `<bundle>/rootfs` (and must unmount it).
     let mountedRootfs: Bool
 
-    init(id: String, bundle: BundleDirectory, initProcess: ProcessRecord, mountedRootfs: Bool) {
+    init(id: String, bundle: BundleDirectory, initProcess: TaskProcess, mountedRootfs: Bool) {
         self.id = id
         self.bundle = bundle
         self.initProcess = initProcess
