@@ -10,11 +10,7 @@ struct ListCommand: ParsableCommand {
         commandName: "list",
         abstract: "List the sandboxes on this host, their VM and state.")
 
-    @Option(help: "A configuration file to read sandbox_dir from instead of the shim's search.")
-    var config: String?
-
-    @Option(help: "The sandbox directory (default: sandbox_dir of the configuration).")
-    var sandboxDir: String?
+    @OptionGroup var location: SandboxDirectoryOptions
 
     @Flag(help: "Print JSON.")
     var json = false
@@ -32,17 +28,7 @@ struct ListCommand: ParsableCommand {
     }
 
     func run() throws {
-        let directory: String
-        if let sandboxDir {
-            directory = sandboxDir
-        } else {
-            do throws(ConfigError) {
-                directory = try RuntimeConfig.load(configPath: config, environment: ProcessInfo.processInfo.environment).0.sandboxDirectory
-            } catch {
-                FileHandle.standardError.write(Data("kata-ctl list: \(error)\nfix the file, or give the directory with --sandbox-dir\n".utf8))
-                throw ExitCode(1)
-            }
-        }
+        let directory = try location.resolve(for: "list")
         let entries = Self.list(directory)
         if json {
             let encoder = JSONEncoder()

@@ -15,11 +15,7 @@ struct MonitorCommand: AsyncParsableCommand {
     @Option(help: "The address to listen on, HOST:PORT (port 0: any free port, printed).")
     var listen = "127.0.0.1:8090"
 
-    @Option(help: "A configuration file to read sandbox_dir from instead of the shim's search.")
-    var config: String?
-
-    @Option(help: "The sandbox directory (default: sandbox_dir of the configuration).")
-    var sandboxDir: String?
+    @OptionGroup var location: SandboxDirectoryOptions
 
     func run() async throws {
         guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port)
@@ -28,17 +24,7 @@ struct MonitorCommand: AsyncParsableCommand {
             throw ExitCode(2)
         }
         let host = String(listen[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
-        let directory: String
-        if let sandboxDir {
-            directory = sandboxDir
-        } else {
-            do throws(ConfigError) {
-                directory = try RuntimeConfig.load(configPath: config, environment: ProcessInfo.processInfo.environment).0.sandboxDirectory
-            } catch {
-                FileHandle.standardError.write(Data("kata-ctl monitor: \(error)\nfix the file, or give the directory with --sandbox-dir\n".utf8))
-                throw ExitCode(1)
-            }
-        }
+        let directory = try location.resolve(for: "monitor")
         let monitor = HostMetrics(sandboxDirectory: directory)
         let endpoint: MetricsEndpoint
         do {
