@@ -61,7 +61,7 @@ public final class VirtualMachine: Sendable {
     public let bootTimer: BootTimer
     /// The virtio-mmio slots, in `config.virtioDevices` order.
     public let virtioSlots: [VirtioMmioSlot]
-    private let threads: [VcpuThread]
+    private let threads: [VMMThread]
     private let deviceLoop: DeviceEventLoop?
     private let stopReason = Mutex<StopReason?>(nil)
     private let started = Atomic<Bool>(false)
@@ -179,7 +179,7 @@ public final class VirtualMachine: Sendable {
         self.vm = vm
         self.memory = memory
         self.vcpus = vcpus
-        self.threads = vcpus.map { _ in VcpuThread() }
+        self.threads = vcpus.map { _ in VMMThread() }
         self.confineVcpus = config.confineVcpus
         self.virtioSlots = slots
         do {

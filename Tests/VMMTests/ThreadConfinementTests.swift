@@ -64,7 +64,7 @@ import Testing
     @Test func theFilterIsPerThreadAndRefusalsAreErrnos() throws {
         let result = Mutex<(cwd: Int32, errno: Int32)?>(nil)
         let proceed = Atomic<Bool>(false)
-        let thread = VcpuThread()
+        let thread = VMMThread()
         try thread.start(name: "vcpu-test", confinement: .vcpu) {
             var buffer = [CChar](repeating: 0, count: 256)
             let cwd = getcwd(&buffer, buffer.count) == nil ? Int32(-1) : 0
@@ -98,7 +98,7 @@ import Testing
         let manager = try EventManager<LoopToken>()
         let kick = try EventFD()
         let handled = Atomic<Int>(0)
-        let thread = VcpuThread()
+        let thread = VMMThread()
         try thread.start(name: "loop-test", confinement: .vcpu) {
             do {
                 try manager.add(kick.fd, token: .kick)

@@ -133,7 +133,7 @@ struct TinyVMTests {
 /// A tiny one-shot thread helper for tests: runs `body` after a short delay.
 final class Thread: Sendable {
     init(_ body: @escaping @Sendable () -> Void) {
-        let t = VcpuThread()
+        let t = VMMThread()
         try? t.start(name: "test-stopper") {
             var ts = timespec(tv_sec: 0, tv_nsec: 100_000_000)
             nanosleep(&ts, nil)

@@ -32,7 +32,7 @@ final class DeviceEventLoop: Sendable {
 
     private let slots: [VirtioMmioSlot]
     private let events: EventManager<Token>
-    private let thread = VcpuThread()
+    private let thread = VMMThread()
     private let started = Atomic<Bool>(false)
 
     init(slots: [VirtioMmioSlot]) throws(Errno) {

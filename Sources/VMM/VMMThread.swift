@@ -5,14 +5,15 @@ import SystemSupport
 import Glibc
 #endif
 
-/// A thread (SystemSupport's WorkerThread) that can be kicked out of a blocking KVM_RUN with a
-/// signal.
+/// A thread of the VMM (each vCPU, and the device thread): SystemSupport's WorkerThread with its
+/// seccomp filter loaded before its body, that can be kicked out of a blocking call (KVM_RUN)
+/// with a signal.
 ///
 /// `kick()` may be called from any thread at any time: the worker marks itself exited (under its
 /// lock) as its last action, so a kick never signals a thread that is gone.
 /// With a `ThreadConfinement`, the thread loads its seccomp filter before it runs `body`, and
 /// `start` returns only once it has (or throws why it could not: the body never runs unfiltered).
-final class VcpuThread: Sendable {
+final class VMMThread: Sendable {
     private struct State {
         var worker: WorkerThread?
         var joined = false
@@ -36,7 +37,7 @@ final class VcpuThread: Sendable {
         // Hold the lock while creating so `kick` and `join` see the worker or nothing.
         try state.withLock { (s) throws(Errno) in
             s.worker = try WorkerThread(name: name) {
-                _ = ks_unblock_signal(VcpuThread.kickSignal)
+                _ = ks_unblock_signal(VMMThread.kickSignal)
                 var outcome: Int32 = 1
                 if let confinement {
                     do throws(Errno) {
