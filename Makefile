@@ -46,7 +46,7 @@ nested-host: deps
 	@scripts/nested-kvm.sh prepare
 
 build: deps
-	@scripts/drop-stale-cshims-module.sh .build
+	@scripts/drop-stale-c-modules.sh .build
 	swift build $(SWIFT_BUILD_FLAGS) --build-tests
 
 # What users run: optimized, with the Swift runtime linked in (the binaries need no toolchain).
@@ -96,7 +96,7 @@ UNIT_SUITES := ^(SystemSupportTests|TTRPCTests|MonitoringTests|GuestMemoryTests|
 UNIT_SKIP := TapBackendTests|QEMUVsockTests
 test-unit:
 	scripts/check-package.py
-	@scripts/drop-stale-cshims-module.sh .build
+	@scripts/drop-stale-c-modules.sh .build
 	swift build $(SWIFT_BUILD_FLAGS) --build-tests
 	swift test $(SWIFT_BUILD_FLAGS) --skip-build --no-parallel --filter '$(UNIT_SUITES)' --skip '$(UNIT_SKIP)'
 

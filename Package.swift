@@ -20,13 +20,23 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", exact: "2.4.1"),
     ],
     targets: [
-        // C: ioctl request numbers, fixed-argument wrappers for variadic calls, headers Swift cannot import.
-        // Links libseccomp for ks_container.c (filters are built and exported to BPF in C).
-        .target(name: "CShims", linkerSettings: [.linkedLibrary("seccomp")]),
+        // ---- C: what Swift cannot call or import itself, one target per concern; each header says why.
+        // The OS layer's C half: epoll, eventfd, signals, posix_spawn, Unix sockets with descriptors,
+        // the thread and process seccomp filters (libseccomp), terminals, getrandom.
+        .target(name: "CSupport", linkerSettings: [.linkedLibrary("seccomp")]),
+        // KVM ioctl numbers and the CPUID/MSR calls whose structs end in flexible arrays.
+        .target(name: "CKVM"),
+        // Networking: taps, netlink sockets, setns, the port-forward socket calls.
+        .target(name: "CNet"),
+        // Host-only calls: the QEMU guard process, shared guest-memory maps, the FUSE server's *at calls.
+        .target(name: "CHost"),
+        // Guest-only calls: PID-1 duties, the container clone-to-exec helper and its seccomp
+        // filters (libseccomp), the reaper.
+        .target(name: "CGuest", linkerSettings: [.linkedLibrary("seccomp")]),
         // The one OS layer: Errno and its text, owned descriptors, whole-file read and write-all,
         // WorkerThread (every thread starts there), mountinfo, epoll, eventfd, accept loop.
-        // Light on purpose (CShims only): even the FUSE server and the static agent's modules use it.
-        .target(name: "SystemSupport", dependencies: ["CShims"]),
+        // Light on purpose (CSupport only): even the FUSE server and the static agent's modules use it.
+        .target(name: "SystemSupport", dependencies: ["CSupport"]),
         // The OCI runtime spec (v1.1, Linux), one Codable model for the shim, the runtime's
         // host-to-guest rewrite and the guest engine. Foundation(Essentials) only: the static agent uses it.
         .target(name: "OCI"),
@@ -35,7 +45,7 @@ let package = Package(
         // Guest physical address space; consumers depend on the GuestMemory protocol only.
         .target(name: "GuestMemory"),
         // /dev/kvm: Kvm, VM, Vcpu, VcpuExit.
-        .target(name: "KVM", dependencies: ["CShims", "SystemSupport"]),
+        .target(name: "KVM", dependencies: ["CKVM", "SystemSupport"]),
         // vmlinux (PVH) and bzImage loaders, boot_params, e820, cmdline, page tables, GDT, MP table.
         .target(name: "Boot", dependencies: ["GuestMemory"]),
         // Split virtqueue, virtio device protocol, MMIO transport.
@@ -48,19 +58,19 @@ let package = Package(
         .target(name: "GuestImageTestSupport"),
         // FUSE server (the file-system half of virtio-fs): wire protocol + passthrough over a host
         // directory, confined to it. Takes plain byte buffers/iovecs, so any transport can drive it.
-        .target(name: "FUSE", dependencies: ["CShims", "SystemSupport"]),
+        .target(name: "FUSE", dependencies: ["CHost", "SystemSupport"]),
         // Device models: serial, i8042, boot timer, virtio vsock, rng and fs (over our FUSE server).
         .target(
             name: "Devices",
             dependencies: [
-                "VirtIO", "GuestMemory", "SystemSupport", "CShims", "FUSE", .product(name: "Logging", package: "swift-log"),
+                "VirtIO", "GuestMemory", "SystemSupport", "CNet", "CSupport", "FUSE", .product(name: "Logging", package: "swift-log"),
             ]),
         // vhost-user backend: serves any of our device models to an external VMM (QEMU).
         .target(
             name: "VhostUser",
-            dependencies: ["Devices", "VirtIO", "GuestMemory", "SystemSupport", "CShims", .product(name: "Logging", package: "swift-log")]),
+            dependencies: ["Devices", "VirtIO", "GuestMemory", "SystemSupport", "CHost", "CSupport", .product(name: "Logging", package: "swift-log")]),
         // Builds and runs a VM: memory, vCPU threads, devices, event loop, stop.
-        .target(name: "VMM", dependencies: ["KVM", "Boot", "Devices", "VirtIO", "GuestMemory", "SystemSupport", "CShims"]),
+        .target(name: "VMM", dependencies: ["KVM", "Boot", "Devices", "VirtIO", "GuestMemory", "SystemSupport", "CKVM", "CSupport"]),
         // What this host's KVM runs, found with tiny guests built by the VMM: the CPU template and
         // kernel arguments for a Linux guest (host and CPUID probes), and whether a guest userspace runs.
         .target(name: "HostProbes", dependencies: ["VMM", "KVM", "Boot", "Devices"]),
@@ -69,7 +79,7 @@ let package = Package(
         .target(
             name: "Hypervisor",
             dependencies: [
-                "VMM", "HostProbes", "KVM", "Boot", "VhostUser", "Devices", "FUSE", "VirtIO", "SystemSupport", "CShims",
+                "VMM", "HostProbes", "KVM", "Boot", "VhostUser", "Devices", "FUSE", "VirtIO", "SystemSupport", "CHost", "CSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]),
 
@@ -90,7 +100,7 @@ let package = Package(
         // ---- networking
         // rtnetlink: links, addresses, routes, neighbours, ingress qdiscs and mirred redirects;
         // network namespaces entered on a thread of their own. Glibc only: the static agent uses it.
-        .target(name: "Netlink", dependencies: ["CShims", "SystemSupport"]),
+        .target(name: "Netlink", dependencies: ["CNet", "SystemSupport"]),
         // Kata's pod network model on the host: scan what CNI made in the pod's namespace, join a
         // veth and a tap with tc redirects, and express it as agent API requests.
         .target(
@@ -99,8 +109,8 @@ let package = Package(
 
         // ---- guest side
         // OCI containers inside the guest: spec validation, clone/exec through ks_container.c,
-        // cgroups, seccomp, state machine. Used by the agent; depends on CShims, SystemSupport and OCI.
-        .target(name: "GuestContainers", dependencies: ["CShims", "SystemSupport", "OCI"]),
+        // cgroups, seccomp, state machine. Used by the agent; depends on CGuest, SystemSupport and OCI.
+        .target(name: "GuestContainers", dependencies: ["CGuest", "SystemSupport", "OCI"]),
 
         // ---- containerd side
         // Generated from containerd 1.6's protos (make protos); committed.
@@ -111,7 +121,7 @@ let package = Package(
         .target(
             name: "Shim",
             dependencies: [
-                "ContainerdAPI", "TTRPC", "CShims", "SystemSupport", "OCI",
+                "ContainerdAPI", "TTRPC", "CSupport", "SystemSupport", "OCI",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -121,7 +131,7 @@ let package = Package(
         .target(
             name: "Agent",
             dependencies: [
-                "AgentAPI", "TTRPC", "CShims", "GuestContainers", "OCI", "SystemSupport", "Netlink",
+                "AgentAPI", "TTRPC", "CGuest", "CNet", "CSupport", "GuestContainers", "OCI", "SystemSupport", "Netlink",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]),
 
@@ -140,7 +150,7 @@ let package = Package(
         .target(
             name: "Runtime",
             dependencies: [
-                "Shim", "OCI", "Hypervisor", "AgentAPI", "TTRPC", "ContainerdAPI", "SystemSupport", "CShims", "Netlink",
+                "Shim", "OCI", "Hypervisor", "AgentAPI", "TTRPC", "ContainerdAPI", "SystemSupport", "CNet", "Netlink",
                 "PodNetwork", "Monitoring", "VirtIO",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -156,7 +166,7 @@ let package = Package(
         .executableTarget(
             name: "kata-ctl",
             dependencies: [
-                "VMM", "HostProbes", "Hypervisor", "Runtime", "Shim", "Monitoring", "SystemSupport", "KVM", "Boot", "CShims",
+                "VMM", "HostProbes", "Hypervisor", "Runtime", "Shim", "Monitoring", "SystemSupport", "KVM", "Boot", "CSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // Guest PID 1; built fully static for the initramfs by guest-image/build-agent-initramfs.sh.
@@ -186,12 +196,12 @@ let package = Package(
                 "Devices", "FUSE", "VirtIO", "VirtIOTestSupport", "GuestMemory", "SystemSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]),
-        .testTarget(name: "SystemSupportTests", dependencies: ["SystemSupport", "CShims"]),
-        .testTarget(name: "KVMTests", dependencies: ["KVM", "CShims"]),
+        .testTarget(name: "SystemSupportTests", dependencies: ["SystemSupport", "CSupport"]),
+        .testTarget(name: "KVMTests", dependencies: ["KVM", "CKVM"]),
         .testTarget(name: "BootTests", dependencies: ["Boot", "GuestMemory"]),
         .testTarget(
             name: "VMMTests",
-            dependencies: ["VMM", "Devices", "KVM", "Boot", "GuestMemory", "VirtIO", "VirtIOTestSupport", "SystemSupport", "CShims"]),
+            dependencies: ["VMM", "Devices", "KVM", "Boot", "GuestMemory", "VirtIO", "VirtIOTestSupport", "SystemSupport", "CSupport"]),
         // The host probes' tiny guests on this host's KVM, and their verdicts.
         .testTarget(name: "HostProbesTests", dependencies: ["HostProbes", "VMM", "Devices", "KVM"]),
         .testTarget(
@@ -212,29 +222,29 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]),
-        .testTarget(name: "FUSETests", dependencies: ["FUSE", "CShims"]),
+        .testTarget(name: "FUSETests", dependencies: ["FUSE", "CHost"]),
         .testTarget(
             name: "AgentTests",
             dependencies: [
-                "Agent", "AgentAPI", "TTRPC", "CShims",
+                "Agent", "AgentAPI", "TTRPC", "CGuest", "CSupport",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]),
         // Shim unit tests, and the shim binary driven as containerd drives it (start/delete, ttrpc).
         .testTarget(
             name: "ShimTests",
-            dependencies: ["Shim", "OCI", "ContainerdAPI", "TTRPC", "CShims", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+            dependencies: ["Shim", "OCI", "ContainerdAPI", "TTRPC", "CSupport", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         // The shim under a real containerd (own instance, ctr); needs root and containerd installed.
         .testTarget(name: "ShimE2ETests", dependencies: ["Shim", "Runtime"]),
         // Runtime: configuration parsing (unit), and VMSandbox against a real VM with our agent.
         .testTarget(
             name: "RuntimeTests",
             dependencies: [
-                "Runtime", "Shim", "OCI", "Hypervisor", "AgentAPI", "ContainerdAPI", "CShims", "SystemSupport", "Monitoring",
+                "Runtime", "Shim", "OCI", "Hypervisor", "AgentAPI", "ContainerdAPI", "CNet", "CSupport", "SystemSupport", "Monitoring",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(
-            name: "HypervisorTests", dependencies: ["Hypervisor", "Devices", "VirtIO", "SystemSupport", "CShims"]),
+            name: "HypervisorTests", dependencies: ["Hypervisor", "Devices", "VirtIO", "SystemSupport", "CSupport"]),
         // One real boot of our kernel under our VMM (minutes on hosts whose KVM emulates the guest).
         .testTarget(name: "BootKernelTests", dependencies: ["VMM", "HostProbes", "Boot", "SystemSupport", "Devices", "VirtIO"]),
         .testTarget(name: "GuestContainersTests", dependencies: ["GuestContainers", "OCI"]),
@@ -258,7 +268,7 @@ let package = Package(
         .testTarget(
             name: "AgentChannelTests",
             dependencies: [
-                "Hypervisor", "AgentAPI", "TTRPC", "SystemSupport", "CShims", "GuestImageTestSupport",
+                "Hypervisor", "AgentAPI", "TTRPC", "SystemSupport", "CSupport", "GuestImageTestSupport",
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]),
     ]

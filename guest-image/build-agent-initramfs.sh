@@ -24,7 +24,7 @@ bin=$(dirname "$out")/kata-agent
 
 cd "$root"
 start=$(date +%s)
-"$root/scripts/drop-stale-cshims-module.sh" .build-agent
+"$root/scripts/drop-stale-c-modules.sh" .build-agent
 echo "build-agent-initramfs: swift build -c release --product kata-agent (static)" >&2
 swift build -c release --product kata-agent -Xswiftc -static-executable --scratch-path .build-agent >&2
 built=$(swift build -c release --product kata-agent -Xswiftc -static-executable --scratch-path .build-agent --show-bin-path)/kata-agent

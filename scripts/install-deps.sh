@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   # build of the Swift package and its C targets
   libseccomp-dev pkg-config
-  # kernel uapi headers: linux/fuse.h, linux/openat2.h (CShims ks_fuse)
+  # kernel uapi headers: linux/fuse.h, linux/openat2.h (CHost ks_fuse)
   linux-libc-dev
   # guest kernel from Debian's source, initramfs
   linux-source-6.1 flex bison bc libelf-dev libssl-dev cpio lz4 xz-utils busybox-static

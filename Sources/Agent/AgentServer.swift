@@ -1,6 +1,6 @@
 // The agent's ttrpc server: the Health and AgentService services on every listen address.
 
-import CShims
+import CGuest
 import Synchronization
 import TTRPC
 import SystemSupport

@@ -6,7 +6,8 @@
 // Threads: one listener thread blocked in poll(2), and one thread per session (see
 // DebugConsoleSession); none of them touches the concurrency pool or the ttrpc event loops.
 
-import CShims
+import CGuest
+import CSupport
 import Dispatch
 import Synchronization
 import SystemSupport

@@ -6,7 +6,7 @@
 // every holder of its slave side is gone (the shell exited; its output is delivered first), or
 // when the console stops. A shell that outlives the hangup gets SIGKILL.
 
-import CShims
+import CSupport
 import SystemSupport
 
 #if canImport(Glibc)

@@ -1,7 +1,7 @@
 // PID-1 duties: console, boot-time mounts, loopback up, child subreaping, power off. When the agent is not
 // PID 1 (tests on the host) it mounts nothing and never reboots anything.
 
-import CShims
+import CGuest
 import SystemSupport
 
 #if canImport(Glibc)

@@ -8,7 +8,8 @@
 // the concurrency pool or the ttrpc event loops.
 
 import AgentAPI
-import CShims
+import CGuest
+import CNet
 import Dispatch
 import Synchronization
 import SystemSupport

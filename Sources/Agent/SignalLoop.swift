@@ -3,7 +3,7 @@
 // (the main thread, which has nothing else to do once the server runs) ever receives them. The
 // ttrpc server runs on its own event-loop threads and is never blocked by reaping.
 
-import CShims
+import CGuest
 import GuestContainers
 import Synchronization
 import SystemSupport

@@ -1,6 +1,5 @@
 // Inodes (O_PATH descriptors keyed by device and inode number) and open file handles.
 
-import CShims
 import Glibc
 import Synchronization
 

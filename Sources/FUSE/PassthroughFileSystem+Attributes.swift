@@ -1,6 +1,6 @@
 // Extended attributes, access checks and file system statistics.
 
-import CShims
+import CHost
 import Glibc
 
 /// GETXATTR/LISTXATTR answer: the size needed (when the guest asked with size 0) or the bytes.

@@ -1,6 +1,6 @@
 // READDIR and READDIRPLUS: host getdents64 records re-encoded as FUSE dirents.
 
-import CShims
+import CHost
 import Glibc
 
 extension PassthroughFileSystem {

@@ -1,7 +1,7 @@
 // Open files: open/create, data transfer straight between host files and the caller's buffers,
 // sync, allocation, seeking, release.
 
-import CShims
+import CHost
 import Glibc
 
 extension PassthroughFileSystem {

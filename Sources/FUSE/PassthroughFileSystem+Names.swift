@@ -1,7 +1,7 @@
 // Creating, linking, renaming and removing names. Every name is one validated component below a
 // directory inode's fd; nothing here follows a symlink.
 
-import CShims
+import CHost
 import Glibc
 
 extension PassthroughFileSystem {

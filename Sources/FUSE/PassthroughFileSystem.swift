@@ -1,7 +1,8 @@
 // A FUSE file system that passes every operation through to one host directory, confined to it.
 
-import CShims
+import CHost
 import Glibc
+import SystemSupport
 import Synchronization
 
 /// Who asks: the uid/gid/pid of the guest process, from fuse_in_header.
@@ -58,9 +59,9 @@ public final class PassthroughFileSystem: Sendable {
 
     public init(_ configuration: PassthroughConfiguration) throws(FUSEErrno) {
         self.configuration = configuration
-        let rootFD = try check { Glibc.open(configuration.root, ks_fuse_o_path | O_DIRECTORY | O_CLOEXEC) }
+        let rootFD = try check { Glibc.open(configuration.root, FileDescriptor.pathOnly | O_DIRECTORY | O_CLOEXEC) }
         let (root, _) = try Self.inode(owning: rootFD)
-        procSelfFD = try check { Glibc.open("/proc/self/fd", ks_fuse_o_path | O_DIRECTORY | O_CLOEXEC) }
+        procSelfFD = try check { Glibc.open("/proc/self/fd", FileDescriptor.pathOnly | O_DIRECTORY | O_CLOEXEC) }
         table = Mutex(InodeTable(root: root, limit: configuration.maxOpenFiles ?? Self.defaultOpenFileLimit()))
         setsOwner = geteuid() == 0
     }
@@ -73,7 +74,7 @@ public final class PassthroughFileSystem: Sendable {
     /// before the first request (no inode but the root, no open file), and only if "/" is the
     /// same directory.
     public func reopenRootAfterPivot() throws(FUSEErrno) {
-        let fd = try check { Glibc.open("/", ks_fuse_o_path | O_DIRECTORY | O_CLOEXEC) }
+        let fd = try check { Glibc.open("/", FileDescriptor.pathOnly | O_DIRECTORY | O_CLOEXEC) }
         let (root, _) = try Self.inode(owning: fd)  // closes fd when unused
         let replaced = table.withLock { table -> Bool in
             guard table.inodeCount == 0, table.openFileCount == 0, table.root.key == root.key else { return false }
@@ -139,7 +140,7 @@ public final class PassthroughFileSystem: Sendable {
     func resolve(_ name: FUSEName, in parent: Inode) throws(FUSEErrno) -> (Inode, stat) {
         guard parent.isDirectory else { throw .notDirectory }
         let fd = try checkShim {
-            ks_fuse_openat2(parent.fd, name.cString, UInt64(ks_fuse_o_path | O_NOFOLLOW | O_CLOEXEC), 0,
+            ks_fuse_openat2(parent.fd, name.cString, UInt64(FileDescriptor.pathOnly | O_NOFOLLOW | O_CLOEXEC), 0,
                             Self.lookupResolve)
         }
         let (inode, st) = try Self.inode(owning: fd)

@@ -3,7 +3,7 @@
 // Every spawn and every reap of an engine child happens under this one lock; the agent's
 // reaper (`reapExited`) reaps under it too and files an engine child's status here, where
 // `ContainerProcess` finds it.
-import CShims
+import CGuest
 import Glibc
 import Synchronization
 

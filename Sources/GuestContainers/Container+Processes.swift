@@ -1,6 +1,5 @@
 // Every process of a container: from its cgroup (cgroup.procs), or, without a cgroup, its init
 // and exec processes. Used for ListProcesses and SignalProcess{all}.
-import CShims
 import Glibc
 
 extension ContainerCgroup {

@@ -1,6 +1,6 @@
 // An OCI container in the guest: created -> running <-> paused -> stopped, with typed transitions.
 // The agent calls create/start/exec/signal/wait/pause/resume/stats/update/delete.
-import CShims
+import CGuest
 import Glibc
 import OCI
 import Synchronization

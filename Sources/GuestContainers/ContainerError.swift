@@ -1,6 +1,5 @@
 // Errors of the container engine. Each case names the operation; `description` is what the
 // agent puts on the wire ("container c1: pivot_root: Invalid argument").
-import CShims
 import Glibc
 import SystemSupport
 

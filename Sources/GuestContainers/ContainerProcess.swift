@@ -1,6 +1,6 @@
 // One process of a container (its init, or an exec): created -> running -> exited.
 // Signals and waits go through a pidfd, so a recycled pid can never be hit.
-import CShims
+import CGuest
 import Glibc
 import Synchronization
 

@@ -1,7 +1,7 @@
 // Lays a plan out as a ks_ctr_config and drives the C helper through its barriers:
 // spawn (child waits) -> caller joins the cgroup -> advance (child sets up, reports ready)
 // -> later advance again (child loads seccomp and execs).
-import CShims
+import CGuest
 import Glibc
 
 /// Where a process's standard streams go.

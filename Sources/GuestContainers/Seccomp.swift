@@ -1,6 +1,6 @@
 // linux.seccomp -> a BPF program, built in the parent with libseccomp (ks_seccomp_export), so the
 // child only loads it with prctl(PR_SET_SECCOMP) right before execve.
-import CShims
+import CGuest
 import Glibc
 import OCI
 import SystemSupport

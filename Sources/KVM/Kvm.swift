@@ -1,5 +1,5 @@
 // KVM: /dev/kvm system, VM and vCPU wrappers, and the typed VcpuExit.
-import CShims
+import CKVM
 import SystemSupport
 #if canImport(Glibc)
 import Glibc

@@ -1,4 +1,4 @@
-import CShims
+import CKVM
 import SystemSupport
 #if canImport(Glibc)
 import Glibc

@@ -1,6 +1,6 @@
 // The transport under RouteNetlink: a real NETLINK_ROUTE socket, or a test double that answers
 // from recorded bytes.
-import CShims
+import CNet
 import SystemSupport
 
 #if canImport(Glibc)

@@ -5,7 +5,7 @@
 //
 // Sockets (netlink, and a tap's /dev/net/tun descriptor) belong to the namespace of the thread
 // that created them for their whole life: open them inside, use them from anywhere.
-import CShims
+import CNet
 import SystemSupport
 
 #if canImport(Glibc)

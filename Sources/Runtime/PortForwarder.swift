@@ -11,7 +11,7 @@
 // the vsock connect runs as a task. stop() ends them all and detaches the program.
 
 import AgentAPI
-import CShims
+import CNet
 import Dispatch
 import Logging
 import Netlink

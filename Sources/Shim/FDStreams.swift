@@ -2,7 +2,7 @@
 // owns its descriptor and does its blocking I/O on its own serial dispatch queue, so a slow reader
 // on the other end suspends only the sandbox task writing to it, never the cooperative pool.
 
-import CShims
+import CSupport
 import Dispatch
 import Synchronization
 import SystemSupport

@@ -3,7 +3,7 @@
 // CONTAINER_NAMESPACE in its environment. It is ready when it writes to or closes fd 5. When both
 // streams are closed it gets SIGTERM, and SIGKILL 12 s later if it is still there.
 
-import CShims
+import CSupport
 import Dispatch
 import Synchronization
 import SystemSupport

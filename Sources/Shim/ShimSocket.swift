@@ -3,7 +3,7 @@
 // sun_path). Created by `start` (mode 0600 from bind on, never wider), served by the daemon,
 // removed by whoever ends it.
 
-import CShims
+import CSupport
 import SystemSupport
 #if canImport(Glibc)
 import Glibc

@@ -3,7 +3,6 @@
 // nothing at all (null IO). No open here ever blocks: FIFOs are opened O_RDWR for output and
 // O_RDONLY|O_NONBLOCK for input, so an RPC never waits for the client's end.
 
-import CShims
 import Dispatch
 import Synchronization
 #if canImport(FoundationEssentials)

@@ -1,4 +1,4 @@
-import CShims
+import CSupport
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,4 +1,4 @@
-import CShims
+import CSupport
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -20,7 +20,7 @@ public final class FileDescriptor: Sendable, CustomStringConvertible {
 
     /// O_PATH, which Glibc's Swift overlay does not export: a descriptor naming a file without
     /// opening it (for fstat, *at calls and /proc/self/fd paths).
-    public static let pathOnly: Int32 = ks_fuse_o_path
+    public static let pathOnly: Int32 = ks_o_path
 
     /// Opens `path` with `flags` (O_CLOEXEC is always added).
     public static func open(_ path: String, _ flags: Int32, mode: mode_t = 0) throws(Errno) -> FileDescriptor {

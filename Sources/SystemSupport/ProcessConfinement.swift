@@ -1,4 +1,4 @@
-import CShims
+import CSupport
 
 /// What the shim process as a whole may do (ks_process_confine.c; docs/security.md, "The shim's
 /// process-wide filter" and "Capabilities"): a seccomp denylist on every thread, and a capability

@@ -1,6 +1,6 @@
 // Spawning a process with an exact descriptor layout (ks_spawn.c: posix_spawn, so no Swift code
 // runs in the child), and the C string arrays exec-style calls take.
-import CShims
+import CSupport
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)

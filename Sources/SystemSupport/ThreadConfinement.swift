@@ -1,4 +1,4 @@
-import CShims
+import CSupport
 
 /// The seccomp policy a VMM thread runs under (ks_thread_filter.c; docs/security.md, "The
 /// seccomp policy per thread"). Installed by the thread itself, on itself only.

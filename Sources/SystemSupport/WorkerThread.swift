@@ -1,4 +1,4 @@
-import CShims
+import CSupport
 import Synchronization
 #if canImport(Glibc)
 import Glibc

@@ -1,5 +1,5 @@
 import Boot
-import CShims
+import CKVM
 import GuestMemory
 import KVM
 

@@ -1,4 +1,4 @@
-import CShims
+import CSupport
 import Synchronization
 import SystemSupport
 #if canImport(Glibc)

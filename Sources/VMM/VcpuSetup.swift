@@ -1,5 +1,5 @@
 import Boot
-import CShims
+import CKVM
 import KVM
 
 /// Turns the loader's boot CPU state into KVM registers.

@@ -1,4 +1,4 @@
-import CShims
+import CHost
 import Glibc
 import GuestMemory
 import SystemSupport

@@ -1,4 +1,4 @@
-import CShims
+import CSupport
 import Glibc
 import SystemSupport
 

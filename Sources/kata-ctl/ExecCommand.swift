@@ -1,5 +1,4 @@
 import ArgumentParser
-import CShims
 import Foundation
 import Glibc
 import Runtime

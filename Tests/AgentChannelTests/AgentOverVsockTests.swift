@@ -6,7 +6,7 @@
 // against it.
 
 import AgentAPI
-import CShims
+import CSupport
 import Glibc
 import GuestImageTestSupport
 import Hypervisor

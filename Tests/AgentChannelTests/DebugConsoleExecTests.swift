@@ -3,7 +3,7 @@
 // with stdin piped; once with `agent.debug_console` on the kernel command line (a busybox shell
 // answers), once without (exec fails with a clear message). Plus the errors that need no VM.
 
-import CShims
+import CSupport
 import Glibc
 import Hypervisor
 import Testing

@@ -2,7 +2,7 @@
 // the real kata-agent binary with --debug-console. The guest path (vsock 1026, busybox, kata-ctl
 // exec through the hybrid socket) is in Tests/AgentChannelTests/DebugConsoleExecTests.swift.
 
-import CShims
+import CSupport
 import Foundation
 import Testing
 

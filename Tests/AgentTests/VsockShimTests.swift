@@ -1,7 +1,7 @@
-// The vsock helpers of CShims (ks_agent.c) on this host's real AF_VSOCK (a virtio transport:
+// The vsock helpers of CGuest (ks_agent.c) on this host's real AF_VSOCK (a virtio transport:
 // binding works; nothing can connect back, and there is no loopback transport).
 
-import CShims
+import CGuest
 import Foundation
 import Testing
 

@@ -1,7 +1,7 @@
 // What a guest must not plant on host files: setuid/setgid bits and security.*/trusted.* xattrs.
 
 import Foundation
-import CShims
+import CHost
 import Glibc
 import Testing
 

@@ -1,6 +1,6 @@
-// Our encoders and decoders against the kernel's own header (linux/fuse.h via CShims).
+// Our encoders and decoders against the kernel's own header (linux/fuse.h via CHost).
 
-import CShims
+import CHost
 import Glibc
 import Testing
 

@@ -1,6 +1,6 @@
 // Round trips of every supported operation against a real temp directory.
 
-import CShims
+import CHost
 import Foundation
 import Glibc
 import Testing

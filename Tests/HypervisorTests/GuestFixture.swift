@@ -1,4 +1,4 @@
-import CShims
+import CSupport
 @testable import Hypervisor
 import SystemSupport
 #if canImport(Glibc)

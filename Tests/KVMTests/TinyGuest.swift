@@ -1,4 +1,4 @@
-import CShims
+import CKVM
 import Glibc
 import KVM
 import Testing

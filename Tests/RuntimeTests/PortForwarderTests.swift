@@ -5,7 +5,8 @@
 // stop() detaches the program and leaves no descriptor.
 
 import AgentAPI
-import CShims
+import CNet
+import CSupport
 import Foundation
 import Logging
 import Synchronization

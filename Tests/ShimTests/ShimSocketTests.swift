@@ -1,7 +1,7 @@
 // The shim's socket file is owner-only from the moment bind creates it, whatever the umask:
 // there is no window between bind and a chmod in which another user could connect.
 
-import CShims
+import CSupport
 import Foundation
 import Testing
 @testable import Shim

@@ -3,7 +3,7 @@
 // it so: it scans every Swift and C file under Sources/ and fails, naming file and line, on a call
 // of pthread_create or strerror (also strerror_r, strerror_l) anywhere else.
 //
-// Allowed: Sources/SystemSupport/ and SystemSupport's C half in CShims: ks_sys.c (epoll, eventfd,
+// Allowed: Sources/SystemSupport/ and SystemSupport's C half in CSupport: ks_sys.c (epoll, eventfd,
 // signals, thread names, pipes), ks_spawn.c (Spawn.process) and ks_thread_filter.c
 // (ThreadConfinement's seccomp filter).
 import Foundation
@@ -13,7 +13,7 @@ import Testing
     /// A call: the name, optional blanks, an opening parenthesis.
     static var forbidden: Regex<(Substring, Substring, Substring?)> { /\b(pthread_create|strerror(_r|_l)?)\s*\(/ }
     static let allowed = [
-        "Sources/SystemSupport/", "Sources/CShims/ks_sys.c", "Sources/CShims/ks_spawn.c", "Sources/CShims/ks_thread_filter.c",
+        "Sources/SystemSupport/", "Sources/CSupport/ks_sys.c", "Sources/CSupport/ks_spawn.c", "Sources/CSupport/ks_thread_filter.c",
     ]
 
     /// The repository root, from this file's path (Tests/SystemSupportTests/<file>).
@@ -54,7 +54,7 @@ import Testing
     @Test func theCheckSeesAStrayCall() {
         let stray = "import Glibc\nlet text = String(cString: strerror(errno))\n"
         #expect(Self.findings(in: stray, path: "Sources/Agent/Stray.swift") == ["Sources/Agent/Stray.swift:2: let text = String(cString: strerror(errno))"])
-        #expect(Self.findings(in: "    int rc = pthread_create (&t, NULL, f, NULL);", path: "Sources/CShims/ks_x.c").count == 1)
+        #expect(Self.findings(in: "    int rc = pthread_create (&t, NULL, f, NULL);", path: "Sources/CNet/ks_x.c").count == 1)
         #expect(Self.findings(in: stray, path: "Sources/SystemSupport/Errno.swift").isEmpty)
         #expect(Self.findings(in: #"throw .system(operation: "pthread_create", errno: e)"#, path: "Sources/Netlink/X.swift").isEmpty)
     }

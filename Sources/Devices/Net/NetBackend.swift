@@ -1,4 +1,3 @@
-import CShims
 import SystemSupport
 
 #if canImport(Glibc)

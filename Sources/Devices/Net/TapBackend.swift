@@ -1,4 +1,4 @@
-import CShims
+import CNet
 import SystemSupport
 #if canImport(Glibc)
 import Glibc

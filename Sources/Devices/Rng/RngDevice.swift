@@ -2,7 +2,7 @@ import GuestMemory
 import Logging
 import VirtIO
 
-import CShims
+import CSupport
 import Glibc
 
 /// The host's entropy source: getrandom(2).

@@ -1,5 +1,4 @@
 import SystemSupport
-import CShims
 import HostProbes
 import KVM
 import Synchronization

@@ -1,4 +1,5 @@
-import CShims
+import CHost
+import CSupport
 import Synchronization
 import SystemSupport
 #if canImport(Glibc)

@@ -1,4 +1,4 @@
-import CShims
+import CSupport
 import SystemSupport
 #if canImport(Glibc)
 import Glibc

@@ -1,4 +1,3 @@
-import CShims
 import Devices
 import Logging
 import Synchronization

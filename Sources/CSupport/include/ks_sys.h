@@ -7,6 +7,9 @@
 
 #include <stdint.h>
 
+/// O_PATH (Swift's Glibc does not export it): a descriptor that names a file without opening it.
+extern const int ks_o_path;
+
 /// eventfd(initval, EFD_CLOEXEC [| EFD_NONBLOCK]); sys/eventfd.h is not in Swift's Glibc module.
 /// Returns the fd or -errno.
 int ks_eventfd(unsigned int initval, int nonblocking);

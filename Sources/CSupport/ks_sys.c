@@ -10,6 +10,8 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+const int ks_o_path = O_PATH;
+
 int ks_eventfd(unsigned int initval, int nonblocking) {
     int fd = eventfd(initval, EFD_CLOEXEC | (nonblocking ? EFD_NONBLOCK : 0));
     return fd < 0 ? -errno : fd;

@@ -14,7 +14,6 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-const int ks_fuse_o_path = O_PATH;
 const int ks_fuse_o_tmpfile = O_TMPFILE;
 const int ks_fuse_o_direct = O_DIRECT;
 const int ks_fuse_o_noatime = O_NOATIME;

@@ -10,7 +10,6 @@
 #include <stdint.h>
 
 // Flag values for the calls below, taken from the C headers at build time.
-extern const int ks_fuse_o_path;
 extern const int ks_fuse_o_tmpfile;
 extern const int ks_fuse_o_direct;
 extern const int ks_fuse_o_noatime;
