@@ -8,6 +8,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 const int ks_o_path = O_PATH;
@@ -66,6 +67,11 @@ int ks_set_thread_name(const char *name) {
 }
 
 int ks_sigrtmin(void) { return SIGRTMIN; }
+
+int ks_pidfd_open(int pid) {
+    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    return fd < 0 ? -errno : fd;
+}
 
 int ks_pipe_cloexec(int fds[2]) {
     return pipe2(fds, O_CLOEXEC) == 0 ? 0 : -errno;

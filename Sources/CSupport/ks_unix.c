@@ -119,6 +119,38 @@ ssize_t ks_unix_send(int fd, const void *buf, size_t len) {
     return n < 0 ? -errno : n;
 }
 
+ssize_t ks_unix_send_with_fds(int fd, const void *buf, size_t len, const int *fds, int nfds) {
+    if (len == 0 || nfds < 0 || nfds > 16) return -EINVAL;
+    union {
+        struct cmsghdr align;
+        char bytes[CMSG_SPACE(sizeof(int) * 16)];
+    } control;
+    memset(&control, 0, sizeof control);
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (nfds > 0) {
+        msg.msg_control = control.bytes;
+        msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
+        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
+        memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
+    }
+    ssize_t n;
+    do {
+        n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) return -errno;
+    size_t sent = (size_t)n;
+    while (sent < len) {
+        ssize_t more = ks_unix_send(fd, (const char *)buf + sent, len - sent);
+        if (more < 0) return more;
+        sent += (size_t)more;
+    }
+    return (ssize_t)sent;
+}
+
 int ks_unix_shutdown(int fd, int how) {
     return shutdown(fd, how == 0 ? SHUT_RD : how == 1 ? SHUT_WR : SHUT_RDWR) == 0 ? 0 : -errno;
 }

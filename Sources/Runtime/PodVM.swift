@@ -24,8 +24,10 @@ public final class PodVM: Sendable {
     public static let sharedTag = "kataShared"
     public static let guestSharedPath = "/run/kata-containers/shared"
 
-    public let sandboxID: String
-    public let paths: SandboxPaths
+    /// The sandbox's id and directory: a warm sandbox's until a pod adopts it (`adopt(as:)`).
+    private let identity: Mutex<(sandboxID: String, paths: SandboxPaths)>
+    public var sandboxID: String { identity.withLock { $0.sandboxID } }
+    public var paths: SandboxPaths { identity.withLock { $0.paths } }
     public let hypervisor: any Hypervisor
     public let client: TTRPCClient
     /// The pod's network wired to the VM, if the sandbox has one.
@@ -47,8 +49,7 @@ public final class PodVM: Sendable {
     ) {
         self.consoleDrain = consoleDrain
         self.metrics = metrics
-        self.sandboxID = sandboxID
-        self.paths = paths
+        self.identity = Mutex((sandboxID, paths))
         self.hypervisor = hypervisor
         self.client = client
         self.network = network
@@ -233,6 +234,26 @@ public final class PodVM: Sendable {
         await metrics.render(hypervisorPID: hypervisor.processID) { [self] in
             guard isAlive else { return nil }
             return try? await agent.getMetrics(.init(), options: TTRPCCallOptions(timeout: .seconds(3)))
+        }
+    }
+
+    /// A warm sandbox becomes pod `sandboxID`'s: its directory is renamed (the VM's sockets and the
+    /// shared directory's mount move with it; every server holds its descriptors, not the paths),
+    /// and the record kata-ctl reads says where the metrics endpoint now is.
+    func adopt(as sandboxID: String) throws(RuntimeError) {
+        let old = paths
+        let renamed = try old.renamed(to: sandboxID)
+        guard rename(old.root, renamed.root) == 0 else {
+            throw .system(operation: "rename \(old.root) to \(renamed.root)", errno: errno)
+        }
+        identity.withLock { $0 = (sandboxID, renamed) }
+        if var record = SandboxRecord.read(sandboxRoot: renamed.root) {
+            record.monitorSocket = renamed.monitorSocket
+            do throws(RuntimeError) {
+                try record.write(to: renamed)
+            } catch {
+                logger.warning("sandbox \(sandboxID): \(error) (kata-ctl list will not show it)")
+            }
         }
     }
 

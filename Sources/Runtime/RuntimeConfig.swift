@@ -68,6 +68,12 @@ public struct RuntimeConfig: Equatable, Sendable {
     public var logLevel = "info"
     /// Parent of the per-sandbox directories (`<sandbox_dir>/<sandbox-id>/`).
     public var sandboxDirectory = "/run/kata-swift"
+    // [factory]
+    /// Sandboxes kept booted to agent ready ahead of demand, per containerd and configuration
+    /// (Kata's `vm_cache_number`; docs/warm-sandboxes.md). 0: none, every pod boots its own VM.
+    public var warmSandboxes = 0
+    /// Where the warm pools live: `<sandbox_dir>/.warm/<pool>/` (a name no sandbox id can take).
+    public var warmPoolsDirectory: String { sandboxDirectory + "/.warm" }
 
     public init() {}
 

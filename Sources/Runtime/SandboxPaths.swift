@@ -36,6 +36,19 @@ public struct SandboxPaths: Sendable, Equatable {
         vmDirectory = root.utf8.count + 20 < 108 ? root : sandboxDirectory + "/vm-\(getpid())"
     }
 
+    private init(root: String, vmDirectory: String) {
+        self.root = root
+        self.vmDirectory = vmDirectory
+    }
+
+    /// The same sandbox under the name `sandboxID` (a warm sandbox adopted by a pod): the VM
+    /// directory moves along when it is the sandbox directory itself.
+    func renamed(to sandboxID: String) throws(RuntimeError) -> SandboxPaths {
+        guard Identifier.isValid(sandboxID) else { throw .invalidIdentifier(Identifier.problem("sandbox id", sandboxID)) }
+        let newRoot = parent + "/" + sandboxID
+        return SandboxPaths(root: newRoot, vmDirectory: vmDirectory == root ? newRoot : vmDirectory)
+    }
+
     public func containerDirectory(_ containerID: String) -> String { shared + "/containers/" + containerID }
     public func hostRootfs(_ containerID: String) -> String { containerDirectory(containerID) + "/rootfs" }
     public static func guestRootfs(_ containerID: String) -> String {

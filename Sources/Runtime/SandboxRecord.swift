@@ -84,7 +84,7 @@ public struct SandboxRecord: Equatable, Sendable {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
                 String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
             }
-            guard name != ".", name != "..", !name.hasPrefix("vm-") else { continue }
+            guard !name.hasPrefix("."), !name.hasPrefix("vm-") else { continue }  // ., .., .warm (the warm pools)
             ids.append(name)
         }
         return ids.sorted().map { ($0, read(sandboxRoot: sandboxDirectory + "/" + $0)) }

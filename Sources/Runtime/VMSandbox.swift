@@ -9,6 +9,7 @@ import Hypervisor
 import Logging
 import OCI
 import Shim
+import SystemSupport
 import TTRPC
 #if canImport(Glibc)
 import Glibc
@@ -18,6 +19,8 @@ import Glibc
 public actor VMSandbox: Sandbox {
     enum VMState {
         case none
+        /// Booted ahead of demand, agent ready, no sandbox created in the guest yet (WarmDaemon).
+        case warm(PodVM)
         case booting(Task<PodVM, any Error>)
         case ready(PodVM)
         /// The VM ended on its own; the description and console tail explain it.
@@ -34,7 +37,8 @@ public actor VMSandbox: Sandbox {
         var spec: OCISpec
     }
 
-    let sandboxID: String
+    /// The pod's id (a warm sandbox's own until a pod adopts it).
+    var sandboxID: String
     let environment: [String: String]
     var logger: Logger
     var vmState: VMState = .none
@@ -65,6 +69,15 @@ public actor VMSandbox: Sandbox {
         case .dead(let state, let tail): throw .vmGone(state: state, consoleTail: tail)
         case .shutDown: throw .shutDown
         case .booting(let task): return try await Self.value(of: task)
+        case .warm(let vm):
+            // `start` gives a pod a warm sandbox only when it needs no other size, settings or
+            // network (VMSandbox.warmPoolPlan).
+            let (sandboxID, startPath) = (self.sandboxID, self.startPath)
+            vmState = .booting(Task { () async throws -> PodVM in
+                try await Self.createSandbox(in: vm, sandboxID: sandboxID, hostname: hostname, network: nil, startPath: startPath)
+                return vm
+            })
+            return try await finishBoot()
         case .none: break
         }
         let (configured, source, warnings) = try Self.loadConfig(
@@ -85,38 +98,16 @@ public actor VMSandbox: Sandbox {
             let vm = try await PodVM.boot(
                 sandboxID: sandboxID, config: config, network: network, networkNamespace: networkNamespace,
                 startPath: startPath, logger: logger)
-            do {
-                _ = try await vm.agent.createSandbox(.with {
-                    $0.sandboxID = sandboxID
-                    $0.hostname = hostname
-                    $0.storages = [.with {
-                        $0.driver = "virtio-fs"
-                        $0.source = PodVM.sharedTag
-                        $0.fstype = "virtiofs"
-                        $0.mountPoint = PodVM.guestSharedPath
-                    }, .with {
-                        // The pod's /dev/shm (CRI containers bind it, GuestSpec), in guest memory.
-                        $0.driver = "local"
-                        $0.source = "shm"
-                        $0.fstype = "tmpfs"
-                        $0.options = ["nosuid", "nodev", "noexec", "mode=1777", "size=\(Self.podShmBytes)"]
-                        $0.mountPoint = GuestSpec.guestPodShm
-                    }]
-                }, options: TTRPCCallOptions(timeout: .seconds(30)))
-                try await network?.configureGuest(vm.agent)
-                startPath.mark("sandbox created")
-            } catch {
-                let tail = vm.hypervisor.consoleTail
-                await vm.shutdown(destroySandbox: false)
-                if let error = error as? RuntimeError { throw error }
-                if let error = error as? TTRPCError {
-                    throw RuntimeError.agentCall(operation: "CreateSandbox", error)
-                }
-                throw RuntimeError.agentUnreachable(reason: "CreateSandbox: \(error)", consoleTail: tail)
-            }
+            try await Self.createSandbox(in: vm, sandboxID: sandboxID, hostname: hostname, network: network, startPath: startPath)
             return vm
         }
         vmState = .booting(task)
+        return try await finishBoot()
+    }
+
+    /// Waits for the boot in `vmState` and makes its VM the sandbox's.
+    private func finishBoot() async throws(RuntimeError) -> PodVM {
+        guard case .booting(let task) = vmState else { throw .shutDown }
         do throws(RuntimeError) {
             let vm = try await Self.value(of: task)
             guard case .booting = vmState else {
@@ -131,6 +122,42 @@ public actor VMSandbox: Sandbox {
         } catch {
             if case .booting = vmState { vmState = .none }
             throw error
+        }
+    }
+
+    /// Creates the sandbox in the guest (the shared directory, the pod's /dev/shm, its network);
+    /// on failure the VM is shut down.
+    static func createSandbox(
+        in vm: PodVM, sandboxID: String, hostname: String, network: PodNetworking?, startPath: StartPath
+    ) async throws {
+        do {
+            _ = try await vm.agent.createSandbox(.with {
+                $0.sandboxID = sandboxID
+                $0.hostname = hostname
+                $0.storages = [.with {
+                    $0.driver = "virtio-fs"
+                    $0.source = PodVM.sharedTag
+                    $0.fstype = "virtiofs"
+                    $0.mountPoint = PodVM.guestSharedPath
+                }, .with {
+                    // The pod's /dev/shm (CRI containers bind it, GuestSpec), in guest memory.
+                    $0.driver = "local"
+                    $0.source = "shm"
+                    $0.fstype = "tmpfs"
+                    $0.options = ["nosuid", "nodev", "noexec", "mode=1777", "size=\(Self.podShmBytes)"]
+                    $0.mountPoint = GuestSpec.guestPodShm
+                }]
+            }, options: TTRPCCallOptions(timeout: .seconds(30)))
+            try await network?.configureGuest(vm.agent)
+            startPath.mark("sandbox created")
+        } catch {
+            let tail = vm.hypervisor.consoleTail
+            await vm.shutdown(destroySandbox: false)
+            if let error = error as? RuntimeError { throw error }
+            if let error = error as? TTRPCError {
+                throw RuntimeError.agentCall(operation: "CreateSandbox", error)
+            }
+            throw RuntimeError.agentUnreachable(reason: "CreateSandbox: \(error)", consoleTail: tail)
         }
     }
 
@@ -157,6 +184,72 @@ public actor VMSandbox: Sandbox {
         } catch {
             throw .config(error)
         }
+    }
+
+    // MARK: warm sandboxes (docs/warm-sandboxes.md)
+
+    /// Boots the VM to agent ready with the configuration as it is (no pod's annotations, limits
+    /// or network), under this sandbox's own (warm) id. `onEnd` runs if the VM ends while warm.
+    public func warmUp(configPath: String?, onEnd: @escaping @Sendable () -> Void) async throws {
+        try await mapped { () async throws(RuntimeError) in
+            guard case .none = vmState else { throw .alreadyExists("sandbox \(sandboxID) has a VM") }
+            let (config, source, warnings) = try Self.loadConfig(configPath: configPath, environment: environment, annotations: nil)
+            if let level = Logger.Level(rawValue: config.logLevel), level < logger.logLevel { logger.logLevel = level }
+            logger.info("warm sandbox \(sandboxID): configuration from \(source); backend \(config.backend), \(config.vcpus) vCPU(s), \(config.memoryMiB) MiB")
+            for warning in warnings { logger.warning("warm sandbox \(sandboxID): \(warning)") }
+            let vm = try await PodVM.boot(sandboxID: sandboxID, config: config, logger: logger)
+            guard case .none = vmState else {
+                await vm.shutdown(destroySandbox: false)
+                throw .shutDown
+            }
+            vmState = .warm(vm)
+            Task { [weak self] in
+                _ = await vm.hypervisor.waitForExit()
+                if await self?.isWarm(vm) == true { onEnd() }
+            }
+        }
+    }
+
+    private func isWarm(_ vm: PodVM) -> Bool {
+        if case .warm(let current) = vmState { return current === vm }
+        return false
+    }
+
+    /// The warm VM becomes pod `sandboxID`'s: its directory takes the pod's id.
+    public func adopt(sandboxID: String) async throws {
+        try await mapped { () async throws(RuntimeError) in
+            guard case .warm(let vm) = vmState else { throw .vmGone(state: "not warm", consoleTail: "") }
+            guard vm.isAlive else { throw .vmGone(state: vm.hypervisor.state.description, consoleTail: vm.hypervisor.consoleTail) }
+            try vm.adopt(as: sandboxID)
+            logger.info("warm sandbox \(self.sandboxID) is now sandbox \(sandboxID)")
+            self.sandboxID = sandboxID
+            startPath.mark("warm sandbox claimed")
+        }
+    }
+
+    /// Whether containerd's `start` finds a warm pool for this pod, and where (nil: the
+    /// configuration asks for none). A pod takes a warm sandbox only when the warm one is exactly
+    /// what it would have booted: no Kata annotations, no limits that size the VM, no network
+    /// namespace to wire (a pod network is attached at boot). The pool is per containerd and
+    /// per configuration file (path and contents), so a changed file never hands out a VM booted
+    /// with the old one.
+    public static let warmPoolPlan: WarmPoolLookup = { spec, configPath, environment, containerdAddress in
+        var fileWarnings: [ConfigWarning] = []
+        guard let (config, source) = try? RuntimeConfig.load(configPath: configPath, environment: environment, warnings: &fileWarnings),
+              config.warmSandboxes > 0
+        else { return nil }
+        let contents = source.path.flatMap { try? readWholeFile($0) } ?? []
+        let key = SHA256.hexDigest("\(containerdAddress)\n\(source.path ?? "")\n" + String(decoding: contents, as: UTF8.self)).prefix(16)
+        let pool = WarmPool(directory: config.warmPoolsDirectory + "/" + key, size: config.warmSandboxes)
+        var ineligible: String?
+        if let annotation = spec.annotations?.keys.sorted().first(where: { $0.hasPrefix("io.katacontainers.config.") }) {
+            ineligible = "annotation \(annotation)"
+        } else if config.sized(for: spec.linux?.resources) != config {
+            ineligible = "its resource limits size the VM"
+        } else if spec.networkNamespacePath != nil {
+            ineligible = "it has a network namespace to wire at boot"
+        }
+        return WarmPoolPlan(pool: pool, ineligible: ineligible, configPath: source.path)
     }
 
     /// Waits for the VM to end; if nobody asked for it, every process exits with status 255.
@@ -186,7 +279,7 @@ public actor VMSandbox: Sandbox {
         case .ready(let vm): return vm
         case .dead(let state, let tail): throw .vmGone(state: state, consoleTail: tail)
         case .shutDown: throw .shutDown
-        case .none, .booting: throw .vmGone(state: "not started", consoleTail: "")
+        case .none, .warm, .booting: throw .vmGone(state: "not started", consoleTail: "")
         }
     }
 
@@ -335,6 +428,9 @@ public actor VMSandbox: Sandbox {
             logger.info("sandbox \(sandboxID): VM stopped, \(vm.paths.root) removed")
         case .booting(let task):
             if let vm = try? await task.value { await vm.shutdown(destroySandbox: true) }
+        case .warm(let vm):
+            await vm.shutdown(destroySandbox: false)
+            logger.info("sandbox \(sandboxID): warm VM stopped, \(vm.paths.root) removed")
         case .none, .dead, .shutDown: break
         }
     }

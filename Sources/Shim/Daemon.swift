@@ -49,26 +49,41 @@ public enum Daemon {
             return 1
         }
 
-        guard let socketPath = ShimSocket.boundPath(of: listenerFD) else {
+        guard ShimSocket.boundPath(of: listenerFD) != nil else {
             logger.error("kata-swift: fd 3 is not a listening Unix socket; the daemon is started by `start`")
+            return 1
+        }
+        let sandbox = makeSandbox(SandboxContext(sandboxID: flags.id, environment: environment, logger: logger))
+        return await serve(
+            flags: flags, listener: listenerFD, sandbox: sandbox, ttrpcAddress: environment["TTRPC_ADDRESS"],
+            logger: logger, ended: ended, endSignal: endSignal, signalSources: signalSources)
+    }
+
+    /// Serves `sandbox` to containerd on `listener` until the shim is told to end (a reason on
+    /// `ended`), then shuts down cleanly and returns the exit status. The daemon and a claimed
+    /// warm shim (WarmDaemon) both end here.
+    static func serve(
+        flags: ShimFlags, listener: Int32, sandbox: any Sandbox, ttrpcAddress: String?, logger: Logger,
+        ended: AsyncStream<String>, endSignal: AsyncStream<String>.Continuation, signalSources: [any DispatchSourceSignal]
+    ) async -> Int32 {
+        guard let socketPath = ShimSocket.boundPath(of: listener) else {
+            logger.error("kata-swift: fd \(listener) is not a listening Unix socket")
             return 1
         }
         let socket = ShimSocket(path: socketPath)
         // The listener came through exec without FD_CLOEXEC; no child (QEMU, a logging binary)
         // may hold it: a dead shim's socket must stop answering, or `delete` takes it for alive.
-        _ = fcntl(listenerFD, F_SETFD, FD_CLOEXEC)
-        let sink: any EventSink = environment["TTRPC_ADDRESS"].map { EventForwarder(address: $0) } ?? DroppingEventSink()
+        _ = fcntl(listener, F_SETFD, FD_CLOEXEC)
+        let sink: any EventSink = ttrpcAddress.flatMap { $0.isEmpty ? nil : EventForwarder(address: $0) } ?? DroppingEventSink()
         let events = EventQueue(sink: sink, namespace: flags.namespace, logger: logger)
-        let service = TaskService(
-            sandbox: makeSandbox(SandboxContext(sandboxID: flags.id, environment: environment, logger: logger)),
-            events: events,
-            namespace: flags.namespace, logger: logger
-        ) { endSignal.yield("shutdown: no task left") }
+        let service = TaskService(sandbox: sandbox, events: events, namespace: flags.namespace, logger: logger) {
+            endSignal.yield("shutdown: no task left")
+        }
 
         let server = TTRPCServer()
         server.register(TaskRPCService(service: service))
         do {
-            try await server.listen(listeningDescriptor: listenerFD)
+            try await server.listen(listeningDescriptor: listener)
         } catch {
             logger.error("kata-swift: cannot serve on \(socketPath): \(error)")
             socket.remove()
@@ -91,7 +106,7 @@ public enum Daemon {
         return 0
     }
 
-    private static func currentDirectory() -> String {
+    static func currentDirectory() -> String {
         var buffer = [CChar](repeating: 0, count: 4096)
         guard let pointer = buffer.withUnsafeMutableBufferPointer({ getcwd($0.baseAddress, $0.count) }) else { return "." }
         return String(cString: pointer)

@@ -123,9 +123,24 @@ public protocol Sandbox: Sendable {
     /// memory, and returns its id. Throws `CancellationError` when the caller is cancelled and
     /// `TaskError` (`.unavailable`, `.failedPrecondition`) once the sandbox can report no more.
     func nextOOMEvent() async throws -> String
+    /// Boots ahead of demand, before any pod is known (a warm sandbox, docs/warm-sandboxes.md),
+    /// with the configuration at `configPath` (nil: the default search). `onEnd` is called if the
+    /// sandbox ends on its own before a pod adopts it.
+    func warmUp(configPath: String?, onEnd: @escaping @Sendable () -> Void) async throws
+    /// The warm sandbox becomes pod `sandboxID`'s; its first container then finds it booted.
+    func adopt(sandboxID: String) async throws
 }
 
 extension Sandbox {
+    /// A sandbox that cannot boot ahead of demand says so; `start` then spawns a daemon instead.
+    public func warmUp(configPath: String?, onEnd: @escaping @Sendable () -> Void) async throws {
+        throw TaskError.unimplemented("this sandbox cannot be warmed")
+    }
+
+    public func adopt(sandboxID: String) async throws {
+        throw TaskError.unimplemented("this sandbox cannot be warmed")
+    }
+
     /// A sandbox that cannot see OOM kills reports none: this waits until cancelled.
     public func nextOOMEvent() async throws -> String {
         while true { try await Task.sleep(for: .seconds(3600)) }

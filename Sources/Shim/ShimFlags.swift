@@ -2,6 +2,8 @@
 //   -namespace ns -address a -publish-binary b -id x [-debug] [-bundle b] [start|delete]
 // Go accepts `-f v`, `-f=v`, `--f` and `--f=v`; bool flags take no separate value; parsing stops at
 // the first non-flag argument or after `--`. No action means: run as the daemon.
+// Our own action `warm` (with `-pool` and `-config`) is what `start` spawns to fill the warm pool
+// (docs/warm-sandboxes.md); containerd never passes it.
 
 /// What the shim was asked to do.
 public enum ShimAction: Equatable, Sendable {
@@ -11,6 +13,9 @@ public enum ShimAction: Equatable, Sendable {
     case delete
     /// Serve the task service on the socket inherited as fd 3 (the re-exec'd child of `start`).
     case daemon
+    /// Boot a sandbox ahead of demand and wait in the warm pool (`-pool`) for `start` to hand it a
+    /// pod, then serve as that pod's daemon (WarmDaemon).
+    case warm
     /// `-v`: print the version.
     case version
 }
@@ -24,11 +29,16 @@ public struct ShimFlags: Equatable, Sendable {
     public var bundle = ""
     public var socket = ""
     public var debug = false
+    /// `warm` only: the pool directory, and the configuration file the sandbox boots with.
+    public var pool = ""
+    public var config = ""
     public var action = ShimAction.daemon
 
     public init() {}
 
-    private static let stringFlags: Set<String> = ["namespace", "id", "address", "publish-binary", "bundle", "socket"]
+    private static let stringFlags: Set<String> = [
+        "namespace", "id", "address", "publish-binary", "bundle", "socket", "pool", "config",
+    ]
     private static let boolFlags: Set<String> = ["debug", "v"]
 
     /// Parses `arguments` (without the program name).
@@ -80,6 +90,7 @@ public struct ShimFlags: Equatable, Sendable {
         case nil: action = .daemon
         case "start": action = .start
         case "delete": action = .delete
+        case "warm": action = .warm
         case let other?: throw .unknownAction(other)
         }
         if positional.count > 1 { throw .unexpectedArgument(positional[1]) }
@@ -92,6 +103,8 @@ public struct ShimFlags: Equatable, Sendable {
         case "address": address = value
         case "publish-binary": publishBinary = value
         case "bundle": bundle = value
+        case "pool": pool = value
+        case "config": config = value
         default: socket = value
         }
     }
@@ -112,6 +125,7 @@ public struct ShimFlags: Equatable, Sendable {
         if id.isEmpty { throw .missingFlag("id") }
         if !Identifier.isValid(id) { throw .invalidIdentifier(id) }
         if action != .delete && address.isEmpty { throw .missingFlag("address") }
+        if action == .warm && pool.isEmpty { throw .missingFlag("pool") }
     }
 }
 

@@ -19,7 +19,11 @@ public enum ShimMain {
     /// `makeSandbox` builds the daemon's sandbox (the executable's: VMSandbox, or the test-only
     /// ScriptedSandbox).
     /// `cleanUpSandbox` removes what a dead shim left of its sandbox (`delete`).
-    public static func run(arguments: [String], makeSandbox: @escaping SandboxFactory, cleanUpSandbox: SandboxCleanup? = nil) async -> Int32 {
+    /// `warmPool` says where a pod's warm sandboxes wait, if the configuration asks for them.
+    public static func run(
+        arguments: [String], makeSandbox: @escaping SandboxFactory, cleanUpSandbox: SandboxCleanup? = nil,
+        warmPool: WarmPoolLookup? = nil
+    ) async -> Int32 {
         let flags: ShimFlags
         do {
             flags = try ShimFlags(parsing: arguments)
@@ -43,7 +47,10 @@ public enum ShimMain {
                 return 1
             }
             do {
-                let result = try StartCommand(flags: flags, bundle: BundleDirectory(path: currentDirectory())).run()
+                let bundle = BundleDirectory(path: currentDirectory())
+                let result = try StartCommand(flags: flags, bundle: bundle, warmPool: warmPool) { message in
+                    appendLog(message, to: bundle)
+                }.run()
                 // containerd reads stdout and stderr merged: the address and nothing else.
                 write(Array(result.address.utf8), to: 1)
                 return 0
@@ -73,7 +80,18 @@ public enum ShimMain {
             return 0
         case .daemon:
             return await Daemon.run(flags: flags, makeSandbox: makeSandbox)
+        case .warm:
+            return await WarmDaemon.run(flags: flags, makeSandbox: makeSandbox)
         }
+    }
+
+    /// One line for the operator in the bundle's log FIFO (containerd copies it to its own log);
+    /// `start`'s stdout and stderr are the address only. Nothing is written when no reader is there.
+    private static func appendLog(_ message: String, to bundle: BundleDirectory) {
+        let fd = open(bundle.logPath, O_WRONLY | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        try? writeAll(fd, Array("time=\"\(Date())\" level=info msg=\"containerd-shim-kata-v2 start: \(message)\"\n".utf8))
+        close(fd)
     }
 
     private static func fail(_ message: String) {

@@ -13,4 +13,5 @@ exit(await ShimMain.run(
     makeSandbox: { context in
         VMSandbox(sandboxID: context.sandboxID, environment: context.environment, logger: context.logger)
     },
-    cleanUpSandbox: VMSandbox.cleanUpAfterDeadShim))
+    cleanUpSandbox: VMSandbox.cleanUpAfterDeadShim,
+    warmPool: VMSandbox.warmPoolPlan))

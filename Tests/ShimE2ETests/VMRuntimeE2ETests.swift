@@ -14,7 +14,8 @@ import Testing
 
     /// containerd with KATA_CONF_FILE pointing at a configuration for the test images.
     /// With `rootImage`, the guest's root is that disk image instead of the initramfs.
-    static func start(_ name: String, sandboxDirectory: String? = nil, rootImage: String? = nil) throws -> ContainerdHarness {
+    /// `extraTOML` is appended to the configuration (e.g. a `[factory]` table).
+    static func start(_ name: String, sandboxDirectory: String? = nil, rootImage: String? = nil, extraTOML: String = "") throws -> ContainerdHarness {
         let (kernel, initrd) = try InstallE2ETests.guestImages()
         let configPath = "/tmp/ks-e2e-\(name)-\(getpid()).toml"
         try """
@@ -28,6 +29,7 @@ import Testing
             hypervisor_name = "\(backend)"
             sandbox_dir = "\(sandboxDirectory ?? sandboxRoot)"
             enable_debug = true
+            \(extraTOML)
             """.write(toFile: configPath, atomically: true, encoding: .utf8)
         let harness = try ContainerdHarness(name: name, extraEnvironment: ["KATA_CONF_FILE": configPath])
         try harness.importBusybox(image)

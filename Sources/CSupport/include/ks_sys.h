@@ -37,6 +37,10 @@ int ks_set_thread_name(const char *name);
 /// does not show). 0 or -errno.
 int ks_pipe_cloexec(int fds[2]);
 
+/// pidfd_open(pid, 0): a descriptor that becomes readable when `pid` exits (close-on-exec).
+/// The descriptor or -errno.
+int ks_pidfd_open(int pid);
+
 /// The first real-time signal number (SIGRTMIN is a function call in glibc, a macro in C).
 int ks_sigrtmin(void);
 

@@ -38,6 +38,11 @@ ssize_t ks_unix_recv_with_fds(int fd, void *buf, size_t len, int *fds, int max_f
 /// send(fd, buf, len, MSG_NOSIGNAL), retried on EINTR. Byte count or -errno.
 ssize_t ks_unix_send(int fd, const void *buf, size_t len);
 
+/// sendmsg of `len` bytes (at least 1) with `nfds` descriptors (at most 16) as SCM_RIGHTS, with
+/// MSG_NOSIGNAL, retried on EINTR. The descriptors ride with the first byte; the rest of `buf`
+/// is sent with plain send until done. Byte count or -errno.
+ssize_t ks_unix_send_with_fds(int fd, const void *buf, size_t len, const int *fds, int nfds);
+
 /// shutdown(fd, how) with how 0 = read, 1 = write, 2 = both.
 int ks_unix_shutdown(int fd, int how);
 
