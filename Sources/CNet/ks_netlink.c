@@ -43,3 +43,7 @@ fail:;
 int ks_setns_net(int fd) {
     return setns(fd, CLONE_NEWNET) < 0 ? -errno : 0;
 }
+
+int ks_unshare_net(void) {
+    return unshare(CLONE_NEWNET) < 0 ? -errno : 0;
+}

@@ -69,12 +69,15 @@ public struct LinkChange: Sendable, Equatable {
     public var mtu: UInt32?
     public var name: String?
     public var address: MACAddress?
+    /// Moves the link into the network namespace this descriptor refers to (IFLA_NET_NS_FD).
+    public var namespaceFD: Int32?
 
-    public init(up: Bool? = nil, mtu: UInt32? = nil, name: String? = nil, address: MACAddress? = nil) {
+    public init(up: Bool? = nil, mtu: UInt32? = nil, name: String? = nil, address: MACAddress? = nil, namespaceFD: Int32? = nil) {
         self.up = up
         self.mtu = mtu
         self.name = name
         self.address = address
+        self.namespaceFD = namespaceFD
     }
 }
 
@@ -123,6 +126,7 @@ extension NetlinkRequest {
             request.attribute(LinkAttribute.name, string: name)
         }
         if let address = change.address { request.attribute(LinkAttribute.address, address.bytes) }
+        if let fd = change.namespaceFD { request.attribute(LinkAttribute.netNamespaceFD, integer: UInt32(bitPattern: fd)) }
         return request
     }
 

@@ -42,11 +42,37 @@ public enum NetworkNamespace {
     }
 
     /// The error of `body` as it threw it, or why no thread could run it.
-    private static func unwrapped(_ error: WorkerThread.RunError<any Error>) -> any Error {
+    private static func unwrapped<Failure: Error>(_ error: WorkerThread.RunError<Failure>) -> any Error {
         switch error {
         case .noThread(let errno): NetlinkError.system(operation: "pthread_create", errno: errno)
         case .failed(let error): error
         }
+    }
+
+    /// Makes a new, empty network namespace and pins it at `path` (a bind mount onto a new file,
+    /// as `ip netns add` does), from a thread of its own that ends afterwards.
+    public static func create(at path: String) throws {
+        let file = Glibc.open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard file >= 0 else { throw NetlinkError.system(operation: "create \(path)", errno: .current) }
+        close(file)
+        do {
+            try WorkerThread.runAndWait(name: "netns-new") { () throws(NetlinkError) in
+                let rc = ks_unshare_net()
+                guard rc == 0 else { throw .system(operation: "unshare(CLONE_NEWNET)", errno: Errno(rawValue: -rc)) }
+                guard mount("/proc/thread-self/ns/net", path, nil, UInt(MS_BIND), nil) == 0 else {
+                    throw .system(operation: "bind-mount a new network namespace on \(path)", errno: .current)
+                }
+            }
+        } catch {
+            unlink(path)
+            throw unwrapped(error)
+        }
+    }
+
+    /// Unpins the namespace at `path` and removes the file (the namespace ends with its last user).
+    public static func remove(at path: String) {
+        _ = umount2(path, Int32(MNT_DETACH))
+        unlink(path)
     }
 
     /// A route netlink socket opened inside the namespace at `path`, usable from any thread.

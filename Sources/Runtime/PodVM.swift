@@ -8,6 +8,7 @@ import AgentAPI
 import Hypervisor
 import Logging
 import Monitoring
+import Netlink
 import Synchronization
 import SystemSupport
 import TTRPC
@@ -24,16 +25,23 @@ public final class PodVM: Sendable {
     public static let sharedTag = "kataShared"
     public static let guestSharedPath = "/run/kata-containers/shared"
 
-    /// The sandbox's id and directory: a warm sandbox's until a pod adopts it (`adopt(as:)`).
-    private let identity: Mutex<(sandboxID: String, paths: SandboxPaths)>
+    /// What a pod adopting a warm sandbox changes (`adopt(as:)`, `attachNetwork`).
+    private struct Identity {
+        var sandboxID: String
+        var paths: SandboxPaths
+        var network: PodNetworking?
+        var portForwarder: PortForwarder?
+    }
+
+    private let identity: Mutex<Identity>
     public var sandboxID: String { identity.withLock { $0.sandboxID } }
     public var paths: SandboxPaths { identity.withLock { $0.paths } }
     public let hypervisor: any Hypervisor
     public let client: TTRPCClient
     /// The pod's network wired to the VM, if the sandbox has one.
-    let network: PodNetworking?
+    var network: PodNetworking? { identity.withLock { $0.network } }
     /// CRI port forwarding into the VM, for a sandbox with a network namespace.
-    let portForwarder: PortForwarder?
+    var portForwarder: PortForwarder? { identity.withLock { $0.portForwarder } }
     public var agent: Kata_Agent_V1_AgentServiceClient { Kata_Agent_V1_AgentServiceClient(client) }
     public var health: Kata_Agent_V1_HealthClient { Kata_Agent_V1_HealthClient(client) }
     let logger: Logger
@@ -49,11 +57,9 @@ public final class PodVM: Sendable {
     ) {
         self.consoleDrain = consoleDrain
         self.metrics = metrics
-        self.identity = Mutex((sandboxID, paths))
+        self.identity = Mutex(Identity(sandboxID: sandboxID, paths: paths, network: network, portForwarder: portForwarder))
         self.hypervisor = hypervisor
         self.client = client
-        self.network = network
-        self.portForwarder = portForwarder
         self.logger = logger
     }
 
@@ -82,9 +88,11 @@ public final class PodVM: Sendable {
     /// With `network`, the VM gets its NICs and the taps their redirects before the agent is dialled.
     /// With `networkNamespace` (the pod's), connections to 127.0.0.1 there reach the guest's
     /// loopback (PortForwarder), as containerd's port forwarding expects.
+    /// With `warmNIC` (a warm sandbox, no pod known yet), the VM gets one NIC on a tap in a
+    /// holding namespace of its own instead (WarmNetwork), for the pod that adopts it.
     static func boot(
         sandboxID: String, config: RuntimeConfig, network: PodNetworking? = nil, networkNamespace: String? = nil,
-        startPath: StartPath? = nil, logger: Logger
+        warmNIC: Bool = false, startPath: StartPath? = nil, logger: Logger
     ) async throws(RuntimeError)
         -> PodVM
     {
@@ -92,6 +100,15 @@ public final class PodVM: Sendable {
         try paths.create()
         let hypervisor: any Hypervisor
         var vmConfig = hypervisorConfig(config, paths: paths, network: network)
+        if warmNIC {
+            do {
+                try NetworkNamespace.create(at: paths.holdingNamespace)
+            } catch {
+                paths.remove(logger: logger)
+                throw .network(operation: "create the warm NIC's namespace \(paths.holdingNamespace)", reason: "\(error)")
+            }
+            vmConfig.networkInterfaces = [WarmNetwork.interface(holdingNamespace: paths.holdingNamespace)]
+        }
         let consoleLog = config.hypervisorDebug ? GuestConsoleLog(logger: logger, sandboxID: sandboxID) : nil
         if let consoleLog { vmConfig.consoleOutput = { consoleLog.append($0) } }
         let consoleDrain = consoleLog.map { log in
@@ -246,7 +263,10 @@ public final class PodVM: Sendable {
         guard rename(old.root, renamed.root) == 0 else {
             throw .system(operation: "rename \(old.root) to \(renamed.root)", errno: errno)
         }
-        identity.withLock { $0 = (sandboxID, renamed) }
+        identity.withLock {
+            $0.sandboxID = sandboxID
+            $0.paths = renamed
+        }
         if var record = SandboxRecord.read(sandboxRoot: renamed.root) {
             record.monitorSocket = renamed.monitorSocket
             do throws(RuntimeError) {
@@ -255,6 +275,26 @@ public final class PodVM: Sendable {
                 logger.warning("sandbox \(sandboxID): \(error) (kata-ctl list will not show it)")
             }
         }
+    }
+
+    /// Wires the pod's network namespace at `path` to a warm VM's NIC (WarmNetwork) and starts
+    /// port forwarding into it; returns the network for the guest's side (nil: the namespace has
+    /// only loopback, and the NIC stays unused). Throws, leaving the VM as it was, when the NIC
+    /// cannot serve the pod.
+    func attachNetwork(namespace path: String) async throws(RuntimeError) -> PodNetworking? {
+        // Without interfaces the tap stays in the holding namespace (removed with the directory):
+        // a namespace that ends under a tap takes the tap down with it.
+        let network = try await PodNetworking.scan(namespacePath: path)
+        if let network {
+            try await WarmNetwork.attach(network, holdingNamespace: paths.holdingNamespace)
+            logger.info("sandbox \(sandboxID): pod network \(network.pairs.map { "\($0.veth) <-> \($0.tap)" }.joined(separator: ", ")) in \(path) (the warm NIC)")
+        }
+        let forwarder = Self.startPortForwarding(path, hypervisor: hypervisor, logger: logger)
+        identity.withLock {
+            $0.network = network
+            $0.portForwarder = forwarder
+        }
+        return network
     }
 
     /// True while the VM runs (or is paused).
@@ -266,6 +306,8 @@ public final class PodVM: Sendable {
     /// Asks the agent to destroy the sandbox, stops the VM and removes the per-sandbox directory.
     /// Idempotent; never throws (what fails is logged).
     public func shutdown(destroySandbox: Bool) async {
+        let clock = ContinuousClock()
+        let started = clock.now
         if destroySandbox && isAlive {
             do {
                 _ = try await agent.destroySandbox(.init(), options: TTRPCCallOptions(timeout: .seconds(10)))
@@ -279,10 +321,18 @@ public final class PodVM: Sendable {
             unlink(paths.monitorSocket)
         }
         await client.close()
+        let stopping = clock.now
         await hypervisor.stop(graceSeconds: 3)
+        let stopped = clock.now
         consoleDrain?.cancel()
         await consoleDrain?.value
         await network?.disconnect(logger: logger)
         paths.remove(logger: logger)
+        logger.info("sandbox \(sandboxID): shut down in \(Self.ms(started, clock.now)) ms (guest and endpoints \(Self.ms(started, stopping)), VM stop \(Self.ms(stopping, stopped)), host cleanup \(Self.ms(stopped, clock.now)))")
+    }
+
+    private static func ms(_ from: ContinuousClock.Instant, _ to: ContinuousClock.Instant) -> Int64 {
+        let d = from.duration(to: to).components
+        return d.seconds * 1000 + d.attoseconds / 1_000_000_000_000_000
     }
 }

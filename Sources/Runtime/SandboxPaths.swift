@@ -4,6 +4,7 @@
 //       containers/<cid>/rootfs             bind mount of the container's <bundle>/rootfs
 //       containers/<cid>/mounts/<i>-<name>  bind mounts of host paths the spec mounts (+Mounts)
 //     hvsock                                hybrid vsock socket (debug console on only)
+//     netns                                 a warm sandbox's holding network namespace (WarmNetwork)
 //     shim-monitor.sock                     the shim's metrics endpoint (in vm-<pid>/ beside it
 //                                           when the path is too long for a socket address)
 // Removal unmounts everything below the directory first (deepest first, lazily) and never
@@ -21,6 +22,9 @@ public struct SandboxPaths: Sendable, Equatable {
     public let root: String
     public var shared: String { root + "/shared" }
     public var hybridVsock: String { root + "/hvsock" }
+    /// A warm sandbox's holding network namespace for its NIC's tap, until a pod adopts it
+    /// (WarmNetwork); a bind mount, so removal unmounts it with the rest.
+    public var holdingNamespace: String { root + "/netns" }
     /// The shim's metrics endpoint (HTTP, GET /metrics), beside the hypervisor's sockets: its path
     /// fits in a socket address by the same rule.
     public var monitorSocket: String { vmDirectory + "/shim-monitor.sock" }

@@ -40,26 +40,45 @@ final class StartPath: Sendable {
         var steps: [Step] = []
         var guest: GuestTimes?
         var reported = false
+        /// The origin: the shim process's start, boot clock and wall clock.
+        var startNanos: UInt64
+        var startedUnixMilliseconds: Int
     }
 
-    private let startNanos: UInt64
-    /// The shim's start, wall clock (for lining the steps up with a client's own timer).
-    let startedUnixMilliseconds: Int
-    private let state = Mutex(State())
+    private let state: Mutex<State>
 
     init() {
         let now = Self.bootClockNanos()
         let age = Self.processAgeNanos(now: now)
-        startNanos = now - age
-        var wall = timespec()
-        clock_gettime(CLOCK_REALTIME, &wall)
-        startedUnixMilliseconds = Int(wall.tv_sec) * 1000 + Int(wall.tv_nsec) / 1_000_000 - Int(age / 1_000_000)
+        state = Mutex(State(startNanos: now - age, startedUnixMilliseconds: Self.wallClockMilliseconds() - Int(age / 1_000_000)))
     }
+
+    /// The origin's wall clock (for lining the steps up with a client's own timer).
+    var startedUnixMilliseconds: Int { state.withLock { $0.startedUnixMilliseconds } }
 
     /// Records a step; after the report, steps are no longer the start path and are dropped.
     func mark(_ name: String) {
-        let ms = Int((Self.bootClockNanos() &- startNanos) / 1_000_000)
-        state.withLock { if !$0.reported { $0.steps.append(Step(name: name, milliseconds: ms)) } }
+        let now = Self.bootClockNanos()
+        state.withLock { s in
+            if !s.reported { s.steps.append(Step(name: name, milliseconds: Int((now &- s.startNanos) / 1_000_000))) }
+        }
+    }
+
+    /// Starts the path over from now, with `name` as its first step (a warm sandbox claimed by a
+    /// pod: its path starts at the claim, not at its shim's start long before).
+    func restart(at name: String) {
+        let now = Self.bootClockNanos()
+        let wall = Self.wallClockMilliseconds()
+        state.withLock { s in
+            s = State(startNanos: now, startedUnixMilliseconds: wall)
+            s.steps = [Step(name: name, milliseconds: 0)]
+        }
+    }
+
+    static func wallClockMilliseconds() -> Int {
+        var wall = timespec()
+        clock_gettime(CLOCK_REALTIME, &wall)
+        return Int(wall.tv_sec) * 1000 + Int(wall.tv_nsec) / 1_000_000
     }
 
     func recordGuest(console: String) {

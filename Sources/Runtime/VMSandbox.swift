@@ -46,6 +46,8 @@ public actor VMSandbox: Sandbox {
     var processes: [Key: GuestProcess] = [:]
     /// The per-sandbox directory, once a VM was booted.
     var paths: SandboxPaths?
+    /// A warm VM's NIC wired to the adopting pod's network, for the guest's side at CreateSandbox.
+    var adoptedNetwork: PodNetworking?
     /// The first container's start, step by step (logged once it runs).
     let startPath = StartPath()
 
@@ -70,11 +72,11 @@ public actor VMSandbox: Sandbox {
         case .shutDown: throw .shutDown
         case .booting(let task): return try await Self.value(of: task)
         case .warm(let vm):
-            // `start` gives a pod a warm sandbox only when it needs no other size, settings or
-            // network (VMSandbox.warmPoolPlan).
-            let (sandboxID, startPath) = (self.sandboxID, self.startPath)
+            // `start` gives a pod a warm sandbox only when it needs no other size or settings
+            // (VMSandbox.warmPoolPlan); its network was wired at adoption.
+            let (sandboxID, startPath, network) = (self.sandboxID, self.startPath, adoptedNetwork)
             vmState = .booting(Task { () async throws -> PodVM in
-                try await Self.createSandbox(in: vm, sandboxID: sandboxID, hostname: hostname, network: nil, startPath: startPath)
+                try await Self.createSandbox(in: vm, sandboxID: sandboxID, hostname: hostname, network: network, startPath: startPath)
                 return vm
             })
             return try await finishBoot()
@@ -197,7 +199,7 @@ public actor VMSandbox: Sandbox {
             if let level = Logger.Level(rawValue: config.logLevel), level < logger.logLevel { logger.logLevel = level }
             logger.info("warm sandbox \(sandboxID): configuration from \(source); backend \(config.backend), \(config.vcpus) vCPU(s), \(config.memoryMiB) MiB")
             for warning in warnings { logger.warning("warm sandbox \(sandboxID): \(warning)") }
-            let vm = try await PodVM.boot(sandboxID: sandboxID, config: config, logger: logger)
+            let vm = try await PodVM.boot(sandboxID: sandboxID, config: config, warmNIC: true, logger: logger)
             guard case .none = vmState else {
                 await vm.shutdown(destroySandbox: false)
                 throw .shutDown
@@ -215,24 +217,36 @@ public actor VMSandbox: Sandbox {
         return false
     }
 
-    /// The warm VM becomes pod `sandboxID`'s: its directory takes the pod's id.
-    public func adopt(sandboxID: String) async throws {
+    /// The warm VM becomes pod `sandboxID`'s: the pod's network (its spec in `bundle` names the
+    /// namespace) is wired to the warm NIC, then the directory takes the pod's id. Throws, with
+    /// nothing of the pod's touched, when the warm VM cannot serve this pod.
+    public func adopt(sandboxID: String, bundle: String) async throws {
         try await mapped { () async throws(RuntimeError) in
             guard case .warm(let vm) = vmState else { throw .vmGone(state: "not warm", consoleTail: "") }
             guard vm.isAlive else { throw .vmGone(state: vm.hypervisor.state.description, consoleTail: vm.hypervisor.consoleTail) }
+            let spec: OCISpec
+            do {
+                spec = try BundleDirectory(path: bundle).readSpec()
+            } catch {
+                throw .network(operation: "read the pod's spec in \(bundle)", reason: "\(error)")
+            }
+            if let namespace = spec.networkNamespacePath {
+                adoptedNetwork = try await vm.attachNetwork(namespace: namespace)
+            }
             try vm.adopt(as: sandboxID)
             logger.info("warm sandbox \(self.sandboxID) is now sandbox \(sandboxID)")
             self.sandboxID = sandboxID
-            startPath.mark("warm sandbox claimed")
+            logger[metadataKey: "id"] = "\(sandboxID)"
+            startPath.restart(at: "warm sandbox claimed")
         }
     }
 
     /// Whether containerd's `start` finds a warm pool for this pod, and where (nil: the
-    /// configuration asks for none). A pod takes a warm sandbox only when the warm one is exactly
-    /// what it would have booted: no Kata annotations, no limits that size the VM, no network
-    /// namespace to wire (a pod network is attached at boot). The pool is per containerd and
-    /// per configuration file (path and contents), so a changed file never hands out a VM booted
-    /// with the old one.
+    /// configuration asks for none). A pod takes a warm sandbox only when the warm one is what it
+    /// would have booted: no Kata annotations, no limits that size the VM. (Its network is checked
+    /// by the warm sandbox at adoption: one interface, an MTU the warm NIC offers.) The pool is
+    /// per containerd and per configuration file (path and contents), so a changed file never
+    /// hands out a VM booted with the old one.
     public static let warmPoolPlan: WarmPoolLookup = { spec, configPath, environment, containerdAddress in
         var fileWarnings: [ConfigWarning] = []
         guard let (config, source) = try? RuntimeConfig.load(configPath: configPath, environment: environment, warnings: &fileWarnings),
@@ -246,8 +260,6 @@ public actor VMSandbox: Sandbox {
             ineligible = "annotation \(annotation)"
         } else if config.sized(for: spec.linux?.resources) != config {
             ineligible = "its resource limits size the VM"
-        } else if spec.networkNamespacePath != nil {
-            ineligible = "it has a network namespace to wire at boot"
         }
         return WarmPoolPlan(pool: pool, ineligible: ineligible, configPath: source.path)
     }

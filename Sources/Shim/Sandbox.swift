@@ -127,8 +127,9 @@ public protocol Sandbox: Sendable {
     /// with the configuration at `configPath` (nil: the default search). `onEnd` is called if the
     /// sandbox ends on its own before a pod adopts it.
     func warmUp(configPath: String?, onEnd: @escaping @Sendable () -> Void) async throws
-    /// The warm sandbox becomes pod `sandboxID`'s; its first container then finds it booted.
-    func adopt(sandboxID: String) async throws
+    /// The warm sandbox becomes pod `sandboxID`'s (its spec is in `bundle`); its first container
+    /// then finds it booted. Throws, leaving the pod's resources untouched, when it cannot.
+    func adopt(sandboxID: String, bundle: String) async throws
 }
 
 extension Sandbox {
@@ -137,7 +138,7 @@ extension Sandbox {
         throw TaskError.unimplemented("this sandbox cannot be warmed")
     }
 
-    public func adopt(sandboxID: String) async throws {
+    public func adopt(sandboxID: String, bundle: String) async throws {
         throw TaskError.unimplemented("this sandbox cannot be warmed")
     }
 

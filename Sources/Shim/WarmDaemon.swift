@@ -112,14 +112,16 @@ public enum WarmDaemon {
         // Adopt the pod: its id for the sandbox (the VM's directory is renamed), its bundle's
         // log, its bundle as working directory; then answer, so `start` prints the address.
         do {
-            try await sandbox.adopt(sandboxID: claim.id)
+            try await sandbox.adopt(sandboxID: claim.id, bundle: claim.bundle)
         } catch {
+            // Gone before the answer: the pod's own VM, booted next, must find none of ours (a
+            // tap moved into its namespace ends with this VM).
             logger.error("kata-swift: warm sandbox \(id) cannot take pod \(claim.id): \(error)")
-            WarmPool.answer(connection, "cannot take pod \(claim.id): \(error)")
-            close(connection)
             close(listener)
             await sandbox.shutdown()
             pool.leave(id)
+            WarmPool.answer(connection, "cannot take pod \(claim.id): \(error)")
+            close(connection)
             return 1
         }
         let bundle = BundleDirectory(path: claim.bundle)

@@ -11,8 +11,8 @@ import Testing
     typealias E2E = VMRuntimeE2ETests
 
     /// containerd with CNI and the two images CRI needs, in its k8s.io namespace.
-    static func start(_ name: String) throws -> ContainerdHarness {
-        let containerd = try E2E.start(name)
+    static func start(_ name: String, extraTOML: String = "") throws -> ContainerdHarness {
+        let containerd = try E2E.start(name, extraTOML: extraTOML)
         for (reference, arguments) in [("localhost/pause:latest", ["--bare", "/busybox", "sleep", "2147483647"]),
                                        ("localhost/busybox:latest", ["sh"])] {
             let archive = containerd.directory + "/\(reference.split(separator: "/").last ?? "image").tar"
@@ -33,10 +33,15 @@ import Testing
         return links.split(separator: "\n").count
     }
 
-    func runSuite(handler: String, skipNetwork: String? = nil) throws {
+    /// With `warmSandboxes`, a warm pool of that size (docs/warm-sandboxes.md): pods after the
+    /// first take warm VMs whose NIC is wired to their network at adoption; the warm shims end
+    /// with containerd, which is stopped before the leftovers are checked.
+    func runSuite(handler: String, skipNetwork: String? = nil, warmSandboxes: Int = 0) throws {
         let netnsBefore = Self.netnsEntries()
         let vethBefore = Self.vethCount()
-        let containerd = try Self.start("cri-\(handler)")
+        let containerd = try Self.start(
+            "cri-\(handler)\(warmSandboxes > 0 ? "-warm" : "")",
+            extraTOML: warmSandboxes > 0 ? "[factory]\nvm_cache_number = \(warmSandboxes)" : "")
         defer { containerd.stop(); rmdir(E2E.sandboxRoot) }
         let work = containerd.directory + "/suite"
         var arguments = ["/usr/bin/python3", repositoryRoot + "/Tests/CRI/suite.py", "--socket", containerd.socket,
@@ -47,6 +52,16 @@ import Testing
         print("CRI suite, handler \(handler), \(String(format: "%.1f", Date().timeIntervalSince(t0))) s:\n\(result.stdout)\(result.stderr)")
         #expect(result.status == 0, "the CRI suite failed with handler \(handler)")
         #expect(result.stdout.contains("RESULTS "), "the suite did not finish")
+        if warmSandboxes > 0 {
+            let claims = containerd.containerdLog().components(separatedBy: "claimed warm sandbox").count - 1
+            print("CRI suite, handler \(handler): \(claims) pods took a warm sandbox")
+            #expect(claims >= 3, "too few pods took a warm sandbox (\(claims))")
+            let pidText = (try? String(contentsOfFile: containerd.directory + "/containerd.pid", encoding: .utf8)) ?? ""
+            if let pid = Int32(pidText.trimmingCharacters(in: .whitespacesAndNewlines)) {
+                kill(pid, SIGTERM)
+                #expect(waitUntil(seconds: 30) { kill(pid, 0) != 0 }, "containerd did not stop")
+            }
+        }
 
         #expect(waitUntil(seconds: 30) { containerd.shimProcesses().isEmpty }, "shims left: \(containerd.shimProcesses())")
         #expect(waitUntil(seconds: 10) { E2E.qemuProcesses().isEmpty }, "QEMU left")
@@ -68,5 +83,10 @@ import Testing
     @Test(.timeLimit(.minutes(20)))
     func criSuiteWithKata() throws {
         try runSuite(handler: "kata")
+    }
+
+    @Test(.timeLimit(.minutes(20)))
+    func criSuiteWithKataFromWarmSandboxes() throws {
+        try runSuite(handler: "kata", warmSandboxes: 1)
     }
 }

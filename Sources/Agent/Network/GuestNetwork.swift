@@ -3,7 +3,8 @@
 // model). Everything goes through one RouteNetlink, so tests run it in a scratch namespace.
 //
 //   UpdateInterface: find the link by MAC (the guest NIC carries the veth's MAC), else by name;
-//                    rename it, set the MTU, replace its addresses, bring it up.
+//                    rename it, give it the MAC (a warm sandbox's NIC was booted with another),
+//                    set the MTU, replace its addresses, bring it up.
 //   UpdateRoutes:    for every device named, drop its main-table routes and add the listed ones,
 //                    link-scope routes (no gateway) first so the gateways are reachable.
 //   AddARPNeighbors: static neighbour entries (ip neigh replace).
@@ -42,6 +43,12 @@ struct GuestNetwork {
             // A link is renamed only while down.
             try netlink.setLink(index: link.index, LinkChange(up: false))
             try netlink.setLink(index: link.index, LinkChange(name: request.name))
+        }
+        if let mac, link.address != mac {
+            // Found by name: a NIC booted before its pod was known (a warm sandbox) takes the
+            // veth's MAC, as a NIC made for the pod has it from the start.
+            try netlink.setLink(index: link.index, LinkChange(up: false))
+            try netlink.setLink(index: link.index, LinkChange(address: mac))
         }
         if request.mtu != 0, request.mtu != link.mtu {
             try netlink.setLink(index: link.index, LinkChange(mtu: request.mtu))

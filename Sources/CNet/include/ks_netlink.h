@@ -19,4 +19,7 @@ int ks_netlink_open(int protocol, uint32_t *port_id);
 /// kernel checks that it is one: EINVAL otherwise). 0 or -errno.
 int ks_setns_net(int fd);
 
+/// unshare(CLONE_NEWNET): the calling thread gets a new, empty network namespace. 0 or -errno.
+int ks_unshare_net(void);
+
 #endif
