@@ -5,6 +5,8 @@
 #
 # A containerd of its own with CNI (scripts/containerd-env.sh), the pause and busybox images built
 # offline into its k8s.io namespace, kata on the backend `auto` picks (or $KATA_BACKEND).
+# KATA_WARM=1: kata with a warm pool of one, each kata pod started once a warm sandbox is ready
+# (docs/warm-sandboxes.md); pod start only.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 n=${1:-5}
@@ -13,6 +15,10 @@ cleanup() { "$here/scripts/containerd-env.sh" stop "$work/cd" >/dev/null 2>&1 ||
 trap cleanup EXIT
 
 "$here/scripts/kata-config.sh" "$work/configuration.toml" "${KATA_BACKEND:-auto}"
+if [ "${KATA_WARM:-0}" = 1 ]; then
+  printf '\n[factory]\nvm_cache_number = 1\n' >> "$work/configuration.toml"
+  export KATA_WARM_GLOB="/run/kata-swift/.warm/*/warm-*.sock"
+fi
 KATA_CONF_FILE="$work/configuration.toml" "$here/scripts/containerd-env.sh" start "$work/cd" "$here/.build-release/release" >/dev/null
 ctr() { "$here/scripts/containerd-env.sh" ctr "$work/cd" "$@"; }
 python3 "$here/scripts/make-image.py" "$work/pause.tar" localhost/pause:latest --bare /busybox sleep 2147483647 2>/dev/null

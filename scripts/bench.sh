@@ -10,14 +10,18 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 runs=${BENCH_RUNS:-5}
 
-echo "== ctr run --rm <busybox> true: kata-swift (auto backend) vs runc vs runsc (gVisor), median of $runs, alternated"
-bench/ctr-run.sh "$runs" runc runsc kata
+echo "== ctr run --rm <busybox> true: kata-swift (auto backend; cold, and from a warm sandbox) vs runc vs runsc (gVisor), median of $runs, alternated"
+bench/ctr-run.sh "$runs" runc runsc kata kata-warm
 
 echo "== where kata-swift's ctr run --rm true spends its time: host and guest steps, median of $runs"
 bench/start-path.sh "$runs"
+echo "== the same from a warm sandbox (docs/warm-sandboxes.md): the shim's steps from the claim"
+KATA_WARM=1 bench/start-path.sh "$runs"
 
 echo "== Kubernetes pod start through containerd's CRI plugin and CNI: runc vs kata, median of $runs, alternated"
 bench/cri-pod-start.sh "$runs"
+echo "== the same with a warm pool of one: each kata pod takes a warm sandbox (NIC wired at claim)"
+KATA_WARM=1 bench/cri-pod-start.sh "$runs"
 
 echo "== host memory of one idle sandbox (PSS of the shim and everything under it, per process and part)"
 bench/sandbox-memory.sh runc runsc kata kata-initrd

@@ -7,7 +7,9 @@
 #      through containerd with output and exit code on backend kvm; a guest's ARP and UDP/ICMP
 #      round trip through our virtio-net and a tap.
 # all: the same plus the whole containerd e2e suite, the agent-channel suite and the CRI suite
-#      (pods with CNI networking, IPv6, streaming, port forwarding) on backend kvm.
+#      (pods with CNI networking, IPv6, streaming, port forwarding, also from warm sandboxes)
+#      and the warm pool through containerd, on backend kvm.
+# warm: the warm pool through containerd on backend kvm (WarmPoolE2ETests).
 # Afterwards nothing of ours may be left in L1: no shim, no sandbox directory, no mount.
 # Needs `make build` (debug), `make kernel agent-initramfs` on the host first (L1 sees them).
 set -euo pipefail
@@ -35,8 +37,9 @@ export KATA_GUEST_KERNEL=$guest/vmlinux KATA_AGENT_INITRD=$guest/initramfs-agent
 export KATA_REQUIRE_KVM=1 KATA_E2E_BACKEND=kvm KATA_E2E_VCPUS=2
 case "$mode" in
   ci) filter='AgentOverVsockTests.healthAndGuestDetailsOnTheInProcessKVMBackend|VMRuntimeE2ETests.runStdoutExitCodeAndEventsInOrder|VMRuntimeE2ETests.runFromTheAgentImage|NetworkInterfaceTests.guestTrafficRoundTripsThroughTheTapOnOurVMM' ;;
-  all) filter='AgentOverVsockTests|DebugConsoleExecTests|VMRuntimeE2ETests|NetworkInterfaceTests|CRITests.criSuiteWithKata' ;;
-  *) fail "unknown mode '$mode' (ci, all)" ;;
+  all) filter='AgentOverVsockTests|DebugConsoleExecTests|VMRuntimeE2ETests|NetworkInterfaceTests|CRITests.criSuiteWithKata|WarmPoolE2ETests' ;;
+  warm) filter='WarmPoolE2ETests' ;;
+  *) fail "unknown mode '$mode' (ci, all, warm)" ;;
 esac
 start=$(date +%s)
 # The test binary itself, not `swift test`: SwiftPM compiles the package manifests first, which

@@ -50,6 +50,9 @@ public enum WarmDaemon {
         let queue = DispatchQueue(label: "kata-swift.warm")
         let containerdWatch = DispatchSource.makeReadSource(fileDescriptor: containerdFD, queue: queue)
         containerdWatch.setEventHandler { endSignal.yield("containerd exited") }
+        // A watched descriptor closes only once its source is cancelled, never before: dispatch
+        // still has it registered until then, and a reused number would be someone else's.
+        containerdWatch.setCancelHandler { close(containerdFD) }
         containerdWatch.resume()
 
         let sandbox = makeSandbox(SandboxContext(sandboxID: id, environment: environment, logger: logger))
@@ -91,6 +94,7 @@ public enum WarmDaemon {
                 close(connection)
             }
         }
+        claimWatch.setCancelHandler { close(claimListener) }
         claimWatch.resume()
 
         var reason = "end"
@@ -100,7 +104,6 @@ public enum WarmDaemon {
         }
         claimWatch.cancel()
         containerdWatch.cancel()
-        close(claimListener)
         unlink(pool.socketPath(id))
         guard reason == "claim", let (claim, listener, connection) = claimed.withLock({ $0 }) else {
             logger.info("kata-swift: warm sandbox \(id) ending unclaimed: \(reason)")
@@ -129,7 +132,6 @@ public enum WarmDaemon {
         _ = chdir(claim.bundle)
         pool.removeEntries(of: id)
         close(lockFD)
-        close(containerdFD)
         logger[metadataKey: "id"] = "\(claim.id)"
         if claim.debug { logger.logLevel = .debug }
         logger.info("kata-swift: pod \(claim.namespace)/\(claim.id) claimed warm sandbox \(id)")

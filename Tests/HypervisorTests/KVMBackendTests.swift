@@ -53,8 +53,25 @@ import Glibc
             guard case .vsockConnect(1024, _) = error else { throw error }
         }
 
+        // Two watchers (a warm sandbox's and its pod's): neither may return while the VM runs.
+        actor Finals {
+            var values: [HypervisorState] = []
+            func add(_ state: HypervisorState) { values.append(state) }
+        }
+        let finals = Finals()
+        let watchers = (0..<2).map { _ in
+            Task { await finals.add(await vm.waitForExit()) }
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        let early = await finals.values
+        #expect(early.isEmpty, "waitForExit returned while the VM runs: \(early)")
+        #expect(vm.state == .running)
+
         let t1 = ContinuousClock.now
         await vm.stop()
+        for watcher in watchers { await watcher.value }
+        let late = await finals.values
+        #expect(late == [.stopped(exitCode: 0, requested: true), .stopped(exitCode: 0, requested: true)])
         print("BENCH kvm-backend: stop() (vCPUs and device thread joined, vsock host closed) in \(ContinuousClock.now - t1)")
         #expect(vm.state == .stopped(exitCode: 0, requested: true))
         #expect(machine == nil, "the stopped VM was released")

@@ -4,6 +4,9 @@
 // ListInterfaces/ListRoutes and iproute2.
 import AgentAPI
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 @testable import Agent
 @testable import Netlink
 
@@ -84,6 +87,36 @@ struct GuestNetworkTests {
         #expect(eth0.mtu == 1450 && eth0.up)
         #expect(Set(eth0.addresses.map(\.address)).isSuperset(of: ["192.0.2.5", "2001:db8::5"]))
         #expect(interfaces.contains { $0.name == "lo" && $0.up })
+    }
+
+    /// A warm sandbox's NIC was booted with a MAC of its own: found by name, it takes the veth's.
+    @Test func aNICFoundByNameTakesTheVethsMAC() throws {
+        let guest = try ScratchNamespace()
+        try guest.ip("link", "add", "eth0", "address", "02:00:00:aa:bb:cc", "type", "veth", "peer", "name", "eth0p")
+        let net = GuestNetwork(netlink: try NetworkNamespace.routeNetlink(path: guest.path))
+        var request = Kata_Agent_V1_Interface()
+        request.name = "eth0"
+        request.hwAddr = "02:6b:73:00:00:07"
+        request.addresses = [Self.address("192.0.2.7", 24)]
+        let answer = try net.updateInterface(request)
+        #expect(answer.hwAddr == "02:6b:73:00:00:07" && answer.up)
+        #expect(try guest.ip("link", "show", "dev", "eth0").contains("link/ether 02:6b:73:00:00:07"))
+    }
+
+    /// The warm NIC's tap moves from its holding namespace into the pod's (IFLA_NET_NS_FD).
+    @Test func aLinkMovesIntoAnotherNamespace() throws {
+        let holdingPath = "/tmp/ks-holding-\(getpid())"
+        try NetworkNamespace.create(at: holdingPath)
+        defer { NetworkNamespace.remove(at: holdingPath) }
+        #expect(throws: (any Error).self) { try NetworkNamespace.create(at: holdingPath) }  // never over an existing file
+        let pod = try ScratchNamespace()
+        let holding = try NetworkNamespace.routeNetlink(path: holdingPath)
+        try holding.addLink(name: "tap0_kata", kind: .veth(peerName: "tap0p"))
+        let podFD = open(pod.path, O_RDONLY | O_CLOEXEC)
+        defer { close(podFD) }
+        try holding.setLink(index: try holding.link(named: "tap0_kata").index, LinkChange(namespaceFD: podFD))
+        #expect(throws: NetlinkError.self) { try holding.link(named: "tap0_kata") }
+        #expect(try pod.ip("link", "show", "dev", "tap0_kata").contains("tap0_kata"))
     }
 
     @Test func refusesBadRequestsBeforeChangingAnything() throws {

@@ -67,6 +67,10 @@ final class HypervisorLifecycle<Running: Sendable>: Sendable {
     }
 
     private let locked = Mutex(State())
+    /// The one join of the VMM: the first of `stop` and `waitForExit` starts it, and every caller
+    /// awaits that same join. (A second joiner of a thread would return at once, while the VMM
+    /// still runs: a watcher would take a live VM for dead.)
+    private let joining = Mutex<Task<Void, Never>?>(nil)
 
     init(config: HypervisorConfig) {
         self.config = config
@@ -176,10 +180,19 @@ final class HypervisorLifecycle<Running: Sendable>: Sendable {
         return phase
     }
 
-    /// Joins the VMM, then forgets it: its descriptors go with it.
+    /// Joins the VMM, then forgets it: its descriptors go with it. Concurrent callers share one
+    /// join and all return once it is done.
     private func joinAndDrop(_ running: Running, _ backend: some HypervisorBackendSteps<Running>) async {
-        await backend.join(running)
-        locked.withLock { $0.running = nil }
+        let join = joining.withLock { current -> Task<Void, Never> in
+            if let current { return current }
+            let task = Task {
+                await backend.join(running)
+                self.locked.withLock { $0.running = nil }
+            }
+            current = task
+            return task
+        }
+        await join.value
     }
 
     // MARK: pause, resume
