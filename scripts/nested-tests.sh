@@ -5,7 +5,7 @@
 #
 # ci:  kata-ctl check picks kvm; the agent answers over our vsock (1 and 2 vCPUs); ctr run --rm
 #      through containerd with output and exit code on backend kvm; a guest's ARP and UDP/ICMP
-#      round trip through our virtio-net and a tap.
+#      round trip through our virtio-net and a tap; a pod claiming a warm sandbox (WarmPoolE2ETests).
 # all: the same plus the whole containerd e2e suite, the agent-channel suite and the CRI suite
 #      (pods with CNI networking, IPv6, streaming, port forwarding, also from warm sandboxes)
 #      and the warm pool through containerd, on backend kvm.
@@ -36,7 +36,7 @@ for f in vmlinux initramfs-agent.cpio agent.img; do [ -r "$guest/$f" ] || fail "
 export KATA_GUEST_KERNEL=$guest/vmlinux KATA_AGENT_INITRD=$guest/initramfs-agent.cpio KATA_AGENT_IMAGE=$guest/agent.img
 export KATA_REQUIRE_KVM=1 KATA_E2E_BACKEND=kvm KATA_E2E_VCPUS=2
 case "$mode" in
-  ci) filter='AgentOverVsockTests.healthAndGuestDetailsOnTheInProcessKVMBackend|VMRuntimeE2ETests.runStdoutExitCodeAndEventsInOrder|VMRuntimeE2ETests.runFromTheAgentImage|NetworkInterfaceTests.guestTrafficRoundTripsThroughTheTapOnOurVMM' ;;
+  ci) filter='AgentOverVsockTests.healthAndGuestDetailsOnTheInProcessKVMBackend|VMRuntimeE2ETests.runStdoutExitCodeAndEventsInOrder|VMRuntimeE2ETests.runFromTheAgentImage|NetworkInterfaceTests.guestTrafficRoundTripsThroughTheTapOnOurVMM|WarmPoolE2ETests' ;;
   all) filter='AgentOverVsockTests|DebugConsoleExecTests|VMRuntimeE2ETests|NetworkInterfaceTests|CRITests.criSuiteWithKata|WarmPoolE2ETests' ;;
   warm) filter='WarmPoolE2ETests' ;;
   *) fail "unknown mode '$mode' (ci, all, warm)" ;;
@@ -49,7 +49,7 @@ tests="$bin/kata-swiftPackageTests.xctest"
 # A watchdog inside L1: the ci run has hung here now and then (docs/nested-kvm.md). Before the
 # host's deadline kills L1 and everything in it, say where every process of ours waits, with the
 # tail of each test containerd's log, then end with 124 as the host's deadline would.
-watchdog=${NESTED_WATCHDOG_S:-$([ "$mode" = ci ] && echo 330 || echo 4500)}
+watchdog=${NESTED_WATCHDOG_S:-$([ "$mode" = ci ] && echo 420 || echo 4500)}
 "$tests" --testing-library swift-testing --no-parallel --filter "$filter" &
 tests_pid=$!
 waited=0

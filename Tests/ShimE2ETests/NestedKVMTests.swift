@@ -64,7 +64,7 @@ enum NestedKVM {
     /// `scripts/nested-tests.sh ci` inside L1, with a deadline well above its usual 70-80 s.
     static func runCI() throws -> CommandResult {
         let t0 = Date()
-        let result = try run(["--timeout", "420", "--", repositoryRoot + "/scripts/nested-tests.sh", "ci"], raw: true)
+        let result = try run(["--timeout", "540", "--", repositoryRoot + "/scripts/nested-tests.sh", "ci"], raw: true)
         print("nested: scripts/nested-tests.sh ci took \(Int(Date().timeIntervalSince(t0))) s (L1 boot included), status \(result.status)")
         return result
     }
