@@ -234,7 +234,7 @@ let package = Package(
             name: "ShimTests",
             dependencies: ["Shim", "OCI", "ContainerdAPI", "TTRPC", "CSupport", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         // The shim under a real containerd (own instance, ctr); needs root and containerd installed.
-        .testTarget(name: "ShimE2ETests", dependencies: ["Shim", "Runtime"]),
+        .testTarget(name: "ShimE2ETests", dependencies: ["Shim", "Runtime", "SystemSupport"]),
         // Runtime: configuration parsing (unit), and VMSandbox against a real VM with our agent.
         .testTarget(
             name: "RuntimeTests",

@@ -7,6 +7,7 @@ import Foundation
 import Glibc
 import GuestContainers
 import TTRPC
+import SystemSupport
 
 final class HostAgent {
     let server: AgentServer
@@ -102,7 +103,7 @@ struct LeakSnapshot: Equatable {
     }
 
     static func take() -> LeakSnapshot {
-        LeakSnapshot(children: childPIDs(), mounts: (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? "",
+        LeakSnapshot(children: childPIDs(), mounts: (try? readWholeTextFile("/proc/self/mountinfo")) ?? "",
                      descriptors: (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1)
     }
 

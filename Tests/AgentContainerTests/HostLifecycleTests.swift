@@ -7,6 +7,7 @@ import GuestContainers
 import OCI
 import TTRPC
 import Testing
+import SystemSupport
 
 @Suite("Agent container lifecycle on the host", .serialized) struct HostLifecycleTests {
     func withAgent(_ body: (HostAgent, ContainerDriver, String) async throws -> Void) async throws {
@@ -263,14 +264,14 @@ import Testing
             storage.mountPoint = mountPoint
             sandbox.storages = [storage]
             _ = try await d.agent.createSandbox(sandbox)
-            let mounts = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
+            let mounts = try readWholeTextFile("/proc/self/mountinfo")
             #expect(mounts.contains(" \(mountPoint) "), "storage not mounted")
             await #expect { _ = try await d.agent.createSandbox(sandbox) } throws: { ($0 as? TTRPCError)?.code == .failedPrecondition }
             var clock = Kata_Agent_V1_SetGuestDateTimeRequest()
             clock.sec = 1
             await #expect { _ = try await d.agent.setGuestDateTime(clock) } throws: { ($0 as? TTRPCError)?.code == .failedPrecondition }
             _ = try await d.agent.destroySandbox(.init())
-            let after = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
+            let after = try readWholeTextFile("/proc/self/mountinfo")
             #expect(!after.contains(" \(mountPoint) "), "storage left mounted")
             rmdir(mountPoint)
             rmdir("/tmp/ks-agentc-storage-\(getpid())")

@@ -9,6 +9,7 @@ import Shim
 import Synchronization
 import Testing
 @testable import Runtime
+import SystemSupport
 
 /// A scratch sandbox directory with one container's bundle rootfs beside it.
 final class ScratchSandbox {
@@ -43,7 +44,7 @@ final class ScratchSandbox {
     }
 
     static func mountOptions(_ point: String) -> [String] {
-        guard let text = try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8) else { return [] }
+        guard let text = try? readWholeTextFile("/proc/self/mounts") else { return [] }
         let line = text.split(separator: "\n").last { $0.split(separator: " ").dropFirst().first.map(String.init) == point }
         return line.map { $0.split(separator: " ")[3].split(separator: ",").map(String.init) } ?? []
     }
@@ -54,7 +55,7 @@ final class ScratchSandbox {
     /// mounted below it later, docs/security.md 8.6); removing the sandbox removes it.
     @Test func theShareIsASharedMountPointUntilTheSandboxGoes() throws {
         let sandbox = try ScratchSandbox()
-        let mountinfo = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+        let mountinfo = (try? readWholeTextFile("/proc/self/mountinfo")) ?? ""
         let line = mountinfo.split(separator: "\n").last { $0.split(separator: " ").dropFirst(4).first.map(String.init) == sandbox.paths.shared }
         #expect(line?.contains(" shared:") == true, "\(line.map(String.init) ?? "not a mount point")")
         try sandbox.paths.create()  // again: no second mount

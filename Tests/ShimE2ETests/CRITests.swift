@@ -6,6 +6,7 @@
 import Foundation
 import Shim
 import Testing
+import SystemSupport
 
 @Suite(.serialized) struct CRITests {
     typealias E2E = VMRuntimeE2ETests
@@ -67,7 +68,7 @@ import Testing
         #expect(waitUntil(seconds: 10) { E2E.qemuProcesses().isEmpty }, "QEMU left")
         let sandboxes = (try? FileManager.default.contentsOfDirectory(atPath: E2E.sandboxRoot)) ?? []
         #expect(sandboxes.isEmpty, "sandbox directories left: \(sandboxes)")
-        let runMounts = ((try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? "").split(separator: "\n")
+        let runMounts = ((try? readWholeTextFile("/proc/self/mounts")) ?? "").split(separator: "\n")
             .filter { $0.contains(E2E.sandboxRoot) }
         #expect(runMounts.isEmpty, "sandbox mounts left: \(runMounts)")
         #expect(waitUntil(seconds: 10) { Self.netnsEntries().subtracting(netnsBefore).isEmpty },

@@ -3,6 +3,7 @@
 
 import Foundation
 @testable import Shim
+import SystemSupport
 
 /// Output of a finished command.
 struct CommandResult {
@@ -150,7 +151,7 @@ final class ContainerdHarness {
 
     /// Mount points below our directory.
     func mountsBelow() -> [String] {
-        let mounts = (try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? ""
+        let mounts = (try? readWholeTextFile("/proc/self/mounts")) ?? ""
         return mounts.split(separator: "\n").map { $0.split(separator: " ") }.filter { $0.count > 1 }
             .map { String($0[1]) }.filter { $0.hasPrefix(directory + "/") }
     }

@@ -6,11 +6,12 @@
 import Foundation
 import Shim
 import Testing
+import SystemSupport
 
 /// Mount points below a directory, deepest first, unmounted lazily (test cleanup).
 enum SandboxMountCleanup {
     static func unmountAll(below directory: String) {
-        let mounts = ((try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? "").split(separator: "\n")
+        let mounts = ((try? readWholeTextFile("/proc/self/mounts")) ?? "").split(separator: "\n")
             .compactMap { $0.split(separator: " ").dropFirst().first.map(String.init) }
             .filter { $0.hasPrefix(directory + "/") }
             .sorted { $0.count > $1.count }

@@ -7,6 +7,7 @@
 import Foundation
 import Shim
 import Testing
+import SystemSupport
 
 @Suite(.serialized) struct VMRuntimeE2ETests {
     static let image = "docker.io/library/busybox:e2e"
@@ -70,7 +71,7 @@ import Testing
                 sourceLocation: sourceLocation)
         #expect(waitUntil(seconds: 10) { qemuProcesses().isEmpty }, "QEMU left: \(qemuProcesses())", sourceLocation: sourceLocation)
         #expect(containerd.mountsBelow().isEmpty, "mounts left: \(containerd.mountsBelow())", sourceLocation: sourceLocation)
-        let runMounts = ((try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? "").split(separator: "\n")
+        let runMounts = ((try? readWholeTextFile("/proc/self/mounts")) ?? "").split(separator: "\n")
             .filter { $0.contains(sandboxRoot) }
         #expect(runMounts.isEmpty, "sandbox mounts left: \(runMounts)", sourceLocation: sourceLocation)
         let leftovers = (try? FileManager.default.contentsOfDirectory(atPath: sandboxRoot)) ?? []

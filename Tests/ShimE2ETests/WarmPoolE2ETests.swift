@@ -7,6 +7,7 @@
 import Foundation
 import Runtime
 import Testing
+import SystemSupport
 
 @Suite(.serialized) struct WarmPoolE2ETests {
     static var poolsRoot: String { VMRuntimeE2ETests.sandboxRoot + "/.warm" }
@@ -76,7 +77,7 @@ import Testing
         #expect(Self.members().all.isEmpty, "pool entries left: \(Self.members())")
         let leftovers = (try? FileManager.default.contentsOfDirectory(atPath: VMRuntimeE2ETests.sandboxRoot)) ?? []
         #expect(leftovers.isEmpty, "left in the sandbox directory: \(leftovers)")
-        let mounts = ((try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? "").split(separator: "\n")
+        let mounts = ((try? readWholeTextFile("/proc/self/mounts")) ?? "").split(separator: "\n")
             .filter { $0.contains(VMRuntimeE2ETests.sandboxRoot) }
         #expect(mounts.isEmpty, "mounts left: \(mounts)")
     }
