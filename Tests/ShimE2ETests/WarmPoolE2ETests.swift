@@ -67,6 +67,22 @@ import SystemSupport
         #expect(containerd.containerdLog().contains("pod w3 boots its own VM, not a warm one: its resource limits size the VM"))
         #expect(Self.members().ready == replacement, "the warm one stays: \(Self.members())")
 
+        // A warm shim that ends (SIGTERM) reaps its VM, its directory and its pool entries; the
+        // next pod boots its own VM and fills the pool again.
+        let member = try #require(replacement.first)
+        let memberPIDs = containerd.shimProcesses().filter { pid in
+            ((try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? "").contains(member)
+        }
+        try #require(memberPIDs.count == 1, "the warm shim of \(member): \(memberPIDs)")
+        #expect(kill(memberPIDs[0], SIGTERM) == 0)
+        #expect(waitUntil(seconds: 30) { kill(memberPIDs[0], 0) != 0 }, "the warm shim did not end")
+        #expect(Self.members().all.isEmpty, "its pool entries: \(Self.members())")
+        #expect(!FileManager.default.fileExists(atPath: VMRuntimeE2ETests.sandboxRoot + "/" + member), "its VM's directory")
+        #expect(waitUntil(seconds: 10) { VMRuntimeE2ETests.qemuProcesses().isEmpty }, "its QEMU: \(VMRuntimeE2ETests.qemuProcesses())")
+        let refill = try containerd.ctr(["run", "--rm"] + runtime + [image, "w4", "echo", "refill"])
+        #expect(refill.status == 0 && refill.stdout == "refill\n", "ctr said: \(refill.stdout) \(refill.stderr)")
+        #expect(waitUntil(seconds: 240) { Self.members().ready.count == 1 }, "the pool was not filled again: \(Self.members())")
+
         // containerd stops: the warm shim ends with it and takes its VM and entries along.
         let pidText = (try? String(contentsOfFile: containerd.directory + "/containerd.pid", encoding: .utf8)) ?? ""
         let pid = try #require(Int32(pidText.trimmingCharacters(in: .whitespacesAndNewlines)))
