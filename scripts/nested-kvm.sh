@@ -110,6 +110,35 @@ reboot -f
 INIT
 }
 
+# Where L1's CPU is when the deadline fires, from QEMU's monitor: five samples a second apart of
+# the instruction pointer (L1's, or the nested guest's while L1 runs one) and the halt state, then
+# L1's APIC timer and pending interrupts, and the CPU time QEMU has used (docs/nested-kvm.md).
+where_l1_runs() {
+  local sock=$1 qemu=$qemu_pid
+  [ -S "$sock" ] || return 0
+  echo "nested-kvm: QEMU (L1) used $(ps -o times= -p "$qemu" | tr -d ' ') s of CPU in $(ps -o etimes= -p "$qemu" | tr -d ' ') s; L1's CPUs:"
+  python3 - "$sock" <<'PY'
+import re, socket, sys, time
+def ask(cmd):
+    s = socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(sys.argv[1])
+    out = b""
+    try:
+        while not out.endswith(b"(qemu) "): out += s.recv(65536)
+        out = b""; s.sendall(cmd.encode() + b"\n")
+        while out.count(b"(qemu) ") < 1: out += s.recv(65536)
+    except socket.timeout: pass
+    s.close(); return out.decode(errors="replace")
+for i in range(5):
+    regs = ask("info registers -a")
+    rips = re.findall(r"RIP=([0-9a-f]+)", regs)
+    hlt = re.findall(r"HLT=(\d)", regs)
+    print("  sample %d: RIP %s HLT %s" % (i, " ".join(rips), " ".join(hlt)))
+    time.sleep(1)
+for line in ask("info cpus").splitlines() + ask("info lapic").splitlines():
+    if "CPU #" in line or re.match(r"(LVTT|Timer|ISR|IRR|APR)\b", line): print("  " + line.strip())
+PY
+}
+
 usage() { sed -n '5,7p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 run() {
@@ -144,21 +173,26 @@ run() {
   }
   trap cleanup EXIT
   trap 'exit 130' INT TERM
+  # nohz=off highres=off: L1's local APIC timer runs periodic. TCG now and then leaves L1 halted
+  # with its timer interrupt pending in the APIC but never delivered; with a one-shot timer
+  # nothing re-arms it and L1 sleeps forever, the next periodic expiry delivers it
+  # (docs/nested-kvm.md, "Hangs").
   qemu-system-x86_64 -accel tcg -cpu ${NESTED_KVM_CPU:-max} -m "$mem" -smp "$cpus" \
     -M pc -nodefaults -no-reboot -nographic -no-user-config \
     -kernel "$l1/vmlinuz" -initrd "$l1/initramfs.cpio" \
-    -append "console=ttyS0 panic=-1 quiet loglevel=4 no5lvl nestedkvm.job=$job" \
+    -append "console=ttyS0 panic=-1 quiet loglevel=4 no5lvl nohz=off highres=off nestedkvm.job=$job ${NESTED_KVM_APPEND:-}" \
     -chardev file,id=console,path="$job/console.log" -serial chardev:console \
     -chardev file,id=out,path=/dev/stdout,append=on -serial chardev:out \
     -chardev file,id=err,path=/dev/stderr,append=on -serial chardev:err \
     -chardev file,id=status,path="$job/status" -serial chardev:status \
     -fsdev local,id=root,path=/,security_model=none,readonly=on,multidevs=remap \
     -device virtio-9p-pci,fsdev=root,mount_tag=hostroot \
-    -monitor none < /dev/null &
+    -monitor unix:"$job/monitor.sock",server=on,wait=off < /dev/null &
   qemu_pid=$!
   local deadline=$(( $(date +%s) + timeout ))
   while kill -0 "$qemu_pid" 2> /dev/null; do
     if [ "$(date +%s)" -ge "$deadline" ]; then
+      where_l1_runs "$job/monitor.sock" >&2 || true
       kill -9 "$qemu_pid" 2> /dev/null; wait "$qemu_pid" 2> /dev/null || true; qemu_pid=
       echo "nested-kvm: L1 did not finish within ${timeout} s; killed it. Last console lines:" >&2
       tail -n 20 "$job/console.log" >&2 || true

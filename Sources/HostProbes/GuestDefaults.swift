@@ -7,7 +7,10 @@ public struct GuestDefaults: Equatable, Sendable {
     /// Parameters every guest gets: serial console, reboot through the i8042 (the VMM sees the
     /// reset and stops), no reboot delay on panic.
     /// `earlyprintk` shows progress before the console driver registers (minutes on slow hosts).
-    public static let common = "console=ttyS0 earlyprintk=ttyS0 reboot=k panic=-1"
+    /// `random.trust_cpu=on`: the guest's random pool is ready at boot, seeded by RDRAND/RDSEED,
+    /// so the agent's first getrandom() (its Swift runtime calls it before main) never waits for
+    /// entropy; virtio-rng feeds host entropy from then on (docs/guest-image.md, "Entropy").
+    public static let common = "console=ttyS0 earlyprintk=ttyS0 reboot=k panic=-1 random.trust_cpu=on"
 
     public var template: CPUTemplate
     /// Linux feature numbers the template could not hide (see CPUIDProbe) and `clearcpuid=` must.

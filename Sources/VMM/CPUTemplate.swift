@@ -67,6 +67,11 @@ public enum CPUTemplate: String, Sendable, CaseIterable {
             switch e.function {
             case 1:
                 e.ecx |= 1 << 31  // running under a hypervisor
+                // TSC-deadline timer: KVM's in-kernel LAPIC emulates it (as Firecracker and QEMU
+                // announce it). Without it Linux calibrates the LAPIC timer against the PIT,
+                // spinning about 100 ms of guest time on `pause` until 25 PIT ticks arrive; inside
+                // the nested KVM host that spin could wait forever (docs/nested-kvm.md, "Hangs").
+                e.ecx |= 1 << 24
                 // APIC ID, logical processor count, CLFLUSH size 8 (64 bytes).
                 e.ebx = (UInt32(id) << 24) | (UInt32(count) << 16) | (8 << 8) | (e.ebx & 0xff)
                 if count > 1 { e.edx |= 1 << 28 } else { e.edx &= ~(1 << 28) }  // HTT

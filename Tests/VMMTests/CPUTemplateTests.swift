@@ -19,5 +19,9 @@ import Testing
     #expect(out[2].edx == 1)  // x2APIC ID
     let host = CPUTemplate.host.apply(to: supported, vcpu: 0, of: 1)
     #expect(host[0].ecx & (1 << 23) != 0)
+    // KVM_GET_SUPPORTED_CPUID never reports the TSC-deadline timer; both templates announce it.
+    let bare = [CPUIDEntry(function: 1, index: 0, flags: 0, eax: 0, ebx: 0, ecx: 0, edx: 0)]
+    #expect(CPUTemplate.host.apply(to: bare, vcpu: 0, of: 1)[0].ecx & (1 << 24) != 0)
+    #expect(CPUTemplate.emulated.apply(to: bare, vcpu: 0, of: 1)[0].ecx & (1 << 24) != 0)
     #expect(host.count == 4)
 }

@@ -52,8 +52,8 @@ struct QEMUCommand: Equatable, Sendable {
     var runAs: QEMUUser?
 
     /// Kernel arguments every QEMU guest gets: serial console, reboot by triple fault (QEMU exits
-    /// with -no-reboot), no panic wait.
-    static let baseCmdline = ["console=ttyS0", "reboot=t", "panic=-1"]
+    /// with -no-reboot), no panic wait, the random pool ready at boot (docs/guest-image.md, "Entropy").
+    static let baseCmdline = ["console=ttyS0", "reboot=t", "panic=-1", "random.trust_cpu=on"]
 
     /// The guest's TSC rate: under TCG the guest TSC is the host's (QEMU reads the host TSC), so we
     /// pass the host's rate and the guest skips calibration (which can hang under TCG). A wrong
