@@ -16,7 +16,7 @@ import Testing
         #expect(args.contains("vhost-user-vsock-device,chardev=vsock0"))
         #expect(args.contains("-no-reboot"))
         let append = args.firstIndex(of: "-append").map { args[$0 + 1] }
-        #expect(append == "console=ttyS0 reboot=t panic=-1 tsc_early_khz=2445406 quiet KS_DIAL=5000")
+        #expect(append == "console=ttyS0 reboot=t panic=-1 random.trust_cpu=on tsc_early_khz=2445406 quiet KS_DIAL=5000")
         #expect(args.suffix(2) == ["-initrd", "/k/initrd"])
     }
 
@@ -31,7 +31,7 @@ import Testing
         #expect(args.contains("vhost-user-blk,chardev=blk0"))
         #expect(!args.contains("-initrd"))
         let append = args.firstIndex(of: "-append").map { args[$0 + 1] } ?? ""
-        #expect(append.hasPrefix("console=ttyS0 reboot=t panic=-1 root=/dev/vda ro rootfstype=ext4 init=/init"))
+        #expect(append.hasPrefix("console=ttyS0 reboot=t panic=-1 random.trust_cpu=on root=/dev/vda ro rootfstype=ext4 init=/init"))
         #expect(args.contains("virtio-balloon-device,free-page-reporting=on"))
         #expect(args.contains("tcg,tb-size=16"))
         #expect(args.contains("rng-random,filename=/dev/urandom,id=rng0") && args.contains("virtio-rng-device,rng=rng0"))
