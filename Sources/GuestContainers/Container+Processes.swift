@@ -27,7 +27,7 @@ extension Container {
     /// SIGKILL (a frozen task cannot die).
     public func signalAll(_ signo: Int32) throws(ContainerError) {
         let current = status
-        guard current != .stopped else { throw .invalidTransition(id: id, from: "stopped", operation: "signal") }
+        guard current != .stopped else { throw .processFinished(id: id) }
         if cgroup == nil {
             try initProcess.signal(signo)
             for p in execProcesses() { try? p.signal(signo) }

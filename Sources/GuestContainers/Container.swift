@@ -195,7 +195,7 @@ public final class Container: Sendable {
     /// Sends `signo` to the init process.
     public func signal(_ signo: Int32) throws(ContainerError) {
         let current = status
-        guard current != .stopped else { throw .invalidTransition(id: id, from: "stopped", operation: "signal") }
+        guard current != .stopped else { throw .processFinished(id: id) }
         try initProcess.signal(signo)
     }
 

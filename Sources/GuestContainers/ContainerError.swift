@@ -14,6 +14,9 @@ public enum ContainerError: Error, Equatable, CustomStringConvertible {
     case cgroup(id: String, path: String, operation: String, errno: Int32)
     /// The operation is not allowed in the container's (or process's) current state.
     case invalidTransition(id: String, from: String, operation: String)
+    /// A signal for a container that has stopped: runc's "process already finished" (the agent
+    /// answers NotFound, which containerd ignores when it stops a pod).
+    case processFinished(id: String)
     /// The child died before it reported (e.g. killed during setup).
     case childVanished(id: String, phase: String)
     /// No exec process with that id exists / it already exists.
@@ -33,6 +36,8 @@ public enum ContainerError: Error, Equatable, CustomStringConvertible {
             return "container \(id): cgroup \(op) \(path): \(Errno(e).message)"
         case .invalidTransition(let id, let from, let op):
             return "container \(id): cannot \(op) while \(from)"
+        case .processFinished(let id):
+            return "container \(id): process already finished"
         case .childVanished(let id, let phase):
             return "container \(id): the process exited during \(phase)"
         case .unknownProcess(let id, let exec):

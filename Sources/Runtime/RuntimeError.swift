@@ -21,10 +21,6 @@ public enum RuntimeError: Error, CustomStringConvertible {
     case vmGone(state: String, consoleTail: String)
     case noSuchContainer(String)
     case noSuchProcess(containerID: String, execID: String)
-    /// A signal for a container that has stopped in the guest (its exit may not have reached
-    /// the shim yet): runc's "process already finished", NotFound, which containerd ignores when
-    /// it stops a pod.
-    case processFinished(containerID: String)
     case alreadyExists(String)
     case invalidSpec(String)
     /// A sandbox or container ID that must not name a path (containerd's identifier rule).
@@ -44,7 +40,6 @@ public enum RuntimeError: Error, CustomStringConvertible {
         case .vmGone(let state, let tail): "kata-swift: the sandbox VM is gone (\(state))\(Self.tail(tail))"
         case .noSuchContainer(let id): "kata-swift: sandbox has no container \(id)"
         case .noSuchProcess(let id, let exec): "kata-swift: container \(id) has no exec process \(exec)"
-        case .processFinished(let id): "kata-swift: container \(id): process already finished"
         case .alreadyExists(let what): "kata-swift: \(what) already exists"
         case .invalidSpec(let why): "kata-swift: container spec: \(why)"
         case .invalidIdentifier(let message): "kata-swift: \(message)"
@@ -64,7 +59,7 @@ public enum RuntimeError: Error, CustomStringConvertible {
     /// The shim's error class for this failure.
     public var taskError: TaskError {
         switch self {
-        case .noSuchContainer, .noSuchProcess, .processFinished: TaskError(.notFound, description)
+        case .noSuchContainer, .noSuchProcess: TaskError(.notFound, description)
         case .alreadyExists: TaskError(.alreadyExists, description)
         case .invalidSpec, .invalidIdentifier, .config: TaskError(.invalidArgument, description)
         case .shutDown: TaskError(.failedPrecondition, description)

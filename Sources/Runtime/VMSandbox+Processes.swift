@@ -105,22 +105,15 @@ extension VMSandbox {
                 await process.stdio.closeAll()
                 return
             }
-            do throws(RuntimeError) {
-                _ = try await call("SignalProcess") { agent in
-                    try await agent.signalProcess(.with {
-                        $0.containerID = containerID
-                        $0.execID = execID ?? ""
-                        $0.signal = signal
-                        $0.all = all
-                    })
-                }
-            } catch {
-                // The agent refuses to signal a container that has stopped; its exit may still be
-                // on its way to us. containerd, stopping a pod, takes runc's answer in stride.
-                if case .agentCall(_, let rpc) = error, rpc.code == .failedPrecondition, rpc.message.contains("while stopped") {
-                    throw .processFinished(containerID: containerID)
-                }
-                throw error
+            // A container that has stopped in the guest (its exit may still be on its way to us)
+            // answers NotFound, "process already finished", as runc does.
+            _ = try await call("SignalProcess") { agent in
+                try await agent.signalProcess(.with {
+                    $0.containerID = containerID
+                    $0.execID = execID ?? ""
+                    $0.signal = signal
+                    $0.all = all
+                })
             }
         }
     }

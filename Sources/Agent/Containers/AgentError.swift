@@ -42,7 +42,7 @@ enum AgentError: Error, CustomStringConvertible {
             switch e {
             case .invalidSpec: .invalidArgument
             case .invalidTransition: .failedPrecondition
-            case .unknownProcess: .notFound
+            case .unknownProcess, .processFinished: .notFound
             case .duplicateProcess: .alreadyExists
             case .setup, .system, .cgroup, .childVanished: .internal
             }
