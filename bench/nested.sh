@@ -4,7 +4,9 @@
 #   1. boot to the init marker: our VMM (release kata-ctl boot) vs QEMU -M microvm and -M pc (PVH),
 #      same kernel, initramfs and command line: time, KVM exits, peak RSS (bench/nested-boot.py);
 #   2. `ctr run --rm busybox true` through containerd with runc, our shim on backend kvm, and our
-#      shim on backend qemu (QEMU with -accel kvm here) (bench/ctr-run.sh).
+#      shim on backend qemu (QEMU with -accel kvm here) (bench/ctr-run.sh);
+#   3. the host memory of one idle sandbox (PSS, parts, and what our VMM's shim costs beyond the
+#      guest RAM it touched) for runc, kata on our VMM and kata on QEMU-KVM (bench/sandbox-memory.sh).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 rounds=${1:-5}
@@ -18,3 +20,6 @@ python3 "$here/bench/nested-boot.py" "$rounds" "$kata_ctl" "$here/build/guest/vm
 echo
 echo "## ctr run --rm busybox true (medians of $rounds)"
 "$here/bench/ctr-run.sh" "$rounds" runc kata-kvm kata-qemu
+echo
+echo "## Idle sandbox memory (PSS after ${SETTLE_SECONDS:=20} s)"
+SETTLE_SECONDS=$SETTLE_SECONDS "$here/bench/sandbox-memory.sh" runc kata-kvm kata-qemu

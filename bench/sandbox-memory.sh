@@ -3,20 +3,29 @@
 # under it (for kata: the shim, QEMU and the guest RAM QEMU touched; for runsc: the runc shim,
 # runsc's sandbox and gofer), with `sleep` idling in the container. Side by side in one run.
 #
-#   bench/sandbox-memory.sh [RUNTIME ...]   runtimes: runc runsc kata kata-initrd (default: runc runsc kata kata-initrd)
-#                                            kata: the guest's root on the agent's disk image; kata-initrd: the initramfs
+#   bench/sandbox-memory.sh [RUNTIME ...]   runtimes: runc runsc kata kata-initrd kata-kvm kata-qemu
+#                                            (default: runc runsc kata kata-initrd)
+#                                            kata: the guest's root on the agent's disk image; kata-initrd: the initramfs;
+#                                            kata-kvm, kata-qemu: kata on our VMM, on QEMU (bench/nested.sh, where KVM runs guests)
 #   KATA_CONF=FILE                           configuration for the kata runtime (default: built here)
+#   SANDBOXES=N                              N idle sandboxes per runtime at once (default 1); the figures are per
+#                                            sandbox: what one more pod costs on a host that runs several (code
+#                                            pages are shared between them, and PSS divides them)
+#   SETTLE_SECONDS=S                         wait before measuring (default 10)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 runtimes=("$@"); [ ${#runtimes[@]} -gt 0 ] || runtimes=(runc runsc kata kata-initrd)
 bin=${KATA_BIN_DIR:-$here/.build-release/release}  # make bench builds it (make release)
 
 work=$(mktemp -d /tmp/kata-mem.XXXXXX)
+sandboxes=${SANDBOXES:-1}
 cleanup() {
   for rt in "${runtimes[@]}"; do
-    ctr task kill -s KILL "mem-$rt" >/dev/null 2>&1 || true
-    ctr task delete "mem-$rt" >/dev/null 2>&1 || true
-    ctr containers delete "mem-$rt" >/dev/null 2>&1 || true
+    for i in $(seq 1 "$sandboxes"); do
+      ctr task kill -s KILL "mem-$rt-$i" >/dev/null 2>&1 || true
+      ctr task delete "mem-$rt-$i" >/dev/null 2>&1 || true
+      ctr containers delete "mem-$rt-$i" >/dev/null 2>&1 || true
+    done
   done
   "$here/scripts/containerd-env.sh" stop "$work/cd" >/dev/null 2>&1 || true
   rm -rf "$work"
@@ -33,6 +42,8 @@ else
   cp "$conf" "$work/initrd.toml"
   sed -i -e "s|^initrd = .*|image = \"$here/build/guest/agent.img\"|" "$conf"
 fi
+"$here/scripts/kata-config.sh" "$work/kvm.toml" kvm
+"$here/scripts/kata-config.sh" "$work/qemu.toml" qemu
 mkdir -p "$work/bin"
 printf '#!/bin/sh\nexec runsc --network=none --ignore-cgroups "$@"\n' > "$work/bin/runsc-wrapper"
 chmod +x "$work/bin/runsc-wrapper"
@@ -59,24 +70,31 @@ for rt in "${runtimes[@]}"; do
     runsc) args=(--runtime io.containerd.runc.v2 --runc-binary "$work/bin/runsc-wrapper") ;;
     kata) args=(--runtime io.containerd.kata.v2 --runtime-config-path "$conf") ;;
     kata-initrd) args=(--runtime io.containerd.kata.v2 --runtime-config-path "$work/initrd.toml") ;;
+    kata-kvm) args=(--runtime io.containerd.kata.v2 --runtime-config-path "$work/kvm.toml") ;;
+    kata-qemu) args=(--runtime io.containerd.kata.v2 --runtime-config-path "$work/qemu.toml") ;;
+    *) echo "sandbox-memory: unknown runtime $rt" >&2; exit 2 ;;
   esac
-  ctr run -d "${args[@]}" docker.io/library/busybox:kata-mem "mem-$rt" sleep 3600 >/dev/null
+  for i in $(seq 1 "$sandboxes"); do
+    ctr run -d "${args[@]}" docker.io/library/busybox:kata-mem "mem-$rt-$i" sleep 3600 >/dev/null
+  done
   # Let the sandbox settle: guest boot done, runsc's gofer up, and the pages the guest freed
   # reported back through the balloon (the guest reports free memory about 2 s after freeing it).
-  sleep 10
-  shim=$(pgrep -f -- "-id mem-$rt( |$)" | head -1)
-  pids=$(descendants "$shim" | sort -u)
-  kib=$(pss_kib $pids)
+  sleep "${SETTLE_SECONDS:-10}"
+  pids=$(for i in $(seq 1 "$sandboxes"); do descendants "$(pgrep -f -- "-id mem-$rt-$i( |$)" | head -1)"; done | sort -u)
+  kib=$(( $(pss_kib $pids) / sandboxes ))
   names=$(for p in $pids; do printf '%s %s\n' "$(cat /proc/"$p"/comm 2>/dev/null)" "$(pss_kib "$p")"; done |
-    awk '{n[$1]++; k[$1]+=$2} END {for (c in n) {printf "%s%s×%d %.1f MiB", sep, c, n[c], k[c]/1024; sep=", "}}')
-  printf '%-11s idle sandbox PSS %7.1f MiB  (%s)\n' "$rt" "$(echo "$kib/1024" | bc -l)" "$names"
+    awk -v n="$sandboxes" '{c[$1]++; k[$1]+=$2} END {for (p in c) {printf "%s%s×%d %.1f MiB", sep, p, c[p]/n, k[p]/n/1024; sep=", "}}')
+  each=""; [ "$sandboxes" = 1 ] || each=" each of $sandboxes"
+  printf '%-11s idle sandbox PSS%s %7.1f MiB  (%s)\n' "$rt" "$each" "$(echo "$kib/1024" | bc -l)" "$names"
   # shellcheck disable=SC2086
-  "$here/bench/pss-parts.py" $pids
+  "$here/bench/pss-parts.py" --sandboxes "$sandboxes" $pids
   echo "$rt $kib" >> "$work/results"
-  ctr task kill -s KILL "mem-$rt" >/dev/null 2>&1 || true
-  for _ in $(seq 1 50); do ctr task ls 2>/dev/null | grep -q "mem-$rt .*RUNNING" || break; sleep 0.1; done
-  ctr task delete "mem-$rt" >/dev/null 2>&1 || true
-  ctr containers delete "mem-$rt" >/dev/null 2>&1 || true
+  for i in $(seq 1 "$sandboxes"); do
+    ctr task kill -s KILL "mem-$rt-$i" >/dev/null 2>&1 || true
+    for _ in $(seq 1 50); do ctr task ls 2>/dev/null | grep -q "mem-$rt-$i .*RUNNING" || break; sleep 0.1; done
+    ctr task delete "mem-$rt-$i" >/dev/null 2>&1 || true
+    ctr containers delete "mem-$rt-$i" >/dev/null 2>&1 || true
+  done
 done
 if grep -q '^runsc ' "$work/results" && grep -q '^kata ' "$work/results"; then
   k=$(awk '$1=="kata" {print $2}' "$work/results"); s=$(awk '$1=="runsc" {print $2}' "$work/results")

@@ -61,6 +61,7 @@ public enum KataAgent {
         let listeningNanos = BootClock.nanoseconds()
         let initExec = role == .initProcess ? BootClock.initExecMilliseconds() ?? 0 : 0
         log.info("ready after \((listeningNanos - startedNanos) / 1_000_000) ms (boot clock: init exec \(initExec) ms, main \(startedNanos / 1_000_000) ms, listening \(listeningNanos / 1_000_000) ms)")
+        SpecPrewarm.start(log: log)
 
         let reaper = Reaper(log: log)
         _ = SignalLoop.run(reaper: reaper, log: log)

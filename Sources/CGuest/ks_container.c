@@ -67,12 +67,25 @@ enum { MSG_READY = 1, MSG_FAIL = 2, MSG_PID = 3, MSG_PTY = 4 };
 struct report { int32_t kind, step, err, value; };
 
 // clone3 without CLONE_VM behaves like fork: the child returns 0 on a copy of our stack.
-struct ks_clone_args { uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls; };
-static pid_t clone3_fork(uint64_t flags) {
+// With a cgroup fd (Linux 5.7, CLONE_INTO_CGROUP) the child is born in that cgroup: moving it
+// there afterwards (cgroup.procs) takes the cgroup threadgroup lock for writing, which waits for
+// an RCU grace period (about 19 ms per container under TCG, docs/performance.md), as crun avoids.
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+struct ks_clone_args {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
+    uint64_t set_tid, set_tid_size, cgroup;
+};
+static pid_t clone3_fork(uint64_t flags, int cgroup_fd) {
     struct ks_clone_args a;
     memset(&a, 0, sizeof a);
     a.flags = flags;
     a.exit_signal = (flags & CLONE_PARENT) ? 0 : SIGCHLD;
+    if (cgroup_fd >= 0) {
+        a.flags |= CLONE_INTO_CGROUP;
+        a.cgroup = (uint64_t)cgroup_fd;
+    }
     return (pid_t)syscall(SYS_clone3, &a, sizeof a);
 }
 
@@ -374,7 +387,7 @@ static void reset_signals(void) {
 
 static void child_main(int fd, const struct ks_ctr_config *c) {
     reset_signals();
-    if (wait_barrier(fd) < 0) _exit(126);   // barrier 1: the parent placed us in the cgroup
+    if (wait_barrier(fd) < 0) _exit(126);   // barrier 1: we are in the cgroup (cloned into it, or moved)
     setup_stdio(fd, c);
     if (c->rootfs) setup_rootfs(fd, c);
     if (c->terminal) setup_terminal(fd);
@@ -406,8 +419,9 @@ int ks_ctr_spawn(const struct ks_ctr_config *cfg, struct ks_ctr_child *out, stru
     failure->index = -1;
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) return -errno;
     pid_t pid;
+    int cgroup_fd = cfg->into_cgroup ? cfg->cgroup_fd : -1;
     if (cfg->ns_count == 0) {
-        pid = clone3_fork(cfg->clone_flags);
+        pid = clone3_fork(cfg->clone_flags, cgroup_fd);
         if (pid == 0) { close(sv[0]); child_main(sv[1], cfg); _exit(127); }
         if (pid < 0) { int e = errno; close(sv[0]); close(sv[1]); return -e; }
         close(sv[1]);
@@ -415,12 +429,12 @@ int ks_ctr_spawn(const struct ks_ctr_config *cfg, struct ks_ctr_child *out, stru
         // setns(CLONE_NEWPID) affects only later children, and a multithreaded process cannot
         // join a mount namespace: an intermediate child joins, then clones with CLONE_PARENT
         // (and the new namespaces a container asks for besides the ones it joins).
-        pid_t mid = clone3_fork(0);
+        pid_t mid = clone3_fork(0, -1);
         if (mid == 0) {
             close(sv[0]);
             for (int i = 0; i < cfg->ns_count; i++)
                 if (setns(cfg->ns_fds[i], 0) < 0) fail(sv[1], KS_CTR_STEP_SETNS, i);
-            pid_t g = clone3_fork(CLONE_PARENT | cfg->clone_flags);
+            pid_t g = clone3_fork(CLONE_PARENT | cfg->clone_flags, cgroup_fd);
             if (g == 0) child_main(sv[1], cfg);
             if (g < 0) fail(sv[1], KS_CTR_STEP_CLONE, -1);
             send_report(sv[1], MSG_PID, 0, 0, g);

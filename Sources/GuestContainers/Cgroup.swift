@@ -79,6 +79,13 @@ public struct Cgroup: Sendable {
         try write("cgroup.procs", String(pid))
     }
 
+    /// The cgroup's directory, for a child cloned straight into it (CLONE_INTO_CGROUP).
+    public func openForClone() throws(ContainerError) -> Int32? {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw .cgroup(id: id, path: path, operation: "open", errno: errno) }
+        return fd
+    }
+
     /// Freezes or thaws, then waits (up to ~2 s) until cgroup.events reports the new state.
     public func setFrozen(_ frozen: Bool) throws(ContainerError) {
         try write("cgroup.freeze", frozen ? "1" : "0")

@@ -9,6 +9,9 @@ public protocol ContainerCgroup: Sendable {
     var path: String { get }
     func apply(_ resources: OCIResources) throws(ContainerError)
     func addProcess(_ pid: Int32) throws(ContainerError)
+    /// A descriptor to clone a process straight into the cgroup (the caller closes it), or nil
+    /// where only `addProcess` can place it (v1: one cgroup per controller).
+    func openForClone() throws(ContainerError) -> Int32?
     func setFrozen(_ frozen: Bool) throws(ContainerError)
     func stats() -> CgroupStats
     func oomKillCount() -> UInt64
@@ -75,6 +78,8 @@ public struct CgroupV1: ContainerCgroup {
     public func addProcess(_ pid: Int32) throws(ContainerError) {
         for controller in dirs.keys.sorted() { try write(controller, "cgroup.procs", String(pid)) }
     }
+
+    public func openForClone() throws(ContainerError) -> Int32? { nil }
 
     public func setFrozen(_ frozen: Bool) throws(ContainerError) {
         let want = frozen ? "FROZEN" : "THAWED"

@@ -1,5 +1,6 @@
 // Lays a plan out as a ks_ctr_config and drives the C helper through its barriers:
-// spawn (child waits) -> caller joins the cgroup -> advance (child sets up, reports ready)
+// spawn (child waits; with cgroup v2 it is born in the cgroup) -> caller moves it into the cgroup
+// (v1) -> advance (child sets up, reports ready)
 // -> later advance again (child loads seccomp and execs).
 import CGuest
 import Glibc
@@ -22,12 +23,14 @@ struct PendingChild {
 
 enum Launcher {
     /// Clones the child; it waits at the first barrier. `namespaceFDs` non-empty means exec.
+    /// `cgroupFD`: the cgroup the child is born in (else the caller moves it with `addProcess`).
     static func spawn(
-        id: String, process: ProcessPlan, root: RootPlan?, namespaceFDs: [Int32], stdio: ContainerStdio
+        id: String, process: ProcessPlan, root: RootPlan?, namespaceFDs: [Int32], cgroupFD: Int32?, stdio: ContainerStdio
     ) throws(ContainerError) -> PendingChild {
         let arena = CArena()
         var cfg = ks_ctr_config()
         cfg.clone_flags = root?.cloneFlags ?? 0
+        (cfg.into_cgroup, cfg.cgroup_fd) = cgroupFD.map { (1, $0) } ?? (0, -1)
         cfg.ns_fds = arena.array(namespaceFDs)
         cfg.ns_count = Int32(namespaceFDs.count)
         if let root {

@@ -165,7 +165,7 @@ public protocol Hypervisor: AnyObject, Sendable {
     /// Boots the guest; returns once the VMM is up and its devices are served (not when the
     /// guest's userspace is ready: `connectVsock` waits for that).
     func start() async throws(HypervisorError)
-    /// Stops the VM (politely first, forcibly after `graceSeconds`) and releases everything:
+    /// Stops the VM (politely first, forcibly after `graceSeconds`; 0: forcibly at once) and releases everything:
     /// process, threads, sockets, descriptors. Idempotent.
     func stop(graceSeconds: Double) async
     /// Waits until the VMM ends on its own or by `stop`; returns the final state.

@@ -154,6 +154,10 @@ import Testing
         #expect(c.status == .running)
         let procs = try String(contentsOfFileAt: cg.path + "/cgroup.procs")
         #expect(procs.split(separator: "\n").contains(Substring(String(c.initProcess.pid))))
+        // An exec is born in the container's cgroup too (cloned into it, never moved there).
+        let exec = try c.exec(id: "in-cgroup", process: OCIProcess(args: ["sleep", "30"]), stdio: .fds(stdin: -1, stdout: -1, stderr: -1))
+        let execProcs = try String(contentsOfFileAt: cg.path + "/cgroup.procs")
+        #expect(execProcs.split(separator: "\n").contains(Substring(String(exec.pid))))
         _ = try c.stats()  // no controllers on this host: fields may be nil, must not throw
         try c.delete(force: true)
         #expect(access(cg.path, F_OK) != 0, "cgroup directory removed")

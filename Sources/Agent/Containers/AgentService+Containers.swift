@@ -31,12 +31,12 @@ extension AgentService {
     }
 
     private func makeContainer(id: String, request: Kata_Agent_V1_CreateContainerRequest) async throws -> ContainerRecord {
+        let started = ContinuousClock.now
         let spec = try OCISpec.decode(Array(request.ociSpecJson))
         guard let rootfs = spec.root?.path, rootfs.hasPrefix("/") else {
             throw AgentError.invalidRequest(
                 field: "oci_spec_json root.path", reason: "must be the container's absolute guest path, got \"\(spec.root?.path ?? "")\"")
         }
-        let started = ContinuousClock.now
         let mounts = try StorageMounts.mountAll(request.storages, field: "storages")
         log.debug("container \(id): spec decoded, \(mounts.count) storage(s) mounted after \(started.duration(to: .now))")
         do {
@@ -46,7 +46,7 @@ extension AgentService {
             let container = try await BlockingThread.run { () throws(ContainerError) in
                 try Container.create(id: id, spec: spec, rootfs: rootfs, stdio: stdio, options: options)
             }
-            log.debug("container \(id): created (namespaces, cgroup, mounts, launcher waiting) after \(started.duration(to: .now))")
+            log.debug("container \(id): created (namespaces, cgroup, mounts, launcher waiting) after \(started.duration(to: .now)): \(container.creationSteps)")
             do {
                 guard let s = try streams.finish(container.initProcess) else { throw AgentError.invalidState("no streams") }
                 let initRecord = ProcessRecord(execID: "", process: container.initProcess, streams: s)
@@ -67,7 +67,9 @@ extension AgentService {
         try await rpc(context) {
             let record = try await engine.registry.container(request.containerID)
             let c = record.container
+            let started = ContinuousClock.now
             try await BlockingThread.run { () throws(ContainerError) in try c.start() }
+            log.debug("container \(request.containerID): started (execve) in \(started.duration(to: .now))")
             var response = Kata_Agent_V1_StartContainerResponse()
             response.pid = UInt32(c.initProcess.pid)
             return response
@@ -87,6 +89,7 @@ extension AgentService {
     /// process; the cgroup and storages go, and the container is forgotten.
     func removeContainer(id: String, timeoutSeconds: UInt32) async throws {
         let record = try await engine.registry.beginRemoval(id)
+        let started = ContinuousClock.now
         let c = record.container
         if timeoutSeconds > 0, c.status == .running {
             try? c.signalAll(SIGTERM)
@@ -111,7 +114,7 @@ extension AgentService {
         StorageMounts.unmountAll(record.storageMounts)
         await engine.oom.forget(id, finalCount: finalOOMCount)
         await engine.registry.finishRemoval(id)
-        log.info("container \(id) removed")
+        log.info("container \(id) removed in \(started.duration(to: .now))")
         if let deleteError { throw deleteError }
     }
 

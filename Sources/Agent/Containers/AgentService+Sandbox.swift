@@ -16,6 +16,7 @@ extension AgentService {
                 return true
             }
             guard claimed else { throw AgentError.invalidState("the sandbox already exists") }
+            let started = ContinuousClock.now
             do {
                 if !request.hostname.isEmpty {
                     guard request.hostname.utf8.count <= 64, !request.hostname.utf8.contains(0) else {
@@ -29,7 +30,7 @@ extension AgentService {
                 }
                 let mounted = try StorageMounts.mountAll(request.storages, field: "storages")
                 engine.sandbox.withLock { $0 = .created(id: request.sandboxID, storageMounts: mounted) }
-                log.info("sandbox \(request.sandboxID) created (\(mounted.count) storages)")
+                log.info("sandbox \(request.sandboxID) created (\(mounted.count) storages) in \(started.duration(to: .now))")
             } catch {
                 engine.sandbox.withLock { $0 = .none }
                 throw error

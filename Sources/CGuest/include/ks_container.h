@@ -75,6 +75,8 @@ struct ks_ctr_rlimit {
 /// Everything the child does, laid out by the caller. Pointers must stay valid during ks_ctr_spawn.
 struct ks_ctr_config {
     uint64_t clone_flags;            // CLONE_NEW* for a new container (0 for an exec)
+    int into_cgroup;                 // 1: the child starts in the cgroup v2 directory `cgroup_fd`
+    int cgroup_fd;                   // (clone3's CLONE_INTO_CGROUP: no migration afterwards)
     const int *ns_fds;               // namespaces joined first, in order: an exec joins the init
                                      // process's; a pod's container its sandbox's ipc, uts (pid)
     int ns_count;

@@ -150,8 +150,12 @@ final class ChildProcess: Sendable {
         _ = ks_hv_kill_group(pid, signo)
     }
 
-    /// SIGTERM, then SIGKILL after `graceSeconds`; returns the exit status.
+    /// SIGTERM, then SIGKILL after `graceSeconds` (at once when it is 0); returns the exit status.
     func terminate(graceSeconds: Double) async -> Int32 {
+        if graceSeconds <= 0 {
+            signal(SIGKILL)
+            return await waitForExit()
+        }
         signal(SIGTERM)
         signal(SIGCONT)  // a paused (stopped) VMM must run to act on SIGTERM
         let killer = Task { [self] in
