@@ -28,9 +28,11 @@ public enum KataAgent {
             GuestInit.fatal("\(error)", role: role, log: log)
         }
 
+        var steps = StartupSteps(startedNanos: startedNanos)
         let config = configure(arguments: arguments, role: role, log: log)
         log.level = config.logLevel
         log.info("kata-agent \(AgentVersion.agent) (API \(AgentVersion.api)) starting as \(role)")
+        steps.mark("configuration")
 
         if role == .initProcess {
             do {
@@ -41,12 +43,16 @@ public enum KataAgent {
         } else {
             GuestInit.becomeSubreaper(log: log)
         }
+        steps.mark("mounts and loopback")
 
         // Before the ttrpc server: once the shim reaches the agent, the console is there too.
         let debugConsole = startDebugConsole(config, log: log)
+        steps.mark("debug console")
         let portForward = role == .initProcess ? PortForwardService.start(log: log) : nil
+        steps.mark("port forwarding")
         let server = AgentServer(
             startedNanos: startedNanos, log: log, engine: role == .initProcess ? .guest : .host)
+        steps.mark("server")
         let listenError = blockOn { () async -> AgentServerError? in
             do throws(AgentServerError) {
                 try await server.listen(on: config.listen)
@@ -56,11 +62,13 @@ public enum KataAgent {
             }
         }
         if let listenError { GuestInit.fatal("\(listenError)", role: role, log: log) }
+        steps.mark("listen")
         // The shim reads this line from the console for its start path (Runtime's StartPath); an
         // init exec time of 0 means the kernel log did not say (not PID 1, or the record is gone).
         let listeningNanos = BootClock.nanoseconds()
         let initExec = role == .initProcess ? BootClock.initExecMilliseconds() ?? 0 : 0
         log.info("ready after \((listeningNanos - startedNanos) / 1_000_000) ms (boot clock: init exec \(initExec) ms, main \(startedNanos / 1_000_000) ms, listening \(listeningNanos / 1_000_000) ms)")
+        log.debug("startup steps: \(steps)")
         SpecPrewarm.start(log: log)
 
         let reaper = Reaper(log: log)
@@ -122,4 +130,23 @@ public enum KataAgent {
 private final class ResultBox<T>: @unchecked Sendable {
     var value: T?
     let done = DispatchSemaphore(value: 0)
+}
+
+/// The agent's own start, step by step from `main` (CLOCK_BOOTTIME), for its debug log.
+struct StartupSteps: CustomStringConvertible {
+    private var last: UInt64
+    private var steps: [(name: String, nanos: UInt64)] = []
+
+    init(startedNanos: UInt64) { last = startedNanos }
+
+    mutating func mark(_ name: String) {
+        let now = BootClock.nanoseconds()
+        steps.append((name, now &- last))
+        last = now
+    }
+
+    /// "configuration 31 ms, mounts and loopback 44 ms, ..."
+    var description: String {
+        steps.map { "\($0.name) \($0.nanos / 1_000_000) ms" }.joined(separator: ", ")
+    }
 }

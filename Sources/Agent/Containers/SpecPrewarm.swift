@@ -2,7 +2,9 @@
 // listening. The first decode in a process pays for the Swift runtime's metadata and conformance
 // lookups of every Codable type in the spec; under TCG that was about 50 ms of the first
 // CreateContainer (docs/performance.md, "Where a warm start's time goes"). A warm sandbox
-// (docs/warm-sandboxes.md) is otherwise idle until a pod claims it, so it pays this early.
+// (docs/warm-sandboxes.md) is otherwise idle until a pod claims it, so it pays this early; on a
+// cold boot the decode runs at the lowest priority beside the shim's first calls.
+import Glibc
 import OCI
 import SystemSupport
 
@@ -11,6 +13,9 @@ enum SpecPrewarm {
     static func start(log: AgentLog) {
         do {
             try WorkerThread.detach(name: "spec-prewarm") {
+                // Nice 19 for this thread only (Linux's nice is per thread): on a cold boot the
+                // shim's first calls arrive while it runs, and they go first on the one vCPU.
+                _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 19)
                 let clock = ContinuousClock()
                 let started = clock.now
                 do {
