@@ -102,7 +102,7 @@ test-unit:
 
 # Our VMM against QEMU-KVM on a real KVM (boot, exits, RSS; ctr run with kvm, qemu and runc),
 # inside the nested KVM host; docs/performance.md.
-bench-nested: kernel initramfs agent-initramfs nested-host build
+bench-nested: kernel initramfs agent-initramfs nested-host build release
 	swift build -c release --product kata-ctl
 	scripts/nested-kvm.sh run --timeout 5000 -- bench/nested.sh 5
 

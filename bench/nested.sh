@@ -4,7 +4,8 @@
 #   1. boot to the init marker: our VMM (release kata-ctl boot) vs QEMU -M microvm and -M pc (PVH),
 #      same kernel, initramfs and command line: time, KVM exits, peak RSS (bench/nested-boot.py);
 #   2. `ctr run --rm busybox true` through containerd with runc, our shim on backend kvm, and our
-#      shim on backend qemu (QEMU with -accel kvm here) (bench/ctr-run.sh);
+#      shim on backend qemu (QEMU with -accel kvm here) (bench/ctr-run.sh); then runc against our
+#      shim on our VMM, cold and from a warm sandbox (`[factory] vm_cache_number = 1`);
 #   3. the host memory of one idle sandbox (PSS, parts, and what our VMM's shim costs beyond the
 #      guest RAM it touched) for runc, kata on our VMM and kata on QEMU-KVM (bench/sandbox-memory.sh).
 set -euo pipefail
@@ -20,6 +21,9 @@ python3 "$here/bench/nested-boot.py" "$rounds" "$kata_ctl" "$here/build/guest/vm
 echo
 echo "## ctr run --rm busybox true (medians of $rounds)"
 "$here/bench/ctr-run.sh" "$rounds" runc kata-kvm kata-qemu
+echo
+echo "## ctr run --rm busybox true from a warm sandbox on our VMM (medians of $rounds)"
+KATA_BACKEND=kvm "$here/bench/ctr-run.sh" "$rounds" runc kata kata-warm
 echo
 echo "## Idle sandbox memory (PSS after ${SETTLE_SECONDS:=20} s)"
 SETTLE_SECONDS=$SETTLE_SECONDS "$here/bench/sandbox-memory.sh" runc kata-kvm kata-qemu

@@ -65,6 +65,7 @@ extension AgentService {
             if request.execID.isEmpty {
                 let c = record.container
                 response.status = try await BlockingThread.run { c.wait() }
+                log.debug("container \(request.containerID): init exited with status \(response.status)")
             } else {
                 let process = try record.process(request.execID)
                 response.status = try await process.wait()
