@@ -75,6 +75,7 @@ public actor VMSandbox: Sandbox {
             // `start` gives a pod a warm sandbox only when it needs no other size or settings
             // (VMSandbox.warmPoolPlan); its network was wired at adoption.
             let (sandboxID, startPath, network) = (self.sandboxID, self.startPath, adoptedNetwork)
+            startPath.mark("first container's Create received")
             vmState = .booting(Task { () async throws -> PodVM in
                 try await Self.createSandbox(in: vm, sandboxID: sandboxID, hostname: hostname, network: network, startPath: startPath)
                 return vm
@@ -209,6 +210,10 @@ public actor VMSandbox: Sandbox {
                 _ = await vm.hypervisor.waitForExit()
                 if await self?.isWarm(vm) == true { onEnd() }
             }
+            // The member is offered only after this (its claim socket comes when warmUp returns);
+            // a stop meanwhile ends the VM and the warm-up's calls fail harmlessly.
+            await GuestWarmUp.run(vm.agent, sandboxID: sandboxID, logger: logger)
+            guard isWarm(vm) else { throw .shutDown }
         }
     }
 

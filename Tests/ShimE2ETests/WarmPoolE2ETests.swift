@@ -13,6 +13,12 @@ import SystemSupport
     static var poolsRoot: String { VMRuntimeE2ETests.sandboxRoot + "/.warm" }
 
     /// The pool directories' entries: (ready member ids, every member id).
+    /// A member's own log (`<pool>/<id>.log`), written until a pod claims it.
+    static func memberLog(_ id: String) -> String {
+        let pools = (try? FileManager.default.contentsOfDirectory(atPath: poolsRoot)) ?? []
+        return pools.compactMap { try? String(contentsOfFile: poolsRoot + "/" + $0 + "/" + id + ".log", encoding: .utf8) }.joined()
+    }
+
     static func members() -> (ready: [String], all: [String]) {
         let pools = (try? FileManager.default.contentsOfDirectory(atPath: poolsRoot)) ?? []
         var ready: [String] = []
@@ -40,6 +46,9 @@ import SystemSupport
                 "no warm sandbox became ready: \(Self.members()); log: \(containerd.containerdLog().suffix(3000))")
         let first = try #require(ready.first)
         #expect(FileManager.default.fileExists(atPath: VMRuntimeE2ETests.sandboxRoot + "/" + first), "the warm VM's directory")
+        // Before it was offered, it ran its throwaway container in the guest (GuestWarmUp).
+        let memberLog = Self.memberLog(first)
+        #expect(memberLog.contains("guest warmed up by a throwaway container"), "the member's log: \(memberLog.suffix(2000))")
 
         // The next pod takes it: the agent already answers, so only the sandbox and container are created.
         let started = Date()
