@@ -226,7 +226,7 @@ let package = Package(
         .testTarget(
             name: "AgentTests",
             dependencies: [
-                "Agent", "AgentAPI", "TTRPC", "CGuest", "CSupport",
+                "Agent", "AgentAPI", "OCI", "TTRPC", "CGuest", "CSupport",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]),
         // Shim unit tests, and the shim binary driven as containerd drives it (start/delete, ttrpc).
