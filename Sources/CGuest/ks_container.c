@@ -69,7 +69,8 @@ struct report { int32_t kind, step, err, value; };
 // clone3 without CLONE_VM behaves like fork: the child returns 0 on a copy of our stack.
 // With a cgroup fd (Linux 5.7, CLONE_INTO_CGROUP) the child is born in that cgroup: moving it
 // there afterwards (cgroup.procs) takes the cgroup threadgroup lock for writing, which waits for
-// an RCU grace period (about 19 ms per container under TCG, docs/performance.md), as crun avoids.
+// an RCU grace period (about 19 ms per container under TCG, docs/performance.md); crun clones
+// into the cgroup for the same reason.
 #ifndef CLONE_INTO_CGROUP
 #define CLONE_INTO_CGROUP 0x200000000ULL
 #endif
