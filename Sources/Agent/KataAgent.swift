@@ -9,6 +9,7 @@
 // Any failure on the way is printed on the console and ends the guest.
 
 import Dispatch
+import GuestContainers
 import SystemSupport
 
 #if canImport(Glibc)
@@ -19,6 +20,7 @@ public enum KataAgent {
     /// Runs the agent; never returns.
     public static func main(arguments: [String]) -> Never {
         let startedNanos = BootClock.nanoseconds()
+        var steps = StepTimes()  // the agent's own start, for its debug log
         let role = AgentRole.current
         let log = AgentLog()
 
@@ -28,7 +30,6 @@ public enum KataAgent {
             GuestInit.fatal("\(error)", role: role, log: log)
         }
 
-        var steps = StartupSteps(startedNanos: startedNanos)
         let config = configure(arguments: arguments, role: role, log: log)
         log.level = config.logLevel
         log.info("kata-agent \(AgentVersion.agent) (API \(AgentVersion.api)) starting as \(role)")
@@ -132,21 +133,3 @@ private final class ResultBox<T>: @unchecked Sendable {
     let done = DispatchSemaphore(value: 0)
 }
 
-/// The agent's own start, step by step from `main` (CLOCK_BOOTTIME), for its debug log.
-struct StartupSteps: CustomStringConvertible {
-    private var last: UInt64
-    private var steps: [(name: String, nanos: UInt64)] = []
-
-    init(startedNanos: UInt64) { last = startedNanos }
-
-    mutating func mark(_ name: String) {
-        let now = BootClock.nanoseconds()
-        steps.append((name, now &- last))
-        last = now
-    }
-
-    /// "configuration 31 ms, mounts and loopback 44 ms, ..."
-    var description: String {
-        steps.map { "\($0.name) \($0.nanos / 1_000_000) ms" }.joined(separator: ", ")
-    }
-}

@@ -28,7 +28,7 @@ public final class Container: Sendable {
     public let initProcess: ContainerProcess
     public let cgroup: (any ContainerCgroup)?
     /// Where `create` spent its time, step by step (the agent logs it at debug).
-    public let creationSteps: CreationSteps
+    public let creationSteps: StepTimes
     private let cgroupDirs: [String]
     private let seccomp: [UInt8]?
     private let status_: Mutex<Status>
@@ -36,7 +36,7 @@ public final class Container: Sendable {
 
     private init(
         id: String, initProcess: ContainerProcess, cgroup: (any ContainerCgroup)?, cgroupDirs: [String], seccomp: [UInt8]?,
-        creationSteps: CreationSteps
+        creationSteps: StepTimes
     ) {
         self.id = id
         self.initProcess = initProcess
@@ -53,7 +53,7 @@ public final class Container: Sendable {
     public static func create(
         id: String, spec: OCISpec, rootfs: String, stdio: ContainerStdio, options: ContainerOptions = ContainerOptions()
     ) throws(ContainerError) -> Container {
-        var steps = CreationSteps()
+        var steps = StepTimes()
         guard let process = spec.process else { throw .invalidSpec(field: "process", reason: "required field is missing") }
         let clone = CloneFlagValues(
             mount: ks_ctr_clone_newns, pid: ks_ctr_clone_newpid, uts: ks_ctr_clone_newuts, ipc: ks_ctr_clone_newipc)
@@ -89,24 +89,16 @@ public final class Container: Sendable {
         }
         steps.mark("cgroup")
         var pending: PendingChild
-        var cgroupFD: Int32?
         do {
             let joined = try openNamespaces(ns.joins, id: id)
             defer { for fd in joined { close(fd) } }
-            cgroupFD = try cgroup?.openForClone()
-            defer { if let fd = cgroupFD { close(fd) } }
-            pending = try Launcher.spawn(
-                id: id, process: plan, root: root, namespaceFDs: joined, cgroupFD: cgroupFD, stdio: stdio)
+            pending = try Launcher.spawn(id: id, process: plan, root: root, namespaceFDs: joined, cgroup: cgroup, stdio: stdio)
         } catch {
             cgroup?.destroy(created: dirs)
             throw error
         }
+        steps.mark("clone into the cgroup")
         do {
-            steps.mark(cgroupFD == nil ? "clone" : "clone into the cgroup")
-            if cgroupFD == nil {
-                try cgroup?.addProcess(pending.child.pid)
-                steps.mark("cgroup joined")
-            }
             try Launcher.advance(id: id, &pending, expectReady: true, root: root)
             steps.mark("rootfs and process set up")
         } catch {
@@ -116,30 +108,6 @@ public final class Container: Sendable {
         }
         let initProcess = ContainerProcess(containerID: id, execID: nil, pending: pending)
         return Container(id: id, initProcess: initProcess, cgroup: cgroup, cgroupDirs: dirs, seccomp: bpf, creationSteps: steps)
-    }
-
-    /// The steps of `create` and how long each took, in order.
-    public struct CreationSteps: Sendable, CustomStringConvertible {
-        private let clock = ContinuousClock()
-        private var last: ContinuousClock.Instant
-        public private(set) var steps: [(name: String, duration: Duration)] = []
-
-        init() { last = clock.now }
-
-        mutating func mark(_ name: String) {
-            let now = clock.now
-            steps.append((name, last.duration(to: now)))
-            last = now
-        }
-
-        /// "spec checked 1.2 ms, cgroup 3.4 ms, ..."
-        public var description: String {
-            steps.map { step in
-                let c = step.duration.components
-                let ms = Double(c.seconds) * 1000 + Double(c.attoseconds) / 1e15
-                return "\(step.name) \(Int(ms.rounded())) ms"
-            }.joined(separator: ", ")
-        }
     }
 
     /// Opens the namespaces a new container joins; each must be a namespace of its type.
@@ -196,11 +164,8 @@ public final class Container: Sendable {
             guard fd >= 0 else { throw .system(id: id, operation: "open /proc/\(initProcess.pid)/ns/\(name)", errno: -fd) }
             fds.append(fd)
         }
-        let cgroupFD = try cgroup?.openForClone()
-        defer { if let fd = cgroupFD { close(fd) } }
-        var pending = try Launcher.spawn(id: id, process: plan, root: nil, namespaceFDs: fds, cgroupFD: cgroupFD, stdio: stdio)
+        var pending = try Launcher.spawn(id: id, process: plan, root: nil, namespaceFDs: fds, cgroup: cgroup, stdio: stdio)
         do {
-            if cgroupFD == nil { try cgroup?.addProcess(pending.child.pid) }
             try Launcher.advance(id: id, &pending, expectReady: true, root: nil)
         } catch {
             Launcher.abort(pending)

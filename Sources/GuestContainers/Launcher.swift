@@ -1,6 +1,6 @@
 // Lays a plan out as a ks_ctr_config and drives the C helper through its barriers:
-// spawn (child waits; with cgroup v2 it is born in the cgroup) -> caller moves it into the cgroup
-// (v1) -> advance (child sets up, reports ready)
+// spawn (child waits, in its cgroup: born there with v2, moved there with v1) -> advance (child
+// sets up, reports ready)
 // -> later advance again (child loads seccomp and execs).
 import CGuest
 import Glibc
@@ -22,11 +22,15 @@ struct PendingChild {
 }
 
 enum Launcher {
-    /// Clones the child; it waits at the first barrier. `namespaceFDs` non-empty means exec.
-    /// `cgroupFD`: the cgroup the child is born in (else the caller moves it with `addProcess`).
+    /// Clones the child into `cgroup`; it waits at the first barrier. `namespaceFDs` non-empty
+    /// means exec. A cgroup v2 gets the child at birth (CLONE_INTO_CGROUP, docs/containers.md);
+    /// v1 cgroups, one per controller, get it moved in after the clone.
     static func spawn(
-        id: String, process: ProcessPlan, root: RootPlan?, namespaceFDs: [Int32], cgroupFD: Int32?, stdio: ContainerStdio
+        id: String, process: ProcessPlan, root: RootPlan?, namespaceFDs: [Int32], cgroup: (any ContainerCgroup)?,
+        stdio: ContainerStdio
     ) throws(ContainerError) -> PendingChild {
+        let cgroupFD = try cgroup?.openForClone()
+        defer { if let fd = cgroupFD { close(fd) } }
         let arena = CArena()
         var cfg = ks_ctr_config()
         cfg.clone_flags = root?.cloneFlags ?? 0
@@ -91,7 +95,16 @@ enum Launcher {
             if rc == -EPROTO { throw setupError(id: id, failure, root: root) }
             throw .system(id: id, operation: "clone", errno: -rc)
         }
-        return PendingChild(child: child)
+        let pending = PendingChild(child: child)
+        if cgroupFD == nil, let cgroup {
+            do {
+                try cgroup.addProcess(child.pid)
+            } catch {
+                abort(pending)
+                throw error
+            }
+        }
+        return pending
     }
 
     /// Releases the child from a barrier. `expectReady`: the setup barrier (a report is due);

@@ -1,9 +1,9 @@
 // Decodes a representative OCI spec once, on a thread of its own, right after the agent starts
 // listening. The first decode in a process pays for the Swift runtime's metadata and conformance
 // lookups of every Codable type in the spec; under TCG that was about 50 ms of the first
-// CreateContainer (docs/performance.md, "Where a warm start's time goes"). A warm sandbox
-// (docs/warm-sandboxes.md) is otherwise idle until a pod claims it, so it pays this early; on a
-// cold boot the decode runs at the lowest priority beside the shim's first calls.
+// CreateContainer (docs/performance.md, "Where a warm start's time goes"). On a cold boot it runs
+// at the lowest priority while the shim creates the sandbox; a warm sandbox's throwaway container
+// (Runtime's GuestWarmUp) warms this and the rest of the container path before any pod comes.
 import Glibc
 import OCI
 import SystemSupport
