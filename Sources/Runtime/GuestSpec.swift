@@ -10,11 +10,18 @@
 // Exec processes are the container's `process` with the exec's own fields laid over it, as `ctr
 // task exec` builds them.
 
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Logging
 import OCI
 import Shim
 import SystemSupport
+#if canImport(Glibc)
+import Glibc
+#endif
 
 enum GuestSpec {
     /// The pod a container belongs to, as far as the rewrite needs it.

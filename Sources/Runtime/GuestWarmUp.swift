@@ -5,7 +5,11 @@
 // start path. Here they are paid while nobody waits.
 
 import AgentAPI
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Logging
 import TTRPC
 

@@ -32,7 +32,7 @@ extension SandboxPaths {
         guard Identifier.isValid(containerID) else {
             throw .invalidIdentifier(Identifier.problem("container id", containerID))
         }
-        guard !name.isEmpty, !name.contains("/"), name != ".", name != ".." else {
+        guard !name.isEmpty, !name.contains("/" as Character), name != ".", name != ".." else {
             throw .invalidSpec("bad share name \"\(name)\"")
         }
         let where_ = containerDirectory(containerID) + "/mounts/" + name

@@ -5,7 +5,11 @@
 // as the agent reports them on the console ("boot clock: init exec X ms, main Y ms, listening Z
 // ms"), whose zero is the guest kernel's start.
 
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -27,11 +31,11 @@ final class StartPath: Sendable {
         /// The last "boot clock: init exec X ms, main Y ms, listening Z ms" in the console text.
         static func parse(console: String) -> GuestTimes? {
             let marker = "boot clock: init exec "
-            guard let range = console.range(of: marker, options: .backwards) else { return nil }
+            guard let range = console.ranges(of: marker).last else { return nil }
             let rest = console[range.upperBound...].prefix { $0 != "\n" && $0 != ")" }
             // "X ms, main Y ms, listening Z ms"
             let numbers = rest.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }
-            guard numbers.count == 3, rest.contains(", main "), rest.contains(", listening ") else { return nil }
+            guard numbers.count == 3, !rest.ranges(of: ", main ").isEmpty, !rest.ranges(of: ", listening ").isEmpty else { return nil }
             return GuestTimes(initExec: numbers[0], agentMain: numbers[1], listening: numbers[2])
         }
     }

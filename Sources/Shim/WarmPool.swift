@@ -246,7 +246,7 @@ public struct WarmPool: Sendable, Equatable {
 
     /// Answers a claim: "ok", or why not (one line).
     public static func answer(_ connection: Int32, _ text: String) {
-        let line = Array((text.replacingOccurrences(of: "\n", with: " ") + "\n").utf8)
+        let line = Array((text.replacing("\n", with: " ") + "\n").utf8)
         _ = line.withUnsafeBytes { ks_unix_send(connection, $0.baseAddress, $0.count) }
     }
 
