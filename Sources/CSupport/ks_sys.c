@@ -2,6 +2,7 @@
 #include "ks_sys.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
@@ -67,6 +68,8 @@ int ks_set_thread_name(const char *name) {
 }
 
 int ks_sigrtmin(void) { return SIGRTMIN; }
+
+int ks_heap_trim(void) { return malloc_trim(0); }
 
 int ks_pidfd_open(int pid) {
     int fd = (int)syscall(SYS_pidfd_open, pid, 0);

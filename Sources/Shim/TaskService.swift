@@ -5,6 +5,7 @@
 
 import Logging
 import OCI
+import SystemSupport
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -179,6 +180,8 @@ public actor TaskService {
         } else {
             events.publish(.start(containerID: key.containerID, pid: pid))
         }
+        // What the sandbox's start allocated and freed (the boot's buffers) goes back to the kernel.
+        Heap.trimSoon()
         return pid
     }
 

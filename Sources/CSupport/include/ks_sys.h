@@ -44,4 +44,8 @@ int ks_pidfd_open(int pid);
 /// The first real-time signal number (SIGRTMIN is a function call in glibc, a macro in C).
 int ks_sigrtmin(void);
 
+/// malloc_trim(0): free pages anywhere in every arena go back to the kernel (malloc.h is not in
+/// Swift's Glibc module). 1 if any did.
+int ks_heap_trim(void);
+
 #endif
