@@ -207,7 +207,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(name: "SystemSupportTests", dependencies: ["SystemSupport", "CSupport"]),
-        .testTarget(name: "KVMTests", dependencies: ["KVM", "CKVM"]),
+        .testTarget(name: "KVMTests", dependencies: ["KVM", "CKVM", "SystemSupport"]),
         .testTarget(name: "BootTests", dependencies: ["Boot", "GuestMemory"]),
         .testTarget(
             name: "VMMTests",

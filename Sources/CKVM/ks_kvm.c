@@ -32,6 +32,20 @@ const unsigned long KS_KVM_SET_LAPIC = KVM_SET_LAPIC;
 const unsigned long KS_KVM_GET_LAPIC = KVM_GET_LAPIC;
 const unsigned long KS_KVM_GET_VCPU_EVENTS = KVM_GET_VCPU_EVENTS;
 const unsigned long KS_KVM_SET_VCPU_EVENTS = KVM_SET_VCPU_EVENTS;
+const unsigned long KS_KVM_GET_MP_STATE = KVM_GET_MP_STATE;
+const unsigned long KS_KVM_SET_MP_STATE = KVM_SET_MP_STATE;
+const unsigned long KS_KVM_GET_XCRS = KVM_GET_XCRS;
+const unsigned long KS_KVM_SET_XCRS = KVM_SET_XCRS;
+const unsigned long KS_KVM_GET_DEBUGREGS = KVM_GET_DEBUGREGS;
+const unsigned long KS_KVM_SET_DEBUGREGS = KVM_SET_DEBUGREGS;
+const unsigned long KS_KVM_GET_IRQCHIP = KVM_GET_IRQCHIP;
+const unsigned long KS_KVM_SET_IRQCHIP = KVM_SET_IRQCHIP;
+const unsigned long KS_KVM_GET_PIT2 = KVM_GET_PIT2;
+const unsigned long KS_KVM_SET_PIT2 = KVM_SET_PIT2;
+const unsigned long KS_KVM_GET_CLOCK = KVM_GET_CLOCK;
+const unsigned long KS_KVM_SET_CLOCK = KVM_SET_CLOCK;
+
+_Static_assert(sizeof(struct kvm_xsave) == KS_KVM_XSAVE_SIZE, "struct kvm_xsave's fixed part");
 
 int ks_kvm_get_supported_cpuid(int kvm_fd, ks_cpuid_entry *out, int max) {
     if (max <= 0) return -EINVAL;
@@ -84,4 +98,47 @@ int ks_kvm_set_msrs(int vcpu_fd, const uint32_t *indices, const uint64_t *values
     if (rc < 0) rc = -errno;
     free(msrs);
     return rc;
+}
+
+int ks_kvm_msr_index_list(int kvm_fd, uint32_t *out, int max) {
+    if (max <= 0) return -EINVAL;
+    struct kvm_msr_list *list = calloc(1, sizeof(struct kvm_msr_list) + (size_t)max * sizeof(uint32_t));
+    if (!list) return -ENOMEM;
+    list->nmsrs = (uint32_t)max;
+    if (ioctl(kvm_fd, KVM_GET_MSR_INDEX_LIST, list) < 0) {
+        int err = errno;
+        free(list);
+        return -err;
+    }
+    int n = (int)list->nmsrs;
+    if (n > max) n = max;
+    memcpy(out, list->indices, (size_t)n * sizeof(uint32_t));
+    free(list);
+    return n;
+}
+
+int ks_kvm_get_msrs(int vcpu_fd, const uint32_t *indices, uint64_t *values, int count) {
+    if (count < 0) return -EINVAL;
+    struct kvm_msrs *msrs = calloc(1, sizeof(struct kvm_msrs) + (size_t)count * sizeof(struct kvm_msr_entry));
+    if (!msrs) return -ENOMEM;
+    msrs->nmsrs = (uint32_t)count;
+    for (int i = 0; i < count; i++) msrs->entries[i].index = indices[i];
+    int n = ioctl(vcpu_fd, KVM_GET_MSRS, msrs);
+    if (n < 0) {
+        int err = errno;
+        free(msrs);
+        return -err;
+    }
+    if (n > count) n = count;
+    for (int i = 0; i < n; i++) values[i] = msrs->entries[i].data;
+    free(msrs);
+    return n;
+}
+
+int ks_kvm_get_xsave(int vcpu_fd, uint8_t *out) {
+    return ioctl(vcpu_fd, KVM_GET_XSAVE, (struct kvm_xsave *)(void *)out) < 0 ? -errno : 0;
+}
+
+int ks_kvm_set_xsave(int vcpu_fd, const uint8_t *in) {
+    return ioctl(vcpu_fd, KVM_SET_XSAVE, (const struct kvm_xsave *)(const void *)in) < 0 ? -errno : 0;
 }

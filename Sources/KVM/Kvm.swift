@@ -35,6 +35,10 @@ public enum KVMError: Error, Equatable, Sendable, CustomStringConvertible {
     case vcpuEvents(Errno)
     case irqfd(gsi: UInt32, Errno)
     case ioeventfd(address: UInt64, Errno)
+    /// A state ioctl of snapshot or restore (KVM_GET_XSAVE, KVM_SET_IRQCHIP, ...), by name.
+    case state(String, Errno)
+    case msrIndexList(Errno)
+    case msrRefused(index: UInt32, value: UInt64)
 
     public var description: String {
         switch self {
@@ -66,6 +70,9 @@ public enum KVMError: Error, Equatable, Sendable, CustomStringConvertible {
         case .vcpuEvents(let e): "KVM_GET/SET_VCPU_EVENTS: \(e)"
         case .irqfd(let gsi, let e): "KVM_IRQFD (GSI \(gsi)): \(e)"
         case .ioeventfd(let address, let e): "KVM_IOEVENTFD at 0x\(String(address, radix: 16)): \(e)"
+        case .state(let name, let e): "\(name): \(e)"
+        case .msrIndexList(let e): "KVM_GET_MSR_INDEX_LIST: \(e)"
+        case .msrRefused(let index, let value): "KVM_SET_MSRS refused MSR 0x\(String(index, radix: 16)) = 0x\(String(value, radix: 16))"
         }
     }
 }
@@ -126,6 +133,21 @@ public final class Kvm: Sendable {
             }
             guard n >= 0 else { throw .supportedCPUID(Errno(rawValue: -n)) }
             return Array(entries.prefix(Int(n)))
+        }
+    }
+
+    /// KVM_GET_MSR_INDEX_LIST: the MSRs whose values a vCPU snapshot carries.
+    public func msrIndexList() throws(KVMError) -> [UInt32] {
+        var capacity = 256
+        while true {
+            var indices = [UInt32](repeating: 0, count: capacity)
+            let n = ks_kvm_msr_index_list(fd.rawValue, &indices, Int32(capacity))
+            if n == -E2BIG && capacity < 16384 {
+                capacity *= 2
+                continue
+            }
+            guard n >= 0 else { throw .msrIndexList(Errno(rawValue: -n)) }
+            return Array(indices.prefix(Int(n)))
         }
     }
 

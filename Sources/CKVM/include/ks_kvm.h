@@ -40,6 +40,21 @@ extern const unsigned long KS_KVM_SET_LAPIC;
 extern const unsigned long KS_KVM_GET_LAPIC;
 extern const unsigned long KS_KVM_GET_VCPU_EVENTS;
 extern const unsigned long KS_KVM_SET_VCPU_EVENTS;
+// Snapshot and restore: the rest of a vCPU's and a VM's state.
+extern const unsigned long KS_KVM_GET_MP_STATE;
+extern const unsigned long KS_KVM_SET_MP_STATE;
+extern const unsigned long KS_KVM_GET_XCRS;
+extern const unsigned long KS_KVM_SET_XCRS;
+extern const unsigned long KS_KVM_GET_DEBUGREGS;
+extern const unsigned long KS_KVM_SET_DEBUGREGS;
+extern const unsigned long KS_KVM_GET_IRQCHIP;
+extern const unsigned long KS_KVM_SET_IRQCHIP;
+extern const unsigned long KS_KVM_GET_PIT2;
+extern const unsigned long KS_KVM_SET_PIT2;
+extern const unsigned long KS_KVM_GET_CLOCK;
+extern const unsigned long KS_KVM_SET_CLOCK;
+/// The size of struct kvm_xsave's fixed part (its flexible tail is for AMX, which we never expose).
+#define KS_KVM_XSAVE_SIZE 4096
 
 /// One CPUID leaf, the Swift-visible twin of struct kvm_cpuid_entry2.
 typedef struct ks_cpuid_entry {
@@ -56,5 +71,17 @@ int ks_kvm_set_cpuid(int vcpu_fd, const ks_cpuid_entry *entries, int count);
 /// KVM_SET_MSRS on a vCPU fd with `count` (index, value) pairs.
 /// Returns the number of MSRs set (KVM stops at the first it rejects), or -errno.
 int ks_kvm_set_msrs(int vcpu_fd, const uint32_t *indices, const uint64_t *values, int count);
+
+/// KVM_GET_MSR_INDEX_LIST on the /dev/kvm fd into `out` (capacity `max`): the MSRs KVM saves
+/// and restores for a vCPU. Returns the count, or -errno (-E2BIG when `max` is too small).
+int ks_kvm_msr_index_list(int kvm_fd, uint32_t *out, int max);
+
+/// KVM_GET_MSRS on a vCPU fd for `count` indices into `values`.
+/// Returns the number read (KVM stops at the first it cannot read), or -errno.
+int ks_kvm_get_msrs(int vcpu_fd, const uint32_t *indices, uint64_t *values, int count);
+
+/// KVM_GET_XSAVE / KVM_SET_XSAVE with a KS_KVM_XSAVE_SIZE-byte buffer. 0 or -errno.
+int ks_kvm_get_xsave(int vcpu_fd, uint8_t *out);
+int ks_kvm_set_xsave(int vcpu_fd, const uint8_t *in);
 
 #endif
