@@ -211,7 +211,7 @@ let package = Package(
         .testTarget(name: "BootTests", dependencies: ["Boot", "GuestMemory"]),
         .testTarget(
             name: "VMMTests",
-            dependencies: ["VMM", "Devices", "KVM", "Boot", "GuestMemory", "VirtIO", "VirtIOTestSupport", "SystemSupport", "CSupport"]),
+            dependencies: ["VMM", "Devices", "KVM", "CKVM", "Boot", "GuestMemory", "VirtIO", "VirtIOTestSupport", "SystemSupport", "CSupport"]),
         // The host probes' tiny guests on this host's KVM, and their verdicts.
         .testTarget(name: "HostProbesTests", dependencies: ["HostProbes", "VMM", "Devices", "KVM"]),
         .testTarget(

@@ -13,6 +13,12 @@ public struct VMState: Sendable {
     public var pit: kvm_pit_state2
     public var clock: kvm_clock_data
 
+    public init(irqChips: [kvm_irqchip], pit: kvm_pit_state2, clock: kvm_clock_data) {
+        self.irqChips = irqChips
+        self.pit = pit
+        self.clock = clock
+    }
+
     static let chipIDs: [UInt32] = [UInt32(KVM_IRQCHIP_PIC_MASTER), UInt32(KVM_IRQCHIP_PIC_SLAVE), UInt32(KVM_IRQCHIP_IOAPIC)]
 }
 

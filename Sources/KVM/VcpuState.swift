@@ -31,6 +31,21 @@ public struct VcpuState: Sendable {
     public var localAPIC: kvm_lapic_state?
     public var msrs: [MSRValue]
     public var events: kvm_vcpu_events
+
+    public init(
+        mpState: kvm_mp_state, registers: kvm_regs, specialRegisters: kvm_sregs, extendedState: [UInt8], controlRegisters: kvm_xcrs,
+        debugRegisters: kvm_debugregs, localAPIC: kvm_lapic_state?, msrs: [MSRValue], events: kvm_vcpu_events
+    ) {
+        self.mpState = mpState
+        self.registers = registers
+        self.specialRegisters = specialRegisters
+        self.extendedState = extendedState
+        self.controlRegisters = controlRegisters
+        self.debugRegisters = debugRegisters
+        self.localAPIC = localAPIC
+        self.msrs = msrs
+        self.events = events
+    }
 }
 
 extension Vcpu {
