@@ -34,6 +34,22 @@ public final class MmapGuestMemory: GuestMemory, @unchecked Sendable {
         self.regions = regions
     }
 
+    /// Guest RAM from a snapshot: each of its regions mapped private from the file (`mapRegion`),
+    /// so the guest reads the saved pages and its writes stay in this VM.
+    public init(snapshot: SnapshotFile, fd: FileDescriptor) throws(SnapshotFileError) {
+        var maps: [UnsafeMutableRawPointer] = []
+        for index in snapshot.regions.indices {
+            do {
+                maps.append(try snapshot.mapRegion(index, from: fd))
+            } catch {
+                for (m, r) in zip(maps, snapshot.regions) { munmap(m, Int(r.size)) }
+                throw error
+            }
+        }
+        self.mappings = maps
+        self.regions = snapshot.regions.map { GuestRegion(start: GuestAddress($0.guestAddress), size: $0.size) }
+    }
+
     /// `size` zeroed bytes at a 2 MiB-aligned address, advised for huge pages; nil with errno set.
     private static func mapAligned(_ size: Int) -> UnsafeMutableRawPointer? {
         let span = size + hugePageSize

@@ -20,6 +20,8 @@ public enum VMMError: Error, Equatable, Sendable, CustomStringConvertible {
     case virtioSetup(device: Int, Errno)
     /// pause/resume in a state that does not allow it.
     case invalidState(operation: String, state: String)
+    /// Saving or restoring a snapshot (docs/snapshots.md).
+    case snapshot(String)
 
     public var description: String {
         switch self {
@@ -35,6 +37,7 @@ public enum VMMError: Error, Equatable, Sendable, CustomStringConvertible {
         case .tooManyVirtioDevices(let n): "\(n) virtio devices; at most \(Layout.maxVirtioDevices) fit the IOAPIC"
         case .virtioSetup(let i, let e): "virtio device \(i): eventfd or thread setup: \(e)"
         case .invalidState(let op, let state): "\(op): not valid while the VM is \(state)"
+        case .snapshot(let why): "snapshot: \(why)"
         }
     }
 }

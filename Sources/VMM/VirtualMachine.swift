@@ -11,6 +11,10 @@ public enum GuestPayload: Sendable {
     case linux(kernel: [UInt8], initrd: [UInt8]?, cmdline: Cmdline)
     /// Raw 16-bit real-mode code copied to `address` and entered with CS:IP = 0:address (tests).
     case realMode(code: [UInt8], address: UInt64)
+    /// A VM saved by `saveSnapshot`, read with `SnapshotFile.read`: guest RAM mapped private
+    /// from `file`, the VM's and vCPUs' state set back. The configuration must match the saved
+    /// VM's (memory size, vCPUs, irqchip, CPU template).
+    case snapshot(SnapshotFile, file: FileDescriptor)
 }
 
 public struct VMConfig: Sendable {
@@ -69,6 +73,8 @@ public final class VirtualMachine: Sendable {
     let pauseControl: PauseControl
     private let panicWatch: PanicWatch
     private let confineVcpus: Bool
+    /// Whether the VM has the in-kernel irqchip and PIT (`VMConfig.irqchip`).
+    let hasIrqchip: Bool
 
     public init(config: VMConfig, kvm: Kvm? = nil) throws(VMMError) {
         let kvm = try wrap { () throws(KVMError) -> Kvm in
@@ -85,10 +91,19 @@ public final class VirtualMachine: Sendable {
         let vm = try wrap { () throws(KVMError) in try kvm.createVM() }
         let regions = Layout.ramRegions(size: config.memorySize)
         let memory: MmapGuestMemory
-        do {
-            memory = try MmapGuestMemory(regions: regions.map { GuestRegion(start: GuestAddress($0.start), size: $0.size) })
-        } catch {
-            throw .allocateMemory(size: config.memorySize, error)
+        if case .snapshot(let snapshot, let file) = config.payload {
+            try Self.check(snapshot, against: config, regions: regions)
+            do {
+                memory = try MmapGuestMemory(snapshot: snapshot, fd: file)
+            } catch {
+                throw .snapshot("\(error)")
+            }
+        } else {
+            do {
+                memory = try MmapGuestMemory(regions: regions.map { GuestRegion(start: GuestAddress($0.start), size: $0.size) })
+            } catch {
+                throw .allocateMemory(size: config.memorySize, error)
+            }
         }
         try wrap { () throws(KVMError) in
             for (slot, region) in regions.enumerated() {
@@ -175,12 +190,24 @@ public final class VirtualMachine: Sendable {
                 return vcpu
             }
             vcpus.append(vcpu)
+        case .snapshot(let snapshot, _):
+            if let saved = snapshot.vm { try wrap { () throws(KVMError) in try vm.restoreState(saved) } }
+            for (id, state) in snapshot.vcpus.enumerated() {
+                let vcpu = try wrap { () throws(KVMError) in
+                    let vcpu = try vm.createVcpu(id: id)
+                    try vcpu.setCPUID(config.cpuTemplate.apply(to: supported, vcpu: id, of: config.vcpus))
+                    try vcpu.restoreState(state)
+                    return vcpu
+                }
+                vcpus.append(vcpu)
+            }
         }
         self.vm = vm
         self.memory = memory
         self.vcpus = vcpus
         self.threads = vcpus.map { _ in VMMThread() }
         self.confineVcpus = config.confineVcpus
+        self.hasIrqchip = config.irqchip
         self.virtioSlots = slots
         do {
             self.deviceLoop = slots.isEmpty ? nil : try DeviceEventLoop(slots: slots)
@@ -228,6 +255,7 @@ public final class VirtualMachine: Sendable {
     }
 
     var isStopping: Bool { stopping.load(ordering: .acquiring) }
+    var hasStarted: Bool { started.load(ordering: .acquiring) }
 
     /// Interrupts every vCPU's KVM_RUN (for pause).
     func kickVcpus() {

@@ -1,0 +1,51 @@
+// Saving a VM to a snapshot file and checking one against a configuration before it is restored
+// (the `.snapshot` payload). docs/snapshots.md says what is saved and what is not yet.
+import KVM
+import SystemSupport
+
+extension VirtualMachine {
+    /// Saves the VM to `path`: the in-kernel state of the VM and every vCPU, and guest RAM.
+    /// The vCPUs must be parked (`pause()`) or not started. VMs with virtio devices are refused:
+    /// their device state is not saved yet.
+    public func saveSnapshot(to path: String) throws(VMMError) {
+        guard virtioSlots.isEmpty else {
+            throw .snapshot("\(virtioSlots.count) virtio devices: their state is not saved yet (docs/snapshots.md)")
+        }
+        try pauseControl.withTransition { () throws(VMMError) in
+            guard !isStopping else { throw .invalidState(operation: "snapshot", state: "stopped") }
+            guard pauseControl.isPaused || !hasStarted else { throw .invalidState(operation: "snapshot", state: "running") }
+            let msrIndices = try wrap { () throws(KVMError) in try vm.kvm.msrIndexList() }
+            let vmState = try wrap { () throws(KVMError) in try hasIrqchip ? vm.captureState() : nil }
+            let states = try wrap { () throws(KVMError) in
+                var states: [VcpuState] = []
+                for vcpu in vcpus { states.append(try vcpu.captureState(msrIndices: msrIndices)) }
+                return states
+            }
+            let ranges = memory.regions.indices.map { index in
+                (guestAddress: memory.regions[index].start.rawValue,
+                 bytes: UnsafeRawBufferPointer(start: memory.hostAddress(ofRegion: index), count: Int(memory.regions[index].size)))
+            }
+            do {
+                try SnapshotFile.write(to: path, vm: vmState, vcpus: states, memory: ranges)
+            } catch {
+                throw .snapshot("\(error)")
+            }
+        }
+    }
+
+    /// A snapshot restores only into a VM configured like the one saved.
+    static func check(_ snapshot: SnapshotFile, against config: VMConfig, regions: [(start: UInt64, size: UInt64)]) throws(VMMError) {
+        guard config.virtioDevices.isEmpty else {
+            throw .snapshot("virtio devices cannot be restored yet (docs/snapshots.md)")
+        }
+        guard snapshot.regions.map({ [$0.guestAddress, $0.size] }) == regions.map({ [$0.start, $0.size] }) else {
+            throw .snapshot("its guest RAM is not the layout of \(config.memorySize >> 20) MiB")
+        }
+        guard snapshot.vcpus.count == config.vcpus else {
+            throw .snapshot("it has \(snapshot.vcpus.count) vCPUs, the configuration \(config.vcpus)")
+        }
+        guard (snapshot.vm != nil) == config.irqchip else {
+            throw .snapshot(config.irqchip ? "it was saved without the in-kernel irqchip" : "it was saved with the in-kernel irqchip")
+        }
+    }
+}
