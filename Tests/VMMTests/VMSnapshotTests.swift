@@ -32,6 +32,18 @@ import Testing
         return condition()
     }
 
+    /// Builds a VM from the snapshot, runs it, gives it `byte` and returns what it printed until
+    /// it reset.
+    static func restore(_ snapshot: SnapshotFile, _ file: FileDescriptor, thenGive byte: Unicode.Scalar) throws -> [UInt8] {
+        let output = Capture()
+        let vm = try VirtualMachine(config: VMConfig(
+            memorySize: memorySize, payload: .snapshot(snapshot, file: file), consoleOutput: { output.append($0) }))
+        try vm.start()
+        try vm.memory.write([UInt8(ascii: byte)], at: GuestAddress(0x3000))
+        #expect(vm.wait() == .reset)
+        return output.value
+    }
+
     @Test func aPausedVMIsSavedAndASecondOneCarriesOnFromTheFile() throws {
         let output = Capture()
         let original = try VirtualMachine(config: VMConfig(
@@ -48,13 +60,8 @@ import Testing
         try original.saveSnapshot(to: path)
 
         let (snapshot, file) = try SnapshotFile.read(from: path)
-        let cloneOutput = Capture()
-        let clone = try VirtualMachine(config: VMConfig(
-            memorySize: Self.memorySize, payload: .snapshot(snapshot, file: file), consoleOutput: { cloneOutput.append($0) }))
-        try clone.start()
-        try clone.memory.write([UInt8(ascii: "C")], at: GuestAddress(0x3000))
-        #expect(clone.wait() == .reset)
-        #expect(cloneOutput.value == Array("C".utf8))  // it starts where the original was: waiting
+        // A VM from the file starts where the original was: waiting.
+        #expect(try Self.restore(snapshot, file, thenGive: "C") == Array("C".utf8))
 
         try original.memory.write([UInt8(ascii: "D")], at: GuestAddress(0x3000))
         try original.resume()
@@ -62,13 +69,7 @@ import Testing
         #expect(output.value == Array("ABD".utf8))
 
         // A second VM from the same file starts from the same point.
-        let secondOutput = Capture()
-        let second = try VirtualMachine(config: VMConfig(
-            memorySize: Self.memorySize, payload: .snapshot(snapshot, file: file), consoleOutput: { secondOutput.append($0) }))
-        try second.start()
-        try second.memory.write([UInt8(ascii: "E")], at: GuestAddress(0x3000))
-        #expect(second.wait() == .reset)
-        #expect(secondOutput.value == Array("E".utf8))
+        #expect(try Self.restore(snapshot, file, thenGive: "E") == Array("E".utf8))
 
         // The clones' writes stayed in the clones: the file still holds the waiting guest.
         var flag: UInt8 = 0xff
