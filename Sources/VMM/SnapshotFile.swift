@@ -49,13 +49,18 @@ public struct SnapshotFile: Sendable {
     /// The VM's in-kernel devices; nil for a VM without an in-kernel irqchip.
     public var vm: VMState?
     public var vcpus: [VcpuState]
+    /// Our device models' state, each under its name (the serial port: "serial").
+    public var devices: [String: [UInt8]]
     public var regions: [Region]
+    static let maxDevices = 64
+    static let maxDeviceNameBytes = 64
 
     // MARK: writing
 
     /// Writes a snapshot: `vm` and `vcpus` as captured, and each guest RAM range's bytes.
     public static func write(
-        to path: String, vm: VMState?, vcpus: [VcpuState], memory: [(guestAddress: UInt64, bytes: UnsafeRawBufferPointer)]
+        to path: String, vm: VMState?, vcpus: [VcpuState], devices: [String: [UInt8]] = [:],
+        memory: [(guestAddress: UInt64, bytes: UnsafeRawBufferPointer)]
     ) throws(SnapshotFileError) {
         var state = StateWriter()
         state.u32(vm == nil ? 0 : 1)
@@ -79,6 +84,11 @@ public struct SnapshotFile: Sendable {
                 state.u64(msr.value)
             }
             state.record(vcpu.events)
+        }
+        state.u32(UInt32(devices.count))
+        for (name, bytes) in devices.sorted(by: { $0.key < $1.key }) {
+            state.bytes(Array(name.utf8))
+            state.bytes(bytes)
         }
         let headerSize = 8 + 4 * 3 + 8
         let tableSize = memory.count * 24
@@ -182,6 +192,16 @@ public struct SnapshotFile: Sendable {
                 mpState: mpState, registers: registers, specialRegisters: special, extendedState: xsave, controlRegisters: xcrs,
                 debugRegisters: debug, localAPIC: lapic, msrs: msrs, events: events))
         }
+        let deviceCount = Int(try reader.u32("the devices"))
+        guard deviceCount <= maxDevices else { throw .tooMany("devices", deviceCount) }
+        var devices: [String: [UInt8]] = [:]
+        for _ in 0..<deviceCount {
+            let nameBytes = try reader.bytes("a device's name")
+            guard nameBytes.count <= maxDeviceNameBytes, let name = String(validating: nameBytes, as: UTF8.self),
+                  devices[name] == nil
+            else { throw .recordSize("a device's name", found: nameBytes.count, expected: maxDeviceNameBytes) }
+            devices[name] = try reader.bytes("device \(name)")
+        }
         var regions: [Region] = []
         for index in 0..<regionCount {
             let region = Region(guestAddress: try reader.u64("the memory table"), size: try reader.u64("the memory table"),
@@ -197,7 +217,7 @@ public struct SnapshotFile: Sendable {
             else { throw .badRegion(index: index, "overlaps another region") }
             regions.append(region)
         }
-        return SnapshotFile(vm: vm, vcpus: vcpus, regions: regions)
+        return SnapshotFile(vm: vm, vcpus: vcpus, devices: devices, regions: regions)
     }
 
     private static func readAt(_ fd: FileDescriptor, offset: Int, count: Int, what: String) throws(SnapshotFileError) -> [UInt8] {

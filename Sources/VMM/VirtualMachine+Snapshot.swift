@@ -26,7 +26,8 @@ extension VirtualMachine {
                  bytes: UnsafeRawBufferPointer(start: memory.hostAddress(ofRegion: index), count: Int(memory.regions[index].size)))
             }
             do {
-                try SnapshotFile.write(to: path, vm: vmState, vcpus: states, memory: ranges)
+                try SnapshotFile.write(
+                    to: path, vm: vmState, vcpus: states, devices: ["serial": serial.savedRegisters()], memory: ranges)
             } catch {
                 throw .snapshot("\(error)")
             }

@@ -191,6 +191,9 @@ public final class VirtualMachine: Sendable {
             }
             vcpus.append(vcpu)
         case .snapshot(let snapshot, _):
+            if let saved = snapshot.devices["serial"], !serial.restoreRegisters(saved) {
+                throw .snapshot("the serial port's state is \(saved.count) bytes, not 8")
+            }
             if let saved = snapshot.vm { try wrap { () throws(KVMError) in try vm.restoreState(saved) } }
             for (id, state) in snapshot.vcpus.enumerated() {
                 let vcpu = try wrap { () throws(KVMError) in

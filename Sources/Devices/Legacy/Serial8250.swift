@@ -57,6 +57,33 @@ public final class Serial8250: BusDevice {
         self.interrupt = interrupt
     }
 
+    /// The registers the guest's driver set, for a snapshot (docs/snapshots.md): interrupt enable,
+    /// line and modem control, scratch, divisor, FIFO control, and a pending transmit-empty
+    /// interrupt. Received bytes not yet read are not kept.
+    public func savedRegisters() -> [UInt8] {
+        state.withLock { s in
+            [s.interruptEnable, s.lineControl, s.modemControl, s.scratch, s.divisorLow, s.divisorHigh, s.fifoControl,
+             s.transmitEmptyPending ? 1 : 0]
+        }
+    }
+
+    /// Sets back what `savedRegisters` returned; false (and nothing changed) for bytes of
+    /// another shape.
+    public func restoreRegisters(_ bytes: [UInt8]) -> Bool {
+        guard bytes.count == 8, bytes[7] <= 1 else { return false }
+        state.withLock { s in
+            s.interruptEnable = bytes[0]
+            s.lineControl = bytes[1]
+            s.modemControl = bytes[2]
+            s.scratch = bytes[3]
+            s.divisorLow = bytes[4]
+            s.divisorHigh = bytes[5]
+            s.fifoControl = bytes[6]
+            s.transmitEmptyPending = bytes[7] == 1
+        }
+        return true
+    }
+
     /// Queues bytes for the guest to read and interrupts it if it asked for receive interrupts.
     public func enqueueInput(_ bytes: [UInt8]) {
         let raise = state.withLock { s -> Bool in
