@@ -66,6 +66,13 @@ public final class VirtioInterrupt: InterruptTrigger {
         status.bitwiseAnd(~bits, ordering: .sequentiallyConsistent)
     }
 
+    /// Sets the state a snapshot saved (MmioTransport.restoreState); raises nothing.
+    public func restore(pending: UInt32, needsReset: Bool, generation: UInt32) {
+        status.store(pending, ordering: .sequentiallyConsistent)
+        self.needsReset.store(needsReset, ordering: .sequentiallyConsistent)
+        self.generation.store(generation, ordering: .sequentiallyConsistent)
+    }
+
     /// Device reset: nothing pending, no reset request. The generation keeps counting.
     public func reset() {
         status.store(0, ordering: .sequentiallyConsistent)

@@ -11,17 +11,18 @@ import Logging
 public final class MmioTransport {
     public let device: any VirtioDevice
     public let interrupt: VirtioInterrupt
-    private let memory: any GuestMemory
     private let logger: Logger
 
-    private var driverStatus: DeviceStatus = []
-    private var deviceFeaturesSelect: UInt32 = 0
-    private var driverFeaturesSelect: UInt32 = 0
-    private var driverFeatures: UInt64 = 0
-    private var queueSelect: UInt32 = 0
-    private var shmSelect: UInt32 = 0
+    // Internal, not private: MmioTransport+Snapshot saves and restores them.
+    let memory: any GuestMemory
+    var driverStatus: DeviceStatus = []
+    var deviceFeaturesSelect: UInt32 = 0
+    var driverFeaturesSelect: UInt32 = 0
+    var driverFeatures: UInt64 = 0
+    var queueSelect: UInt32 = 0
+    var shmSelect: UInt32 = 0
     /// Whether `device.activate` succeeded since the last reset.
-    public private(set) var isActivated = false
+    public internal(set) var isActivated = false
     /// Accesses ignored as invalid since creation (for tests and diagnostics).
     public private(set) var ignoredAccesses = 0
 

@@ -1,0 +1,137 @@
+// The virtio-mmio transport's state for a snapshot (docs/snapshots.md): status, features, the
+// selectors, the interrupt state and each queue's configuration and ring positions. What the
+// device model itself holds is its own record. Restored bytes are input: the queue sizes and
+// ring addresses are checked as if the driver had written them.
+import GuestMemory
+
+public enum TransportStateError: Error, Equatable, Sendable, CustomStringConvertible {
+    case malformed(String)
+    case queue(index: Int, QueueError)
+    case notFresh
+    case brokenQueue(index: Int)
+    case activate(VirtioDeviceError)
+
+    public var description: String {
+        switch self {
+        case .malformed(let why): "virtio-mmio state: \(why)"
+        case .queue(let index, let e): "virtio-mmio state: queue \(index): \(e)"
+        case .notFresh: "virtio-mmio state: restore needs a transport the driver has not touched"
+        case .brokenQueue(let index): "virtio-mmio state: queue \(index) is broken; a broken device is not saved"
+        case .activate(let e): "virtio-mmio state: \(e)"
+        }
+    }
+}
+
+extension MmioTransport {
+    static let stateVersion: UInt8 = 1
+    static let queueStateSize = 2 + 1 + 8 * 3 + 2 * 2 + 1 + 1
+
+    /// The transport's state, little-endian. The device must be quiescent (its thread between
+    /// requests, the vCPUs paused).
+    public func savedState() throws(TransportStateError) -> [UInt8] {
+        if let broken = device.queues.firstIndex(where: \.isBroken) { throw .brokenQueue(index: broken) }
+        var out = ByteWriter()
+        out.u8(Self.stateVersion)
+        out.u32(driverStatus.rawValue)
+        out.u64(driverFeatures)
+        out.u32(deviceFeaturesSelect)
+        out.u32(driverFeaturesSelect)
+        out.u32(queueSelect)
+        out.u32(shmSelect)
+        out.u8(isActivated ? 1 : 0)
+        out.u32(interrupt.pending)
+        out.u8(interrupt.deviceNeedsReset ? 1 : 0)
+        out.u32(interrupt.configGeneration)
+        out.u32(UInt32(device.queues.count))
+        for queue in device.queues {
+            out.u16(queue.size)
+            out.u8(queue.isReady ? 1 : 0)
+            out.u64(queue.descriptorTable.rawValue)
+            out.u64(queue.availableRing.rawValue)
+            out.u64(queue.usedRing.rawValue)
+            out.u16(queue.nextAvailable)
+            out.u16(queue.nextUsed)
+            out.u8(queue.eventIndexEnabled ? 1 : 0)
+            out.u8(queue.indirectEnabled ? 1 : 0)
+        }
+        return out.bytes
+    }
+
+    /// Sets back what `savedState` returned, into a fresh transport (the driver has not
+    /// touched it) over a device of the same kind; an activated device is activated again.
+    public func restoreState(_ bytes: [UInt8]) throws(TransportStateError) {
+        guard driverStatus.isEmpty, !isActivated else { throw .notFresh }
+        var input = ByteReader(bytes[...])
+        guard try input.u8() == Self.stateVersion else { throw .malformed("unknown version") }
+        let status = DeviceStatus(rawValue: try input.u32())
+        let features = try input.u64()
+        let selectors = (try input.u32(), try input.u32(), try input.u32(), try input.u32())
+        let activated = try input.u8() != 0
+        let pending = try input.u32()
+        let needsReset = try input.u8() != 0
+        let generation = try input.u32()
+        let queueCount = Int(try input.u32())
+        guard queueCount == device.queues.count else {
+            throw .malformed("\(queueCount) queues saved, the device has \(device.queues.count)")
+        }
+        guard input.remaining == queueCount * Self.queueStateSize else { throw .malformed("\(bytes.count) bytes") }
+        guard features & ~device.availableFeatures == 0 else { throw .malformed("features the device does not offer") }
+        var queues = device.queues
+        for index in queues.indices {
+            var queue = Queue(maxSize: queues[index].maxSize)
+            queue.size = try input.u16()
+            queue.isReady = try input.u8() != 0
+            queue.descriptorTable = GuestAddress(try input.u64())
+            queue.availableRing = GuestAddress(try input.u64())
+            queue.usedRing = GuestAddress(try input.u64())
+            queue.restore(nextAvailable: try input.u16(), nextUsed: try input.u16())
+            queue.eventIndexEnabled = try input.u8() != 0
+            queue.indirectEnabled = try input.u8() != 0
+            if activated && !queue.isReady { throw .queue(index: index, .notReady) }
+            if queue.isReady {
+                do throws(QueueError) { try queue.validate(memory: memory) } catch { throw .queue(index: index, error) }
+            }
+            queues[index] = queue
+        }
+        device.queues = queues
+        device.ackedFeatures = status.contains(.featuresOK) ? features : 0
+        driverStatus = status
+        driverFeatures = features
+        (deviceFeaturesSelect, driverFeaturesSelect, queueSelect, shmSelect) = selectors
+        interrupt.restore(pending: pending, needsReset: needsReset, generation: generation)
+        if activated {
+            do throws(VirtioDeviceError) {
+                try device.activate(memory: memory, interrupt: interrupt)
+            } catch {
+                throw .activate(error)
+            }
+            isActivated = true
+        }
+    }
+}
+
+private struct ByteWriter {
+    var bytes: [UInt8] = []
+    mutating func u8(_ v: UInt8) { bytes.append(v) }
+    mutating func u16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
+    mutating func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
+    mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
+}
+
+private struct ByteReader {
+    var rest: ArraySlice<UInt8>
+    init(_ bytes: ArraySlice<UInt8>) { rest = bytes }
+    var remaining: Int { rest.count }
+
+    mutating func take<T: FixedWidthInteger>(_: T.Type) throws(TransportStateError) -> T {
+        let size = MemoryLayout<T>.size
+        guard rest.count >= size else { throw .malformed("cut short") }
+        defer { rest = rest.dropFirst(size) }
+        return rest.prefix(size).reversed().reduce(T(0)) { $0 << 8 | T($1) }
+    }
+
+    mutating func u8() throws(TransportStateError) -> UInt8 { try take(UInt8.self) }
+    mutating func u16() throws(TransportStateError) -> UInt16 { try take(UInt16.self) }
+    mutating func u32() throws(TransportStateError) -> UInt32 { try take(UInt32.self) }
+    mutating func u64() throws(TransportStateError) -> UInt64 { try take(UInt64.self) }
+}
