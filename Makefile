@@ -53,9 +53,16 @@ build: deps
 # A build directory of its own: `make install` also runs inside `make test` (InstallE2ETests),
 # where `swift test` holds .build's lock until the tests end.
 RELEASE_FLAGS := -c release --static-swift-stdlib --scratch-path .build-release
+# The toolchain's static libraries; Package.swift links the shim with FoundationEssentials' archive
+# first, so that no part of full Foundation comes in (docs/performance.md). The check below fails
+# the build if some of it does again.
+SWIFT_STATIC_LIBS := $(shell swiftc -print-target-info 2>/dev/null | python3 -c 'import json, sys; print(json.load(sys.stdin)["paths"]["runtimeResourcePath"] + "_static/linux")' 2>/dev/null)
+export KATA_FOUNDATION_ESSENTIALS_ARCHIVE := $(SWIFT_STATIC_LIBS)/libFoundationEssentials.a
 release: deps
 	swift build $(RELEASE_FLAGS) --product containerd-shim-kata-v2
 	swift build $(RELEASE_FLAGS) --product kata-ctl
+	@if nm "$$(swift build $(RELEASE_FLAGS) --show-bin-path)/containerd-shim-kata-v2" | grep -q ' [Tt] \$$s10Foundation'; then \
+	  echo "release: the shim links full Foundation (not just FoundationEssentials); see docs/performance.md" >&2; exit 1; fi
 
 # make install [PREFIX=/usr/local] [DESTDIR=] [SYSCONFDIR=/etc]: the release binaries into
 # $(PREFIX)/bin, the guest kernel and agent initramfs into $(PREFIX)/share/kata-swift, and the

@@ -4,6 +4,12 @@
 
 import PackageDescription
 
+// The static FoundationEssentials archive, which `make release` names (static stdlib only). Given
+// to the shim's link as an input, it comes before the libraries Swift autolinks; without it the
+// linker resolves a generic specialization that libFoundation.a also defines from there, and full
+// Foundation, CoreFoundation and ICU come along (docs/performance.md, "The shim's own pages").
+let foundationEssentialsFirst = Context.environment["KATA_FOUNDATION_ESSENTIALS_ARCHIVE"].map { [$0] } ?? []
+
 let package = Package(
     name: "kata-swift",
     platforms: [.macOS(.v15)],
@@ -165,7 +171,8 @@ let package = Package(
             name: "containerd-shim-kata-v2", dependencies: ["Shim", "Runtime"],
             linkerSettings: [
                 .unsafeFlags(
-                    ["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs", "-Xlinker", "--no-export-dynamic"],
+                    ["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs", "-Xlinker", "--no-export-dynamic"]
+                        + foundationEssentialsFirst,
                     .when(configuration: .release))
             ]),
         // TEST ONLY, never installed: the shim protocol over ScriptedSandbox (no VM), runtime
