@@ -57,7 +57,7 @@ RELEASE_FLAGS := -c release --static-swift-stdlib --scratch-path .build-release
 # first, so that no part of full Foundation comes in (docs/performance.md). The check below fails
 # the build if some of it does again.
 SWIFT_STATIC_LIBS := $(shell swiftc -print-target-info 2>/dev/null | python3 -c 'import json, sys; print(json.load(sys.stdin)["paths"]["runtimeResourcePath"] + "_static/linux")' 2>/dev/null)
-export KATA_FOUNDATION_ESSENTIALS_ARCHIVE := $(SWIFT_STATIC_LIBS)/libFoundationEssentials.a
+export KATA_FOUNDATION_ESSENTIALS_ARCHIVE := $(wildcard $(SWIFT_STATIC_LIBS)/libFoundationEssentials.a)
 release: deps
 	swift build $(RELEASE_FLAGS) --product containerd-shim-kata-v2
 	swift build $(RELEASE_FLAGS) --product kata-ctl

@@ -8,7 +8,7 @@ import PackageDescription
 // to the shim's link as an input, it comes before the libraries Swift autolinks; without it the
 // linker resolves a generic specialization that libFoundation.a also defines from there, and full
 // Foundation, CoreFoundation and ICU come along (docs/performance.md, "The shim's own pages").
-let foundationEssentialsFirst = Context.environment["KATA_FOUNDATION_ESSENTIALS_ARCHIVE"].map { [$0] } ?? []
+let foundationEssentialsFirst = Context.environment["KATA_FOUNDATION_ESSENTIALS_ARCHIVE"].map { [$0] }?.filter { !$0.isEmpty } ?? []
 
 let package = Package(
     name: "kata-swift",
