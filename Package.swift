@@ -57,7 +57,7 @@ let package = Package(
         // Split virtqueue, virtio device protocol, MMIO transport.
         .target(
             name: "VirtIO",
-            dependencies: ["GuestMemory", .product(name: "Logging", package: "swift-log")]),
+            dependencies: ["GuestMemory", "SystemSupport", .product(name: "Logging", package: "swift-log")]),
         // A fake virtio driver (like rust-vmm's MockSplitQueue) for tests of queues and devices.
         .target(name: "VirtIOTestSupport", dependencies: ["VirtIO", "GuestMemory"]),
         // Tests only: where the guest kernel and agent initramfs images come from.

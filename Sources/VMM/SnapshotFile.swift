@@ -39,6 +39,8 @@ public struct SnapshotFile: Sendable {
     }
 
     static let magic: [UInt8] = Array("KSWSNAP\0".utf8)
+    /// Magic, version, vCPU count, region count (u32 each after the magic), state length (u64).
+    static let headerSize = 8 + 4 * 3 + 8
     public static let version: UInt32 = 1
     static let page: UInt64 = 4096
     static let maxVcpus = 256
@@ -90,7 +92,6 @@ public struct SnapshotFile: Sendable {
             state.bytes(Array(name.utf8))
             state.bytes(bytes)
         }
-        let headerSize = 8 + 4 * 3 + 8
         let tableSize = memory.count * 24
         var offset = roundUp(UInt64(headerSize + state.data.count + tableSize))
         var regions: [Region] = []
@@ -98,21 +99,21 @@ public struct SnapshotFile: Sendable {
             regions.append(Region(guestAddress: range.guestAddress, size: UInt64(range.bytes.count), fileOffset: offset))
             offset = roundUp(offset + UInt64(range.bytes.count))
         }
-        var head = StateWriter()
-        head.data = magic
-        head.u32(version)
-        head.u32(UInt32(vcpus.count))
-        head.u32(UInt32(regions.count))
-        head.u64(UInt64(state.data.count))
-        head.data += state.data
+        var head = LittleEndianWriter()
+        head.append(contentsOf: magic)
+        head.append(version)
+        head.append(UInt32(vcpus.count))
+        head.append(UInt32(regions.count))
+        head.append(UInt64(state.data.count))
+        head.append(contentsOf: state.data)
         for region in regions {
-            head.u64(region.guestAddress)
-            head.u64(region.size)
-            head.u64(region.fileOffset)
+            head.append(region.guestAddress)
+            head.append(region.size)
+            head.append(region.fileOffset)
         }
         do throws(Errno) {
             let fd = try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
-            try writeAll(fd.rawValue, head.data)
+            try writeAll(fd.rawValue, head.bytes)
             for (region, range) in zip(regions, memory) {
                 var done = 0
                 while done < range.bytes.count {
@@ -142,8 +143,7 @@ public struct SnapshotFile: Sendable {
         } catch {
             throw .io("opening \(path)", error)
         }
-        let headerSize = 8 + 4 * 3 + 8
-        let header = try readAt(fd, offset: 0, count: min(headerSize, fileSize), what: "the header")
+        let header = try readNext(fd, headerSize, of: path)
         guard header.count == headerSize, Array(header[0..<8]) == magic else { throw .notASnapshot }
         var head = StateReader(header[8...])
         let version = try head.u32("the header")
@@ -154,7 +154,9 @@ public struct SnapshotFile: Sendable {
         guard vcpuCount <= maxVcpus else { throw .tooMany("vCPUs", vcpuCount) }
         guard regionCount <= maxRegions else { throw .tooMany("memory regions", regionCount) }
         guard stateLength <= UInt64(maxStateBytes) else { throw .tooMany("bytes of state", Int(clamping: stateLength)) }
-        let body = try readAt(fd, offset: headerSize, count: Int(stateLength) + regionCount * 24, what: "the state")
+        let bodyLength = Int(stateLength) + regionCount * 24
+        let body = try readNext(fd, bodyLength, of: path)
+        guard body.count == bodyLength else { throw .truncated("the state") }
         var reader = StateReader(body[...])
         let snapshot = try decode(&reader, vcpuCount: vcpuCount, regionCount: regionCount, fileSize: UInt64(fileSize))
         return (snapshot, fd)
@@ -220,20 +222,13 @@ public struct SnapshotFile: Sendable {
         return SnapshotFile(vm: vm, vcpus: vcpus, devices: devices, regions: regions)
     }
 
-    private static func readAt(_ fd: FileDescriptor, offset: Int, count: Int, what: String) throws(SnapshotFileError) -> [UInt8] {
-        var bytes = [UInt8](repeating: 0, count: count)
-        var done = 0
-        while done < count {
-            let n: Int
-            do {
-                n = try retryingSyscall { bytes.withUnsafeMutableBytes { pread(fd.rawValue, $0.baseAddress! + done, count - done, off_t(offset + done)) } }
-            } catch {
-                throw .io("reading \(what)", error)
-            }
-            if n == 0 { throw .truncated(what) }
-            done += n
+    /// Up to `count` bytes from where `fd` is (fewer at the end of the file).
+    private static func readNext(_ fd: FileDescriptor, _ count: Int, of path: String) throws(SnapshotFileError) -> [UInt8] {
+        do {
+            return try readToEnd(fd.rawValue, limit: count, sizeHint: count)
+        } catch {
+            throw .io("reading \(path)", error)
         }
-        return bytes
     }
 
     /// Maps region `index` of the snapshot open as `fd` private and writable: guest writes stay
@@ -247,15 +242,16 @@ public struct SnapshotFile: Sendable {
     }
 }
 
-/// Little-endian values and length-prefixed raw kvm_* structs.
+/// Length-prefixed byte runs and raw kvm_* structs, on the little-endian writer.
 private struct StateWriter {
-    var data: [UInt8] = []
+    private var out = LittleEndianWriter()
+    var data: [UInt8] { out.bytes }
 
-    mutating func u32(_ value: UInt32) { withUnsafeBytes(of: value.littleEndian) { data += $0 } }
-    mutating func u64(_ value: UInt64) { withUnsafeBytes(of: value.littleEndian) { data += $0 } }
+    mutating func u32(_ value: UInt32) { out.append(value) }
+    mutating func u64(_ value: UInt64) { out.append(value) }
     mutating func bytes(_ value: [UInt8]) {
-        u32(UInt32(value.count))
-        data += value
+        out.append(UInt32(value.count))
+        out.append(contentsOf: value)
     }
     /// `T` is a plain C struct (kvm_*): its bytes as they are in memory.
     mutating func record<T>(_ value: T) {
@@ -264,28 +260,26 @@ private struct StateWriter {
     }
 }
 
+/// The reader's side: each value names what a short file cut.
 private struct StateReader {
-    var rest: ArraySlice<UInt8>
+    private var input: LittleEndianReader
 
-    init(_ bytes: ArraySlice<UInt8>) { rest = bytes }
-
-    mutating func take(_ count: Int, _ what: String) throws(SnapshotFileError) -> ArraySlice<UInt8> {
-        guard count >= 0, rest.count >= count else { throw .truncated(what) }
-        defer { rest = rest.dropFirst(count) }
-        return rest.prefix(count)
-    }
+    init(_ bytes: ArraySlice<UInt8>) { input = LittleEndianReader(bytes) }
 
     mutating func u32(_ what: String) throws(SnapshotFileError) -> UInt32 {
-        try take(4, what).reversed().reduce(0) { $0 << 8 | UInt32($1) }
+        guard let value = input.read(UInt32.self) else { throw .truncated(what) }
+        return value
     }
 
     mutating func u64(_ what: String) throws(SnapshotFileError) -> UInt64 {
-        try take(8, what).reversed().reduce(0) { $0 << 8 | UInt64($1) }
+        guard let value = input.read(UInt64.self) else { throw .truncated(what) }
+        return value
     }
 
     mutating func bytes(_ what: String) throws(SnapshotFileError) -> [UInt8] {
         let count = Int(try u32(what))
-        return Array(try take(count, what))
+        guard let run = input.take(count) else { throw .truncated(what) }
+        return Array(run)
     }
 
     /// A length-prefixed `T` (a plain C struct), refused unless the length is `T`'s size.

@@ -3,6 +3,7 @@
 // device model itself holds is its own record. Restored bytes are input: the queue sizes and
 // ring addresses are checked as if the driver had written them.
 import GuestMemory
+import SystemSupport
 
 public enum TransportStateError: Error, Equatable, Sendable, CustomStringConvertible {
     case malformed(String)
@@ -30,29 +31,29 @@ extension MmioTransport {
     /// requests, the vCPUs paused).
     public func savedState() throws(TransportStateError) -> [UInt8] {
         if let broken = device.queues.firstIndex(where: \.isBroken) { throw .brokenQueue(index: broken) }
-        var out = ByteWriter()
-        out.u8(Self.stateVersion)
-        out.u32(driverStatus.rawValue)
-        out.u64(driverFeatures)
-        out.u32(deviceFeaturesSelect)
-        out.u32(driverFeaturesSelect)
-        out.u32(queueSelect)
-        out.u32(shmSelect)
-        out.u8(isActivated ? 1 : 0)
-        out.u32(interrupt.pending)
-        out.u8(interrupt.deviceNeedsReset ? 1 : 0)
-        out.u32(interrupt.configGeneration)
-        out.u32(UInt32(device.queues.count))
+        var out = LittleEndianWriter()
+        out.append(Self.stateVersion)
+        out.append(driverStatus.rawValue)
+        out.append(driverFeatures)
+        out.append(deviceFeaturesSelect)
+        out.append(driverFeaturesSelect)
+        out.append(queueSelect)
+        out.append(shmSelect)
+        out.append(UInt8(isActivated ? 1 : 0))
+        out.append(interrupt.pending)
+        out.append(UInt8(interrupt.deviceNeedsReset ? 1 : 0))
+        out.append(interrupt.configGeneration)
+        out.append(UInt32(device.queues.count))
         for queue in device.queues {
-            out.u16(queue.size)
-            out.u8(queue.isReady ? 1 : 0)
-            out.u64(queue.descriptorTable.rawValue)
-            out.u64(queue.availableRing.rawValue)
-            out.u64(queue.usedRing.rawValue)
-            out.u16(queue.nextAvailable)
-            out.u16(queue.nextUsed)
-            out.u8(queue.eventIndexEnabled ? 1 : 0)
-            out.u8(queue.indirectEnabled ? 1 : 0)
+            out.append(queue.size)
+            out.append(UInt8(queue.isReady ? 1 : 0))
+            out.append(queue.descriptorTable.rawValue)
+            out.append(queue.availableRing.rawValue)
+            out.append(queue.usedRing.rawValue)
+            out.append(queue.nextAvailable)
+            out.append(queue.nextUsed)
+            out.append(UInt8(queue.eventIndexEnabled ? 1 : 0))
+            out.append(UInt8(queue.indirectEnabled ? 1 : 0))
         }
         return out.bytes
     }
@@ -61,7 +62,7 @@ extension MmioTransport {
     /// touched it) over a device of the same kind; an activated device is activated again.
     public func restoreState(_ bytes: [UInt8]) throws(TransportStateError) {
         guard driverStatus.isEmpty, !isActivated else { throw .notFresh }
-        var input = ByteReader(bytes[...])
+        var input = StateInput(bytes[...])
         guard try input.u8() == Self.stateVersion else { throw .malformed("unknown version") }
         let status = DeviceStatus(rawValue: try input.u32())
         let features = try input.u64()
@@ -110,24 +111,15 @@ extension MmioTransport {
     }
 }
 
-private struct ByteWriter {
-    var bytes: [UInt8] = []
-    mutating func u8(_ v: UInt8) { bytes.append(v) }
-    mutating func u16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
-    mutating func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
-    mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
-}
+/// The little-endian reader, with a short input named as a malformed state.
+private struct StateInput {
+    private var reader: LittleEndianReader
+    init(_ bytes: ArraySlice<UInt8>) { reader = LittleEndianReader(bytes) }
+    var remaining: Int { reader.remaining }
 
-private struct ByteReader {
-    var rest: ArraySlice<UInt8>
-    init(_ bytes: ArraySlice<UInt8>) { rest = bytes }
-    var remaining: Int { rest.count }
-
-    mutating func take<T: FixedWidthInteger>(_: T.Type) throws(TransportStateError) -> T {
-        let size = MemoryLayout<T>.size
-        guard rest.count >= size else { throw .malformed("cut short") }
-        defer { rest = rest.dropFirst(size) }
-        return rest.prefix(size).reversed().reduce(T(0)) { $0 << 8 | T($1) }
+    mutating func take<T: FixedWidthInteger>(_ type: T.Type) throws(TransportStateError) -> T {
+        guard let value = reader.read(type) else { throw .malformed("cut short") }
+        return value
     }
 
     mutating func u8() throws(TransportStateError) -> UInt8 { try take(UInt8.self) }
