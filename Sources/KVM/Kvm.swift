@@ -123,31 +123,33 @@ public final class Kvm: Sendable {
 
     /// KVM_GET_SUPPORTED_CPUID: the leaves KVM can present to a guest on this host.
     public func supportedCPUID() throws(KVMError) -> [CPUIDEntry] {
-        var capacity = 128
-        while true {
-            var entries = [CPUIDEntry](repeating: CPUIDEntry(), count: capacity)
-            let n = ks_kvm_get_supported_cpuid(fd.rawValue, &entries, Int32(capacity))
-            if n == -E2BIG && capacity < 4096 {
-                capacity *= 2
-                continue
-            }
-            guard n >= 0 else { throw .supportedCPUID(Errno(rawValue: -n)) }
-            return Array(entries.prefix(Int(n)))
+        try Self.growingList(from: 128, upTo: 4096, empty: CPUIDEntry(), failure: KVMError.supportedCPUID) {
+            ks_kvm_get_supported_cpuid(fd.rawValue, &$0, $1)
         }
     }
 
     /// KVM_GET_MSR_INDEX_LIST: the MSRs whose values a vCPU snapshot carries.
     public func msrIndexList() throws(KVMError) -> [UInt32] {
-        var capacity = 256
+        try Self.growingList(from: 256, upTo: 16384, empty: UInt32(0), failure: KVMError.msrIndexList) {
+            ks_kvm_msr_index_list(fd.rawValue, &$0, $1)
+        }
+    }
+
+    /// A list KVM fills into a buffer of a given capacity: `fill` returns the count, or -errno
+    /// (-E2BIG: too small, so the capacity doubles up to `limit`; any other, `failure`).
+    private static func growingList<T>(
+        from capacity: Int, upTo limit: Int, empty: T, failure: (Errno) -> KVMError, _ fill: (inout [T], Int32) -> Int32
+    ) throws(KVMError) -> [T] {
+        var capacity = capacity
         while true {
-            var indices = [UInt32](repeating: 0, count: capacity)
-            let n = ks_kvm_msr_index_list(fd.rawValue, &indices, Int32(capacity))
-            if n == -E2BIG && capacity < 16384 {
+            var buffer = [T](repeating: empty, count: capacity)
+            let n = fill(&buffer, Int32(capacity))
+            if n == -E2BIG && capacity < limit {
                 capacity *= 2
                 continue
             }
-            guard n >= 0 else { throw .msrIndexList(Errno(rawValue: -n)) }
-            return Array(indices.prefix(Int(n)))
+            guard n >= 0 else { throw failure(Errno(rawValue: -n)) }
+            return Array(buffer.prefix(Int(n)))
         }
     }
 

@@ -29,13 +29,13 @@ extension VM {
         for id in VMState.chipIDs {
             var chip = kvm_irqchip()
             chip.chip_id = id
-            try call(KS_KVM_GET_IRQCHIP, "KVM_GET_IRQCHIP", &chip)
+            try stateIoctl(fd, KS_KVM_GET_IRQCHIP, "KVM_GET_IRQCHIP", &chip)
             chips.append(chip)
         }
         var pit = kvm_pit_state2()
-        try call(KS_KVM_GET_PIT2, "KVM_GET_PIT2", &pit)
+        try stateIoctl(fd, KS_KVM_GET_PIT2, "KVM_GET_PIT2", &pit)
         var clock = kvm_clock_data()
-        try call(KS_KVM_GET_CLOCK, "KVM_GET_CLOCK", &clock)
+        try stateIoctl(fd, KS_KVM_GET_CLOCK, "KVM_GET_CLOCK", &clock)
         return VMState(irqChips: chips, pit: pit, clock: clock)
     }
 
@@ -44,15 +44,12 @@ extension VM {
     /// the time it spent in the snapshot.
     public func restoreState(_ state: VMState) throws(KVMError) {
         guard state.irqChips.map(\.chip_id) == VMState.chipIDs else { throw .state("KVM_SET_IRQCHIP", .invalidArgument) }
-        for var chip in state.irqChips { try call(KS_KVM_SET_IRQCHIP, "KVM_SET_IRQCHIP", &chip) }
+        for var chip in state.irqChips { try stateIoctl(fd, KS_KVM_SET_IRQCHIP, "KVM_SET_IRQCHIP", &chip) }
         var pit = state.pit
-        try call(KS_KVM_SET_PIT2, "KVM_SET_PIT2", &pit)
+        try stateIoctl(fd, KS_KVM_SET_PIT2, "KVM_SET_PIT2", &pit)
         var clock = kvm_clock_data()
         clock.clock = state.clock.clock  // flags describe the host that read it; none are set back
-        try call(KS_KVM_SET_CLOCK, "KVM_SET_CLOCK", &clock)
+        try stateIoctl(fd, KS_KVM_SET_CLOCK, "KVM_SET_CLOCK", &clock)
     }
 
-    private func call<T>(_ request: UInt, _ name: String, _ value: inout T) throws(KVMError) {
-        try stateIoctl(fd, request, name, &value)
-    }
 }

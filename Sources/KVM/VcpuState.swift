@@ -54,16 +54,16 @@ extension Vcpu {
     /// read after it. An MSR of `msrIndices` this vCPU cannot read is left out.
     public func captureState(msrIndices: [UInt32]) throws(KVMError) -> VcpuState {
         var mpState = kvm_mp_state()
-        try call(KS_KVM_GET_MP_STATE, "KVM_GET_MP_STATE", &mpState)
+        try stateIoctl(fd, KS_KVM_GET_MP_STATE, "KVM_GET_MP_STATE", &mpState)
         let registers = try registers()
         let specialRegisters = try specialRegisters()
         var extendedState = [UInt8](repeating: 0, count: Int(KS_KVM_XSAVE_SIZE))
         let rc = ks_kvm_get_xsave(fd.rawValue, &extendedState)
         guard rc == 0 else { throw .state("KVM_GET_XSAVE", Errno(rawValue: -rc)) }
         var controlRegisters = kvm_xcrs()
-        try call(KS_KVM_GET_XCRS, "KVM_GET_XCRS", &controlRegisters)
+        try stateIoctl(fd, KS_KVM_GET_XCRS, "KVM_GET_XCRS", &controlRegisters)
         var debugRegisters = kvm_debugregs()
-        try call(KS_KVM_GET_DEBUGREGS, "KVM_GET_DEBUGREGS", &debugRegisters)
+        try stateIoctl(fd, KS_KVM_GET_DEBUGREGS, "KVM_GET_DEBUGREGS", &debugRegisters)
         var lapic = kvm_lapic_state()
         var localAPIC: kvm_lapic_state?
         if ioctl(fd.rawValue, KS_KVM_GET_LAPIC, &lapic) == 0 {
@@ -88,15 +88,15 @@ extension Vcpu {
             throw .state("KVM_SET_XSAVE", .invalidArgument)
         }
         var mpState = state.mpState
-        try call(KS_KVM_SET_MP_STATE, "KVM_SET_MP_STATE", &mpState)
+        try stateIoctl(fd, KS_KVM_SET_MP_STATE, "KVM_SET_MP_STATE", &mpState)
         try setRegisters(state.registers)
         try setSpecialRegisters(state.specialRegisters)
         let rc = ks_kvm_set_xsave(fd.rawValue, state.extendedState)
         guard rc == 0 else { throw .state("KVM_SET_XSAVE", Errno(rawValue: -rc)) }
         var controlRegisters = state.controlRegisters
-        try call(KS_KVM_SET_XCRS, "KVM_SET_XCRS", &controlRegisters)
+        try stateIoctl(fd, KS_KVM_SET_XCRS, "KVM_SET_XCRS", &controlRegisters)
         var debugRegisters = state.debugRegisters
-        try call(KS_KVM_SET_DEBUGREGS, "KVM_SET_DEBUGREGS", &debugRegisters)
+        try stateIoctl(fd, KS_KVM_SET_DEBUGREGS, "KVM_SET_DEBUGREGS", &debugRegisters)
         if var localAPIC = state.localAPIC {
             guard ioctl(fd.rawValue, KS_KVM_SET_LAPIC, &localAPIC) == 0 else { throw .setLAPIC(.current) }
         }
@@ -138,9 +138,6 @@ extension Vcpu {
         return result
     }
 
-    private func call<T>(_ request: UInt, _ name: String, _ value: inout T) throws(KVMError) {
-        try stateIoctl(fd, request, name, &value)
-    }
 }
 
 /// One state ioctl (a plain C struct in or out), its failure named.
