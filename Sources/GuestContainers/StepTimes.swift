@@ -1,6 +1,8 @@
 // How long each step of a sequence took, for debug logs: a container's creation (Container.create)
 // and the agent's own start (KataAgent).
 
+import SystemSupport
+
 /// Durations between successive `mark`s, the first one counted from `init`.
 public struct StepTimes: Sendable, CustomStringConvertible {
     private let clock = ContinuousClock()
@@ -18,10 +20,6 @@ public struct StepTimes: Sendable, CustomStringConvertible {
 
     /// "spec checked 1 ms, cgroup 3 ms, ..."
     public var description: String {
-        steps.map { step in
-            let c = step.duration.components
-            let ms = Double(c.seconds) * 1000 + Double(c.attoseconds) / 1e15
-            return "\(step.name) \(Int(ms.rounded())) ms"
-        }.joined(separator: ", ")
+        steps.map { "\($0.name) \(Int($0.duration.milliseconds.rounded())) ms" }.joined(separator: ", ")
     }
 }

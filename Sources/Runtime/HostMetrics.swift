@@ -5,6 +5,7 @@
 
 import Monitoring
 import Prometheus
+import SystemSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -56,7 +57,7 @@ public final class HostMetrics: Sendable {
             buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000])
         var texts: [(text: String, label: (name: String, value: String)?)] = []
         for (id, result, duration) in results {
-            latency.record(Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15)
+            latency.record(duration.milliseconds)
             switch result {
             case .success(let text): texts.append((text, ("sandbox_id", id)))
             case .failure: failed.increment()

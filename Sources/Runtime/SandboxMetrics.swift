@@ -11,6 +11,7 @@ import AgentAPI
 import Hypervisor
 import Prometheus
 import Synchronization
+import SystemSupport
 import TTRPC
 import VirtIO
 #if canImport(Glibc)
@@ -51,7 +52,7 @@ final class SandboxMetrics: Sendable {
     var agentCallObserver: TTRPCCallObserver {
         { [registry] requestName, duration, failed in
             let action = [("action", "grpc." + requestName)]
-            let milliseconds = Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
+            let milliseconds = duration.milliseconds
             registry.makeValueHistogram(
                 descriptor: Self.name("kata_shim_agent_rpc_durations_histogram_milliseconds", "Agent call latency distributions."),
                 labels: action, buckets: Self.latencyBuckets
