@@ -12,7 +12,10 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <linux/random.h>
 #include <linux/vm_sockets.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
 
 const uint32_t ks_vmaddr_cid_any = VMADDR_CID_ANY;
 
@@ -134,4 +137,20 @@ pid_t ks_reap_one(int *exit_code) {
 int ks_reboot_restart(void) {
     sync();
     return reboot(RB_AUTOBOOT) == 0 ? 0 : -errno;
+}
+
+int ks_reseed_random(int random_fd, const uint8_t *bytes, int length) {
+    if (length <= 0 || length > 4096) return -EINVAL;
+    struct rand_pool_info *info = malloc(sizeof(*info) + (size_t)length);
+    if (info == NULL) return -ENOMEM;
+    info->entropy_count = length * 8;
+    info->buf_size = length;
+    memcpy(info->buf, bytes, (size_t)length);
+    int rc = ioctl(random_fd, RNDADDENTROPY, info);
+    int saved = errno;
+    explicit_bzero(info, sizeof(*info) + (size_t)length);
+    free(info);
+    if (rc != 0) return -saved;
+    if (ioctl(random_fd, RNDRESEEDCRNG) != 0) return -errno;
+    return 0;
 }

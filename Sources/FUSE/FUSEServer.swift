@@ -45,6 +45,11 @@ public final class FUSEServer: Sendable {
         self.configuration = configuration
     }
 
+    /// Whether a guest's INIT started a session that has not ended.
+    public var hasSession: Bool {
+        session.withLock { if case .running = $0 { true } else { false } }
+    }
+
     /// Handles one request. Safe to call from several threads at once (one per virtqueue).
     public func handle(_ request: FUSERequestBuffers, reply: FUSEReplyBuffers) -> FUSEOutcome {
         let head = request.copyPrefix(FUSEProtocol.inHeaderSize)

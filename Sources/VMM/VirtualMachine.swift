@@ -4,6 +4,7 @@ import GuestMemory
 import KVM
 import Synchronization
 import SystemSupport
+import VirtIO
 
 /// What to run in the VM.
 public enum GuestPayload: Sendable {
@@ -203,6 +204,15 @@ public final class VirtualMachine: Sendable {
                     return vcpu
                 }
                 vcpus.append(vcpu)
+            }
+            // After the interrupt controllers: a device's restore may raise its interrupt.
+            for (index, slot) in slots.enumerated() {
+                guard let record = snapshot.devices[Self.virtioRecordName(index)] else { continue }
+                do throws(TransportStateError) {
+                    try slot.restore(record)
+                } catch {
+                    throw .snapshot("virtio device \(index): \(error)")
+                }
             }
         }
         self.vm = vm

@@ -11,6 +11,7 @@ public enum TransportStateError: Error, Equatable, Sendable, CustomStringConvert
     case notFresh
     case brokenQueue(index: Int)
     case activate(VirtioDeviceError)
+    case device(VirtioDeviceType, DeviceStateError)
 
     public var description: String {
         switch self {
@@ -19,6 +20,7 @@ public enum TransportStateError: Error, Equatable, Sendable, CustomStringConvert
         case .notFresh: "virtio-mmio state: restore needs a transport the driver has not touched"
         case .brokenQueue(let index): "virtio-mmio state: queue \(index) is broken; a broken device is not saved"
         case .activate(let e): "virtio-mmio state: \(e)"
+        case .device(let type, let e): "virtio-\(type) state: \(e)"
         }
     }
 }
@@ -72,11 +74,14 @@ extension MmioTransport {
         let needsReset = try input.u8() != 0
         let generation = try input.u32()
         let queueCount = Int(try input.u32())
+        guard features & ~device.availableFeatures == 0 else { throw .malformed("features the device does not offer") }
+        // Before the queues: a device may size its queues by the features (the balloon's
+        // reporting queue).
+        device.ackedFeatures = status.contains(.featuresOK) ? features : 0
         guard queueCount == device.queues.count else {
             throw .malformed("\(queueCount) queues saved, the device has \(device.queues.count)")
         }
         guard input.remaining == queueCount * Self.queueStateSize else { throw .malformed("\(bytes.count) bytes") }
-        guard features & ~device.availableFeatures == 0 else { throw .malformed("features the device does not offer") }
         var queues = device.queues
         for index in queues.indices {
             var queue = Queue(maxSize: queues[index].maxSize)
@@ -95,7 +100,6 @@ extension MmioTransport {
             queues[index] = queue
         }
         device.queues = queues
-        device.ackedFeatures = status.contains(.featuresOK) ? features : 0
         driverStatus = status
         driverFeatures = features
         (deviceFeaturesSelect, driverFeaturesSelect, queueSelect, shmSelect) = selectors
@@ -108,6 +112,42 @@ extension MmioTransport {
             }
             isActivated = true
         }
+    }
+}
+
+extension MmioTransport {
+    /// One device's whole record in a snapshot: its type, the transport's state and the device
+    /// model's own (`SnapshotCapableDevice`). A device that cannot be saved throws with why.
+    public func savedRecord() throws(TransportStateError) -> [UInt8] {
+        guard let capable = device as? any SnapshotCapableDevice else {
+            throw .device(device.deviceType, DeviceStateError("this device model cannot be saved"))
+        }
+        let own: [UInt8]
+        do throws(DeviceStateError) { own = try capable.savedDeviceState() } catch { throw .device(device.deviceType, error) }
+        let transport = try savedState()
+        var out = LittleEndianWriter()
+        out.append(device.deviceType.rawValue)
+        out.append(UInt32(transport.count))
+        return out.bytes + transport + own
+    }
+
+    /// Sets back a `savedRecord` into a fresh transport over a fresh device of the same type:
+    /// the device's own state first, then the transport's (which re-activates it), then the
+    /// device's `didRestore`. Call it once the VM's interrupt controller is restored.
+    public func restoreRecord(_ bytes: [UInt8]) throws(TransportStateError) {
+        guard let capable = device as? any SnapshotCapableDevice else {
+            throw .device(device.deviceType, DeviceStateError("this device model cannot be restored"))
+        }
+        var input = StateInput(bytes[...])
+        let type = VirtioDeviceType(rawValue: try input.u32())
+        guard type == device.deviceType else { throw .malformed("a virtio-\(type) record for a virtio-\(device.deviceType) device") }
+        let length = Int(try input.u32())
+        guard length <= input.remaining else { throw .malformed("transport state of \(length) bytes, \(input.remaining) left") }
+        let transport = Array(bytes[(8)..<(8 + length)])
+        let own = Array(bytes[(8 + length)...])
+        do throws(DeviceStateError) { try capable.restoreDeviceState(own) } catch { throw .device(device.deviceType, error) }
+        try restoreState(transport)
+        capable.didRestore()
     }
 }
 

@@ -29,7 +29,7 @@ import VirtIOTestSupport
         let device = NetDevice(
             mac: [2, 0, 0, 0, 0, 9], backend: FrameDescriptorBackend(descriptor: FileDescriptor(owning: fds[0])))
         let slot = try VirtioMmioSlot(spec: .net(device), base: 0xd000_2000, irq: 7, memory: memory, interruptLine: line)
-        let driver = MmioBusDriver(slot: slot)
+        let driver = MmioDriver(slot: slot)
         #expect(driver.read(.deviceID) == 1)
         let rx = try FakeVirtqueueDriver(memory: memory, size: 8, base: GuestAddress(0x10000))
         let tx = try FakeVirtqueueDriver(memory: memory, size: 8, base: GuestAddress(0x30000))

@@ -48,7 +48,7 @@ import VirtIOTestSupport
         #expect(slot.base == 0xd000_0000 && slot.irq == 5)
         // The driver's probe, done by the host on the guest's behalf (the guest has no room for it).
         let queue = try FakeVirtqueueDriver(memory: vm.memory, size: 8, base: GuestAddress(0x20000))
-        MmioBusDriver(slot: slot).initialise(queues: [queue])
+        MmioDriver(slot: slot).initialise(queues: [queue])
         #expect(slot.status.contains(.driverOK))
         let chain = try queue.add([.writable(32)])
         var sregs = try vm.vcpus[0].specialRegisters()
@@ -65,6 +65,80 @@ import VirtIOTestSupport
         #expect(slot.trappedKickCount == 0, "the kick went through the ioeventfd, not a VM exit")
         #expect(try queue.usedIndex() == 1)
         #expect(try queue.written(chain, count: 32) != [UInt8](repeating: 0, count: 32))
+    }
+
+    /// Like `code`, but after setting up the PIC it prints '.' and waits for a byte at 0x3000
+    /// (interrupts still off) before it kicks: a VM saved there, restored, serves the kick.
+    static let handlerAfterWait: UInt16 = 0x103f
+    static let waitThenKick: [UInt8] = Array(code[0..<0x24]) + [
+        0xba, 0xf8, 0x03,                    // 0x24 mov dx, 0x3f8
+        0xb0, 0x2e,                          // 0x27 mov al, '.'
+        0xee,                                // 0x29 out dx, al
+        0x80, 0x3e, 0x00, 0x30, 0x00,        // 0x2a wait: cmp byte [0x3000], 0
+        0x74, 0xf9,                          // 0x2f je wait
+        0x26, 0x66, 0xc7, 0x06, 0x50, 0x00,  // 0x31 mov dword es:[0x50], 0  (QueueNotify = queue 0)
+        0x00, 0x00, 0x00, 0x00,
+        0xfb,                                // 0x3b sti
+        0xf4,                                // 0x3c hlt
+        0xeb, 0xfd,                          // 0x3d jmp 0x3c
+    ] + Array(code[0x32...])                 // 0x3f handler: print 'I', reset
+
+    @Test(.timeLimit(.minutes(2)))
+    func aSavedVirtioDeviceServesTheRestoredGuestAndItsInterruptArrives() throws {
+        var program = Self.waitThenKick
+        program[8] = UInt8(Self.handlerAfterWait & 0xff)
+        program[9] = UInt8(Self.handlerAfterWait >> 8)
+        let output = Capture()
+        let original = try VirtualMachine(config: VMConfig(
+            memorySize: 1 << 20, payload: .realMode(code: program, address: 0x1000),
+            consoleOutput: { output.append($0) }, virtioDevices: [.rng()]))
+        let queue = try FakeVirtqueueDriver(memory: original.memory, size: 8, base: GuestAddress(0x20000))
+        MmioDriver(slot: original.virtioSlots[0]).initialise(queues: [queue])
+        var sregs = try original.vcpus[0].specialRegisters()
+        sregs.es.base = 0xd000_0000
+        try original.vcpus[0].setSpecialRegisters(sregs)
+        try original.start()
+        #expect(VMSnapshotTests.eventually { output.value == Array(".".utf8) })
+        try original.pause()
+        // A request the guest made available just before the save; nobody kicked for it yet.
+        let chain = try queue.add([.writable(32)])
+        let path = VMSnapshotTests.path()
+        defer { unlink(path) }
+        try original.saveSnapshot(to: path)
+        original.stop()
+        _ = original.wait()
+
+        let (snapshot, file) = try SnapshotFile.read(from: path)
+        let cloneOutput = Capture()
+        let clone = try VirtualMachine(config: VMConfig(
+            memorySize: 1 << 20, payload: .snapshot(snapshot, file: file),
+            consoleOutput: { cloneOutput.append($0) }, virtioDevices: [.rng()]))
+        let slot = clone.virtioSlots[0]
+        #expect(slot.status.contains(.driverOK), "the driver's setup came back with the device")
+        try clone.start()
+        try clone.memory.write([1], at: GuestAddress(0x3000))
+        let watchdog = Deadline(seconds: 60) { clone.stop(.stopRequested) }
+        let reason = clone.wait()
+        watchdog.cancel()
+        #expect(reason == .reset, "\(reason): the restored device's interrupt did not reach the guest")
+        #expect(cloneOutput.value == Array("I".utf8))
+        #expect(slot.trappedKickCount == 0, "the restored VM's kicks go through its ioeventfd")
+        let used: UInt16 = try clone.memory.load(at: queue.usedRing.adding(2))
+        #expect(used == 1)
+        let savedUsed: UInt16 = try original.memory.load(at: queue.usedRing.adding(2))
+        #expect(savedUsed == 0, "the original never served it")
+        let bytes = try clone.memory.read(count: 32, at: chain.writable[0].address)
+        #expect(bytes != [UInt8](repeating: 0, count: 32), "the restored rng filled the guest's buffer")
+
+        // The configuration must name the same devices, in the same order.
+        #expect(throws: VMMError.snapshot("it has 1 virtio devices, the configuration 0")) {
+            _ = try VirtualMachine(config: VMConfig(memorySize: 1 << 20, payload: .snapshot(snapshot, file: file)))
+        }
+        #expect(throws: VMMError.self) {
+            _ = try VirtualMachine(config: VMConfig(
+                memorySize: 1 << 20, payload: .snapshot(snapshot, file: file),
+                virtioDevices: [.balloon()]))
+        }
     }
 
     @Test(.timeLimit(.minutes(2)))

@@ -8,65 +8,22 @@ import VirtIO
 import VirtIOTestSupport
 @testable import VMM
 
-/// A virtio driver speaking to a device through anything that answers MMIO: the VMM's exit
-/// dispatch over a bus, or a slot directly. 32-bit register accesses, as Linux's virtio_mmio.
-struct MmioBusDriver {
-    let base: UInt64
-    let load: (UInt64, Int) -> [UInt8]
-    let store: (UInt64, [UInt8]) -> Void
-
-    /// Through `handle(exit)` and the bus, exactly as a vCPU thread dispatches a guest access.
+/// The test driver through the VMM: the exit dispatch over a bus (exactly as a vCPU thread
+/// dispatches a guest access), or a slot directly.
+extension MmioDriver {
     init(bus: Bus, base: UInt64) {
-        self.base = base
-        load = { address, size in
-            guard case .completeRead(let bytes) = handle(.mmioRead(address: address, size: size), pio: Bus(), mmio: bus) else {
-                return []
-            }
-            return bytes
-        }
-        store = { address, data in _ = handle(.mmioWrite(address: address, data: data), pio: Bus(), mmio: bus) }
+        self.init(
+            load: { offset, size in
+                guard case .completeRead(let bytes) = handle(.mmioRead(address: base + offset, size: size), pio: Bus(), mmio: bus) else {
+                    return []
+                }
+                return bytes
+            },
+            store: { offset, data in _ = handle(.mmioWrite(address: base + offset, data: data), pio: Bus(), mmio: bus) })
     }
 
     init(slot: VirtioMmioSlot) {
-        base = slot.base
-        load = { address, size in slot.read(offset: address - slot.base, size: size) }
-        store = { address, data in _ = slot.write(offset: address - slot.base, data: data) }
-    }
-
-    func read(_ register: MmioRegister) -> UInt32 {
-        load(base + register.rawValue, 4).enumerated().reduce(0) { $0 | UInt32($1.element) << (8 * $1.offset) }
-    }
-
-    func write(_ register: MmioRegister, _ value: UInt32) {
-        store(base + register.rawValue, (0..<4).map { UInt8(truncatingIfNeeded: value >> (8 * $0)) })
-    }
-
-    var status: DeviceStatus { DeviceStatus(rawValue: read(.status)) }
-
-    /// Linux's probe: reset, ACKNOWLEDGE, DRIVER, features, FEATURES_OK, queues, DRIVER_OK.
-    func initialise(queues: [FakeVirtqueueDriver]) {
-        write(.status, 0)
-        write(.status, DeviceStatus.acknowledge.rawValue)
-        write(.status, DeviceStatus([.acknowledge, .driver]).rawValue)
-        for select: UInt32 in [0, 1] {
-            write(.deviceFeaturesSelect, select)
-            let offered = read(.deviceFeatures)
-            write(.driverFeaturesSelect, select)
-            write(.driverFeatures, offered)
-        }
-        write(.status, DeviceStatus([.acknowledge, .driver, .featuresOK]).rawValue)
-        for (index, fake) in queues.enumerated() {
-            write(.queueSelect, UInt32(index))
-            write(.queueNum, UInt32(fake.size))
-            write(.queueDescLow, UInt32(truncatingIfNeeded: fake.descriptorTable.rawValue))
-            write(.queueDescHigh, UInt32(truncatingIfNeeded: fake.descriptorTable.rawValue >> 32))
-            write(.queueDriverLow, UInt32(truncatingIfNeeded: fake.availableRing.rawValue))
-            write(.queueDriverHigh, UInt32(truncatingIfNeeded: fake.availableRing.rawValue >> 32))
-            write(.queueDeviceLow, UInt32(truncatingIfNeeded: fake.usedRing.rawValue))
-            write(.queueDeviceHigh, UInt32(truncatingIfNeeded: fake.usedRing.rawValue >> 32))
-            write(.queueReady, 1)
-        }
-        write(.status, DeviceStatus([.acknowledge, .driver, .featuresOK, .driverOK]).rawValue)
+        self.init(load: { slot.read(offset: $0, size: $1) }, store: { _ = slot.write(offset: $0, data: $1) })
     }
 }
 
@@ -89,7 +46,7 @@ struct MmioBusDriver {
         let slot = try VirtioMmioSlot(spec: .rng(), base: 0xd000_0000, irq: 5, memory: memory, interruptLine: line)
         try bus.register(slot, base: slot.base, length: 0x1000)
         #expect(slot.cmdlineEntry == "virtio_mmio.device=4K@0xd0000000:5")
-        let driver = MmioBusDriver(bus: bus, base: slot.base)
+        let driver = MmioDriver(bus: bus, base: slot.base)
         #expect(driver.read(.magicValue) == MmioRegister.magic && driver.read(.deviceID) == 4)
         let queue = try FakeVirtqueueDriver(memory: memory, size: 8, base: GuestAddress(0x10000))
         driver.initialise(queues: [queue])
@@ -128,10 +85,10 @@ struct MmioBusDriver {
         let device = BlkDevice(backend: try FileBlockBackend(path: path))
         let slot = try VirtioMmioSlot(spec: .blk(device), base: 0xd000_2000, irq: 7, memory: memory, interruptLine: line)
         try bus.register(slot, base: slot.base, length: 0x1000)
-        let driver = MmioBusDriver(bus: bus, base: slot.base)
+        let driver = MmioDriver(bus: bus, base: slot.base)
         #expect(driver.read(.deviceID) == 2)
         // Capacity through the config window, as the guest's driver reads it.
-        #expect(driver.load(slot.base + MmioRegister.configOffset, 4) == [16, 0, 0, 0])
+        #expect(driver.load(MmioRegister.configOffset, 4) == [16, 0, 0, 0])
         let queue = try FakeVirtqueueDriver(memory: memory, size: 8, base: GuestAddress(0x10000))
         driver.initialise(queues: [queue])
         #expect(slot.status.contains(.driverOK))
@@ -156,7 +113,7 @@ struct MmioBusDriver {
         let slot = try VirtioMmioSlot(
             spec: .vsock(device, muxer: muxer), base: 0xd000_1000, irq: 6, memory: memory, interruptLine: line)
         try bus.register(slot, base: slot.base, length: 0x1000)
-        let driver = MmioBusDriver(bus: bus, base: slot.base)
+        let driver = MmioDriver(bus: bus, base: slot.base)
         #expect(driver.read(.deviceID) == 19)
         let rx = try FakeVirtqueueDriver(memory: memory, size: 8, base: GuestAddress(0x10000))
         let tx = try FakeVirtqueueDriver(memory: memory, size: 8, base: GuestAddress(0x30000))

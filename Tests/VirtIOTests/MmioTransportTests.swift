@@ -3,50 +3,6 @@ import Testing
 import VirtIO
 import VirtIOTestSupport
 
-/// A tiny driver for the MMIO window: 32-bit register accesses as Linux's virtio_mmio does.
-struct MmioDriver {
-    let transport: MmioTransport
-
-    func read(_ register: MmioRegister) -> UInt32 {
-        let bytes = transport.read(offset: register.rawValue, count: 4)
-        return bytes.enumerated().reduce(0) { $0 | UInt32($1.element) << (8 * $1.offset) }
-    }
-
-    func write(_ register: MmioRegister, _ value: UInt32) {
-        transport.write(offset: register.rawValue, bytes: (0..<4).map { UInt8(truncatingIfNeeded: value >> (8 * $0)) })
-    }
-
-    var status: DeviceStatus { DeviceStatus(rawValue: read(.status)) }
-
-    func setStatus(_ bits: DeviceStatus) { write(.status, status.subtracting(.deviceNeedsReset).union(bits).rawValue) }
-
-    func deviceFeatures() -> UInt64 {
-        write(.deviceFeaturesSelect, 0)
-        let low = UInt64(read(.deviceFeatures))
-        write(.deviceFeaturesSelect, 1)
-        return low | UInt64(read(.deviceFeatures)) << 32
-    }
-
-    func acceptFeatures(_ features: UInt64) {
-        write(.driverFeaturesSelect, 0)
-        write(.driverFeatures, UInt32(truncatingIfNeeded: features))
-        write(.driverFeaturesSelect, 1)
-        write(.driverFeatures, UInt32(truncatingIfNeeded: features >> 32))
-    }
-
-    func setUpQueue(_ index: UInt32, _ fake: FakeVirtqueueDriver) {
-        write(.queueSelect, index)
-        write(.queueNum, UInt32(fake.size))
-        write(.queueDescLow, UInt32(truncatingIfNeeded: fake.descriptorTable.rawValue))
-        write(.queueDescHigh, UInt32(truncatingIfNeeded: fake.descriptorTable.rawValue >> 32))
-        write(.queueDriverLow, UInt32(truncatingIfNeeded: fake.availableRing.rawValue))
-        write(.queueDriverHigh, UInt32(truncatingIfNeeded: fake.availableRing.rawValue >> 32))
-        write(.queueDeviceLow, UInt32(truncatingIfNeeded: fake.usedRing.rawValue))
-        write(.queueDeviceHigh, UInt32(truncatingIfNeeded: fake.usedRing.rawValue >> 32))
-        write(.queueReady, 1)
-    }
-}
-
 @Suite struct MmioTransportTests {
     let memory = HeapGuestMemory(size: 0x40000)
     let device = DummyDevice()
@@ -65,14 +21,7 @@ struct MmioDriver {
 
     /// The whole Linux virtio_mmio probe sequence, up to DRIVER_OK.
     func initialise(features: UInt64? = nil) {
-        driver.write(.status, 0)
-        driver.setStatus(.acknowledge)
-        driver.setStatus(.driver)
-        driver.acceptFeatures(features ?? driver.deviceFeatures())
-        driver.setStatus(.featuresOK)
-        driver.setUpQueue(0, queue0)
-        driver.setUpQueue(1, queue1)
-        driver.setStatus(.driverOK)
+        driver.initialise(queues: [queue0, queue1], features: features)
     }
 
     @Test func identificationRegisters() {

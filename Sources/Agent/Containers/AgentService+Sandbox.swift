@@ -1,5 +1,6 @@
-// CreateSandbox, DestroySandbox, SetGuestDateTime.
+// CreateSandbox, DestroySandbox, SetGuestDateTime, ReseedRandomDev.
 import AgentAPI
+import CGuest
 import Glibc
 import SwiftProtobuf
 import TTRPC
@@ -70,6 +71,29 @@ extension AgentService {
             guard clock_settime(CLOCK_REALTIME, &ts) == 0 else {
                 throw AgentError.system(operation: "clock_settime", errno: errno)
             }
+            return Google_Protobuf_Empty()
+        }
+    }
+
+    /// The host's bytes into the kernel's RNG, and a reseed: a VM restored from a saved template
+    /// shares the template's RNG state until then (docs/snapshots.md). Kata's factory calls it
+    /// the same way when it hands out a templated VM.
+    func reseedRandomDev(_ request: Kata_Agent_V1_ReseedRandomDevRequest, context: TTRPCCallContext) async throws
+        -> Google_Protobuf_Empty
+    {
+        try await rpc(context) {
+            guard (1...4096).contains(request.data.count) else {
+                throw AgentError.invalidRequest(field: "data", reason: "\(request.data.count) bytes; 1...4096 are taken")
+            }
+            guard engine.options.ownsMachine else {
+                throw AgentError.invalidState("this agent does not own the machine's RNG (not the guest's PID 1)")
+            }
+            let fd = open("/dev/random", O_WRONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw AgentError.system(operation: "open /dev/random", errno: errno) }
+            defer { close(fd) }
+            let bytes = [UInt8](request.data)
+            let rc = bytes.withUnsafeBufferPointer { ks_reseed_random(fd, $0.baseAddress, Int32($0.count)) }
+            guard rc == 0 else { throw AgentError.system(operation: "RNDADDENTROPY/RNDRESEEDCRNG", errno: -rc) }
             return Google_Protobuf_Empty()
         }
     }

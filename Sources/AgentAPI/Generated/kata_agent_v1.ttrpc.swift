@@ -51,6 +51,9 @@ public protocol Kata_Agent_V1_AgentServiceProvider: Sendable {
     func createSandbox(_ request: Kata_Agent_V1_CreateSandboxRequest, context: TTRPCCallContext) async throws -> Google_Protobuf_Empty
     func destroySandbox(_ request: Kata_Agent_V1_DestroySandboxRequest, context: TTRPCCallContext) async throws -> Google_Protobuf_Empty
     func setGuestDateTime(_ request: Kata_Agent_V1_SetGuestDateTimeRequest, context: TTRPCCallContext) async throws -> Google_Protobuf_Empty
+    /// Mixes host bytes into the guest's kernel RNG and reseeds it: a VM restored from a saved
+    /// template starts with the template's RNG state (docs/snapshots.md).
+    func reseedRandomDev(_ request: Kata_Agent_V1_ReseedRandomDevRequest, context: TTRPCCallContext) async throws -> Google_Protobuf_Empty
     /// The guest's own numbers for the shim's metrics endpoint (Kata's GetMetrics, typed).
     func getMetrics(_ request: Kata_Agent_V1_GetMetricsRequest, context: TTRPCCallContext) async throws -> Kata_Agent_V1_GuestMetrics
     /// Containers and processes
@@ -95,6 +98,9 @@ extension TTRPCServer {
         }
         service.addMethod("SetGuestDateTime") { (request: Kata_Agent_V1_SetGuestDateTimeRequest, context) in
             try await provider.setGuestDateTime(request, context: context)
+        }
+        service.addMethod("ReseedRandomDev") { (request: Kata_Agent_V1_ReseedRandomDevRequest, context) in
+            try await provider.reseedRandomDev(request, context: context)
         }
         service.addMethod("GetMetrics") { (request: Kata_Agent_V1_GetMetricsRequest, context) in
             try await provider.getMetrics(request, context: context)
@@ -193,6 +199,12 @@ public struct Kata_Agent_V1_AgentServiceClient: Sendable {
 
     public func setGuestDateTime(_ request: Kata_Agent_V1_SetGuestDateTimeRequest, options: TTRPCCallOptions = TTRPCCallOptions()) async throws -> Google_Protobuf_Empty {
         try await connection.call(service: Self.serviceName, method: "SetGuestDateTime", request: request, options: options)
+    }
+
+    /// Mixes host bytes into the guest's kernel RNG and reseeds it: a VM restored from a saved
+    /// template starts with the template's RNG state (docs/snapshots.md).
+    public func reseedRandomDev(_ request: Kata_Agent_V1_ReseedRandomDevRequest, options: TTRPCCallOptions = TTRPCCallOptions()) async throws -> Google_Protobuf_Empty {
+        try await connection.call(service: Self.serviceName, method: "ReseedRandomDev", request: request, options: options)
     }
 
     /// The guest's own numbers for the shim's metrics endpoint (Kata's GetMetrics, typed).

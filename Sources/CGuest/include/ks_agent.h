@@ -49,4 +49,10 @@ pid_t ks_reap_one(int *exit_code);
 /// Does not return on success; returns -errno if the kernel refused.
 int ks_reboot_restart(void);
 
+/// Mixes `length` bytes into the kernel's input pool, crediting them as entropy
+/// (RNDADDENTROPY on `random_fd`, an open /dev/random), then forces the CRNG to reseed
+/// (RNDRESEEDCRNG) so the next read no longer follows from the state it had. Needs
+/// CAP_SYS_ADMIN. 0, or -errno (-EINVAL for a length outside 1...4096).
+int ks_reseed_random(int random_fd, const uint8_t *bytes, int length);
+
 #endif

@@ -105,3 +105,18 @@ public final class BalloonDevice: VirtioDevice {
         configSpace.replaceSubrange(4..<8, with: [0, 0, 0, 0])
     }
 }
+
+extension BalloonDevice: SnapshotCapableDevice {
+    /// The configuration space (the driver's `actual`). Pages reported later on a restored VM
+    /// are discarded from a private mapping of the saved file: they read back as the saved
+    /// bytes, not zeros, which free page reporting allows (docs/snapshots.md).
+    public func savedDeviceState() throws(DeviceStateError) -> [UInt8] { configSpace }
+
+    public func restoreDeviceState(_ bytes: [UInt8]) throws(DeviceStateError) {
+        guard bytes.count == configSpace.count else {
+            throw DeviceStateError("balloon state of \(bytes.count) bytes, expected \(configSpace.count)")
+        }
+        // Only `actual` is the driver's; num_pages and the rest stay ours.
+        writeConfig(offset: 4, bytes: Array(bytes[4..<8]))
+    }
+}

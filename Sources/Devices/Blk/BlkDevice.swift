@@ -1,5 +1,6 @@
 import GuestMemory
 import Logging
+import SystemSupport
 import VirtIO
 
 /// virtio-blk (id 2), read-only: one request queue over a `BlockBackend`.
@@ -146,5 +147,21 @@ public final class BlkDevice: VirtioDevice {
 
     private func setStatus(_ status: BlkStatus, _ chain: DescriptorChain, _ memory: some GuestMemory, at offset: UInt64) -> Bool {
         (try? chain.write([status.rawValue], to: memory, offset: offset)) == 1
+    }
+}
+
+extension BlkDevice: SnapshotCapableDevice {
+    /// The image's identity: the guest's page cache holds the template's blocks, so a restore
+    /// over any other image is refused (requests are answered whole while they are taken).
+    public func savedDeviceState() throws(DeviceStateError) -> [UInt8] {
+        var out = LittleEndianWriter()
+        for value in backend.identity { out.append(value) }
+        return out.bytes
+    }
+
+    public func restoreDeviceState(_ bytes: [UInt8]) throws(DeviceStateError) {
+        guard bytes == (try savedDeviceState()) else {
+            throw DeviceStateError("the disk image is not the one the VM was saved with (device, inode, size or modification time differ)")
+        }
     }
 }

@@ -40,11 +40,20 @@ public protocol BlockBackend: AnyObject, Sendable {
     /// Fills all of `buffer` from byte `offset`; the caller keeps `offset + buffer.count <= size`.
     /// Throws on an I/O error or when the image ends early (it shrank underneath us: EIO).
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(Errno)
+    /// What names this image's contents for a snapshot: a VM restored over another image would
+    /// read blocks that do not match the guest's page cache (docs/snapshots.md).
+    var identity: [UInt64] { get }
+}
+
+extension BlockBackend {
+    public var identity: [UInt64] { [size] }
 }
 
 /// A file or block device opened read-only, read with pread(2).
 public final class FileBlockBackend: BlockBackend {
     public let size: UInt64
+    /// The file's device, inode, size and modification time (fstat at open).
+    public let identity: [UInt64]
     private let descriptor: FileDescriptor
 
     /// Opens `path` read-only (O_RDONLY | O_CLOEXEC).
@@ -63,9 +72,11 @@ public final class FileBlockBackend: BlockBackend {
     public init(descriptor: FileDescriptor) throws(BlockBackendError) {
         let flags: Int32
         let end: off_t
+        var st = stat()
         do {
             flags = try retryingSyscall { fcntl(descriptor.rawValue, F_GETFL) }
             end = try retryingSyscall { lseek(descriptor.rawValue, 0, SEEK_END) }
+            _ = try retryingSyscall { fstat(descriptor.rawValue, &st) }
         } catch {
             throw .inspect(error)
         }
@@ -73,6 +84,7 @@ public final class FileBlockBackend: BlockBackend {
         let size = UInt64(end)
         guard size % BlockGeometry.sectorSize == 0 else { throw .sizeNotSectorMultiple(size: size) }
         self.size = size
+        identity = [UInt64(st.st_dev), UInt64(st.st_ino), size, UInt64(st.st_mtim.tv_sec), UInt64(st.st_mtim.tv_nsec)]
         self.descriptor = descriptor
     }
 

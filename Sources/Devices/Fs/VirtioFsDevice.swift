@@ -152,3 +152,17 @@ public final class VirtioFsDevice: VirtioDevice {
         interrupt?.signalNeedsReset()
     }
 }
+
+extension VirtioFsDevice: SnapshotCapableDevice {
+    /// Saved only before the guest mounts it: a FUSE session's node ids name files of the
+    /// saved sandbox's shared directory. A restored device serves its own sandbox's directory
+    /// from the guest's first INIT on.
+    public func savedDeviceState() throws(DeviceStateError) -> [UInt8] {
+        guard !server.hasSession else { throw DeviceStateError("the guest has mounted virtio-fs \"\(tag)\"; save before the mount") }
+        return []
+    }
+
+    public func restoreDeviceState(_ bytes: [UInt8]) throws(DeviceStateError) {
+        guard bytes.isEmpty else { throw DeviceStateError("virtio-fs state of \(bytes.count) bytes, expected none") }
+    }
+}

@@ -88,3 +88,12 @@ public final class RngDevice: VirtioDevice {
         interrupt = nil
     }
 }
+
+extension RngDevice: SnapshotCapableDevice {
+    /// Nothing beyond the transport: each request is answered whole while it is taken.
+    public func savedDeviceState() throws(DeviceStateError) -> [UInt8] { [] }
+
+    public func restoreDeviceState(_ bytes: [UInt8]) throws(DeviceStateError) {
+        guard bytes.isEmpty else { throw DeviceStateError("rng state of \(bytes.count) bytes, expected none") }
+    }
+}

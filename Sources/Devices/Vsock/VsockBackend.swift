@@ -15,6 +15,8 @@ public protocol VsockBackend: AnyObject, Sendable {
     func nextPacketForGuest(maxPayload: Int) -> VsockPacket?
     /// The guest driver reset the device: every connection is gone.
     func deviceReset()
+    /// Connections open or closing.
+    var connectionCount: Int { get }
 }
 
 /// Errors of the in-process host API.

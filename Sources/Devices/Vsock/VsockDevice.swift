@@ -192,3 +192,45 @@ public final class VsockDevice: VirtioDevice {
         interrupt?.signalNeedsReset()
     }
 }
+
+// MARK: snapshots (docs/snapshots.md)
+
+extension VsockDevice: SnapshotCapableDevice {
+    /// VIRTIO_VSOCK_EVENT_TRANSPORT_RESET, the event queue's only event (virtio 5.10.6.7).
+    static let transportResetEvent: UInt32 = 0
+
+    /// Nothing beyond the transport: the guest's CID is configuration, and a VM is saved only
+    /// with no connection open (a connection's peer would not exist in the restored VM).
+    public func savedDeviceState() throws(DeviceStateError) -> [UInt8] {
+        let open = backend.connectionCount
+        guard open == 0 else { throw DeviceStateError("\(open) vsock connections are open; save with none") }
+        return []
+    }
+
+    public func restoreDeviceState(_ bytes: [UInt8]) throws(DeviceStateError) {
+        guard bytes.isEmpty else { throw DeviceStateError("vsock state of \(bytes.count) bytes, expected none") }
+    }
+
+    /// Tells the guest its transport was reset, Firecracker's way: the driver drops every
+    /// connection, keeps its listeners and reads the guest CID again, so a restored VM answers
+    /// on its own CID, not the template's.
+    public func didRestore() {
+        guard let memory else { return }
+        let event = QueueIndex.event.rawValue
+        do {
+            guard let chain = try queues[event].popAvailable(memory: memory) else {
+                guestLog.log(logger, .warning, "vsock: no event buffer for the transport reset after a restore")
+                return
+            }
+            let id = Self.transportResetEvent
+            let written = try chain.write((0..<4).map { UInt8(truncatingIfNeeded: id >> (8 * $0)) }, to: memory)
+            try queues[event].addUsed(head: chain.head, length: UInt32(written), memory: memory)
+            interruptIfNeeded(event, memory: memory, interrupt: interrupt)
+        } catch let error as QueueError {
+            queueBroke(event, error)
+        } catch {
+            guestLog.log(logger, .error, "vsock: writing the transport reset event: \(error)")
+        }
+    }
+}
+

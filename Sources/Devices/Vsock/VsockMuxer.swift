@@ -152,6 +152,9 @@ public final class VsockMuxer: VsockBackend {
         return packet
     }
 
+    /// Connections open or closing (a snapshot is taken only with none).
+    public var connectionCount: Int { state.withLock { $0.connections.count } }
+
     /// Every connection's counters, one per line (diagnostics for stalls).
     public var diagnostics: String {
         state.withLock { state in

@@ -82,6 +82,26 @@ public final class VirtioMmioSlot: BusDevice, @unchecked Sendable {
         return .done
     }
 
+    // MARK: snapshots (docs/snapshots.md)
+
+    /// Runs `body` with every slot's lock held, so that no device runs a request meanwhile
+    /// (the vCPUs are parked by the caller; the device thread waits at the lock).
+    static func withAllLocked(_ slots: ArraySlice<VirtioMmioSlot>, _ body: () throws(VMMError) -> Void) throws(VMMError) {
+        guard let first = slots.first else { return try body() }
+        try first.lock.withLock { (_) throws(VMMError) in try withAllLocked(slots.dropFirst(), body) }
+    }
+
+    /// The device's record (type, transport, device model). Only inside `withAllLocked`.
+    func savedRecordLocked() throws(TransportStateError) -> [UInt8] { try transport.savedRecord() }
+
+    /// Sets the saved record back into this fresh slot; then lets the device thread look at
+    /// every queue once it starts (chains the guest made available before the save).
+    func restore(_ record: [UInt8]) throws(TransportStateError) {
+        try lock.withLock { (_) throws(TransportStateError) in try transport.restoreRecord(record) }
+        for event in queueEvents { try? event.signal() }
+        try? wake.signal()
+    }
+
     // MARK: the device event loop
 
     /// Runs queue `index` as a QueueNotify would (ignored unless the driver set DRIVER_OK; a
