@@ -79,6 +79,10 @@ public struct HypervisorConfig: Sendable {
     public var qemuUserPool: QEMUUserPool?
     /// The devices' traffic counters, read by the sandbox's metrics while the VM runs.
     public var traffic = HypervisorTraffic()
+    /// A VM saved by `KVMHypervisor.saveTemplate` to restore instead of booting the kernel
+    /// (in-process backend only). The VM must be configured as the saved one was: memory,
+    /// vCPUs, the same devices in the same order, the same disk image (docs/snapshots.md).
+    public var restoreFrom: String?
 
     public init(
         kernelPath: String, initrdPath: String? = nil, imagePath: String? = nil, reclaimFreedMemory: Bool = false,

@@ -78,6 +78,11 @@ extension VirtualMachine {
     public var isPaused: Bool { pauseControl.isPaused }
 
     func park(_ vcpu: Vcpu) {
+        // KVM completes an I/O or MMIO exit (the data of a read we answered) only at the next
+        // KVM_RUN; with immediate_exit set that run completes it and returns at once, so what a
+        // snapshot captures of a parked vCPU is consistent (KVM's API documentation, KVM_RUN).
+        vcpu.requestImmediateExit(true)
+        _ = try? vcpu.runOnce()
         pauseControl.park { !isStopping }
         if !isStopping { vcpu.requestImmediateExit(false) }
     }

@@ -13,3 +13,11 @@ enum RegisterDump {
             + "cr4=\(hex(s.cr4)) efer=\(hex(s.efer)) idt=\(hex(s.idt.base))/\(hex(UInt64(s.idt.limit)))"
     }
 }
+
+extension VirtualMachine {
+    /// Each vCPU's registers in one line (diagnostics: where a guest that stopped answering is).
+    /// Reads a vCPU's registers only while it is out of KVM_RUN: pause the VM first.
+    public func registerSummary() -> String {
+        vcpus.map { "vcpu\($0.id): \(RegisterDump.summary($0))" }.joined(separator: "; ")
+    }
+}

@@ -6,6 +6,7 @@
 // against it.
 
 import AgentAPI
+import Foundation
 import CSupport
 import Glibc
 import GuestImageTestSupport
@@ -37,6 +38,117 @@ import Testing
         .timeLimit(.minutes(10)))
     func healthAndGuestDetailsOnTheInProcessKVMBackend() async throws {
         try await Self.exercise(backend: .kvm)
+    }
+
+    /// A template saved at agent ready and two VMs restored from it, each on its own vsock CID
+    /// and shared directory (docs/snapshots.md): each clone's agent answers, takes the host's
+    /// entropy and time, and mounts its own virtio-fs share through the restored device.
+    @Test(
+        .enabled("kata-ctl check says this host's KVM cannot run a guest userspace (KATA_REQUIRE_KVM=1 runs it regardless)") {
+            if getenv("KATA_REQUIRE_KVM").map({ String(cString: $0) }) == "1" { return true }
+            return BackendProbe.verdict().kvmUserspace
+        },
+        .timeLimit(.minutes(15)))
+    func aTemplateSavedAtAgentReadyRestoresIntoAnsweringClones() async throws {
+        signal(SIGPIPE, SIG_IGN)
+        let paths = try AgentImage.paths()
+        let image = getenv("KATA_AGENT_IMAGE").map { String(cString: $0) }
+        let base = "/tmp/kata-swift-template-\(getpid())"
+        mkdir(base, 0o700)
+        defer { _ = try? AgentImage.shell("rm -rf \(base)") }
+        func config(_ name: String, cid: UInt32, restoreFrom: String? = nil) -> HypervisorConfig {
+            let share = "\(base)/\(name)-share"
+            mkdir(share, 0o700)
+            var config = HypervisorConfig(
+                kernelPath: paths.kernel, initrdPath: image == nil ? paths.initrd : nil, imagePath: image, memoryMiB: 256,
+                backend: .kvm, guestCID: cid, runtimeDirectory: "\(base)/\(name)",
+                sharedDirectories: [SharedDirectory(tag: "kataShared", hostPath: share)])
+            config.restoreFrom = restoreFrom
+            if getenv("KATA_TEMPLATE_DEBUG") != nil {
+                config.debug = true
+                config.consoleOutput = { bytes in print("[\(name)] " + String(decoding: bytes, as: UTF8.self), terminator: "") }
+            }
+            return config
+        }
+
+        // The template: booted to agent ready, the health check's connection closed, saved.
+        let template = try #require(HypervisorFactory.make(config("template", cid: 3)) as? KVMHypervisor)
+        let booted = ContinuousClock.now
+        try await template.start()
+        let bootTime: Duration
+        do {
+            do {
+                let stream = try await template.connectVsock(port: Self.agentPort, timeoutSeconds: 600)
+                let client = try await TTRPCClient.connect(connectedDescriptor: dup(stream.rawValue))
+                #expect(try await Kata_Agent_V1_HealthClient(client).check(.init()).status == .serving)
+                bootTime = ContinuousClock.now - booted
+                try await client.close()
+                withExtendedLifetime(stream) {}  // both ends of the host's socket closed from here
+            }
+            let muxer = try #require(template.vsockMuxer)
+            for _ in 0..<1000 where muxer.connectionCount > 0 { try await Task.sleep(for: .milliseconds(10)) }
+            #expect(muxer.connectionCount == 0, "the closed connection is gone from the muxer")
+        } catch {
+            print("template: console tail:\n\(template.consoleTail)")
+            await template.stop()
+            throw error
+        }
+        let saved = "\(base)/template.vm"
+        let saving = ContinuousClock.now
+        try await template.saveTemplate(to: saved)
+        let saveTime = ContinuousClock.now - saving
+        await template.stop()
+        var st = stat()
+        #expect(stat(saved, &st) == 0)
+        print("BENCH template: boot to agent ready \(bootTime); saved in \(saveTime), \(st.st_size >> 20) MiB")
+
+        for (index, cid) in [UInt32(41), 42].enumerated() {
+            let name = "clone\(index)"
+            let clone = try HypervisorFactory.make(config(name, cid: cid, restoreFrom: saved))
+            let restoring = ContinuousClock.now
+            try await clone.start()
+            do {
+                let stream = try await clone.connectVsock(port: Self.agentPort, timeoutSeconds: getenv("KATA_TEMPLATE_DEBUG") != nil ? 20 : 120)
+                let client = try await TTRPCClient.connect(connectedDescriptor: dup(stream.rawValue))
+            defer { withExtendedLifetime(stream) {} }
+                #expect(try await Kata_Agent_V1_HealthClient(client).check(.init()).status == .serving)
+                let restoreTime = ContinuousClock.now - restoring
+                let agent = Kata_Agent_V1_AgentServiceClient(client)
+                _ = try await agent.reseedRandomDev(.with { $0.data = Data((0..<64).map { _ in UInt8.random(in: 0...255) }) })
+                var now = timespec()
+                clock_gettime(CLOCK_REALTIME, &now)
+                _ = try await agent.setGuestDateTime(.with {
+                    $0.sec = Int64(now.tv_sec)
+                    $0.usec = Int64(now.tv_nsec / 1000)
+                })
+                let details = try await agent.getGuestDetails(.init())
+                #expect(details.memTotalBytes > 128 << 20 && details.memTotalBytes <= 256 << 20)
+                // The clone's own share, over the restored virtio-fs device.
+                _ = try await agent.createSandbox(.with {
+                    $0.sandboxID = name
+                    $0.hostname = name
+                    $0.storages = [.with {
+                        $0.driver = "virtio-fs"
+                        $0.source = "kataShared"
+                        $0.fstype = "virtiofs"
+                        $0.mountPoint = "/run/kata-containers/shared"
+                    }]
+                })
+                _ = try await agent.destroySandbox(.init())
+                print("BENCH template: clone \(index) (CID \(cid)): restore to agent ready \(restoreTime)")
+                try await client.close()
+            } catch {
+                print("\(name): console tail:\n\(clone.consoleTail)")
+                if let vm = (clone as? KVMHypervisor)?.virtualMachine {
+                    try? vm.pause()
+                    print("\(name): \(vm.registerSummary())")
+                    print("\(name): vsock: \((clone as? KVMHypervisor)?.vsockMuxer?.diagnostics ?? "")")
+                }
+                await clone.stop()
+                throw error
+            }
+            await clone.stop()
+        }
     }
 
     static func exercise(backend: HypervisorBackendKind) async throws {

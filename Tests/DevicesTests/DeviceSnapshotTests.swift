@@ -44,7 +44,20 @@ import VirtIOTestSupport
         try restored.restoreRecord(record)
         let driver = MmioDriver(transport: restored)
         #expect(driver.status.contains(.driverOK))
+
+        // The host connects at once; its REQUEST waits until the guest has read its new CID
+        // (a reply from the template's CID would be refused).
+        let stream = try muxer.connect(port: 2000)
+        defer { stream.close() }
+        let rxChain = try guest.rx.add([.writable(4096 + 44)])
+        restored.write(offset: MmioRegister.queueNotify.rawValue, bytes: [0, 0, 0, 0])
+        #expect(try guest.rx.takeUsed().isEmpty, "held until the driver reads its CID")
         #expect(restored.read(offset: 0x100, count: 8) == [7, 0, 0, 0, 0, 0, 0, 0], "the driver re-reads the CID after the reset")
+        restored.write(offset: MmioRegister.queueNotify.rawValue, bytes: [0, 0, 0, 0])
+        let delivered = try guest.rx.takeUsed()
+        #expect(delivered.count == 1)
+        let header = try #require(VsockHeader(bytes: try guest.rx.written(rxChain, count: VsockHeader.size)))
+        #expect(header.operation == .request && header.destinationCID == 7 && header.destinationPort == 2000)
 
         // VIRTIO_VSOCK_EVENT_TRANSPORT_RESET in the first event buffer, and an interrupt for it.
         let used = try guest.event.takeUsed()

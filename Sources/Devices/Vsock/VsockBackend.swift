@@ -17,6 +17,8 @@ public protocol VsockBackend: AnyObject, Sendable {
     func deviceReset()
     /// Connections open or closing.
     var connectionCount: Int { get }
+    /// Asks the device's host to run the device's backend work soon (from any thread).
+    func wakeDevice()
 }
 
 /// Errors of the in-process host API.

@@ -34,6 +34,8 @@ public final class VsockDevice: VirtioDevice {
 
     /// Packets and payload bytes each way (the sandbox's metrics).
     public let traffic: DeviceTraffic
+    /// Restored, and the guest has not yet read its CID again: host packets wait (`didRestore`).
+    var awaitingCIDRead = false
 
     public init(
         guestCID: UInt64, backend: some VsockBackend, traffic: DeviceTraffic = DeviceTraffic(),
@@ -45,8 +47,15 @@ public final class VsockDevice: VirtioDevice {
         self.logger = logger
     }
 
-    /// struct virtio_vsock_config { le64 guest_cid; }
-    public var configSpace: [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: guestCID >> (8 * $0)) } }
+    /// struct virtio_vsock_config { le64 guest_cid; }. Read by the driver at probe and after a
+    /// transport reset; the read releases host packets held since a restore.
+    public var configSpace: [UInt8] {
+        if awaitingCIDRead {
+            awaitingCIDRead = false
+            backend.wakeDevice()
+        }
+        return (0..<8).map { UInt8(truncatingIfNeeded: guestCID >> (8 * $0)) }
+    }
 
     public func activate(memory: some GuestMemory, interrupt: some InterruptTrigger) throws(VirtioDeviceError) {
         self.memory = memory
@@ -127,7 +136,7 @@ public final class VsockDevice: VirtioDevice {
     // MARK: RX: host to guest
 
     private func processRX() {
-        guard let memory else { return }
+        guard let memory, !awaitingCIDRead else { return }
         let rx = QueueIndex.rx.rawValue
         for _ in 0..<Self.maxRounds {
             // Out of RX buffers with packets waiting: ask for a kick at the next buffer, and go
@@ -213,9 +222,12 @@ extension VsockDevice: SnapshotCapableDevice {
 
     /// Tells the guest its transport was reset, Firecracker's way: the driver drops every
     /// connection, keeps its listeners and reads the guest CID again, so a restored VM answers
-    /// on its own CID, not the template's.
+    /// on its own CID, not the template's. Until that read, packets from the host wait: the
+    /// driver handles the event on a work queue, and a connection it accepted before would be
+    /// answered from the template's CID (and refused here).
     public func didRestore() {
         guard let memory else { return }
+        awaitingCIDRead = true
         let event = QueueIndex.event.rawValue
         do {
             guard let chain = try queues[event].popAvailable(memory: memory) else {

@@ -199,7 +199,7 @@ public final class VsockMuxer: VsockBackend {
         return result
     }
 
-    func wakeDevice() {
+    public func wakeDevice() {
         state.withLock { $0.wake }?()
     }
 }

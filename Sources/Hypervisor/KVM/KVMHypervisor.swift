@@ -78,8 +78,29 @@ public final class KVMHypervisor: Hypervisor, HypervisorBackendSteps {
 
     // MARK: our VMM's steps
 
-    /// Nothing beyond the shared checks: every configured device is one our VMM has.
-    func validateBackend() throws(HypervisorError) {}
+    /// Nothing beyond the shared checks (every configured device is one our VMM has), and a
+    /// saved VM to restore must be readable.
+    func validateBackend() throws(HypervisorError) {
+        if let path = config.restoreFrom, access(path, R_OK) != 0 { throw .invalidConfig("saved VM \(path) is not readable") }
+    }
+
+    /// Pauses the running VM and saves it to `path` (docs/snapshots.md): a template that
+    /// `HypervisorConfig.restoreFrom` starts VMs from. The VM stays paused; stop it, or resume it.
+    /// Refused, with the VM left paused and nothing written, while a device holds what a save
+    /// cannot carry (a vsock connection open, virtio-fs mounted, a network interface).
+    public func saveTemplate(to path: String) async throws(HypervisorError) {
+        guard let running = lifecycle.held else { throw .invalidState(operation: "save", state: "\(state)") }
+        if !running.vm.isPaused { try await pause() }
+        let result = await onOwnThread("kvm-save") { () -> String? in
+            do throws(VMMError) {
+                try running.vm.saveSnapshot(to: path)
+                return nil
+            } catch {
+                return "\(error)"
+            }
+        }
+        if let error = result { throw .invalidState(operation: "save", state: error) }
+    }
 
     func launch() async throws(HypervisorError) -> Running {
         try await onOwnThread("kvm-start") { () throws(HypervisorError) in try self.launchBlocking() }
@@ -89,10 +110,16 @@ public final class KVMHypervisor: Hypervisor, HypervisorBackendSteps {
     private func launchBlocking() throws(HypervisorError) -> Running {
         let kernel: [UInt8]
         let initrd: [UInt8]?
+        let saved: (SnapshotFile, FileDescriptor)?
         do {
-            kernel = try readWholeFile(config.kernelPath)
+            saved = try config.restoreFrom.map { (path) throws(HypervisorError) in
+                do { return try SnapshotFile.read(from: path) } catch { throw .invalidConfig("saved VM \(path): \(error)") }
+            }
+        }
+        do {
+            kernel = saved == nil ? try readWholeFile(config.kernelPath) : []
             // With a root disk image the guest needs no initramfs (QEMUCommand does the same).
-            initrd = try (config.imagePath == nil ? config.initrdPath : nil).map { (path) throws(Errno) in try readWholeFile(path) }
+            initrd = try (config.imagePath == nil && saved == nil ? config.initrdPath : nil).map { (path) throws(Errno) in try readWholeFile(path) }
         } catch {
             throw .system(operation: "reading the kernel or initrd", error)
         }
@@ -138,7 +165,8 @@ public final class KVMHypervisor: Hypervisor, HypervisorBackendSteps {
         do {
             vm = try VirtualMachine(config: VMConfig(
                 memorySize: UInt64(config.memoryMiB) << 20, vcpus: config.vcpus,
-                payload: .linux(kernel: kernel, initrd: initrd, cmdline: cmdline), cpuTemplate: defaults.template,
+                payload: saved.map { .snapshot($0.0, file: $0.1) } ?? .linux(kernel: kernel, initrd: initrd, cmdline: cmdline),
+                cpuTemplate: defaults.template,
                 consoleOutput: { bytes in
                     console.append(bytes)
                     output?(bytes)
@@ -148,7 +176,11 @@ public final class KVMHypervisor: Hypervisor, HypervisorBackendSteps {
             vsock.stop()
             throw .backendUnavailable("kvm: \(error)")
         }
-        logger.debug("kvm: started, cmdline '\(cmdline)'")
+        if let path = config.restoreFrom {
+            logger.debug("kvm: restored from \(path)")
+        } else {
+            logger.debug("kvm: started, cmdline '\(cmdline)'")
+        }
         do {
             let waiter = try WorkerThread(name: "kvm-waiter") { [weak self] in
                 let reason = vm.wait()

@@ -115,6 +115,7 @@ public final class QEMUHypervisor: Hypervisor, HypervisorBackendSteps {
 
     /// QEMU's user, its entropy source and binary, and socket paths that fit `sun_path`.
     func validateBackend() throws(HypervisorError) {
+        if config.restoreFrom != nil { throw .invalidConfig("restoring a saved VM needs the in-process kvm backend") }
         if let source = config.qemuEntropySource, access(source, R_OK) != 0 {
             throw .invalidConfig("entropy_source \(source) is not readable")
         }
