@@ -115,13 +115,7 @@ public struct SnapshotFile: Sendable {
             let fd = try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
             try writeAll(fd.rawValue, head.bytes)
             for (region, range) in zip(regions, memory) {
-                var done = 0
-                while done < range.bytes.count {
-                    let n = try retryingSyscall {
-                        pwrite(fd.rawValue, range.bytes.baseAddress! + done, range.bytes.count - done, off_t(region.fileOffset) + off_t(done))
-                    }
-                    done += n
-                }
+                try writeSparse(fd, range.bytes, at: region.fileOffset)
             }
             guard ftruncate(fd.rawValue, off_t(offset)) == 0 else { throw Errno.current }
         } catch {
@@ -130,6 +124,34 @@ public struct SnapshotFile: Sendable {
     }
 
     static func roundUp(_ value: UInt64) -> UInt64 { (value + page - 1) & ~(page - 1) }
+
+    /// Writes `bytes` at `offset`, leaving a hole for every page of zeros: most of a booted
+    /// guest's RAM was never touched, the file stays sparse (on tmpfs it costs only the pages
+    /// written), and a private mapping of a hole reads zeros.
+    static func writeSparse(_ fd: FileDescriptor, _ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws(Errno) {
+        guard let base = bytes.baseAddress else { return }
+        let pageSize = Int(page)
+        let zeros = [UInt8](repeating: 0, count: pageSize)
+        func isZero(_ start: Int) -> Bool {
+            zeros.withUnsafeBytes { memcmp(base + start, $0.baseAddress!, min(pageSize, bytes.count - start)) == 0 }
+        }
+        var start = 0
+        while start < bytes.count {
+            if isZero(start) {
+                start += pageSize
+                continue
+            }
+            var end = start + pageSize
+            while end < bytes.count, !isZero(end) { end += pageSize }
+            end = min(end, bytes.count)
+            var done = start
+            while done < end {
+                let n = try retryingSyscall { pwrite(fd.rawValue, base + done, end - done, off_t(offset) + off_t(done)) }
+                done += n
+            }
+            start = end
+        }
+    }
 
     // MARK: reading
 

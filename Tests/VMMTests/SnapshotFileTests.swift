@@ -1,5 +1,6 @@
 import CKVM
 import Glibc
+import GuestMemory
 import SystemSupport
 import Testing
 import VMM
@@ -36,6 +37,24 @@ import VMM
         #expect(snapshot.vcpus[0].registers.rip == 0x1000)
         #expect(snapshot.regions.count == 1)
         #expect(snapshot.regions.first?.size == 1 << 20)
+    }
+
+    @Test func pagesOfZerosAreHolesAndReadBackAsZeros() throws {
+        let vm = try VirtualMachine(config: VMConfig(memorySize: 4 << 20, payload: .realMode(code: [0xeb, 0xfe], address: 0x1000)))
+        try vm.memory.write([UInt8](repeating: 0xa5, count: 3 * 4096 + 7), at: GuestAddress(0x20000))
+        let path = "/tmp/kata-snapshot-sparse-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        defer { unlink(path) }
+        try vm.saveSnapshot(to: path)
+        var st = stat()
+        #expect(stat(path, &st) == 0)
+        #expect(st.st_size > 4 << 20)
+        // The code page, the four written pages and the header: far less than the 4 MiB of RAM.
+        #expect(st.st_blocks * 512 < 256 * 1024, "\(st.st_blocks * 512) bytes allocated")
+        let (snapshot, fd) = try SnapshotFile.read(from: path)
+        let memory = try MmapGuestMemory(snapshot: snapshot, fd: fd)
+        #expect(try memory.read(count: 3 * 4096 + 8, at: GuestAddress(0x20000)) == [UInt8](repeating: 0xa5, count: 3 * 4096 + 7) + [0])
+        #expect(try memory.read(count: 2, at: GuestAddress(0x1000)) == [0xeb, 0xfe])
+        #expect(try memory.read(count: 4096, at: GuestAddress(0x300000)) == [UInt8](repeating: 0, count: 4096))
     }
 
     @Test func damagedFilesAreRefusedWithTheReason() throws {
