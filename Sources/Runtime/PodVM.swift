@@ -9,6 +9,7 @@ import Hypervisor
 import Logging
 import Monitoring
 import Netlink
+import Shim
 import Synchronization
 import SystemSupport
 import TTRPC
@@ -122,11 +123,31 @@ public final class PodVM: Sendable {
         }
         let metrics = SandboxMetrics(traffic: vmConfig.traffic)
         let bootStarted = ContinuousClock.now
+        // Where our VMM runs a VM without NICs, it may start from a saved template
+        // (docs/snapshots.md, "Templates"); one that does not restore is discarded, and the VM boots.
+        let template = config.templates && !warmNIC && network == nil
+            && (try? BackendProbe.resolve(config.backend, qemuBinary: config.qemuPath)) == .kvm
+            ? VMTemplate(for: vmConfig, directory: config.templateDirectory) : nil
+        var restored = false
         do {
-            hypervisor = try HypervisorFactory.make(vmConfig, logger: logger)
             startPath?.mark("VM starting")
-            try await hypervisor.start()
-            startPath?.mark("VM running")
+            if let template, template.exists {
+                var restoring = vmConfig
+                restoring.restoreFrom = template.path
+                let candidate = try HypervisorFactory.make(restoring, logger: logger)
+                do {
+                    try await candidate.start()
+                    restored = true
+                } catch {
+                    logger.warning("sandbox \(sandboxID): template \(template.path) did not restore (\(error)); discarded, booting")
+                    template.discard()
+                }
+                hypervisor = restored ? candidate : try HypervisorFactory.make(vmConfig, logger: logger)
+            } else {
+                hypervisor = try HypervisorFactory.make(vmConfig, logger: logger)
+            }
+            if !restored { try await hypervisor.start() }
+            startPath?.mark(restored ? "VM restored from a template" : "VM running")
         } catch {
             consoleDrain?.cancel()
             paths.remove(logger: logger)
@@ -152,9 +173,17 @@ public final class PodVM: Sendable {
         } catch {
             logger.warning("sandbox \(sandboxID): \(error) (kata-ctl list will not show it)")
         }
-        do {
+        do throws(RuntimeError) {
             let client = try await connectAgent(
                 hypervisor, timeoutSeconds: Double(config.agentDialTimeoutSeconds), observer: metrics.agentCallObserver, logger: logger)
+            if restored {
+                do {
+                    try await VMTemplate.refresh(Kata_Agent_V1_AgentServiceClient(client))
+                } catch {
+                    await client.close()
+                    throw .boot(reason: "a VM restored from a template took no fresh entropy or time: \(error)", consoleTail: "")
+                }
+            }
             startPath?.mark("agent ready")
             let booted = ContinuousClock.now - bootStarted
             metrics.recordBoot(seconds: Double(booted.components.seconds) + Double(booted.components.attoseconds) / 1e18)
@@ -164,6 +193,13 @@ public final class PodVM: Sendable {
                 sandboxID: sandboxID, paths: paths, hypervisor: hypervisor, client: client, network: network,
                 portForwarder: portForwarder, consoleDrain: consoleDrain, metrics: metrics, logger: logger)
             await vm.serveMetrics()
+            if let template, !restored, !template.exists {
+                // Saved once per configuration, by this shim after its pod is up (BackgroundWork).
+                var makerConfig = vmConfig
+                makerConfig.consoleOutput = nil
+                let timeout = Double(config.agentDialTimeoutSeconds)
+                BackgroundWork.keep(Task.detached { await template.make(from: makerConfig, agentTimeoutSeconds: timeout, logger: logger) })
+            }
             return vm
         } catch {
             await hypervisor.stop(graceSeconds: 1)

@@ -60,8 +60,10 @@ extension RuntimeConfig {
         if let chosen { try applyHypervisor(reader, table: chosen.table, qemu: chosen.kind != .kvm) }
         try applyAgent(reader)
         try applyRuntime(reader)
-        // [factory]: the VM cache is our warm pool; templates are not implemented (warned about).
+        // [factory]: the VM cache is our warm pool; templates are saved VMs our VMM restores.
         if let n = try reader.integer("factory", "vm_cache_number", in: 0...64) { warmSandboxes = n }
+        if let on = try reader.boolean("factory", "enable_template") { templates = on }
+        if let path = try reader.path("factory", "template_path") { templatePath = path }
     }
 
     private mutating func applyHypervisor(_ reader: ConfigReader, table t: String, qemu: Bool) throws(ConfigError) {
@@ -200,7 +202,7 @@ extension RuntimeConfig {
                 "disable_guest_empty_dir", "enable_pprof", "create_container_timeout", "dan_conf", "enable_cpu_quota",
                 "enable_cgroup_swap_control", "enable_metrics", "agent_name", "name", "keep_abnormal",
             ],
-            "factory": ["enable_template", "template_path", "vm_cache_endpoint"],
+            "factory": ["vm_cache_endpoint"],
         ]
     }()
 }

@@ -74,6 +74,12 @@ public struct RuntimeConfig: Equatable, Sendable {
     public var warmSandboxes = 0
     /// Where the warm pools live: `<sandbox_dir>/.warm/<pool>/` (a name no sandbox id can take).
     public var warmPoolsDirectory: String { sandboxDirectory + "/.warm" }
+    /// VMs start from a template saved at agent ready instead of booting, where our VMM runs
+    /// (Kata's `enable_template`; docs/snapshots.md, "Templates").
+    public var templates = false
+    /// Where templates are kept (Kata's `template_path`); nil: `<sandbox_dir>/.template`.
+    public var templatePath: String?
+    public var templateDirectory: String { templatePath ?? sandboxDirectory + "/.template" }
 
     public init() {}
 

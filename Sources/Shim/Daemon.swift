@@ -102,6 +102,8 @@ public enum Daemon {
         await server.shutdown(gracePeriod: .milliseconds(500))
         await events.drain(timeout: .seconds(5))
         socket.remove()
+        // A signal ends the shim now; otherwise what the sandbox left running may finish.
+        if !reason.hasPrefix("signal") { await BackgroundWork.finish(within: .seconds(120), logger: logger) }
         _ = signalSources
         return 0
     }

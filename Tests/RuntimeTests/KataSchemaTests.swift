@@ -72,8 +72,15 @@ import Testing
             [runtime]
             enable_debug = true
             sandbox_dir = "/tmp/ks"
+            [factory]
+            vm_cache_number = 2
+            enable_template = true
             """, file: Self.file, warnings: &warnings)
         #expect(warnings.isEmpty, "\(warnings)")
+        #expect(config.warmSandboxes == 2 && config.templates && config.templateDirectory == "/tmp/ks/.template")
+        let elsewhere = try RuntimeConfig.parse("[factory]\ntemplate_path = \"/var/lib/ks-templates\"", file: Self.file)
+        #expect(!elsewhere.templates && elsewhere.templateDirectory == "/var/lib/ks-templates")
+        #expect(throws: ConfigError.self) { try RuntimeConfig.parse("[factory]\ntemplate_path = \"templates\"", file: Self.file) }
         #expect(config.backend == .kvm)
         #expect(config.kernel == "/k/vmlinux" && config.initrd == "/k/initrd")
         #expect(config.vcpus == min(2, ProcessInfo.processInfo.activeProcessorCount))

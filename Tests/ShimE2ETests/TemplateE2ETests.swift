@@ -1,0 +1,77 @@
+// VM templates through containerd (docs/snapshots.md, "Templates"): with `[factory]
+// enable_template`, the first pod boots its VM and its shim then saves a template at agent ready;
+// later pods restore it instead of booting, take fresh entropy and the host's time, and run.
+// Our VMM only: runs inside the nested KVM host (KATA_E2E_BACKEND=kvm, `make test`'s nested run).
+
+import Foundation
+import Testing
+import SystemSupport
+
+@Suite(.serialized) struct TemplateE2ETests {
+    static var templates: String { VMRuntimeE2ETests.sandboxRoot + "/.template" }
+
+    static func savedTemplates() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: templates)) ?? []).filter { $0.hasSuffix(".vm") }
+    }
+
+    @Test(
+        .enabled("templates need our VMM: KATA_E2E_BACKEND=kvm runs this inside the nested KVM host") {
+            if VMRuntimeE2ETests.backend == "kvm" { return true }
+            print("templates: skipped on backend \(VMRuntimeE2ETests.backend); the nested KVM host's ci run has it")
+            return false
+        },
+        .timeLimit(.minutes(15)))
+    func podsRestoreATemplateSavedByTheFirstPodsShim() async throws {
+        let containerd = try VMRuntimeE2ETests.start("template", extraTOML: "[factory]\nenable_template = true")
+        defer {
+            containerd.stop()
+            _ = try? FileManager.default.removeItem(atPath: Self.templates)
+            rmdir(VMRuntimeE2ETests.sandboxRoot)
+        }
+        let runtime = VMRuntimeE2ETests.runtime
+        let image = VMRuntimeE2ETests.image
+
+        // The first pod boots; once it is up its shim saves the template, and ends when it is saved.
+        var started = Date()
+        let cold = try containerd.ctr(["run", "--rm"] + runtime + [image, "t1", "echo", "cold"])
+        let coldSeconds = Date().timeIntervalSince(started)
+        #expect(cold.status == 0 && cold.stdout == "cold\n", "ctr said: \(cold.stdout) \(cold.stderr)")
+        #expect(waitUntil(seconds: 240) { Self.savedTemplates().count == 1 },
+                "no template was saved: \(containerd.containerdLog().split(separator: "\n").filter { $0.contains("template") }.suffix(10))")
+        #expect(waitUntil(seconds: 60) { containerd.shimProcesses().isEmpty }, "the first pod's shim lingers: \(containerd.shimProcesses())")
+
+        // Later pods restore it: each takes the host's time, and its own entropy.
+        var samples: [String] = []
+        var templatedSeconds: [Double] = []
+        for id in ["t2", "t3"] {
+            started = Date()
+            let run = try containerd.ctr(["run", "--rm"] + runtime + [image, id, "sh", "-c", "date +%s; od -An -tx1 -N16 /dev/urandom"])
+            templatedSeconds.append(Date().timeIntervalSince(started))
+            #expect(run.status == 0, "ctr said: \(run.stdout) \(run.stderr.suffix(800))")
+            let lines = run.stdout.split(separator: "\n")
+            let guestTime = lines.first.flatMap { Double($0.trimmingCharacters(in: .whitespaces)) } ?? 0
+            #expect(abs(guestTime - Date().timeIntervalSince1970) < 30, "the guest's clock says \(guestTime)")
+            samples.append(lines.dropFirst().joined())
+        }
+        #expect(samples.count == 2 && samples[0] != samples[1], "two clones read the same random bytes: \(samples)")
+        let restores = containerd.containerdLog().components(separatedBy: "VM restored from a template").count - 1
+        #expect(restores == 2, "pods restored from the template: \(restores)")
+        print("BENCH templates: ctr run --rm: boot \(String(format: "%.2f", coldSeconds)) s, from the template \(templatedSeconds.map { String(format: "%.2f", $0) }.joined(separator: ", ")) s")
+
+        // A template that no longer matches its key's promise (damaged) is discarded; the pod boots.
+        let name = try #require(Self.savedTemplates().first)
+        let fd = open(Self.templates + "/" + name, O_WRONLY)
+        #expect(fd >= 0 && pwrite(fd, "BROKEN!!", 8, 0) == 8)
+        close(fd)
+        let fallback = try containerd.ctr(["run", "--rm"] + runtime + [image, "t4", "echo", "booted"])
+        #expect(fallback.status == 0 && fallback.stdout == "booted\n", "ctr said: \(fallback.stdout) \(fallback.stderr)")
+        #expect(containerd.containerdLog().contains("did not restore"), "the damaged template was not reported")
+        #expect(waitUntil(seconds: 240) { Self.savedTemplates().count == 1 }, "no new template after the damaged one went")
+        #expect(waitUntil(seconds: 60) { containerd.shimProcesses().isEmpty }, "a shim lingers: \(containerd.shimProcesses())")
+        // Templates outlive pods by design; nothing else may be left.
+        let kept = (try? FileManager.default.contentsOfDirectory(atPath: Self.templates)) ?? []
+        #expect(kept.sorted() == [name, name.replacingOccurrences(of: ".vm", with: ".lock")].sorted(), "in \(Self.templates): \(kept)")
+        try FileManager.default.removeItem(atPath: Self.templates)
+        try VMRuntimeE2ETests.expectClean(containerd, ids: ["t1", "t2", "t3", "t4"])
+    }
+}
