@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # `ctr run --rm <image> true` per runtime, side by side in one run, alternated, median of N.
 #
-#   bench/ctr-run.sh [N] [RUNTIME ...]      runtimes: runc runsc kata kata-warm kata-kvm kata-qemu
+#   bench/ctr-run.sh [N] [RUNTIME ...]      runtimes: runc runsc kata kata-warm kata-kvm kata-qemu kata-template
 #
 # kata uses the backend `auto` picks (or $KATA_BACKEND); kata-kvm and kata-qemu force our VMM and
 # QEMU (which uses KVM where the host's KVM runs a guest userspace, TCG elsewhere). kata-warm is
 # kata with a warm pool of one (`[factory] vm_cache_number = 1`, docs/warm-sandboxes.md): each
 # run starts once a warm sandbox is ready, so it measures a pod taking a warm sandbox; the
-# pool's refill between runs is not counted (the wait is printed).
+# pool's refill between runs is not counted (the wait is printed). kata-template is kata on our
+# VMM with VM templates (`[factory] enable_template = true`, docs/snapshots.md): the untimed
+# first run's shim saves the template, and every timed run restores it.
 #
 # Uses a containerd of its own (scripts/containerd-env.sh) and the offline busybox image.
 # runsc (gVisor) has no containerd shim in Debian; it runs under the runc shim through a wrapper
@@ -31,6 +33,7 @@ chmod +x "$work/bin/runsc-wrapper"
 "$here/scripts/kata-config.sh" "$work/kvm.toml" kvm
 "$here/scripts/kata-config.sh" "$work/qemu.toml" qemu
 { cat "$work/configuration.toml"; printf '\n[factory]\nvm_cache_number = 1\n'; } > "$work/warm.toml"
+{ cat "$work/kvm.toml"; printf '\n[factory]\nenable_template = true\ntemplate_path = "%s"\n' "$work/templates"; } > "$work/template.toml"
 shim_dir="$here/.build-release/release"  # make bench builds it (make release): what users run
 "$here/scripts/containerd-env.sh" start "$work/cd" "$shim_dir" >/dev/null
 ctr() { "$here/scripts/containerd-env.sh" ctr "$work/cd" "$@"; }
@@ -51,6 +54,15 @@ wait_warm() {  # runs inside run_once's subshell: the waits go to a file
   echo "$(( (t1 - t0) / 1000000 ))" >> "$work/warm-waits"
 }
 
+# Waits (up to 240 s) for the template the first kata-template run's shim saves.
+wait_template() {
+  for _ in $(seq 1 2400); do
+    compgen -G "$work/templates/*.vm" >/dev/null && return 0
+    sleep 0.1
+  done
+  echo "ctr-run: no template was saved in $work/templates" >&2
+}
+
 run_once() { # runtime id -> seconds
   local rt=$1 id=$2 args=()
   case "$rt" in
@@ -60,6 +72,7 @@ run_once() { # runtime id -> seconds
     kata-warm) args=(--runtime io.containerd.kata.v2 --runtime-config-path "$work/warm.toml"); wait_warm ;;
     kata-kvm) args=(--runtime io.containerd.kata.v2 --runtime-config-path "$work/kvm.toml") ;;
     kata-qemu) args=(--runtime io.containerd.kata.v2 --runtime-config-path "$work/qemu.toml") ;;
+    kata-template) args=(--runtime io.containerd.kata.v2 --runtime-config-path "$work/template.toml") ;;
   esac
   local t0 t1
   t0=$(date +%s%N)  # after wait_warm: a warm run is timed from a ready pool
@@ -70,6 +83,7 @@ run_once() { # runtime id -> seconds
 
 declare -A samples
 for rt in "${runtimes[@]}"; do run_once "$rt" "warm-$rt" >/dev/null; done   # first run pays image unpack
+[[ " ${runtimes[*]} " != *" kata-template "* ]] || wait_template
 for i in $(seq 1 "$n"); do
   for rt in "${runtimes[@]}"; do samples[$rt]+="$(run_once "$rt" "b-$rt-$i") "; done
 done

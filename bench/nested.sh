@@ -7,7 +7,9 @@
 #      shim on backend qemu (QEMU with -accel kvm here) (bench/ctr-run.sh); then runc against our
 #      shim on our VMM, cold and from a warm sandbox (`[factory] vm_cache_number = 1`);
 #   3. the host memory of one idle sandbox (PSS, parts, and what our VMM's shim costs beyond the
-#      guest RAM it touched) for runc, kata on our VMM and kata on QEMU-KVM (bench/sandbox-memory.sh).
+#      guest RAM it touched) for runc, kata on our VMM and kata on QEMU-KVM (bench/sandbox-memory.sh);
+#   4. VM templates (docs/snapshots.md): ctr run cold vs restored from a template, and the memory
+#      of one and of three idle sandboxes booted vs restored.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 rounds=${1:-5}
@@ -27,3 +29,10 @@ KATA_BACKEND=kvm "$here/bench/ctr-run.sh" "$rounds" runc kata kata-warm
 echo
 echo "## Idle sandbox memory (PSS after ${SETTLE_SECONDS:=20} s)"
 SETTLE_SECONDS=$SETTLE_SECONDS "$here/bench/sandbox-memory.sh" runc kata-kvm kata-qemu
+echo
+echo "## ctr run --rm busybox true restored from a VM template on our VMM (medians of $rounds)"
+KATA_BACKEND=kvm "$here/bench/ctr-run.sh" "$rounds" runc kata kata-template
+echo
+echo "## Idle sandbox memory, booted vs restored from a template (PSS after $SETTLE_SECONDS s)"
+SETTLE_SECONDS=$SETTLE_SECONDS "$here/bench/sandbox-memory.sh" kata-kvm kata-template
+SANDBOXES=3 SETTLE_SECONDS=$SETTLE_SECONDS "$here/bench/sandbox-memory.sh" kata-kvm kata-template

@@ -3,10 +3,11 @@
 # under it (for kata: the shim, QEMU and the guest RAM QEMU touched; for runsc: the runc shim,
 # runsc's sandbox and gofer), with `sleep` idling in the container. Side by side in one run.
 #
-#   bench/sandbox-memory.sh [RUNTIME ...]   runtimes: runc runsc kata kata-initrd kata-kvm kata-qemu
+#   bench/sandbox-memory.sh [RUNTIME ...]   runtimes: runc runsc kata kata-initrd kata-kvm kata-qemu kata-template
 #                                            (default: runc runsc kata kata-initrd)
 #                                            kata: the guest's root on the agent's disk image; kata-initrd: the initramfs;
 #                                            kata-kvm, kata-qemu: kata on our VMM, on QEMU (bench/nested.sh, where KVM runs guests)
+#                                            kata-template: kata-kvm restored from a VM template (saved first, not measured)
 #   KATA_CONF=FILE                           configuration for the kata runtime (default: built here)
 #   SANDBOXES=N                              N idle sandboxes per runtime at once (default 1); the figures are per
 #                                            sandbox: what one more pod costs on a host that runs several (code
@@ -44,6 +45,7 @@ else
 fi
 "$here/scripts/kata-config.sh" "$work/kvm.toml" kvm
 "$here/scripts/kata-config.sh" "$work/qemu.toml" qemu
+{ cat "$work/kvm.toml"; printf '\n[factory]\nenable_template = true\ntemplate_path = "%s"\n' "$work/templates"; } > "$work/template.toml"
 mkdir -p "$work/bin"
 printf '#!/bin/sh\nexec runsc --network=none --ignore-cgroups "$@"\n' > "$work/bin/runsc-wrapper"
 chmod +x "$work/bin/runsc-wrapper"
@@ -72,6 +74,12 @@ for rt in "${runtimes[@]}"; do
     kata-initrd) args=(--runtime io.containerd.kata.v2 --runtime-config-path "$work/initrd.toml") ;;
     kata-kvm) args=(--runtime io.containerd.kata.v2 --runtime-config-path "$work/kvm.toml") ;;
     kata-qemu) args=(--runtime io.containerd.kata.v2 --runtime-config-path "$work/qemu.toml") ;;
+    kata-template) args=(--runtime io.containerd.kata.v2 --runtime-config-path "$work/template.toml")
+      # The first pod's shim saves the template once its pod is up; the measured pods restore it.
+      ctr run --rm "${args[@]}" docker.io/library/busybox:kata-mem mem-template-maker true >/dev/null
+      for _ in $(seq 1 2400); do compgen -G "$work/templates/*.vm" >/dev/null && break; sleep 0.1; done
+      compgen -G "$work/templates/*.vm" >/dev/null || { echo "sandbox-memory: no template was saved" >&2; exit 1; }
+      printf 'kata-template: template %s MiB on disk\n' "$(du -m "$work"/templates/*.vm | awk '{print $1}')" ;;
     *) echo "sandbox-memory: unknown runtime $rt" >&2; exit 2 ;;
   esac
   for i in $(seq 1 "$sandboxes"); do

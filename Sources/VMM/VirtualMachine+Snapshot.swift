@@ -18,11 +18,17 @@ extension VirtualMachine {
 
     /// The record name of virtio slot `index` in a snapshot file.
     static func virtioRecordName(_ index: Int) -> String { "virtio\(index)" }
+    static let cpuidRecordName = "cpuid"
+
+    /// Every vCPU's CPUID entries as KVM takes them, one after another.
+    static func cpuidRecord(_ cpuid: [[CPUIDEntry]]) -> [UInt8] {
+        cpuid.flatMap { entries in entries.withUnsafeBytes { Array($0) } }
+    }
 
     private func saveLocked(to path: String) throws(VMMError) {
         guard !isStopping else { throw .invalidState(operation: "snapshot", state: "stopped") }
         guard pauseControl.isPaused || !hasStarted else { throw .invalidState(operation: "snapshot", state: "running") }
-        var devices = ["serial": serial.savedRegisters()]
+        var devices = ["serial": serial.savedRegisters(), Self.cpuidRecordName: Self.cpuidRecord(cpuid)]
         for (index, slot) in virtioSlots.enumerated() {
             do throws(TransportStateError) {
                 devices[Self.virtioRecordName(index)] = try slot.savedRecordLocked()

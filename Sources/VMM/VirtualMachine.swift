@@ -76,6 +76,8 @@ public final class VirtualMachine: Sendable {
     private let confineVcpus: Bool
     /// Whether the VM has the in-kernel irqchip and PIT (`VMConfig.irqchip`).
     let hasIrqchip: Bool
+    /// The CPUID entries each vCPU was given.
+    let cpuid: [[CPUIDEntry]]
 
     public init(config: VMConfig, kvm: Kvm? = nil) throws(VMMError) {
         let kvm = try wrap { () throws(KVMError) -> Kvm in
@@ -145,6 +147,8 @@ public final class VirtualMachine: Sendable {
 
         // Guest payload and vCPUs.
         let supported = try wrap { () throws(KVMError) in try kvm.supportedCPUID() }
+        // What each vCPU is given, kept for a snapshot: a restore refuses a host that gives other.
+        let cpuid = (0..<config.vcpus).map { config.cpuTemplate.apply(to: supported, vcpu: $0, of: config.vcpus) }
         var vcpus: [Vcpu] = []
         switch config.payload {
         case .linux(let kernel, let initrd, var cmdline):
@@ -163,7 +167,7 @@ public final class VirtualMachine: Sendable {
             for id in 0..<config.vcpus {
                 let vcpu = try wrap { () throws(KVMError) in
                     let vcpu = try vm.createVcpu(id: id)
-                    try vcpu.setCPUID(config.cpuTemplate.apply(to: supported, vcpu: id, of: config.vcpus))
+                    try vcpu.setCPUID(cpuid[id])
                     if irqchip { try vcpu.configureLocalInterrupts() }
                     return vcpu
                 }
@@ -179,7 +183,7 @@ public final class VirtualMachine: Sendable {
             }
             let vcpu = try wrap { () throws(KVMError) in
                 let vcpu = try vm.createVcpu(id: 0)
-                try vcpu.setCPUID(config.cpuTemplate.apply(to: supported, vcpu: 0, of: 1))
+                try vcpu.setCPUID(cpuid[0])
                 var sregs = try vcpu.specialRegisters()
                 sregs.cs.base = 0
                 sregs.cs.selector = 0
@@ -192,6 +196,9 @@ public final class VirtualMachine: Sendable {
             }
             vcpus.append(vcpu)
         case .snapshot(let snapshot, _):
+            guard snapshot.devices[Self.cpuidRecordName] == Self.cpuidRecord(cpuid) else {
+                throw .snapshot("this host gives its vCPUs another CPUID than the saved VM's (another CPU, KVM or CPU template)")
+            }
             if let saved = snapshot.devices["serial"], !serial.restoreRegisters(saved) {
                 throw .snapshot("the serial port's state is \(saved.count) bytes, not 8")
             }
@@ -199,7 +206,7 @@ public final class VirtualMachine: Sendable {
             for (id, state) in snapshot.vcpus.enumerated() {
                 let vcpu = try wrap { () throws(KVMError) in
                     let vcpu = try vm.createVcpu(id: id)
-                    try vcpu.setCPUID(config.cpuTemplate.apply(to: supported, vcpu: id, of: config.vcpus))
+                    try vcpu.setCPUID(cpuid[id])
                     try vcpu.restoreState(state)
                     return vcpu
                 }
@@ -221,6 +228,7 @@ public final class VirtualMachine: Sendable {
         self.threads = vcpus.map { _ in VMMThread() }
         self.confineVcpus = config.confineVcpus
         self.hasIrqchip = config.irqchip
+        self.cpuid = cpuid
         self.virtioSlots = slots
         do {
             self.deviceLoop = slots.isEmpty ? nil : try DeviceEventLoop(slots: slots)

@@ -99,6 +99,11 @@ import Testing
         #expect(throws: VMMError.snapshot("the serial port's state is 3 bytes, not 8")) {
             _ = try VirtualMachine(config: VMConfig(memorySize: Self.memorySize, payload: .snapshot(damaged, file: file)))
         }
+        var otherCPU = snapshot
+        otherCPU.devices["cpuid"]?[12] ^= 1  // a bit of the first entry's EAX (after function, index, flags)
+        #expect(throws: VMMError.snapshot("this host gives its vCPUs another CPUID than the saved VM's (another CPU, KVM or CPU template)")) {
+            _ = try VirtualMachine(config: VMConfig(memorySize: Self.memorySize, payload: .snapshot(otherCPU, file: file)))
+        }
         #expect(throws: VMMError.snapshot("it was saved with the in-kernel irqchip")) {
             _ = try VirtualMachine(config: VMConfig(memorySize: Self.memorySize, payload: .snapshot(snapshot, file: file), irqchip: false))
         }
