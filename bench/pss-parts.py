@@ -7,7 +7,8 @@ hold (from /proc/PID/smaps). Used by bench/sandbox-memory.sh; docs/performance.m
 With --sandboxes N (the PIDs of N sandboxes), the last line is per sandbox.
 
 Parts: guest RAM (QEMU's memory-backend memfd, shared with the shim's vhost-user servers; in a shim
-running our VMM, the anonymous mappings advised for huge pages, which only guest RAM is), the TCG
+running our VMM, the anonymous mappings advised for huge pages, which only guest RAM is, or a VM
+template's file mapped private, its pages shared by every VM restored from it), the TCG
 translation buffer (QEMU's only writable and executable mapping), the guest kernel and initramfs
 files QEMU keeps mapped, code (the program and its shared libraries), and the rest (heap, stacks,
 anonymous memory).
@@ -23,6 +24,8 @@ def part(name, perms, flags):
         return "TCG buffer"  # (QEMU advises it for huge pages too)
     if name in ("", "[anon]") and "hg" in flags:
         return "guest RAM"  # our VMM (Sources/VMM/MmapGuestMemory.swift) advises guest RAM MADV_HUGEPAGE
+    if name.endswith(".vm"):
+        return "guest RAM"  # restored from a VM template (docs/snapshots.md): the file, mapped private
     if re.search(r"(vmlinux|bzImage)$", name):
         return "kernel file"
     if re.search(r"\.cpio(\.\w+)?$", name):

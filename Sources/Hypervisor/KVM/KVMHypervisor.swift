@@ -110,11 +110,8 @@ public final class KVMHypervisor: Hypervisor, HypervisorBackendSteps {
     private func launchBlocking() throws(HypervisorError) -> Running {
         let kernel: [UInt8]
         let initrd: [UInt8]?
-        let saved: (SnapshotFile, FileDescriptor)?
-        do {
-            saved = try config.restoreFrom.map { (path) throws(HypervisorError) in
-                do { return try SnapshotFile.read(from: path) } catch { throw .invalidConfig("saved VM \(path): \(error)") }
-            }
+        let saved = try config.restoreFrom.map { (path) throws(HypervisorError) in
+            do { return try SnapshotFile.read(from: path) } catch { throw .invalidConfig("saved VM \(path): \(error)") }
         }
         do {
             kernel = saved == nil ? try readWholeFile(config.kernelPath) : []
