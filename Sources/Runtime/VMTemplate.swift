@@ -80,7 +80,8 @@ struct VMTemplate: Sendable {
     func discard() { unlink(path) }
 
     /// Boots a VM configured like `vmConfig` to agent ready and saves it as this template:
-    /// health-checked, its connection closed (a save carries none), written to a temporary file
+    /// health-checked, its connection closed (a save carries none; `saveTemplate` waits for it
+    /// to end), written to a temporary file
     /// and renamed. One maker per key at a time (a lock file); a template already there, or a
     /// maker already at work, makes this return at once. Failures are logged; the sandbox that
     /// asked runs on either way.
@@ -118,7 +119,6 @@ struct VMTemplate: Sendable {
             try await vm.start()
             let client = try await PodVM.connectAgent(vm, timeoutSeconds: agentTimeoutSeconds, logger: logger)
             await client.close()
-            for _ in 0..<500 where (vm.vsockMuxer?.connectionCount ?? 0) > 0 { try await Task.sleep(for: .milliseconds(10)) }
             try await vm.saveTemplate(to: temporary)
             await vm.stop(graceSeconds: 0)
             guard rename(temporary, path) == 0 else { throw RuntimeError.system(operation: "rename \(temporary)", errno: errno) }

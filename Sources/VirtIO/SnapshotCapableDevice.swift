@@ -16,6 +16,11 @@ public protocol SnapshotCapableDevice: VirtioDevice {
 
 extension SnapshotCapableDevice {
     public func didRestore() {}
+
+    /// `restoreDeviceState` for a device whose own record is empty (`name`: how errors call it).
+    public func restoreEmptyState(_ bytes: [UInt8], name: String) throws(DeviceStateError) {
+        guard bytes.isEmpty else { throw DeviceStateError("\(name) state of \(bytes.count) bytes, expected none") }
+    }
 }
 
 /// Why a device's state cannot be saved, or a saved state not restored.

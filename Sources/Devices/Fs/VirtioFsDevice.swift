@@ -162,7 +162,5 @@ extension VirtioFsDevice: SnapshotCapableDevice {
         return []
     }
 
-    public func restoreDeviceState(_ bytes: [UInt8]) throws(DeviceStateError) {
-        guard bytes.isEmpty else { throw DeviceStateError("virtio-fs state of \(bytes.count) bytes, expected none") }
-    }
+    public func restoreDeviceState(_ bytes: [UInt8]) throws(DeviceStateError) { try restoreEmptyState(bytes, name: "virtio-fs") }
 }

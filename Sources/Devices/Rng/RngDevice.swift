@@ -93,7 +93,5 @@ extension RngDevice: SnapshotCapableDevice {
     /// Nothing beyond the transport: each request is answered whole while it is taken.
     public func savedDeviceState() throws(DeviceStateError) -> [UInt8] { [] }
 
-    public func restoreDeviceState(_ bytes: [UInt8]) throws(DeviceStateError) {
-        guard bytes.isEmpty else { throw DeviceStateError("rng state of \(bytes.count) bytes, expected none") }
-    }
+    public func restoreDeviceState(_ bytes: [UInt8]) throws(DeviceStateError) { try restoreEmptyState(bytes, name: "rng") }
 }

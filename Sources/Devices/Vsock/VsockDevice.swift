@@ -1,5 +1,6 @@
 import GuestMemory
 import Logging
+import SystemSupport
 import VirtIO
 
 /// The virtio-vsock device (id 19): moves packets between the guest's RX/TX queues and a
@@ -216,9 +217,7 @@ extension VsockDevice: SnapshotCapableDevice {
         return []
     }
 
-    public func restoreDeviceState(_ bytes: [UInt8]) throws(DeviceStateError) {
-        guard bytes.isEmpty else { throw DeviceStateError("vsock state of \(bytes.count) bytes, expected none") }
-    }
+    public func restoreDeviceState(_ bytes: [UInt8]) throws(DeviceStateError) { try restoreEmptyState(bytes, name: "vsock") }
 
     /// Tells the guest its transport was reset, Firecracker's way: the driver drops every
     /// connection, keeps its listeners and reads the guest CID again, so a restored VM answers
@@ -234,8 +233,9 @@ extension VsockDevice: SnapshotCapableDevice {
                 guestLog.log(logger, .warning, "vsock: no event buffer for the transport reset after a restore")
                 return
             }
-            let id = Self.transportResetEvent
-            let written = try chain.write((0..<4).map { UInt8(truncatingIfNeeded: id >> (8 * $0)) }, to: memory)
+            var message = LittleEndianWriter()  // struct virtio_vsock_event { le32 id; }
+            message.append(Self.transportResetEvent)
+            let written = try chain.write(message.bytes, to: memory)
             try queues[event].addUsed(head: chain.head, length: UInt32(written), memory: memory)
             interruptIfNeeded(event, memory: memory, interrupt: interrupt)
         } catch let error as QueueError {

@@ -86,20 +86,17 @@ public final class KVMHypervisor: Hypervisor, HypervisorBackendSteps {
 
     /// Pauses the running VM and saves it to `path` (docs/snapshots.md): a template that
     /// `HypervisorConfig.restoreFrom` starts VMs from. The VM stays paused; stop it, or resume it.
-    /// Refused, with the VM left paused and nothing written, while a device holds what a save
-    /// cannot carry (a vsock connection open, virtio-fs mounted, a network interface).
+    /// Vsock connections still closing get up to 5 s to end first (the guest answers their
+    /// shutdown while it runs). Refused, with the VM left paused and nothing written, while a
+    /// device holds what a save cannot carry (a vsock connection open, virtio-fs mounted, a
+    /// network interface).
     public func saveTemplate(to path: String) async throws(HypervisorError) {
         guard let running = lifecycle.held else { throw .invalidState(operation: "save", state: "\(state)") }
-        if !running.vm.isPaused { try await pause() }
-        let result = await onOwnThread("kvm-save") { () -> String? in
-            do throws(VMMError) {
-                try running.vm.saveSnapshot(to: path)
-                return nil
-            } catch {
-                return "\(error)"
-            }
+        if !running.vm.isPaused {
+            for _ in 0..<500 where running.vsock.muxer.connectionCount > 0 { try? await Task.sleep(for: .milliseconds(10)) }
+            try await pause()
         }
-        if let error = result { throw .invalidState(operation: "save", state: error) }
+        try await vmCall("save", "kvm-save") { () throws(VMMError) in try running.vm.saveSnapshot(to: path) }
     }
 
     func launch() async throws(HypervisorError) -> Running {
@@ -236,15 +233,24 @@ public final class KVMHypervisor: Hypervisor, HypervisorBackendSteps {
 
     private func freeze(_ vm: VirtualMachine, pausing: Bool) async throws(HypervisorError) {
         let name = pausing ? "pause" : "resume"
-        let result = await onOwnThread("kvm-\(name)") { () -> String? in
+        try await vmCall(name, "kvm-\(name)") { () throws(VMMError) in
+            if pausing { try vm.pause() } else { try vm.resume() }
+        }
+    }
+
+    /// Runs a blocking VMM call on a thread of its own; its error becomes `.invalidState`.
+    private func vmCall(
+        _ operation: String, _ thread: String, _ body: @escaping @Sendable () throws(VMMError) -> Void
+    ) async throws(HypervisorError) {
+        let result = await onOwnThread(thread) { () -> String? in
             do throws(VMMError) {
-                if pausing { try vm.pause() } else { try vm.resume() }
+                try body()
                 return nil
             } catch {
                 return "\(error)"
             }
         }
-        if let error = result { throw .invalidState(operation: name, state: error) }
+        if let error = result { throw .invalidState(operation: operation, state: error) }
     }
 
     func vsockHost(of running: Running) -> VsockHost { running.vsock }
