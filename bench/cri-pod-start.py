@@ -15,6 +15,8 @@ scripts/bench.sh sets it up.
 With KATA_WARM_GLOB set (bench/cri-pod-start.sh with KATA_WARM=1: a warm pool of one,
 docs/warm-sandboxes.md), each kata sample starts once a file matches it (a ready warm sandbox's
 claim socket), so it measures a pod taking a warm sandbox; only pod start is measured then.
+bench/cri-pod-start.sh with KATA_TEMPLATE=1 points it at the saved VM template instead, and
+KATA_LABEL names what the kata samples measured.
 """
 import glob
 import importlib.util
@@ -112,7 +114,7 @@ def main():
     warm = os.environ.get("KATA_WARM_GLOB")
     times = {"runc": [], "kata": []}
     if warm:
-        sample(s, "kata")  # the first pod fills the pool
+        sample(s, "kata")  # the first pod fills the pool (or saves the template)
     for _ in range(runs):
         for handler in ("runc", "kata"):
             if warm and handler == "kata":
@@ -121,7 +123,7 @@ def main():
                     time.sleep(0.05)
             times[handler].append(sample(s, handler))
     runc, kata = statistics.median(times["runc"]), statistics.median(times["kata"])
-    label = "kata from a warm sandbox" if warm else "kata"
+    label = os.environ.get("KATA_LABEL", "kata from a warm sandbox" if warm else "kata")
     print(f"| pod start (RunPodSandbox -> first output in the CRI log), median of {runs} | runc {runc:.2f} s | {label} {kata:.2f} s | kata/runc {kata / runc:.1f}x |")
     print(f"  samples: runc {[round(t, 2) for t in times['runc']]}, kata {[round(t, 2) for t in times['kata']]}")
     if warm:

@@ -7,6 +7,8 @@
 # offline into its k8s.io namespace, kata on the backend `auto` picks (or $KATA_BACKEND).
 # KATA_WARM=1: kata with a warm pool of one, each kata pod started once a warm sandbox is ready
 # (docs/warm-sandboxes.md); pod start only.
+# KATA_TEMPLATE=1: kata with VM templates (docs/snapshots.md; our VMM only, so with
+# KATA_BACKEND=kvm on the nested KVM host), each kata pod started once the template is saved.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 n=${1:-5}
@@ -18,6 +20,10 @@ trap cleanup EXIT
 if [ "${KATA_WARM:-0}" = 1 ]; then
   printf '\n[factory]\nvm_cache_number = 1\n' >> "$work/configuration.toml"
   export KATA_WARM_GLOB="/run/kata-swift/.warm/*/warm-*.sock"
+fi
+if [ "${KATA_TEMPLATE:-0}" = 1 ]; then
+  printf '\n[factory]\nenable_template = true\ntemplate_path = "%s"\n' "$work/template" >> "$work/configuration.toml"
+  export KATA_WARM_GLOB="$work/template/*.vm" KATA_LABEL="kata from a template"
 fi
 KATA_CONF_FILE="$work/configuration.toml" "$here/scripts/containerd-env.sh" start "$work/cd" "$here/.build-release/release" >/dev/null
 ctr() { "$here/scripts/containerd-env.sh" ctr "$work/cd" "$@"; }

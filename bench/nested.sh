@@ -9,7 +9,9 @@
 #   3. the host memory of one idle sandbox (PSS, parts, and what our VMM's shim costs beyond the
 #      guest RAM it touched) for runc, kata on our VMM and kata on QEMU-KVM (bench/sandbox-memory.sh);
 #   4. VM templates (docs/snapshots.md): ctr run cold vs restored from a template, and the memory
-#      of one and of three idle sandboxes booted vs restored.
+#      of one and of three idle sandboxes booted vs restored;
+#   5. Kubernetes pod start through CRI (CNI networking) on our VMM: runc vs kata booting vs kata
+#      restored from a template with the pod's NIC (bench/cri-pod-start.sh).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 rounds=${1:-5}
@@ -36,3 +38,7 @@ echo
 echo "## Idle sandbox memory, booted vs restored from a template (PSS after $SETTLE_SECONDS s)"
 SETTLE_SECONDS=$SETTLE_SECONDS "$here/bench/sandbox-memory.sh" kata-kvm kata-template
 SANDBOXES=3 SETTLE_SECONDS=$SETTLE_SECONDS "$here/bench/sandbox-memory.sh" kata-kvm kata-template
+echo
+echo "## Pod start through CRI on our VMM, booted vs restored from a template (medians of $rounds)"
+KATA_BACKEND=kvm "$here/bench/cri-pod-start.sh" "$rounds"
+KATA_BACKEND=kvm KATA_TEMPLATE=1 "$here/bench/cri-pod-start.sh" "$rounds"

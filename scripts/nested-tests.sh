@@ -5,11 +5,13 @@
 #
 # ci:  kata-ctl check picks kvm; the agent answers over our vsock (1 and 2 vCPUs); a VM saved at
 #      agent ready restores into two clones that answer on their own CIDs; pods through containerd
-#      restore a template the first pod's shim saved (TemplateE2ETests); ctr run --rm
+#      restore a template the first pod's shim saved, and warm sandboxes restore theirs, NIC and
+#      all (TemplateE2ETests); ctr run --rm
 #      through containerd with output and exit code on backend kvm; a guest's ARP and UDP/ICMP
 #      round trip through our virtio-net and a tap; a pod claiming a warm sandbox (WarmPoolE2ETests).
 # all: the same plus the whole containerd e2e suite, the agent-channel suite and the CRI suite
-#      (pods with CNI networking, IPv6, streaming, port forwarding, also from warm sandboxes)
+#      (pods with CNI networking, IPv6, streaming, port forwarding, also from warm sandboxes
+#      and restored from VM templates)
 #      and the warm pool through containerd, on backend kvm.
 # warm: the warm pool through containerd on backend kvm (WarmPoolE2ETests).
 # Afterwards nothing of ours may be left in L1: no shim, no sandbox directory, no mount.
@@ -39,7 +41,7 @@ export KATA_GUEST_KERNEL=$guest/vmlinux KATA_AGENT_INITRD=$guest/initramfs-agent
 export KATA_REQUIRE_KVM=1 KATA_E2E_BACKEND=kvm KATA_E2E_VCPUS=2
 case "$mode" in
   ci) filter='AgentOverVsockTests.healthAndGuestDetailsOnTheInProcessKVMBackend|AgentOverVsockTests.aTemplateSavedAtAgentReadyRestoresIntoAnsweringClones|VMRuntimeE2ETests.runStdoutExitCodeAndEventsInOrder|VMRuntimeE2ETests.runFromTheAgentImage|TemplateE2ETests|NetworkInterfaceTests.guestTrafficRoundTripsThroughTheTapOnOurVMM|WarmPoolE2ETests' ;;
-  all) filter='AgentOverVsockTests|DebugConsoleExecTests|VMRuntimeE2ETests|NetworkInterfaceTests|CRITests.criSuiteWithKata|WarmPoolE2ETests' ;;
+  all) filter='AgentOverVsockTests|DebugConsoleExecTests|VMRuntimeE2ETests|NetworkInterfaceTests|CRITests.criSuiteWithKata|WarmPoolE2ETests|TemplateE2ETests' ;;
   warm) filter='WarmPoolE2ETests' ;;
   *) fail "unknown mode '$mode' (ci, all, warm)" ;;
 esac

@@ -123,9 +123,11 @@ public final class PodVM: Sendable {
         }
         let metrics = SandboxMetrics(traffic: vmConfig.traffic)
         let bootStarted = ContinuousClock.now
-        // Where our VMM runs a VM without NICs, it may start from a saved template
-        // (docs/snapshots.md, "Templates"); one that does not restore is discarded, and the VM boots.
-        let template = config.templates && !warmNIC && network == nil
+        // Where our VMM runs, a VM may start from a saved template (docs/snapshots.md,
+        // "Templates"); one that does not restore is discarded, and the VM boots. At most one
+        // NIC: a restored guest's NICs have the template's MACs, and the agent can tell which
+        // is which only when there is one.
+        let template = config.templates && vmConfig.networkInterfaces.count <= 1
             && (try? BackendProbe.resolve(config.backend, qemuBinary: config.qemuPath)) == .kvm
             ? VMTemplate(for: vmConfig, directory: config.templateDirectory) : nil
         var restored = false
@@ -138,6 +140,7 @@ public final class PodVM: Sendable {
                 do {
                     try await candidate.start()
                     restored = true
+                    logger.info("sandbox \(sandboxID): VM restored from template \(template.key) in \((ContinuousClock.now - bootStarted).milliseconds) ms")
                 } catch {
                     logger.warning("sandbox \(sandboxID): template \(template.path) did not restore (\(error)); discarded, booting")
                     template.discard()

@@ -6,6 +6,7 @@
 import AgentAPI
 import Hypervisor
 import Logging
+import Netlink
 import Shim
 import SystemSupport
 import TTRPC
@@ -20,39 +21,74 @@ import Glibc
 
 /// One template: `<directory>/<key>.vm`, where the key names everything that shapes the saved
 /// VM. A configuration that changes anything of it (kernel, image, memory, vCPUs, kernel
-/// parameters, devices, the shim itself) gets a template of its own.
+/// parameters, devices, the shim itself) gets a template of its own. Beside it, `<key>.inputs`
+/// lists what the key was made of, so a template whose files have changed since can be found
+/// and removed (`sweep`).
 struct VMTemplate: Sendable {
     let directory: String
+    /// What the key is made of, one per line (`inputs(_:)`).
+    let inputs: [String]
     let key: String
     var path: String { "\(directory)/\(key).vm" }
     var lockPath: String { "\(directory)/\(key).lock" }
+    var inputsPath: String { "\(directory)/\(key).inputs" }
     var workDirectory: String { "\(directory)/\(key).d" }
 
-    /// The template a VM configured as `vmConfig` starts from, or nil when it cannot have one:
-    /// virtio-net is not saved yet, so a VM with network interfaces boots.
-    init?(for vmConfig: HypervisorConfig, directory: String) {
-        guard vmConfig.networkInterfaces.isEmpty else { return nil }
+    /// The template a VM configured as `vmConfig` starts from.
+    init(for vmConfig: HypervisorConfig, directory: String) {
         self.directory = directory
-        key = Self.key(vmConfig)
+        inputs = Self.inputs(vmConfig)
+        key = Self.key(inputs)
     }
 
     var exists: Bool { access(path, R_OK) == 0 }
 
-    /// The first 16 hex digits of a SHA-256 over every input of the saved VM. Files are named by
-    /// their identity (device, inode, size, modification time), so a rebuilt kernel, image or
-    /// shim makes a new template rather than restoring a guest over blocks it did not read.
-    static func key(_ c: HypervisorConfig) -> String {
-        let lines = [
+    /// Every input of the saved VM. Files are named by their identity (device, inode, size,
+    /// modification time), so a rebuilt kernel, image or shim makes a new template rather than
+    /// restoring a guest over blocks it did not read. NICs count by number and MTU only: a
+    /// clone's taps and MACs are its own (the agent gives the guest NIC the pod's MAC, as for a
+    /// warm sandbox).
+    static func inputs(_ c: HypervisorConfig) -> [String] {
+        let shim = executablePath()
+        return [
             "format 1",
-            "shim \(identity("/proc/self/exe"))",
+            "shim \(shim) \(identity(shim))",
             "kernel \(c.kernelPath) \(identity(c.kernelPath))",
             "initrd \(c.initrdPath ?? "-") \(c.initrdPath.map(identity) ?? "-")",
             "image \(c.imagePath ?? "-") \(c.imagePath.map(identity) ?? "-")",
             "memory \(c.memoryMiB) vcpus \(c.vcpus) reclaim \(c.reclaimFreedMemory) debug \(c.debug)",
             "cmdline \(c.cmdlineExtras.joined(separator: " "))",
             "shares \(c.sharedDirectories.map { "\($0.tag):\($0.readOnly)" }.joined(separator: ","))",
+            "nics \(c.networkInterfaces.map { "mtu \($0.mtu)" }.joined(separator: ","))",
         ]
-        return String(SHA256.hexDigest(lines.joined(separator: "\n")).prefix(16))
+    }
+
+    /// The first 16 hex digits of a SHA-256 over the inputs.
+    static func key(_ inputs: [String]) -> String {
+        String(SHA256.hexDigest(inputs.joined(separator: "\n")).prefix(16))
+    }
+
+    static func key(_ c: HypervisorConfig) -> String { key(inputs(c)) }
+
+    /// This process's executable, as the kernel resolved it.
+    static func executablePath() -> String {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        return n > 0 ? String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : "/proc/self/exe"
+    }
+
+    /// Whether a template's inputs (`<key>.inputs`) name a file whose identity changed since:
+    /// a rebuilt kernel or image, a replaced shim. Nothing could restore that template again.
+    static func isStale(inputs text: String) -> String? {
+        for line in text.split(separator: "\n") {
+            let words = line.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
+            guard ["shim", "kernel", "initrd", "image"].contains(words[0]), words.count >= 3 else { continue }
+            let path = words[1..<(words.count - 1)].joined(separator: " ")
+            guard path != "-" else { continue }
+            let recorded = words[words.count - 1]
+            if identity(path) != recorded { return "\(words[0]) \(path) changed" }
+        }
+        return nil
     }
 
     static func identity(_ path: String) -> String {
@@ -77,7 +113,10 @@ struct VMTemplate: Sendable {
     }
 
     /// A template that failed to restore goes; the next sandbox makes a new one.
-    func discard() { unlink(path) }
+    func discard() {
+        unlink(path)
+        unlink(inputsPath)
+    }
 
     /// Boots a VM configured like `vmConfig` to agent ready and saves it as this template:
     /// health-checked, its connection closed (a save carries none; `saveTemplate` waits for it
@@ -108,10 +147,26 @@ struct VMTemplate: Sendable {
         }
         mkdir(workDirectory, 0o700)
         for share in config.sharedDirectories { mkdir(share.hostPath, 0o700) }
+        // The maker's NICs are taps in a namespace of its own: nothing reaches them, and the
+        // guest's NICs stay down until a clone's agent is told the pod's network.
+        let holding = workDirectory + "/netns"
+        if !config.networkInterfaces.isEmpty {
+            do {
+                try NetworkNamespace.create(at: holding)
+            } catch {
+                logger.warning("template \(key): not saved: the maker's network namespace: \(error)")
+                rmdir(workDirectory)
+                return
+            }
+            config.networkInterfaces = config.networkInterfaces.enumerated().map { index, interface in
+                WarmNetwork.interface(holdingNamespace: holding, tapName: "tap\(index)_kata", mtu: interface.mtu)
+            }
+        }
         defer {
             // Empty by then: the shares were never mounted, and the VM empties its directory on stop.
             for share in config.sharedDirectories { rmdir(share.hostPath) }
             rmdir(config.runtimeDirectory)
+            if !config.networkInterfaces.isEmpty { NetworkNamespace.remove(at: holding) }
             rmdir(workDirectory)
         }
         let vm = KVMHypervisor(config: config, logger: logger)
@@ -121,14 +176,59 @@ struct VMTemplate: Sendable {
             await client.close()
             try await vm.saveTemplate(to: temporary)
             await vm.stop(graceSeconds: 0)
+            try writeInputs()
             guard rename(temporary, path) == 0 else { throw RuntimeError.system(operation: "rename \(temporary)", errno: errno) }
             var st = stat()
             _ = stat(path, &st)
             logger.info("template \(key): saved at agent ready in \((ContinuousClock.now - started).milliseconds) ms, \(st.st_blocks * 512 >> 20) MiB on disk (\(path))")
+            sweep(logger: logger)
         } catch {
             await vm.stop(graceSeconds: 0)
             unlink(temporary)
+            unlink(inputsPath)
             logger.warning("template \(key): not saved: \(error)")
+        }
+    }
+
+    /// `<key>.inputs`, written before the template itself appears.
+    private func writeInputs() throws(RuntimeError) {
+        let fd = open(inputsPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw .system(operation: "create \(inputsPath)", errno: errno) }
+        defer { close(fd) }
+        do {
+            try writeAll(fd, Array((inputs.joined(separator: "\n") + "\n").utf8))
+        } catch {
+            throw .system(operation: "write \(inputsPath)", errno: error.rawValue)
+        }
+    }
+
+    /// Removes the other templates in the directory that nothing can restore any more: their
+    /// kernel, image or shim changed (an upgrade, a rebuild), or they have no inputs (an older
+    /// format). On the default tmpfs each is host memory. A template whose maker is at work (its
+    /// lock held) is left alone; a pod restoring one as it goes keeps its mapping.
+    func sweep(logger: Logger) {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        let keys = Set(names.compactMap { name -> String? in
+            for suffix in [".vm", ".inputs"] where name.hasSuffix(suffix) { return String(name.dropLast(suffix.count)) }
+            return nil
+        }).subtracting([key])
+        for other in keys.sorted() {
+            let base = "\(directory)/\(other)"
+            let why: String
+            if let text = try? readWholeTextFile(base + ".inputs", limit: 64 << 10) {
+                guard let stale = Self.isStale(inputs: text) else { continue }
+                why = stale
+            } else {
+                why = "no inputs recorded"
+            }
+            let lock = open(base + ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+            guard lock >= 0 else { continue }
+            defer { close(lock) }
+            guard flock(lock, LOCK_EX | LOCK_NB) == 0 else { continue }
+            unlink(base + ".vm")
+            unlink(base + ".inputs")
+            unlink(base + ".lock")
+            logger.info("template \(other): removed, \(why)")
         }
     }
 }

@@ -19,8 +19,8 @@ enum WarmNetwork {
     static let mtu: UInt16 = 1500
 
     /// The NIC a warm VM boots with: a random locally administered MAC (the agent replaces it
-    /// with the veth's), on the tap in the holding namespace.
-    static func interface(holdingNamespace: String) -> NetworkInterface {
+    /// with the veth's), on the tap in the holding namespace. A template's maker names its own.
+    static func interface(holdingNamespace: String, tapName: String = tapName, mtu: UInt16 = mtu) -> NetworkInterface {
         var generator = SystemRandomNumberGenerator()
         var mac = (0..<6).map { _ in UInt8.random(in: 0...255, using: &generator) }
         mac[0] = (mac[0] & 0xfe) | 0x02  // unicast, locally administered

@@ -141,17 +141,75 @@ import VirtIOTestSupport
         #expect(!rng.isActivated)
     }
 
-    @Test func aDeviceModelWithoutSnapshotSupportIsRefusedByName() throws {
-        var fds: [Int32] = [0, 0]
-        #expect(socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0, &fds) == 0)
-        let peer = FileDescriptor(owning: fds[1])
-        defer { _ = peer }
-        let backend = FrameDescriptorBackend(descriptor: FileDescriptor(owning: fds[0]))
-        let transport = MmioTransport(
-            device: NetDevice(mac: [2, 0, 0, 0, 0, 1], backend: backend), memory: memory, interruptLine: RecordingInterruptLine())
-        #expect(throws: TransportStateError.device(.net, DeviceStateError("this device model cannot be saved"))) {
-            try transport.savedRecord()
+    /// A net backend over a socket pair that records the offloads it is given.
+    final class RecordingNetBackend: NetBackend, @unchecked Sendable {
+        // SAFETY (Sendable): used from the test's thread only.
+        let frames: FrameDescriptorBackend
+        let peer: FileDescriptor
+        private(set) var offloads: [NetOffloads] = []
+
+        init() throws {
+            var fds: [Int32] = [-1, -1]
+            let kind = Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue)
+            guard socketpair(AF_UNIX, kind, 0, &fds) == 0 else { throw Errno.current }
+            frames = FrameDescriptorBackend(descriptor: FileDescriptor(owning: fds[0]))
+            peer = FileDescriptor(owning: fds[1])
         }
+
+        var readinessDescriptor: FileDescriptor { frames.readinessDescriptor }
+        var passesVnetHeader: Bool { true }
+        func send(_ packet: [UInt8]) throws(Errno) { try frames.send(packet) }
+        func receive(maxLength: Int) throws(Errno) -> [UInt8]? { try frames.receive(maxLength: maxLength) }
+        func setOffloads(_ offloads: NetOffloads) throws(Errno) { self.offloads.append(offloads) }
+
+        func peerSend(_ packet: [UInt8]) { _ = packet.withUnsafeBytes { write(peer.rawValue, $0.baseAddress, $0.count) } }
+        func peerReceive() -> [UInt8]? {
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            let n = buffer.withUnsafeMutableBytes { read(peer.rawValue, $0.baseAddress, $0.count) }
+            return n < 0 ? nil : Array(buffer[..<n])
+        }
+    }
+
+    @Test func aRestoredNICServesTheNewTapWithTheOffloadsTheDriverAccepted() throws {
+        let rx = try FakeVirtqueueDriver(memory: memory, size: 16, base: GuestAddress(0x1000), dataSize: 0x20000)
+        let tx = try FakeVirtqueueDriver(memory: memory, size: 16, base: GuestAddress(0x30000), dataSize: 0x20000)
+        let saved = MmioTransport(
+            device: NetDevice(mac: [2, 0, 0, 0, 0, 1], backend: try RecordingNetBackend()), memory: memory,
+            interruptLine: RecordingInterruptLine())
+        MmioDriver(transport: saved).initialise(queues: [rx, tx])
+        let acked = saved.device.ackedFeatures
+        let buffer = try rx.add([.writable(2048)])  // posted at probe, before the save
+        let record = try saved.savedRecord()
+        #expect(Array(record.suffix(2)) == [0xdc, 0x05], "the MTU the guest read (1500)")
+
+        // The clone: another MAC (the agent gives the guest NIC the pod's), another tap.
+        let backend = try RecordingNetBackend()
+        let device = NetDevice(mac: [2, 0, 0, 0, 0, 2], backend: backend)
+        let restored = MmioTransport(device: device, memory: memory, interruptLine: RecordingInterruptLine())
+        try restored.restoreRecord(record)
+        #expect(restored.isActivated && device.ackedFeatures == acked)
+        #expect(backend.offloads == [NetOffloads(guestFeatures: acked)] && backend.offloads[0].contains([.csum, .tso4]))
+
+        // A frame from the new tap lands in the buffer the guest posted before the save.
+        let frame = [UInt8](repeating: 0xff, count: 6) + [2, 0, 0, 0, 0, 9, 0x08, 0x00] + [UInt8](repeating: 0x5a, count: 50)
+        backend.peerSend(VirtioNetHeader().bytes + frame)
+        device.processBackend()
+        let used = try rx.takeUsed()
+        #expect(used.count == 1 && used.first?.head == UInt32(buffer.head))
+        #expect(try rx.written(buffer, count: VirtioNetHeader.size + frame.count).suffix(frame.count) == frame[...])
+        // And the guest's frame goes out on it.
+        _ = try tx.add([.readable(VirtioNetHeader().bytes + frame)])
+        restored.write(offset: MmioRegister.queueNotify.rawValue, bytes: [1, 0, 0, 0])
+        #expect(backend.peerReceive()?.suffix(frame.count) == frame[...])
+
+        // A NIC with another MTU would let the guest exceed it: refused before anything is set.
+        let narrower = MmioTransport(
+            device: NetDevice(mac: [2, 0, 0, 0, 0, 3], mtu: 1450, backend: try RecordingNetBackend()), memory: memory,
+            interruptLine: RecordingInterruptLine())
+        #expect(throws: TransportStateError.device(.net, DeviceStateError("the guest's NIC was saved with MTU 1500; this VM's offers 1450"))) {
+            try narrower.restoreRecord(record)
+        }
+        #expect(!narrower.isActivated)
     }
 }
 

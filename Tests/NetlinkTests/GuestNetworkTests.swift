@@ -103,6 +103,27 @@ struct GuestNetworkTests {
         #expect(try guest.ip("link", "show", "dev", "eth0").contains("link/ether 02:6b:73:00:00:07"))
     }
 
+    /// A VM restored from a template has one NIC with the template's MAC, under the name its
+    /// kernel gave it: the only NIC is the one to configure, renamed to the pod's interface.
+    @Test func aGuestsOnlyNICIsConfiguredWhateverItsNameAndMAC() throws {
+        let guest = try ScratchNamespace()
+        let wire = try ScratchNamespace()  // the veth's peer lives elsewhere: one NIC in the guest
+        try guest.ip("link", "add", "ens5", "address", "02:00:00:aa:bb:01", "type", "veth", "peer", "name", "peer0", "netns", wire.name)
+        let net = GuestNetwork(netlink: try NetworkNamespace.routeNetlink(path: guest.path))
+        var request = Kata_Agent_V1_Interface()
+        request.name = "net1"
+        request.hwAddr = "02:6b:73:00:00:08"
+        request.addresses = [Self.address("192.0.2.8", 24)]
+        let answer = try net.updateInterface(request)
+        #expect(answer.name == "net1" && answer.hwAddr == "02:6b:73:00:00:08" && answer.up)
+
+        // With two NICs neither is a guess: an unknown MAC and name are refused.
+        try guest.ip("link", "add", "ens6", "type", "veth", "peer", "name", "peer1", "netns", wire.name)
+        request.name = "net2"
+        request.hwAddr = "02:6b:73:00:00:09"
+        #expect(throws: NetlinkError.notFound("link with MAC 02:6b:73:00:00:09 or name \"net2\"")) { _ = try net.updateInterface(request) }
+    }
+
     /// The warm NIC's tap moves from its holding namespace into the pod's (IFLA_NET_NS_FD).
     @Test func aLinkMovesIntoAnotherNamespace() throws {
         let holdingPath = "/tmp/ks-holding-\(getpid())"

@@ -42,17 +42,21 @@ import SystemSupport
 
         // Later pods restore it: each takes the host's time, and its own entropy.
         var samples: [String] = []
+        var bootIDs: [String] = []
         var templatedSeconds: [Double] = []
         for id in ["t2", "t3"] {
             started = Date()
-            let run = try containerd.ctr(["run", "--rm"] + runtime + [image, id, "sh", "-c", "date +%s; od -An -tx1 -N16 /dev/urandom"])
+            let run = try containerd.ctr(["run", "--rm"] + runtime + [image, id, "sh", "-c", "date +%s; od -An -tx1 -N16 /dev/urandom; cat /proc/sys/kernel/random/boot_id"])
             templatedSeconds.append(Date().timeIntervalSince(started))
             #expect(run.status == 0, "ctr said: \(run.stdout) \(run.stderr.suffix(800))")
             let lines = run.stdout.split(separator: "\n")
             let guestTime = lines.first.flatMap { Double($0.trimmingCharacters(in: .whitespaces)) } ?? 0
             #expect(abs(guestTime - Date().timeIntervalSince1970) < 30, "the guest's clock says \(guestTime)")
-            samples.append(lines.dropFirst().joined())
+            samples.append(lines.dropFirst().dropLast().joined())
+            bootIDs.append(lines.last.map(String.init) ?? "")
         }
+        // The kernel makes boot_id at its first read, from the reseeded RNG: each clone has its own.
+        #expect(bootIDs.count == 2 && bootIDs[0] != bootIDs[1] && bootIDs.allSatisfy { $0.count == 36 }, "boot_id: \(bootIDs)")
         #expect(samples.count == 2 && samples[0] != samples[1], "two clones read the same random bytes: \(samples)")
         let restores = containerd.containerdLog().components(separatedBy: "VM restored from a template").count - 1
         #expect(restores == 2, "pods restored from the template: \(restores)")
@@ -70,8 +74,70 @@ import SystemSupport
         #expect(waitUntil(seconds: 60) { containerd.shimProcesses().isEmpty }, "a shim lingers: \(containerd.shimProcesses())")
         // Templates outlive pods by design; nothing else may be left.
         let kept = (try? FileManager.default.contentsOfDirectory(atPath: Self.templates)) ?? []
-        #expect(kept.sorted() == [name, name.replacingOccurrences(of: ".vm", with: ".lock")].sorted(), "in \(Self.templates): \(kept)")
+        let base = String(name.dropLast(3))
+        #expect(kept.sorted() == [name, base + ".lock", base + ".inputs"].sorted(), "in \(Self.templates): \(kept)")
         try FileManager.default.removeItem(atPath: Self.templates)
         try VMRuntimeE2ETests.expectClean(containerd, ids: ["t1", "t2", "t3", "t4"])
+    }
+
+    /// Warm sandboxes boot with a NIC (docs/warm-sandboxes.md), so theirs is a template of its
+    /// own: the first member boots and saves it, the members after it restore it (NIC and all)
+    /// and pods claim them as any.
+    @Test(
+        .enabled("templates need our VMM: KATA_E2E_BACKEND=kvm runs this inside the nested KVM host") {
+            if VMRuntimeE2ETests.backend == "kvm" { return true }
+            print("templates with warm sandboxes: skipped on backend \(VMRuntimeE2ETests.backend); the nested KVM host's ci run has it")
+            return false
+        },
+        .timeLimit(.minutes(15)))
+    func warmSandboxesWithTheirNICRestoreATemplate() async throws {
+        let containerd = try VMRuntimeE2ETests.start(
+            "template-warm", extraTOML: "[factory]\nenable_template = true\nvm_cache_number = 1")
+        defer {
+            containerd.stop()
+            _ = try? FileManager.default.removeItem(atPath: Self.templates)
+            rmdir(VMRuntimeE2ETests.sandboxRoot)
+        }
+        let runtime = VMRuntimeE2ETests.runtime
+        let image = VMRuntimeE2ETests.image
+        typealias Pool = WarmPoolE2ETests
+
+        // The pool is empty: the pod boots (and saves the template without a NIC); the first
+        // member boots with its NIC and saves the template with one.
+        let cold = try containerd.ctr(["run", "--rm"] + runtime + [image, "tw1", "echo", "cold"])
+        #expect(cold.status == 0 && cold.stdout == "cold\n", "ctr said: \(cold.stdout) \(cold.stderr)")
+        #expect(waitUntil(seconds: 240) { Self.savedTemplates().count == 2 && Pool.members().ready.count == 1 },
+                "templates \(Self.savedTemplates()), members \(Pool.members()): \(containerd.containerdLog().split(separator: "\n").filter { $0.contains("template") }.suffix(10))")
+        let booted = try #require(Pool.members().ready.first)
+        #expect(!Pool.memberLog(booted).contains("VM restored from template"), "the first member had no template to restore")
+
+        // Each pod takes the ready member; the one that replaces it restores the NIC template.
+        var claimed = [booted]
+        for id in ["tw2", "tw3"] {
+            let run = try containerd.ctr(["run", "--rm"] + runtime + [image, id, "echo", "warm"])
+            #expect(run.status == 0 && run.stdout == "warm\n", "ctr said: \(run.stdout) \(run.stderr.suffix(800))")
+            #expect(containerd.containerdLog().contains("pod default/\(id) claimed warm sandbox \(claimed.last ?? "")"))
+            var next: [String] = []
+            #expect(waitUntil(seconds: 120) { next = Pool.members().ready; return next.count == 1 && !claimed.contains(next[0]) },
+                    "the pool was not topped up: \(Pool.members())")
+            let member = try #require(next.first)
+            let log = Pool.memberLog(member)
+            #expect(log.contains("VM restored from template"), "member \(member) booted: \(log.suffix(2000))")
+            claimed.append(member)
+        }
+
+        // containerd stops: the members go; the templates stay until removed.
+        let pidText = (try? String(contentsOfFile: containerd.directory + "/containerd.pid", encoding: .utf8)) ?? ""
+        let pid = try #require(Int32(pidText.trimmingCharacters(in: .whitespacesAndNewlines)))
+        #expect(kill(pid, SIGTERM) == 0)
+        #expect(waitUntil(seconds: 30) { kill(pid, 0) != 0 }, "containerd did not stop")
+        #expect(waitUntil(seconds: 30) { containerd.shimProcesses().isEmpty }, "shims left: \(containerd.shimProcesses())")
+        #expect(Pool.members().all.isEmpty, "pool entries left: \(Pool.members())")
+        try FileManager.default.removeItem(atPath: Self.templates)
+        let leftovers = (try? FileManager.default.contentsOfDirectory(atPath: VMRuntimeE2ETests.sandboxRoot)) ?? []
+        #expect(leftovers.isEmpty, "left in the sandbox directory: \(leftovers)")
+        let mounts = ((try? readWholeTextFile("/proc/self/mounts")) ?? "").split(separator: "\n")
+            .filter { $0.contains(VMRuntimeE2ETests.sandboxRoot) }
+        #expect(mounts.isEmpty, "mounts left: \(mounts)")
     }
 }

@@ -58,3 +58,13 @@ extension MmioTransportTests {
         #expect(throws: TransportStateError.notFresh) { try transport.restoreState(saved) }
     }
 }
+
+extension MmioTransportTests {
+    /// A device model that does not say what its state is cannot be carried by a snapshot.
+    @Test func aDeviceModelWithoutSnapshotSupportIsRefusedByType() throws {
+        initialise()
+        #expect(throws: TransportStateError.device(device.deviceType, DeviceStateError("this device model cannot be saved"))) {
+            try transport.savedRecord()
+        }
+    }
+}

@@ -2,8 +2,9 @@
 // like in the pod's namespace on the host, and the agent makes the guest's NICs match (Kata's
 // model). Everything goes through one RouteNetlink, so tests run it in a scratch namespace.
 //
-//   UpdateInterface: find the link by MAC (the guest NIC carries the veth's MAC), else by name;
-//                    rename it, give it the MAC (a warm sandbox's NIC was booted with another),
+//   UpdateInterface: find the link by MAC (the guest NIC carries the veth's MAC), else by name,
+//                    else the guest's only NIC (a warm or restored VM's has another MAC, and
+//                    the name it got at boot); rename it, give it the MAC (a warm sandbox's NIC was booted with another),
 //                    set the MTU, replace its addresses, bring it up.
 //   UpdateRoutes:    for every device named, drop its main-table routes and add the listed ones,
 //                    link-scope routes (no gateway) first so the gateways are reachable.
@@ -34,8 +35,11 @@ struct GuestNetwork {
         }
 
         let links = try netlink.links()
-        let byMAC = mac.flatMap { mac in links.first { !$0.isLoopback && $0.address == mac } }
-        guard let link = byMAC ?? links.first(where: { $0.name == request.name }) else {
+        let nics = links.filter { !$0.isLoopback }
+        let byMAC = mac.flatMap { mac in nics.first { $0.address == mac } }
+        // A guest with one NIC has only the one to configure, whatever it was named at boot.
+        let only = nics.count == 1 ? nics.first : nil
+        guard let link = byMAC ?? links.first(where: { $0.name == request.name }) ?? only else {
             throw NetlinkError.notFound("link with MAC \(request.hwAddr) or name \"\(request.name)\"")
         }
 

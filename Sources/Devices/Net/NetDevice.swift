@@ -290,3 +290,27 @@ public final class NetDevice: VirtioDevice {
         return false
     }
 }
+
+extension NetDevice: SnapshotCapableDevice {
+    /// The MTU the guest's driver read at probe; it bounds the MTU the guest may set. The MAC
+    /// is not kept: a restored guest keeps the saved one until the agent gives its NIC the pod's
+    /// (warm adoption does the same, docs/warm-sandboxes.md). A frame waiting for RX buffers
+    /// is dropped, as a NIC drops what it cannot deliver; the tap itself is the new VM's.
+    public func savedDeviceState() throws(DeviceStateError) -> [UInt8] {
+        guard !needsReset else { throw DeviceStateError("net: the device needs a reset; a broken device is not saved") }
+        var out = LittleEndianWriter()
+        out.append(config.mtu)
+        return out.bytes
+    }
+
+    /// The restored device's offloads go to its backend when the transport activates it.
+    public func restoreDeviceState(_ bytes: [UInt8]) throws(DeviceStateError) {
+        var input = LittleEndianReader(bytes[...])
+        guard bytes.count == 2, let mtu = input.read(UInt16.self) else {
+            throw DeviceStateError("net state of \(bytes.count) bytes, expected 2")
+        }
+        guard mtu == config.mtu else {
+            throw DeviceStateError("the guest's NIC was saved with MTU \(mtu); this VM's offers \(config.mtu)")
+        }
+    }
+}
