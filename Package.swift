@@ -256,7 +256,7 @@ let package = Package(
         .testTarget(
             name: "RuntimeTests",
             dependencies: [
-                "Runtime", "Shim", "OCI", "Hypervisor", "AgentAPI", "ContainerdAPI", "CNet", "CSupport", "SystemSupport", "Monitoring",
+                "Runtime", "Shim", "OCI", "Hypervisor", "AgentAPI", "ContainerdAPI", "CNet", "CSupport", "SystemSupport", "Monitoring", "Netlink",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

@@ -16,7 +16,7 @@ With KATA_WARM_GLOB set (bench/cri-pod-start.sh with KATA_WARM=1: a warm pool of
 docs/warm-sandboxes.md), each kata sample starts once a file matches it (a ready warm sandbox's
 claim socket), so it measures a pod taking a warm sandbox; only pod start is measured then.
 bench/cri-pod-start.sh with KATA_TEMPLATE=1 points it at the saved VM template instead, and
-KATA_LABEL names what the kata samples measured.
+KATA_LABEL names what the kata samples measured. CRI_START_ONLY=1 measures pod start only.
 """
 import glob
 import importlib.util
@@ -126,7 +126,7 @@ def main():
     label = os.environ.get("KATA_LABEL", "kata from a warm sandbox" if warm else "kata")
     print(f"| pod start (RunPodSandbox -> first output in the CRI log), median of {runs} | runc {runc:.2f} s | {label} {kata:.2f} s | kata/runc {kata / runc:.1f}x |")
     print(f"  samples: runc {[round(t, 2) for t in times['runc']]}, kata {[round(t, 2) for t in times['kata']]}")
-    if warm:
+    if warm or os.environ.get("CRI_START_ONLY") == "1":
         return
     rates = {"runc": [], "kata": []}
     for _ in range(max(1, runs // 2)):

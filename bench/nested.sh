@@ -40,5 +40,5 @@ SETTLE_SECONDS=$SETTLE_SECONDS "$here/bench/sandbox-memory.sh" kata-kvm kata-tem
 SANDBOXES=3 SETTLE_SECONDS=$SETTLE_SECONDS "$here/bench/sandbox-memory.sh" kata-kvm kata-template
 echo
 echo "## Pod start through CRI on our VMM, booted vs restored from a template (medians of $rounds)"
-KATA_BACKEND=kvm "$here/bench/cri-pod-start.sh" "$rounds"
+CRI_START_ONLY=1 KATA_BACKEND=kvm "$here/bench/cri-pod-start.sh" "$rounds"
 KATA_BACKEND=kvm KATA_TEMPLATE=1 "$here/bench/cri-pod-start.sh" "$rounds"

@@ -136,6 +136,11 @@ struct VMTemplate: Sendable {
         guard flock(lock, LOCK_EX | LOCK_NB) == 0, !exists else { return }
         let temporary = path + ".tmp"
         unlink(temporary)
+        // A maker killed mid-way (SIGTERM ends the shim without waiting) left its work behind:
+        // its NICs' namespace pinned, its directories. Ours now, under the lock.
+        let holding = workDirectory + "/netns"
+        NetworkNamespace.remove(at: holding)
+        _ = try? FileManager.default.removeItem(atPath: workDirectory)
         var config = vmConfig
         config.runtimeDirectory = workDirectory + "/vm"
         config.hybridVsockPath = nil
@@ -149,7 +154,6 @@ struct VMTemplate: Sendable {
         for share in config.sharedDirectories { mkdir(share.hostPath, 0o700) }
         // The maker's NICs are taps in a namespace of its own: nothing reaches them, and the
         // guest's NICs stay down until a clone's agent is told the pod's network.
-        let holding = workDirectory + "/netns"
         if !config.networkInterfaces.isEmpty {
             do {
                 try NetworkNamespace.create(at: holding)

@@ -3,6 +3,7 @@
 import Foundation
 import Hypervisor
 import Logging
+import Netlink
 import Testing
 @testable import Runtime
 
@@ -74,5 +75,31 @@ extension VMTemplateTests {
         for kept in [current.path, current.inputsPath, busy.path, next.path, next.inputsPath] {
             #expect(left.contains(String(kept.split(separator: "/").last!)), "\(kept) was removed")
         }
+    }
+}
+
+extension VMTemplateTests {
+    /// A maker killed mid-way leaves its NICs' namespace pinned and its directories; the next
+    /// maker of that key clears them under the lock. One that fails (here: no kernel to boot)
+    /// leaves nothing either: no template, no inputs, no namespace, no directory.
+    @Test(.enabled(if: getuid() == 0, "network namespaces need root"))
+    func aMakerClearsWhatAKilledOneLeftAndLeavesNothingWhenItFails() async throws {
+        let directory = "/tmp/ks-template-make-\(getpid())"
+        mkdir(directory, 0o700)
+        defer { _ = try? FileManager.default.removeItem(atPath: directory) }
+        var config = Self.config([NetworkInterface(tapName: "tap0_kata", mac: [2, 0, 0, 0, 0, 1], mtu: 1500)])
+        config.sharedDirectories = [SharedDirectory(tag: "kataShared", hostPath: "/unused")]
+        let template = VMTemplate(for: config, directory: directory)
+        mkdir(template.workDirectory, 0o700)
+        mkdir(template.workDirectory + "/vm", 0o700)
+        #expect(FileManager.default.createFile(atPath: template.workDirectory + "/vm/console.sock", contents: nil))
+        try NetworkNamespace.create(at: template.workDirectory + "/netns")
+
+        await template.make(from: config, agentTimeoutSeconds: 1, logger: Logger(label: "test"))
+
+        #expect(!template.exists && access(template.inputsPath, F_OK) != 0 && access(template.path + ".tmp", F_OK) != 0)
+        #expect(access(template.workDirectory, F_OK) != 0, "the maker's directory is left")
+        let mounts = ((try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? "").split(separator: "\n")
+        #expect(!mounts.contains { $0.contains(directory) }, "a namespace is still pinned: \(mounts.filter { $0.contains(directory) })")
     }
 }

@@ -60,7 +60,7 @@ enum NestedKVM {
             && access("/usr/bin/qemu-system-x86_64", X_OK) == 0
     }
 
-    /// `scripts/nested-tests.sh ci` inside L1, with a deadline well above its usual 220-290 s
+    /// `scripts/nested-tests.sh ci` inside L1, with a deadline well above its usual 220-310 s
     /// (suites alone; L1's boot adds about 15 s).
     static func runCI() throws -> CommandResult {
         let t0 = Date()

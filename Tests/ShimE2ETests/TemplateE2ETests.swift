@@ -123,6 +123,9 @@ import SystemSupport
             let member = try #require(next.first)
             let log = Pool.memberLog(member)
             #expect(log.contains("VM restored from template"), "member \(member) booted: \(log.suffix(2000))")
+            for line in log.split(separator: "\n") where line.contains("VM restored from template") {
+                print("BENCH templates: warm member \(member): \(line.split(separator: ":").suffix(2).joined(separator: ":"))")
+            }
             claimed.append(member)
         }
 
