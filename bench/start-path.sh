@@ -11,6 +11,8 @@
 #   KATA_WARM=1                        with a warm pool of one (docs/warm-sandboxes.md): each run
 #                                      starts once a warm sandbox is ready; the shim's steps then
 #                                      count from the claim (its row "shim process started")
+#   KATA_TEMPLATE=1                    with VM templates (docs/snapshots.md; our VMM only): the
+#                                      first pod's shim saves the template, every run restores it
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 runs=${1:-5}
@@ -21,13 +23,19 @@ trap '"$here/scripts/containerd-env.sh" stop "$work/cd" >/dev/null 2>&1 || true;
 conf=${KATA_CONF:-$work/configuration.toml}
 [ -n "${KATA_CONF:-}" ] || "$here/scripts/kata-config.sh" "$conf"
 warm=${KATA_WARM:-0}
-if [ "$warm" = 1 ]; then printf '\n[factory]\nvm_cache_number = 1\n' >> "$conf"; fi
+template=${KATA_TEMPLATE:-0}
+if [ "$warm" = 1 ] || [ "$template" = 1 ]; then printf '\n[factory]\n' >> "$conf"; fi
+if [ "$warm" = 1 ]; then printf 'vm_cache_number = 1\n' >> "$conf"; fi
+if [ "$template" = 1 ]; then printf 'enable_template = true\ntemplate_path = "%s"\n' "$work/template" >> "$conf"; fi
 "$here/scripts/containerd-env.sh" start "$work/cd" "$bin" >/dev/null
 python3 "$here/scripts/make-image.py" "$work/busybox.tar" docker.io/library/busybox:kata-path sh >/dev/null
 ctr images import "$work/busybox.tar" >/dev/null
 
-if [ "$warm" = 1 ]; then  # the first pod fills the pool
+if [ "$warm" = 1 ] || [ "$template" = 1 ]; then  # the first pod fills the pool, or saves the template
   ctr run --rm --runtime io.containerd.kata.v2 --runtime-config-path "$conf" docker.io/library/busybox:kata-path path-fill true
+fi
+if [ "$template" = 1 ]; then
+  for _ in $(seq 1 2400); do compgen -G "$work/template/*.vm" >/dev/null && break; sleep 0.1; done
 fi
 for i in $(seq 1 "$runs"); do
   if [ "$warm" = 1 ]; then
