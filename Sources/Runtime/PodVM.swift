@@ -140,7 +140,7 @@ public final class PodVM: Sendable {
                 do {
                     try await candidate.start()
                     restored = true
-                    logger.info("sandbox \(sandboxID): VM restored from template \(template.key) in \((ContinuousClock.now - bootStarted).milliseconds) ms")
+                    logger.info("sandbox \(sandboxID): VM restored from template \(template.key) in \(Int((ContinuousClock.now - bootStarted).milliseconds)) ms")
                 } catch {
                     logger.warning("sandbox \(sandboxID): template \(template.path) did not restore (\(error)); discarded, booting")
                     template.discard()

@@ -105,13 +105,7 @@ import SystemSupport
 
     /// Pods with CNI networking restored from a VM template (each with its own NIC): our VMM only.
     /// (Warm members restoring theirs: TemplateE2ETests.)
-    @Test(
-        .enabled("templates need our VMM: KATA_E2E_BACKEND=kvm runs this inside the nested KVM host") {
-            if E2E.backend == "kvm" { return true }
-            print("CRI with templates: skipped on backend \(E2E.backend); `scripts/nested-tests.sh all` has it")
-            return false
-        },
-        .timeLimit(.minutes(25)))
+    @Test(.onOurVMM("CRI with templates", elsewhere: "`scripts/nested-tests.sh all` has it"), .timeLimit(.minutes(25)))
     func criSuiteWithKataFromTemplates() throws {
         try runSuite(handler: "kata", templates: true)
     }

@@ -14,20 +14,21 @@ import SystemSupport
         ((try? FileManager.default.contentsOfDirectory(atPath: templates)) ?? []).filter { $0.hasSuffix(".vm") }
     }
 
-    @Test(
-        .enabled("templates need our VMM: KATA_E2E_BACKEND=kvm runs this inside the nested KVM host") {
-            if VMRuntimeE2ETests.backend == "kvm" { return true }
-            print("templates: skipped on backend \(VMRuntimeE2ETests.backend); the nested KVM host's ci run has it")
-            return false
-        },
-        .timeLimit(.minutes(15)))
+    /// containerd with `[factory]` set as given; `stop` removes the templates as well.
+    static func start(_ name: String, factory: String) throws -> ContainerdHarness {
+        try VMRuntimeE2ETests.start(name, extraTOML: "[factory]\n" + factory)
+    }
+
+    static func stop(_ containerd: ContainerdHarness) {
+        containerd.stop()
+        _ = try? FileManager.default.removeItem(atPath: Self.templates)
+        rmdir(VMRuntimeE2ETests.sandboxRoot)
+    }
+
+    @Test(.onOurVMM("templates", elsewhere: "the nested KVM host's ci run has it"), .timeLimit(.minutes(15)))
     func podsRestoreATemplateSavedByTheFirstPodsShim() async throws {
-        let containerd = try VMRuntimeE2ETests.start("template", extraTOML: "[factory]\nenable_template = true")
-        defer {
-            containerd.stop()
-            _ = try? FileManager.default.removeItem(atPath: Self.templates)
-            rmdir(VMRuntimeE2ETests.sandboxRoot)
-        }
+        let containerd = try Self.start("template", factory: "enable_template = true")
+        defer { Self.stop(containerd) }
         let runtime = VMRuntimeE2ETests.runtime
         let image = VMRuntimeE2ETests.image
 
@@ -83,21 +84,10 @@ import SystemSupport
     /// Warm sandboxes boot with a NIC (docs/warm-sandboxes.md), so theirs is a template of its
     /// own: the first member boots and saves it, the members after it restore it (NIC and all)
     /// and pods claim them as any.
-    @Test(
-        .enabled("templates need our VMM: KATA_E2E_BACKEND=kvm runs this inside the nested KVM host") {
-            if VMRuntimeE2ETests.backend == "kvm" { return true }
-            print("templates with warm sandboxes: skipped on backend \(VMRuntimeE2ETests.backend); the nested KVM host's ci run has it")
-            return false
-        },
-        .timeLimit(.minutes(15)))
+    @Test(.onOurVMM("templates with warm sandboxes", elsewhere: "the nested KVM host's ci run has it"), .timeLimit(.minutes(15)))
     func warmSandboxesWithTheirNICRestoreATemplate() async throws {
-        let containerd = try VMRuntimeE2ETests.start(
-            "template-warm", extraTOML: "[factory]\nenable_template = true\nvm_cache_number = 1")
-        defer {
-            containerd.stop()
-            _ = try? FileManager.default.removeItem(atPath: Self.templates)
-            rmdir(VMRuntimeE2ETests.sandboxRoot)
-        }
+        let containerd = try Self.start("template-warm", factory: "enable_template = true\nvm_cache_number = 1")
+        defer { Self.stop(containerd) }
         let runtime = VMRuntimeE2ETests.runtime
         let image = VMRuntimeE2ETests.image
         typealias Pool = WarmPoolE2ETests
@@ -130,17 +120,18 @@ import SystemSupport
         }
 
         // containerd stops: the members go; the templates stay until removed.
-        let pidText = (try? String(contentsOfFile: containerd.directory + "/containerd.pid", encoding: .utf8)) ?? ""
-        let pid = try #require(Int32(pidText.trimmingCharacters(in: .whitespacesAndNewlines)))
-        #expect(kill(pid, SIGTERM) == 0)
-        #expect(waitUntil(seconds: 30) { kill(pid, 0) != 0 }, "containerd did not stop")
-        #expect(waitUntil(seconds: 30) { containerd.shimProcesses().isEmpty }, "shims left: \(containerd.shimProcesses())")
-        #expect(Pool.members().all.isEmpty, "pool entries left: \(Pool.members())")
-        try FileManager.default.removeItem(atPath: Self.templates)
-        let leftovers = (try? FileManager.default.contentsOfDirectory(atPath: VMRuntimeE2ETests.sandboxRoot)) ?? []
-        #expect(leftovers.isEmpty, "left in the sandbox directory: \(leftovers)")
-        let mounts = ((try? readWholeTextFile("/proc/self/mounts")) ?? "").split(separator: "\n")
-            .filter { $0.contains(VMRuntimeE2ETests.sandboxRoot) }
-        #expect(mounts.isEmpty, "mounts left: \(mounts)")
+        try Pool.stopContainerdAndExpectNothingLeft(containerd, besides: [".template"])
+    }
+}
+
+extension Trait where Self == ConditionTrait {
+    /// Runs where the e2e tests use our VMM (KATA_E2E_BACKEND=kvm: the nested KVM host), and
+    /// elsewhere prints why it skipped and where it runs.
+    static func onOurVMM(_ what: String, elsewhere: String) -> Self {
+        .enabled("\(what) need our VMM: KATA_E2E_BACKEND=kvm runs this inside the nested KVM host") {
+            if VMRuntimeE2ETests.backend == "kvm" { return true }
+            print("\(what): skipped on backend \(VMRuntimeE2ETests.backend); \(elsewhere)")
+            return false
+        }
     }
 }

@@ -93,17 +93,27 @@ import SystemSupport
         #expect(waitUntil(seconds: 240) { Self.members().ready.count == 1 }, "the pool was not filled again: \(Self.members())")
 
         // containerd stops: the warm shim ends with it and takes its VM and entries along.
+        try Self.stopContainerdAndExpectNothingLeft(containerd)
+    }
+
+    /// Stops containerd (SIGTERM) and expects every shim, QEMU, pool entry, sandbox directory
+    /// and mount of ours gone with it; `besides` names what may stay in the sandbox directory.
+    static func stopContainerdAndExpectNothingLeft(
+        _ containerd: ContainerdHarness, besides: Set<String> = [], sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
         let pidText = (try? String(contentsOfFile: containerd.directory + "/containerd.pid", encoding: .utf8)) ?? ""
-        let pid = try #require(Int32(pidText.trimmingCharacters(in: .whitespacesAndNewlines)))
-        #expect(kill(pid, SIGTERM) == 0)
-        #expect(waitUntil(seconds: 30) { kill(pid, 0) != 0 }, "containerd did not stop")
-        #expect(waitUntil(seconds: 30) { containerd.shimProcesses().isEmpty }, "shims left: \(containerd.shimProcesses())")
-        #expect(waitUntil(seconds: 20) { VMRuntimeE2ETests.qemuProcesses().isEmpty }, "QEMU left: \(VMRuntimeE2ETests.qemuProcesses())")
-        #expect(Self.members().all.isEmpty, "pool entries left: \(Self.members())")
-        let leftovers = (try? FileManager.default.contentsOfDirectory(atPath: VMRuntimeE2ETests.sandboxRoot)) ?? []
-        #expect(leftovers.isEmpty, "left in the sandbox directory: \(leftovers)")
+        let pid = try #require(Int32(pidText.trimmingCharacters(in: .whitespacesAndNewlines)), sourceLocation: sourceLocation)
+        #expect(kill(pid, SIGTERM) == 0, sourceLocation: sourceLocation)
+        #expect(waitUntil(seconds: 30) { kill(pid, 0) != 0 }, "containerd did not stop", sourceLocation: sourceLocation)
+        #expect(waitUntil(seconds: 30) { containerd.shimProcesses().isEmpty }, "shims left: \(containerd.shimProcesses())",
+                sourceLocation: sourceLocation)
+        #expect(waitUntil(seconds: 20) { VMRuntimeE2ETests.qemuProcesses().isEmpty }, "QEMU left: \(VMRuntimeE2ETests.qemuProcesses())",
+                sourceLocation: sourceLocation)
+        #expect(members().all.isEmpty, "pool entries left: \(members())", sourceLocation: sourceLocation)
+        let leftovers = Set((try? FileManager.default.contentsOfDirectory(atPath: VMRuntimeE2ETests.sandboxRoot)) ?? [])
+        #expect(leftovers.subtracting(besides).isEmpty, "left in the sandbox directory: \(leftovers)", sourceLocation: sourceLocation)
         let mounts = ((try? readWholeTextFile("/proc/self/mounts")) ?? "").split(separator: "\n")
             .filter { $0.contains(VMRuntimeE2ETests.sandboxRoot) }
-        #expect(mounts.isEmpty, "mounts left: \(mounts)")
+        #expect(mounts.isEmpty, "mounts left: \(mounts)", sourceLocation: sourceLocation)
     }
 }
