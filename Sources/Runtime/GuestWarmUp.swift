@@ -39,7 +39,7 @@ enum GuestWarmUp {
     /// Creates, starts, waits for and removes the container. Never throws: a warm sandbox whose
     /// warm-up failed still serves pods (it only starts them a little slower); the failure is
     /// logged, and the container removed if it was created.
-    static func run(_ agent: Kata_Agent_V1_AgentServiceClient, sandboxID: String, logger: Logger) async {
+    static func run(_ agent: Kata_Agent_V1_AgentServiceClient, for subject: String, logger: Logger) async {
         let clock = ContinuousClock()
         let started = clock.now
         let options = TTRPCCallOptions(timeout: .seconds(30))
@@ -62,9 +62,9 @@ enum GuestWarmUp {
             _ = try await agent.removeContainer(.with { $0.containerID = containerID }, options: options)
             created = false
             guard status == 0 else { throw TTRPCError(.unknown, "the throwaway container exited with status \(status)") }
-            logger.info("warm sandbox \(sandboxID): guest warmed up by a throwaway container in \(started.duration(to: clock.now))")
+            logger.info("\(subject): guest warmed up by a throwaway container in \(started.duration(to: clock.now))")
         } catch {
-            logger.warning("warm sandbox \(sandboxID): warm-up container: \(error); the sandbox serves pods all the same")
+            logger.warning("\(subject): warm-up container: \(error); it serves pods all the same")
             if created { _ = try? await agent.removeContainer(.with { $0.containerID = containerID }, options: options) }
         }
     }

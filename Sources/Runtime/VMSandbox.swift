@@ -212,7 +212,7 @@ public actor VMSandbox: Sandbox {
             }
             // The member is offered only after this (its claim socket comes when warmUp returns);
             // a stop meanwhile ends the VM and the warm-up's calls fail harmlessly.
-            await GuestWarmUp.run(vm.agent, sandboxID: sandboxID, logger: logger)
+            await GuestWarmUp.run(vm.agent, for: "warm sandbox \(sandboxID)", logger: logger)
             Heap.trimSoon()  // the member idles from here: what its boot freed goes back
             guard isWarm(vm) else { throw .shutDown }
         }

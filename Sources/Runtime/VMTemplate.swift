@@ -119,11 +119,11 @@ struct VMTemplate: Sendable {
     }
 
     /// Boots a VM configured like `vmConfig` to agent ready and saves it as this template:
-    /// health-checked, its connection closed (a save carries none; `saveTemplate` waits for it
-    /// to end), written to a temporary file
-    /// and renamed. One maker per key at a time (a lock file); a template already there, or a
-    /// maker already at work, makes this return at once. Failures are logged; the sandbox that
-    /// asked runs on either way.
+    /// health-checked, warmed up by a throwaway container (GuestWarmUp), its connection closed
+    /// (a save carries none; `saveTemplate` waits for it to end), written to a temporary file and
+    /// renamed. One maker per key at a time (a lock file); a template already there, or a maker
+    /// already at work, makes this return at once. Failures are logged; the sandbox that asked
+    /// runs on either way.
     func make(from vmConfig: HypervisorConfig, agentTimeoutSeconds: Double, logger: Logger) async {
         let started = ContinuousClock.now
         mkdir(directory, 0o700)
@@ -177,6 +177,10 @@ struct VMTemplate: Sendable {
         do {
             try await vm.start()
             let client = try await PodVM.connectAgent(vm, timeoutSeconds: agentTimeoutSeconds, logger: logger)
+            // Saved warmed up: every clone's first container finds the agent's container path
+            // paged in and the Swift runtime's first-use costs paid (the agent image's own
+            // busybox, never a pod's code).
+            await GuestWarmUp.run(Kata_Agent_V1_AgentServiceClient(client), for: "template \(key)", logger: logger)
             await client.close()
             try await vm.saveTemplate(to: temporary)
             await vm.stop(graceSeconds: 0)

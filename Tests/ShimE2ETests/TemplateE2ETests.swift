@@ -99,7 +99,11 @@ import SystemSupport
         #expect(waitUntil(seconds: 240) { Self.savedTemplates().count == 2 && Pool.members().ready.count == 1 },
                 "templates \(Self.savedTemplates()), members \(Pool.members()): \(containerd.containerdLog().split(separator: "\n").filter { $0.contains("template") }.suffix(10))")
         let booted = try #require(Pool.members().ready.first)
-        #expect(!Pool.memberLog(booted).contains("VM restored from template"), "the first member had no template to restore")
+        let bootedLog = Pool.memberLog(booted)
+        #expect(!bootedLog.contains("VM restored from template"), "the first member had no template to restore")
+        // Its shim saved the template warmed up (GuestWarmUp in the maker's VM).
+        #expect(bootedLog.split(separator: "\n").contains { $0.contains("] template ") && $0.contains(": guest warmed up by a throwaway container") },
+                "the maker's warm-up: \(bootedLog.suffix(2000))")
 
         // Each pod takes the ready member; the one that replaces it restores the NIC template.
         var claimed = [booted]
