@@ -188,7 +188,7 @@ struct VMTemplate: Sendable {
             guard rename(temporary, path) == 0 else { throw RuntimeError.system(operation: "rename \(temporary)", errno: errno) }
             var st = stat()
             _ = stat(path, &st)
-            logger.info("template \(key): saved at agent ready in \(Int((ContinuousClock.now - started).milliseconds)) ms, \(st.st_blocks * 512 >> 20) MiB on disk (\(path))")
+            logger.info("template \(key): saved, warmed up, in \(Int((ContinuousClock.now - started).milliseconds)) ms, \(st.st_blocks * 512 >> 20) MiB on disk (\(path))")
             sweep(logger: logger)
         } catch {
             await vm.stop(graceSeconds: 0)

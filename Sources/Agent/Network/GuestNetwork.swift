@@ -4,8 +4,8 @@
 //
 //   UpdateInterface: find the link by MAC (the guest NIC carries the veth's MAC), else by name,
 //                    else the guest's only NIC (a warm or restored VM's has another MAC, and
-//                    the name it got at boot); rename it, give it the MAC (a warm sandbox's NIC was booted with another),
-//                    set the MTU, replace its addresses, bring it up.
+//                    the name it got at boot); rename it, give it the MAC, set the MTU,
+//                    replace its addresses, bring it up.
 //   UpdateRoutes:    for every device named, drop its main-table routes and add the listed ones,
 //                    link-scope routes (no gateway) first so the gateways are reachable.
 //   AddARPNeighbors: static neighbour entries (ip neigh replace).
