@@ -49,7 +49,7 @@ struct VMTemplate: Sendable {
     /// clone's taps and MACs are its own (the agent gives the guest NIC the pod's MAC, as for a
     /// warm sandbox).
     static func inputs(_ c: HypervisorConfig) -> [String] {
-        let shim = executablePath()
+        let shim = currentExecutablePath()
         return [
             "format 1",
             "shim \(shim) \(identity(shim))",
@@ -66,15 +66,6 @@ struct VMTemplate: Sendable {
     /// The first 16 hex digits of a SHA-256 over the inputs.
     static func key(_ inputs: [String]) -> String {
         String(SHA256.hexDigest(inputs.joined(separator: "\n")).prefix(16))
-    }
-
-    static func key(_ c: HypervisorConfig) -> String { key(inputs(c)) }
-
-    /// This process's executable, as the kernel resolved it.
-    static func executablePath() -> String {
-        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-        return n > 0 ? String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : "/proc/self/exe"
     }
 
     /// Whether a template's inputs (`<key>.inputs`) name a file whose identity changed since:

@@ -52,7 +52,7 @@ func currentEnvironment() -> [String] {
 }
 
 /// The path of the running executable.
-func currentExecutablePath() -> String {
+public func currentExecutablePath() -> String {
     var buffer = [CChar](repeating: 0, count: 4096)
     let count = buffer.withUnsafeMutableBufferPointer { buffer -> Int in
         guard let base = buffer.baseAddress else { return -1 }

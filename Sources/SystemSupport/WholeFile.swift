@@ -48,3 +48,15 @@ public func writeAll(_ fd: Int32, _ bytes: some Collection<UInt8>) throws(Errno)
         offset += n
     }
 }
+
+/// Writes all of `bytes` to descriptor `fd` (not closed) at `offset`, without moving its file
+/// offset (pwrite), looping over short writes and EINTR.
+public func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws(Errno) {
+    guard let base = bytes.baseAddress else { return }
+    var done = 0
+    while done < bytes.count {
+        let n = try retryingSyscall { pwrite(fd, base + done, bytes.count - done, off_t(offset) + off_t(done)) }
+        guard n > 0 else { throw Errno(EIO) }  // pwrite(2) made no progress on a non-empty buffer
+        done += n
+    }
+}

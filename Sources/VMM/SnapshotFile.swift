@@ -144,11 +144,7 @@ public struct SnapshotFile: Sendable {
             var end = start + pageSize
             while end < bytes.count, !isZero(end) { end += pageSize }
             end = min(end, bytes.count)
-            var done = start
-            while done < end {
-                let n = try retryingSyscall { pwrite(fd.rawValue, base + done, end - done, off_t(offset) + off_t(done)) }
-                done += n
-            }
+            try writeAll(fd.rawValue, UnsafeRawBufferPointer(rebasing: bytes[start..<end]), at: offset + UInt64(start))
             start = end
         }
     }

@@ -15,14 +15,14 @@ import Testing
     }
 
     @Test func aNICCountsByNumberAndMTUNotByTapOrMAC() {
-        let key = { (interfaces: [NetworkInterface]) in VMTemplate.key(Self.config(interfaces)) }
+        let key = { (interfaces: [NetworkInterface]) in VMTemplate(for: Self.config(interfaces), directory: "/unused").key }
         let warm = NetworkInterface(tapName: "tap0_kata", netnsPath: "/run/a/netns", mac: [2, 0, 0, 0, 0, 1], mtu: 1500)
         let pod = NetworkInterface(tapName: "tap0_kata", netnsPath: "/var/run/netns/cni-1", mac: [2, 9, 9, 9, 9, 9], mtu: 1500)
         #expect(key([warm]) == key([pod]), "a clone's tap and MAC are its own")
         #expect(key([warm]) != key([]))
         #expect(key([warm]) != key([NetworkInterface(tapName: "tap0_kata", mac: [2, 0, 0, 0, 0, 1], mtu: 1450)]))
         #expect(key([warm]) != key([warm, pod]))
-        #expect(VMTemplate.key(Self.config(memoryMiB: 128)) != VMTemplate.key(Self.config(memoryMiB: 256)))
+        #expect(VMTemplate(for: Self.config(memoryMiB: 128), directory: "/unused").key != VMTemplate(for: Self.config(memoryMiB: 256), directory: "/unused").key)
         #expect(key([]).count == 16 && key([]).allSatisfy(\.isHexDigit))
     }
 }
