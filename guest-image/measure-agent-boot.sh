@@ -25,7 +25,7 @@ for i in $(seq 1 "$runs"); do
   start=$(date +%s%N)
   qemu-system-x86_64 -M microvm,acpi=off -accel tcg -cpu max -m 256 -nographic -no-reboot \
     -kernel "$kernel" -initrd "$initrd" \
-    -append "console=ttyS0 reboot=t panic=-1 tsc_early_khz=${khz:-2000000}" </dev/null >"$log" 2>&1 &
+    -append "console=ttyS0 reboot=t panic=-1 tsc_early_khz=${khz:-2000000} noapictimer no_timer_check noreplace-smp" </dev/null >"$log" 2>&1 &
   qpid=$!
   until grep -q "listening on vsock://-1:1024" "$log"; do
     kill -0 "$qpid" 2>/dev/null || { cat "$log" >&2; echo "measure-agent-boot: QEMU exited early" >&2; exit 1; }

@@ -55,6 +55,17 @@ struct QEMUCommand: Equatable, Sendable {
     /// with -no-reboot), no panic wait, the random pool ready at boot (docs/guest-image.md, "Entropy").
     static let baseCmdline = ["console=ttyS0", "reboot=t", "panic=-1", "random.trust_cpu=on"]
 
+    /// Kernel arguments a TCG guest gets on top: each skips a step of early boot that waits on
+    /// emulated time or patches kernel text, both slow under TCG (docs/performance.md, "The guest
+    /// kernel's boot under TCG"). `noapictimer`: no local APIC timer calibration and check (about
+    /// 200 ms of guest time; TCG has no TSC-deadline timer, and the check fails now and then anyway);
+    /// the PIT is the clock event device, broadcast to other vCPUs, as after a failed check.
+    /// `no_timer_check`: no 40 ms wait for timer ticks through the IO-APIC, which a KVM guest skips
+    /// by itself. `noreplace-smp`: no rewriting of every `lock` prefix in the kernel's text for one
+    /// vCPU, thousands of text pokes that each flush TCG's TLB; a `lock` costs TCG nothing extra
+    /// on one vCPU.
+    static let tcgCmdline = ["noapictimer", "no_timer_check", "noreplace-smp"]
+
     /// The guest's TSC rate: under TCG the guest TSC is the host's (QEMU reads the host TSC), so we
     /// pass the host's rate and the guest skips calibration (which can hang under TCG). A wrong
     /// value makes guest time run too fast or slow: 2000 kHz made it run ~1000x too fast here.
@@ -82,7 +93,10 @@ struct QEMUCommand: Equatable, Sendable {
         entropySource = config.qemuEntropySource
         var args = Self.baseCmdline
         if config.imagePath != nil { args += HypervisorConfig.imageRootArguments }
-        if accelerator == .tcg, let tscKHz { args.append("tsc_early_khz=\(tscKHz)") }
+        if accelerator == .tcg {
+            if let tscKHz { args.append("tsc_early_khz=\(tscKHz)") }
+            args += Self.tcgCmdline
+        }
         if !config.debug { args.append("quiet") }
         cmdline = (args + config.cmdlineExtras).joined(separator: " ")
         vcpus = config.vcpus
