@@ -51,11 +51,11 @@ start=$(date +%s)
 tests="$bin/kata-swiftPackageTests.xctest"
 [ -x "$tests" ] || fail "$tests is missing: run make build on the host first"
 # A watchdog inside L1 (docs/nested-kvm.md, "Hangs"): if the suites stall, then before the host's
-# deadline (720 s for ci, L1's boot included) kills L1 and everything in it, say where every
+# deadline (1020 s for ci, L1's boot included) kills L1 and everything in it, say where every
 # process of ours waits, with the tail of each test containerd's log, then end with 124 as the
 # host's deadline would. A whole L1 that stops running cannot say anything: nested-kvm.sh then
 # prints where L1's CPU is.
-watchdog=${NESTED_WATCHDOG_S:-$([ "$mode" = ci ] && echo 540 || echo 4500)}
+watchdog=${NESTED_WATCHDOG_S:-$([ "$mode" = ci ] && echo 900 || echo 4500)}
 "$tests" --testing-library swift-testing --no-parallel --filter "$filter" &
 tests_pid=$!
 waited=0

@@ -33,16 +33,16 @@ struct NestedKVMTests {
         try NestedKVM.expectNothingLeft(besides: before)
     }
 
-    /// Retries only for a run the deadline killed (docs/nested-kvm.md, "Hangs"): each hang is
-    /// printed with where L1's CPU was, and a retry must pass. Any other failure fails at once.
-    /// The limit holds three deadlines of 720 s and L1's boots.
-    @Test(.timeLimit(.minutes(40)))
+    /// Retries once, only for a run the deadline killed (docs/nested-kvm.md, "Hangs"): the hang is
+    /// printed with where L1's CPU was, and the retry must pass. Any other failure fails at once.
+    /// The limit holds two deadlines of 1020 s and L1's boots.
+    @Test(.timeLimit(.minutes(38)))
     func ourVMMRunsTheAgentAndContainersOnARealKVM() throws {
         let before = NestedKVM.jobDirectories()
-        // Up to three attempts; each hung one is printed in full.
+        // Up to two attempts; a hung one is printed in full.
         var result = try NestedKVM.runCI()
-        for attempt in 2...3 where result.status == 124 {
-            print("nested: ATTENTION: the ci run hung inside L1 and was killed by its deadline; attempt \(attempt) of 3. Its output:")
+        if result.status == 124 {
+            print("nested: ATTENTION: the ci run hung inside L1 and was killed by its deadline; attempt 2 of 2. Its output:")
             print(result.stdout.split(separator: "\n").map { "nested(hung)| " + $0 }.joined(separator: "\n"))
             print(result.stderr.split(separator: "\n").suffix(40).map { "nested(hung)! " + $0 }.joined(separator: "\n"))
             result = try NestedKVM.runCI()
@@ -60,11 +60,11 @@ enum NestedKVM {
             && access("/usr/bin/qemu-system-x86_64", X_OK) == 0
     }
 
-    /// `scripts/nested-tests.sh ci` inside L1, with a deadline well above its usual 220-310 s
-    /// (suites alone; L1's boot adds about 15 s).
+    /// `scripts/nested-tests.sh ci` inside L1, with a deadline well above its suites' 290-350 s
+    /// (L1's boot adds 15-40 s), and above the 580-620 s they took on a slower machine (2026-12-06).
     static func runCI() throws -> CommandResult {
         let t0 = Date()
-        let result = try run(["--timeout", "720", "--", repositoryRoot + "/scripts/nested-tests.sh", "ci"], raw: true)
+        let result = try run(["--timeout", "1020", "--", repositoryRoot + "/scripts/nested-tests.sh", "ci"], raw: true)
         print("nested: scripts/nested-tests.sh ci took \(Int(Date().timeIntervalSince(t0))) s (L1 boot included), status \(result.status)")
         return result
     }
