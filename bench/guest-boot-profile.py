@@ -18,6 +18,7 @@ import bisect
 import collections
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -39,10 +40,15 @@ def host_tsc_khz():
 
 
 def kernel_symbols(vmlinux):
+    """The text symbols of `nm VMLINUX`, sorted: (addresses, names)."""
     out = subprocess.run(["nm", vmlinux], check=True, capture_output=True, text=True).stdout
-    syms = sorted((int(a, 16), n) for a, t, n in (l.split()[:3] for l in out.splitlines() if len(l.split()) >= 3)
-                  if t in "tTwW")
-    return [a for a, _ in syms], [n for _, n in syms]
+    symbols = []
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[1] in "tTwW":
+            symbols.append((int(fields[0], 16), fields[2]))
+    symbols.sort()
+    return [a for a, _ in symbols], [n for _, n in symbols]
 
 
 class Monitor:
@@ -86,6 +92,7 @@ def main():
          "-qmp", "unix:%s,server=on,wait=off" % qmp, "-S", "-kernel", kernel, "-append", " ".join(cmdline)],
         stdin=subprocess.DEVNULL)
     samples = []
+    elapsed = 0.0
     try:
         for _ in range(200):
             if os.path.exists(qmp):
@@ -110,8 +117,9 @@ def main():
         if qemu.poll() is None:
             qemu.kill()
         qemu.wait()
-        console = open(os.path.join(work, "console"), errors="replace").read() if os.path.exists(os.path.join(work, "console")) else ""
-        subprocess.run(["rm", "-rf", work])
+        console_path = os.path.join(work, "console")
+        console = open(console_path, errors="replace").read() if os.path.exists(console_path) else ""
+        shutil.rmtree(work, ignore_errors=True)
 
     def function(rip):
         i = bisect.bisect_right(addresses, rip) - 1
