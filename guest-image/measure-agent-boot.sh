@@ -14,6 +14,7 @@ initrd=${2:-$here/../build/guest/initramfs-agent.cpio}
 [ -f "$kernel" ] && [ -f "$initrd" ] || { echo "measure-agent-boot: need $kernel and $initrd" >&2; exit 1; }
 
 # TCG's guest TSC ticks at the host's rate: tell the guest that rate, or its clock runs wild.
+# noapictimer no_timer_check noreplace-smp are the shim's for a TCG guest (QEMUCommand.tcgCmdline).
 khz=$(awk -F: '/^cpu MHz/ {printf "%d", $2 * 1000; exit}' /proc/cpuinfo)
 work=$(mktemp -d)
 qpid=
