@@ -13,14 +13,6 @@ import VirtIOTestSupport
     let memory = HeapGuestMemory(size: 0x100000)
     let line = RecordingInterruptLine()
 
-    func waitUntil(_ condition: () throws -> Bool) rethrows -> Bool {
-        for _ in 0..<2000 {
-            if try condition() { return true }
-            usleep(1000)
-        }
-        return try condition()
-    }
-
     @Test func framesMoveBothWaysThroughTheEventLoop() throws {
         var fds: [Int32] = [-1, -1]
         let kind = Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue)
